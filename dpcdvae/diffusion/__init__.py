@@ -1,0 +1,1 @@
+"""dpcdvae.diffusion."""
