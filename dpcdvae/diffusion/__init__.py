@@ -1,1 +1,14 @@
-"""dpcdvae.diffusion."""
+"""dpcdvae.diffusion: model-agnostic diffusion machinery.
+
+- :func:`make_betas`: sigmoid (published DP-CDVAE code), linear and cosine beta schedules (float64 ``[T]``).
+- :class:`DDPMScheduler`: forward noising (Eq. 2), the wrap (Eq. 3), reverse steps Eq. 6, Eq. 7 and a strided
+  DDIM-style sampler; steps are the integers ``1..T`` (array index ``t - 1``, ``abar_0 = 1``).
+- :func:`sample_loop`: the reverse loop for any ``eps_fn(pi(x_t), t)``, with optional trajectory recording.
+- :class:`AnnealedLangevin`: the CDVAE baseline's annealed Langevin sampler and score-matching helpers.
+"""
+from .ddpm import VARIANTS, DDPMScheduler, Trajectory, periodic_wrap, sample_loop
+from .langevin import AnnealedLangevin
+from .schedules import BETA_SCHEDULES, make_betas
+
+__all__ = ["make_betas", "BETA_SCHEDULES", "DDPMScheduler", "Trajectory", "sample_loop", "periodic_wrap",
+           "VARIANTS", "AnnealedLangevin"]

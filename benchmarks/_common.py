@@ -1,0 +1,63 @@
+"""Small helpers shared by the benchmark scripts: machine description, timing, the final JSON line."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+__all__ = ["machine_info", "time_fn", "print_json", "sync"]
+
+
+def machine_info(device: str | torch.device = "cpu") -> dict:
+    """Where the numbers were taken: device name, torch version and threads, CPU count, python version."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:  # the model name is more telling than 'x86_64'
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if line.startswith("model name"):
+                        name = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+    return {
+        "device": f"{device.type}: {name}",
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def sync(device: str | torch.device = "cpu") -> None:
+    """Wait for queued CUDA work (no-op on CPU) so that wall-clock timings are honest."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
+            device: str | torch.device = "cpu") -> dict:
+    """Median (and min/max) wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+
+
+def print_json(record: dict) -> None:
+    """Print one JSON line (the benchmark's machine-readable result)."""
+    print(json.dumps(record, sort_keys=False), flush=True)

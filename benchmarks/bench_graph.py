@@ -1,0 +1,149 @@
+"""Benchmark: the periodic radius graph (edges + max_neighbors + triplets) vs a loop over pymatgen.
+
+Cases (all seeded, synthetic so the script needs no data):
+
+* ``mp20``: 256 crystals of 20 atoms, MP-20-like skewed cells (15-25 A^3/atom, angles 60-120 deg).
+* ``carbon24``: 256 Carbon-24-like cells (6-24 atoms, 5.5-7.5 A^3/atom, angles 60-120 deg, short axes ~2.4 A).
+* ``perov16`` / ``perov256``: 16 / 256 Perov-5-like cubic cells of 5 atoms, a ~ 3.7-4.7 A (many images at 7 A);
+  the sampler rebuilds such graphs at each of its 1000 steps.
+
+For each case: our ``radius_graph_pbc(cutoff=7, max_neighbors=20, triplets=True)`` (float32, as in the model) and
+edges alone, against ``Structure.get_neighbor_list(7)`` looped over the batch (edges only, float64, its Cython
+core). Median of ``--repeats`` runs after a warm-up. One JSON line per case, then a final JSON line whose top-level
+figures are those of ``mp20`` and which holds every case under ``cases``.
+
+    python benchmarks/bench_graph.py [--threads 2] [--device cpu] [--repeats 5] [--backend torch|vesin]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine_info, print_json, time_fn  # noqa: E402
+
+from dpcdvae.crystal import lattice_params_to_matrix  # noqa: E402
+from dpcdvae.graph import radius_graph_pbc  # noqa: E402
+
+
+def _valid_angles(rng, lo, hi):
+    while True:
+        ang = rng.uniform(lo, hi, size=3)
+        c = np.cos(np.deg2rad(ang))
+        g = 1 - (c ** 2).sum() + 2 * c.prod()
+        if g > 0.1:  # not too flat
+            return ang, math.sqrt(g)
+
+
+def random_cells(rng, num_atoms, vol_per_atom, angle_range, aspect=(0.5, 2.0)):
+    """Lengths [B,3] and angles [B,3] with the requested volume per atom and random aspect ratios."""
+    lengths, angles = [], []
+    for n in num_atoms:
+        ang, g = _valid_angles(rng, *angle_range)
+        ratio = np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1]), size=3))
+        vol = n * rng.uniform(*vol_per_atom)
+        scale = (vol / (ratio.prod() * g)) ** (1 / 3)
+        lengths.append(ratio * scale)
+        angles.append(ang)
+    return np.array(lengths), np.array(angles)
+
+
+def make_case(name, seed=0):
+    rng = np.random.default_rng(seed)
+    if name == "mp20":
+        num_atoms = np.full(256, 20)
+        lengths, angles = random_cells(rng, num_atoms, (15, 25), (60, 120))
+    elif name == "carbon24":
+        sizes = np.arange(6, 25, 2)
+        p = np.array([68, 52, 32, 20, 11, 9, 3, 2, 2, 1], float)
+        num_atoms = rng.choice(sizes, size=256, p=p / p.sum())
+        lengths, angles = random_cells(rng, num_atoms, (5.5, 7.5), (60, 120), aspect=(0.4, 2.5))
+    elif name.startswith("perov"):
+        B = int(name[5:])
+        num_atoms = np.full(B, 5)
+        a = rng.uniform(3.7, 4.7, size=B)
+        lengths, angles = np.stack([a, a, a], 1), np.full((B, 3), 90.0)
+    else:
+        raise ValueError(name)
+    frac = rng.random((int(num_atoms.sum()), 3))
+    return num_atoms, lengths, angles, frac
+
+
+def to_structures(num_atoms, lattice, frac):
+    from pymatgen.core import Lattice, Structure
+
+    out, start = [], 0
+    for b, n in enumerate(num_atoms):
+        out.append(Structure(Lattice(lattice[b]), ["C"] * int(n), frac[start:start + n]))
+        start += n
+    return out
+
+
+def run_case(name, device, repeats, backend, cutoff=7.0, max_nb=20):
+    num_atoms, lengths, angles, frac = make_case(name)
+    lat64 = lattice_params_to_matrix(torch.tensor(lengths), torch.tensor(angles))
+    structures = to_structures(num_atoms, lat64.numpy(), frac)
+    B = len(num_atoms)
+    lattice = lat64.float().to(device)
+    frac_t = torch.tensor(frac, dtype=torch.float32, device=device)
+    na = torch.tensor(num_atoms, device=device)
+    batch = torch.repeat_interleave(torch.arange(B, device=device), na)
+
+    kw = dict(num_atoms=na) if backend == "torch" else dict(num_atoms=na, backend=backend)
+    full = lambda: radius_graph_pbc(frac_t, lattice, batch, cutoff, max_neighbors=max_nb, triplets=True, **kw)
+    edges = lambda: radius_graph_pbc(frac_t, lattice, batch, cutoff, max_neighbors=None, triplets=False, **kw)
+    pmg = lambda: [s.get_neighbor_list(cutoff) for s in structures]
+
+    g = full()
+    n_edges, n_trip = g.num_edges, int(g.idx_kj.numel())
+    n_edges_all = edges().num_edges
+    n_pmg = sum(len(x[0]) for x in pmg())
+    t_full = time_fn(full, repeats=repeats, device=device)["median_s"]
+    t_edges = time_fn(edges, repeats=repeats, device=device)["median_s"]
+    t_pmg = time_fn(pmg, repeats=max(3, repeats // 2), device="cpu")["median_s"]
+    info = machine_info(device)
+    return {
+        "case": name, "batch": B, "atoms": int(num_atoms.sum()), "cutoff_A": cutoff, "max_neighbors": max_nb,
+        "backend": backend,
+        "speedup_vs_pymatgen": round(t_pmg / t_full, 3),
+        "edges_only_speedup_vs_pymatgen": round(t_pmg / t_edges, 3),
+        "graph_ms_per_crystal": round(1e3 * t_full / B, 4),
+        "edges_only_ms_per_crystal": round(1e3 * t_edges / B, 4),
+        "pymatgen_ms_per_crystal": round(1e3 * t_pmg / B, 4),
+        "graph_ms_per_batch": round(1e3 * t_full, 3),
+        "edges_within_cutoff": n_edges_all, "pymatgen_edges": n_pmg, "edges_kept": n_edges, "triplets": n_trip,
+        "device": info["device"], "torch_threads": info["torch_threads"], "torch": info["torch"],
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--cases", default="mp20,carbon24,perov16,perov256")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results = {}
+    for name in args.cases.split(","):
+        rec = run_case(name, args.device, args.repeats, args.backend)
+        results[name] = rec
+        print_json(rec)
+    first = results.get("mp20", next(iter(results.values())))
+    final = {k: first[k] for k in ("speedup_vs_pymatgen", "graph_ms_per_crystal", "pymatgen_ms_per_crystal",
+                                   "device", "torch_threads", "backend")}
+    final["benchmark"] = "graph"
+    final["cases"] = {k: {kk: v[kk] for kk in ("speedup_vs_pymatgen", "graph_ms_per_crystal", "pymatgen_ms_per_crystal",
+                                                "edges_only_speedup_vs_pymatgen", "graph_ms_per_batch")}
+                      for k, v in results.items()}
+    print_json(final)
+
+
+if __name__ == "__main__":
+    main()

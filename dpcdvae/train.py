@@ -1,0 +1,261 @@
+"""Training with Lightning: module, data module, atomic checkpoints, resume, EMA, DDP through a flag.
+
+The model itself (:class:`dpcdvae.model.DPCDVAE`) does not depend on Lightning; this module only wraps it.
+A checkpoint holds the config (``hyper_parameters["config"]``) and the lattice scaler (in the model's extra
+state), so :func:`load_model` needs nothing else.
+
+Command line: ``dpcdvae train --dataset perov_5 --config compact --max-minutes 60 --out runs/perov_compact``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .config import Config, load_config
+
+log = logging.getLogger("dpcdvae.train")
+
+try:  # Lightning is a core dependency, but keep the import error readable
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+except ImportError as exc:  # pragma: no cover
+    raise ImportError("dpcdvae.train needs `lightning` (pip install lightning)") from exc
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, then renames it: a crash mid-write never
+    leaves a truncated ``best.ckpt`` / ``last.ckpt``."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+# ---------------------------------------------------------------------------------------------------- module
+class DPCDVAEModule(L.LightningModule):
+    """Lightning wrapper: Adam + ReduceLROnPlateau on ``val_loss`` (coordinate + 0.1 x type loss), optional EMA."""
+
+    def __init__(self, config: dict, lattice_scaler_state: Optional[dict] = None):
+        super().__init__()
+        self.save_hyperparameters()
+        from .data.scalers import LatticeScaler
+        from .model import build_model
+
+        self.cfg = Config.from_dict(config)
+        scaler = LatticeScaler.from_state_dict(lattice_scaler_state) if lattice_scaler_state else None
+        self.model = build_model(self.cfg, scaler)
+        self.ema = None
+        if self.cfg.train.ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.train.ema_decay),
+                                     use_buffers=True)
+
+    def training_step(self, batch, batch_idx):
+        out = self.model(batch, epoch=self.current_epoch)
+        bs = batch.num_graphs
+        self.log("train_loss", out["loss"], prog_bar=True, batch_size=bs, sync_dist=True)
+        for k in ("coord", "type", "kld", "lattice", "composition", "num_atoms", "num_atoms_acc", "type_acc"):
+            self.log(f"train_{k}", out[k], batch_size=bs, sync_dist=True)
+        return out["loss"]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def validation_step(self, batch, batch_idx):
+        model = self.ema.module if self.ema is not None else self.model
+        out = model(batch, epoch=self.current_epoch)
+        bs = batch.num_graphs
+        self.log("val_loss", out["val_loss"], prog_bar=True, batch_size=bs, sync_dist=True)
+        for k in ("coord", "type", "lattice", "num_atoms_acc", "loss"):
+            self.log(f"val_{k}", out[k], batch_size=bs, sync_dist=True)
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        opt = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=t.lr_factor,
+                                                           patience=t.lr_patience, min_lr=t.lr_min)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
+
+    def sampling_model(self):
+        """The model to sample from (the EMA average when EMA is on)."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+# ---------------------------------------------------------------------------------------------------- data
+class CrystalDataModule(L.LightningDataModule):
+    """Train/val loaders for a CDVAE-format dataset (or the synthetic demo). ``train_split`` may be ``val`` for
+    datasets whose training split is absent (Carbon-24 here); the choice is printed."""
+
+    def __init__(self, dataset: str, cfg: Config, root: Optional[str] = None, train_split: str = "train",
+                 num_workers: int = 0):
+        super().__init__()
+        self.dataset, self.cfg, self.root = dataset, cfg, root
+        self.train_split, self.num_workers = train_split, num_workers
+        self.train_ds = self.val_ds = self.scaler = None
+
+    def setup(self, stage: Optional[str] = None):
+        if self.train_ds is not None:
+            return
+        from .data import load_dataset_splits
+
+        graph = "crystalnn" if self.cfg.model.encoder.graph == "crystalnn" else "none"
+        t = self.cfg.train
+        splits = load_dataset_splits(self.dataset, train_split=self.train_split, root=resolve_root(self.dataset,
+                                     self.root), max_atoms=self.cfg.model.max_atoms, graph=graph,
+                                     lattice_scaler=self.cfg.model.lattice_scaler, limit=t.limit_train)
+        val = splits.val if splits.val is not None else splits.train
+        if t.limit_val is not None and len(val) > t.limit_val:
+            val = torch.utils.data.Subset(val, range(t.limit_val))
+        self.train_ds, self.val_ds, self.scaler = splits.train, val, splits.lattice_scaler
+
+    def _loader(self, ds, shuffle):
+        from torch_geometric.loader import DataLoader
+
+        return DataLoader(ds, batch_size=self.cfg.train.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, drop_last=False)
+
+    def train_dataloader(self):
+        return self._loader(self.train_ds, True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_ds, False)
+
+
+class _WallClockLog(Callback):
+    """Appends one JSON line per epoch (losses, lr, wall time) to ``metrics.jsonl`` for the training-curve plots."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.t0 = time.time()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step, "wall_s": round(time.time() - self.t0, 2),
+               "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None}
+        for k, v in trainer.callback_metrics.items():
+            row[k] = float(v)
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------- API
+def resolve_root(dataset: str, root: Optional[str] = None) -> Optional[str]:
+    """The data root to use: ``root`` as given, except for the synthetic demo dataset, which is generated on
+    first use (``$DPCDVAE_CACHE/demo``) when no root is given."""
+    from .data import DEMO_NAME, ensure_demo_dataset
+
+    if dataset == DEMO_NAME and root is None:
+        return str(ensure_demo_dataset().parent)
+    return root
+
+
+def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike = "runs/dpcdvae",
+          overrides: Optional[dict] = None, root: Optional[str] = None, train_split: str = "train",
+          max_epochs: Optional[int] = None, max_minutes: Optional[float] = None, resume: bool = False,
+          accelerator: str = "auto", devices: Any = "auto", strategy: str = "auto", progress: bool = True,
+          seed: Optional[int] = None, num_workers: int = 0) -> dict:
+    """Train a model; returns ``{"best": path, "last": path, "out": dir, "epochs": n, "wall_s": s}``.
+
+    Checkpoints ``out/best.ckpt`` (lowest val_loss) and ``out/last.ckpt`` are written atomically; ``resume=True``
+    continues from ``out/last.ckpt``. ``strategy="ddp"`` with ``devices=K`` trains on K GPUs (or K CPU
+    processes with ``accelerator="cpu"``, gloo backend).
+    """
+    cfg = config if isinstance(config, Config) else load_config(config, dataset=dataset)
+    ov = dict(overrides or {})
+    if max_epochs is not None:
+        ov["train.max_epochs"] = int(max_epochs)
+    if max_minutes is not None:
+        ov["train.max_minutes"] = float(max_minutes)
+    if seed is not None:
+        ov["train.seed"] = int(seed)
+    cfg = cfg.override(ov)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+
+    dm = CrystalDataModule(dataset, cfg, root=root, train_split=train_split, num_workers=num_workers)
+    dm.setup("fit")
+    print(f"[dpcdvae] dataset {dataset!r}: training on split {train_split!r} ({len(dm.train_ds)} crystals), "
+          f"validating on {len(dm.val_ds)} crystals; config {cfg.name!r}", flush=True)
+    module = DPCDVAEModule(cfg.to_dict(), dm.scaler.state_dict())
+    nparams = sum(p.numel() for p in module.model.parameters())
+    print(f"[dpcdvae] model: {nparams / 1e6:.2f} M parameters", flush=True)
+    (out / "config.json").write_text(json.dumps({"dataset": dataset, "train_split": train_split,
+                                                 "config": cfg.to_dict(), "num_parameters": nparams}, indent=1))
+
+    t = cfg.train
+    ckpt_best = ModelCheckpoint(dirpath=out, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+                                save_last=True, enable_version_counter=False)
+    ckpt_best.CHECKPOINT_NAME_LAST = "last"
+    callbacks = [ckpt_best, EarlyStopping(monitor="val_loss", patience=t.early_stop_patience, mode="min"),
+                 _WallClockLog(out / "metrics.jsonl")]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, len(dm.train_ds) // t.batch_size // 20)))
+    trainer = L.Trainer(
+        max_epochs=t.max_epochs, max_time={"minutes": t.max_minutes} if t.max_minutes else None,
+        accelerator=accelerator, devices=devices, strategy=strategy, gradient_clip_val=t.grad_clip_value,
+        gradient_clip_algorithm="value", callbacks=callbacks, default_root_dir=str(out), logger=False,
+        enable_progress_bar=progress, check_val_every_n_epoch=t.val_every, plugins=[AtomicCheckpointIO()],
+        num_sanity_val_steps=0, enable_model_summary=False)
+    ckpt_path = None
+    if resume:
+        last = out / "last.ckpt"
+        if not last.exists():
+            raise FileNotFoundError(f"--resume: no {last} to resume from")
+        ckpt_path = str(last)
+        print(f"[dpcdvae] resuming from {last}", flush=True)
+    t0 = time.time()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    wall = time.time() - t0
+    result = {"best": str(out / "best.ckpt"), "last": str(out / "last.ckpt"), "out": str(out),
+              "epochs": trainer.current_epoch, "wall_s": round(wall, 1),
+              "best_val_loss": float(ckpt_best.best_model_score) if ckpt_best.best_model_score is not None else None}
+    print(f"[dpcdvae] done: {json.dumps(result)}", flush=True)
+    return result
+
+
+def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu", ema: bool = True):
+    """Load a trained model (plain ``nn.Module`` in eval mode) from a checkpoint written by :func:`train`.
+
+    Uses the EMA weights when the run had EMA and ``ema=True``.
+    """
+    from .model import build_model
+
+    ck = torch.load(checkpoint, map_location=map_location, weights_only=False)
+    hp = ck.get("hyper_parameters", {})
+    if "config" not in hp:
+        raise ValueError(f"{checkpoint}: not a dpcdvae checkpoint (no config in hyper_parameters)")
+    cfg = Config.from_dict(hp["config"])
+    from .data.scalers import LatticeScaler
+
+    scaler_state = hp.get("lattice_scaler_state")
+    model = build_model(cfg, LatticeScaler.from_state_dict(scaler_state) if scaler_state else None)
+    sd = ck["state_dict"]
+    prefix = "ema.module." if ema and any(k.startswith("ema.module.") for k in sd) else "model."
+    own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    model.load_state_dict(own)
+    model.eval()
+    model.config = cfg
+    return model

@@ -1,0 +1,262 @@
+"""Tests of the GemNet-T denoiser: symmetries, edge cases, gradients, parameter counts (+ a timing print).
+
+Run: ``python -m pytest -q tests/test_gemnet.py`` (add ``-s`` to see the parameter counts and the timing).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+
+from dpcdvae.crystal import lattice_params_to_matrix
+from dpcdvae.graph import radius_graph_pbc
+from dpcdvae.nets.gemnet import GemNetTDenoiser, reverse_edges
+
+LATENT = 8
+TINY = dict(latent_dim=LATENT, num_blocks=2, emb_size_atom=24, emb_size_edge=16, emb_size_trip=16, emb_size_rbf=8,
+            emb_size_cbf=8, emb_size_bil_trip=16, num_spherical=4, num_radial=16, cutoff=5.0, max_neighbors=12,
+            num_atom=1, type_emb_dim=16, time_emb_dim=16, fourier=(3, 4))
+
+
+def tiny_model(dtype=torch.float64, seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(TINY)
+    cfg.update(kw)
+    return GemNetTDenoiser(**cfg).to(dtype)
+
+
+def random_crystals(num_atoms, dtype=torch.float64, seed=1):
+    """Random triclinic cells (lengths 3-4.5 A, angles 75-105 deg) with random fractional coordinates."""
+    g = torch.Generator().manual_seed(seed)
+    num_atoms = torch.as_tensor(num_atoms, dtype=torch.long)
+    B, N = num_atoms.numel(), int(num_atoms.sum())
+    lengths = 3.0 + 1.5 * torch.rand(B, 3, generator=g, dtype=dtype)
+    angles = 75.0 + 30.0 * torch.rand(B, 3, generator=g, dtype=dtype)
+    lattice = lattice_params_to_matrix(lengths, angles).to(dtype)
+    frac = torch.rand(N, 3, generator=g, dtype=dtype)
+    batch = torch.arange(B).repeat_interleave(num_atoms)
+    types = torch.randint(1, 101, (N,), generator=g)
+    z = torch.randn(B, LATENT, generator=g, dtype=dtype)
+    t = torch.randint(1, 1000, (B,), generator=g)
+    return dict(frac_t=frac, atom_types=types, z=z, t=t, lattice=lattice, batch=batch, num_atoms=num_atoms)
+
+
+def random_rotation(dtype=torch.float64, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=dtype))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model().eval()
+
+
+@pytest.fixture(scope="module")
+def crystals():
+    return random_crystals([3, 5, 2, 4])
+
+
+def test_shapes_and_graph_nontrivial(model, crystals):
+    eps, logits = model(**crystals)
+    N = crystals["frac_t"].shape[0]
+    assert eps.shape == (N, 3) and logits.shape == (N, 100)
+    assert torch.isfinite(eps).all() and torch.isfinite(logits).all()
+    g = radius_graph_pbc(crystals["frac_t"], crystals["lattice"], crystals["batch"], 5.0, 12)
+    assert g.num_edges > 0 and g.idx_kj.numel() > 0
+    # max_neighbors truncation makes the graph non-symmetric: some edges have no reverse (handled as zero)
+    sw = reverse_edges(g.edge_index, g.offsets, N)
+    ok = sw >= 0
+    assert torch.equal(sw[sw[ok]], torch.nonzero(ok).squeeze(1))  # reverse of reverse is the edge itself
+    assert eps.abs().max() > 0
+
+
+def test_rotation_invariance_of_frac_outputs(model, crystals):
+    """Rotating the Cartesian frame (L -> L R^T) leaves eps_frac and the type logits unchanged."""
+    eps, logits = model(**crystals)
+    R = random_rotation()
+    rot = dict(crystals, lattice=crystals["lattice"] @ R.T)
+    eps_r, logits_r = model(**rot)
+    torch.testing.assert_close(eps_r, eps, atol=1e-8, rtol=1e-6)
+    torch.testing.assert_close(logits_r, logits, atol=1e-8, rtol=1e-6)
+
+
+def test_rotation_float32(crystals):
+    m = tiny_model(torch.float32).eval()
+    c32 = {k: (v.float() if v.is_floating_point() else v) for k, v in crystals.items()}
+    eps, logits = m(**c32)
+    R = random_rotation(torch.float32)
+    eps_r, logits_r = m(**dict(c32, lattice=c32["lattice"] @ R.T))
+    torch.testing.assert_close(eps_r, eps, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(logits_r, logits, atol=1e-3, rtol=1e-3)
+
+
+def test_cartesian_force_is_equivariant(model, crystals):
+    """F = eps_frac @ L rotates with the frame: F(L R^T) = F(L) R^T."""
+    eps, _ = model(**crystals)
+    R = random_rotation(seed=7)
+    lat_r = crystals["lattice"] @ R.T
+    eps_r, _ = model(**dict(crystals, lattice=lat_r))
+    b = crystals["batch"]
+    F = torch.einsum("ni,nij->nj", eps, crystals["lattice"][b])
+    F_r = torch.einsum("ni,nij->nj", eps_r, lat_r[b])
+    torch.testing.assert_close(F_r, F @ R.T, atol=1e-8, rtol=1e-6)
+
+
+def test_permutation_equivariance(model, crystals):
+    """Permuting atoms inside each crystal permutes the outputs."""
+    eps, logits = model(**crystals)
+    g = torch.Generator().manual_seed(5)
+    perm = []
+    start = 0
+    for n in crystals["num_atoms"].tolist():
+        perm.append(start + torch.randperm(n, generator=g))
+        start += n
+    perm = torch.cat(perm)
+    pc = dict(crystals, frac_t=crystals["frac_t"][perm], atom_types=crystals["atom_types"][perm])
+    eps_p, logits_p = model(**pc)
+    torch.testing.assert_close(eps_p, eps[perm], atol=1e-8, rtol=1e-6)
+    torch.testing.assert_close(logits_p, logits[perm], atol=1e-8, rtol=1e-6)
+
+
+def test_crystal_order_in_batch(model, crystals):
+    """Each crystal's output does not depend on the other crystals in the batch."""
+    eps, logits = model(**crystals)
+    single = random_crystals([5], seed=1)  # different crystal; take crystal 1 of the batch instead
+    b = crystals["batch"]
+    sel = b == 1
+    one = dict(frac_t=crystals["frac_t"][sel], atom_types=crystals["atom_types"][sel], z=crystals["z"][1:2],
+               t=crystals["t"][1:2], lattice=crystals["lattice"][1:2], batch=torch.zeros(int(sel.sum()),
+                                                                                       dtype=torch.long))
+    eps1, logits1 = model(**one)
+    torch.testing.assert_close(eps1, eps[sel], atol=1e-8, rtol=1e-6)
+    torch.testing.assert_close(logits1, logits[sel], atol=1e-8, rtol=1e-6)
+    assert single["frac_t"].shape == (5, 3)
+
+
+def test_lattice_translation_of_one_atom(model, crystals):
+    """frac -> frac + integer vector for one atom changes nothing (the network wraps its input), and a graph built
+    from the *unwrapped* coordinates describes the same physics (same outputs when passed in)."""
+    eps, logits = model(**crystals)
+    shifted = crystals["frac_t"].clone()
+    shifted[4] += torch.tensor([1.0, -2.0, 3.0], dtype=shifted.dtype)
+    shifted[0] += torch.tensor([0.0, 0.0, -1.0], dtype=shifted.dtype)
+    sc = dict(crystals, frac_t=shifted)
+    eps_s, logits_s = model(**sc)
+    torch.testing.assert_close(eps_s, eps, atol=1e-8, rtol=1e-6)
+    torch.testing.assert_close(logits_s, logits, atol=1e-8, rtol=1e-6)
+    # graph from unwrapped coordinates: same edge set (as distances per target atom) and same outputs
+    g_w = radius_graph_pbc(crystals["frac_t"], crystals["lattice"], crystals["batch"], 5.0, 12)
+    g_u = radius_graph_pbc(shifted, crystals["lattice"], crystals["batch"], 5.0, 12)
+    assert g_u.num_edges == g_w.num_edges and g_u.idx_kj.numel() == g_w.idx_kj.numel()
+    key_w = sorted(zip(g_w.edge_index[1].tolist(), g_w.edge_index[0].tolist(), g_w.dist.round(decimals=9).tolist()))
+    key_u = sorted(zip(g_u.edge_index[1].tolist(), g_u.edge_index[0].tolist(), g_u.dist.round(decimals=9).tolist()))
+    assert key_w == key_u
+    eps_g, logits_g = model(**sc, graph=g_u)
+    torch.testing.assert_close(eps_g, eps, atol=1e-8, rtol=1e-6)
+    torch.testing.assert_close(logits_g, logits, atol=1e-8, rtol=1e-6)
+
+
+def test_batch_of_one_and_one_atom_crystal(model):
+    one = random_crystals([4], seed=11)
+    eps, logits = model(**one)
+    assert eps.shape == (4, 3) and torch.isfinite(eps).all() and torch.isfinite(logits).all()
+    # scalar t for the whole batch
+    eps2, _ = model(**dict(one, t=one["t"][0]))
+    torch.testing.assert_close(eps2, eps)
+    # one-atom crystal alone and inside a batch; it has only self-image edges
+    single = random_crystals([1], seed=12)
+    eps1, logits1 = model(**single)
+    assert eps1.shape == (1, 3) and logits1.shape == (1, 100) and torch.isfinite(eps1).all()
+    mixed = random_crystals([1, 3], seed=13)
+    eps_m, _ = model(**mixed)
+    assert eps_m.shape == (4, 3) and torch.isfinite(eps_m).all()
+    # without neighbour truncation a one-atom crystal is centrosymmetric: the force sums to zero
+    m_all = tiny_model(max_neighbors=None).eval()
+    e0, _ = m_all(**single)
+    assert e0.abs().max() < 1e-9
+
+
+def test_no_edges(model):
+    """A crystal whose cell is larger than the cutoff in every direction: no edges, zero eps, finite logits."""
+    c = random_crystals([1], seed=14)
+    c["lattice"] = 12.0 * torch.eye(3, dtype=torch.float64)[None]
+    eps, logits = model(**c)
+    assert torch.equal(eps, torch.zeros_like(eps)) and torch.isfinite(logits).all()
+
+
+def test_gradients_reach_all_parameters(crystals):
+    m = tiny_model(torch.float32).train()
+    c32 = {k: (v.float() if v.is_floating_point() else v) for k, v in crystals.items()}
+    eps, logits = m(**c32)
+    loss = (eps - torch.randn_like(eps)).pow(2).mean() + torch.nn.functional.cross_entropy(
+        logits, c32["atom_types"] - 1)
+    loss.backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().max() > 0, name
+
+
+def test_fit_scale_factors(crystals):
+    m = tiny_model()
+    fitted = m.fit_scale_factors(**crystals)
+    assert len(fitted) == 2 * TINY["num_blocks"]
+    assert all(v > 0 and math.isfinite(v) for v in fitted.values())
+    eps, _ = m(**crystals)
+    assert torch.isfinite(eps).all()
+
+
+def _energy_branch_params(model: GemNetTDenoiser, emb_size_rbf=16, emb_size_edge=128, num_atom=3) -> int:
+    """Parameters of the atom/energy branch of GemNet's output blocks that the published code builds (and never
+    uses): per output block Dense(rbf -> edge), Dense(edge -> atom), num_atom residual layers, Linear(atom -> 1)."""
+    A = model.emb_size_atom
+    per_block = emb_size_rbf * emb_size_edge + emb_size_edge * A + num_atom * 2 * A * A + A
+    return len(model.out_blocks) * per_block
+
+
+@pytest.mark.parametrize("project_input, lo, hi, pub_lo, pub_hi", [(True, 1.8e6, 2.2e6, 2.2e6, 2.6e6),
+                                                                  (False, 7.5e6, 8.5e6, 15.0e6, 16.5e6)])
+def test_parameter_counts_paper_config(project_input, lo, hi, pub_lo, pub_hi):
+    m = GemNetTDenoiser(project_input=project_input)
+    n = sum(p.numel() for p in m.parameters())
+    pub = n + _energy_branch_params(m)
+    print(f"\nGemNetTDenoiser(project_input={project_input}): atom width {m.emb_size_atom}, {n:,} parameters; "
+          f"+ unused energy branch of the published code = {pub:,}")
+    assert lo < n < hi
+    assert pub_lo < pub < pub_hi
+
+
+def test_timing_print_paper_config():
+    """Not an assertion: forward time per structure-step, paper config, 16 Perov-like 5-atom crystals, 2 threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(0)
+        B, n = 16, 5
+        base = torch.tensor([[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+        frac = (base.repeat(B, 1) + 0.05 * torch.randn(B * n, 3, generator=g)) % 1.0
+        lattice = 4.0 * torch.eye(3).repeat(B, 1, 1) + 0.1 * torch.randn(B, 3, 3, generator=g)
+        batch = torch.arange(B).repeat_interleave(n)
+        types = torch.randint(1, 101, (B * n,), generator=g)
+        z = torch.randn(B, 256, generator=g)
+        t = torch.randint(1, 1000, (B,), generator=g)
+        for project_input in (True, False):
+            m = GemNetTDenoiser(project_input=project_input).eval()
+            with torch.inference_mode():
+                m(frac, types, z, t, lattice, batch)
+                times = []
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    m(frac, types, z, t, lattice, batch)
+                    times.append(time.perf_counter() - t0)
+            best = min(times)
+            print(f"\n[timing] project_input={project_input}: {best * 1e3:.1f} ms per call of 16 structures "
+                  f"(graph included) -> {B / best:.0f} structure-steps/s (2 threads; best of 5)")
+    finally:
+        torch.set_num_threads(threads)
