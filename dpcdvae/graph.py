@@ -29,7 +29,6 @@ from typing import Optional
 
 import torch
 
-from .crystal import frac_to_cart
 
 __all__ = ["PeriodicGraph", "radius_graph_pbc", "graph_from_edges", "build_triplets", "crystalnn_edges",
            "edge_vectors"]
@@ -67,18 +66,25 @@ class PeriodicGraph:
 
 def edge_vectors(cart: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, edge_index: torch.Tensor,
                  offsets: torch.Tensor) -> torch.Tensor:
-    """``vec[e] = cart[j] + offsets[e] @ lattice[batch[i]] - cart[i]`` (Angstrom)."""
-    j, i = edge_index
-    shift = torch.bmm(offsets.to(cart.dtype).unsqueeze(1), lattice[batch[i]]).squeeze(1)
-    return cart[j] + shift - cart[i]
+    """``vec[e] = cart[j] + offsets[e] @ lattice[batch[i]] - cart[i]`` (Angstrom), differentiable in cart/lattice."""
+    j, i = edge_index[0], edge_index[1]
+    lat = lattice.reshape(-1, 9).index_select(0, batch.index_select(0, i))  # [E, 9]: rows a, b, c
+    off = offsets.to(cart.dtype)
+    shift = off[:, 0:1] * lat[:, 0:3] + off[:, 1:2] * lat[:, 3:6] + off[:, 2:3] * lat[:, 6:9]
+    return cart.index_select(0, j) - cart.index_select(0, i) + shift
+
+
+def _frac_to_cart(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    lat = lattice.reshape(-1, 9).index_select(0, batch)
+    return frac[:, 0:1] * lat[:, 0:3] + frac[:, 1:2] * lat[:, 3:6] + frac[:, 2:3] * lat[:, 6:9]
 
 
 def _image_ranges(lattice: torch.Tensor, cutoff: float) -> torch.Tensor:
     """Number of cell images needed per direction so that every neighbour within ``cutoff`` is found.
 
     Uses the interplanar spacings d_k = V / |a_l x a_m|: with fractional differences wrapped into [-0.5, 0.5],
-    images -n..n along axis k cover distances up to (n + 0.5) d_k. (Kept for callers that want an image box; the
-    radius search itself does not use it.)
+    images -n..n along axis k cover distances up to (n + 0.5) d_k. (For callers that want an image box; the radius
+    search itself does not use it.)
     """
     a, b, c = lattice.unbind(-2)
     vol = torch.linalg.det(lattice).abs()
@@ -87,89 +93,154 @@ def _image_ranges(lattice: torch.Tensor, cutoff: float) -> torch.Tensor:
     return torch.ceil(cutoff / spacing + 0.5).long().clamp(min=1)  # [B,3]
 
 
-def _expand(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ragged expansion: ``counts [M] >= 0`` -> (parent ``[T]``, local ``[T]`` in ``0..counts[parent]-1``)."""
+def _expand(counts: torch.Tensor, local: bool = True):
+    """Ragged expansion of ``counts [M] >= 0``.
+
+    Returns (parent ``[T]``, local ``[T]`` in ``0..counts[parent]-1`` (or None), exclusive start ``[M+1]`` (the last
+    entry is ``T``), ``T``). Uses the one-argument ``repeat_interleave``, much faster on CPU than repeating a tensor.
+    """
     total = int(counts.sum())
     device = counts.device
-    parent = torch.repeat_interleave(torch.arange(counts.numel(), device=device), counts, output_size=total)
-    start = torch.cumsum(counts, 0) - counts
-    local = torch.arange(total, device=device) - start[parent]
-    return parent, local
+    parent = torch.repeat_interleave(counts, output_size=total)
+    start = torch.zeros(counts.numel() + 1, dtype=torch.long, device=device)
+    torch.cumsum(counts, 0, out=start[1:])
+    loc = None
+    if local:
+        loc = torch.arange(total, device=device)
+        loc.sub_(start.index_select(0, parent))
+    return parent, loc, start, total
 
 
 def _metric_factor(lattice: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Upper Cholesky factor entries ``[B, 6]`` = (U00, U01, U02, U11, U12, U22) of ``L L^T``, and a ``[B]`` mask of
+    """Upper Cholesky factor of ``L L^T`` as rows ``[6, B]`` = (U00, U01, U02, U11, U12, U22), and a ``[B]`` mask of
     crystals whose lattice is usable (finite, not flat)."""
     lat = lattice.detach().to(torch.float64)
     gram = lat @ lat.transpose(-1, -2)
     U, info = torch.linalg.cholesky_ex(gram, upper=True)
     ok = (info == 0) & torch.isfinite(U).flatten(1).all(-1)
     U = torch.where(ok[:, None, None], U, torch.eye(3, dtype=U.dtype, device=U.device))
-    flat = torch.stack([U[:, 0, 0], U[:, 0, 1], U[:, 0, 2], U[:, 1, 1], U[:, 1, 2], U[:, 2, 2]], dim=-1)
-    return flat.to(dtype), ok
+    flat = torch.stack([U[:, 0, 0], U[:, 0, 1], U[:, 0, 2], U[:, 1, 1], U[:, 1, 2], U[:, 2, 2]], dim=0)
+    return flat.to(dtype).contiguous(), ok
 
 
-def _enumerate(frac: torch.Tensor, ptr: torch.Tensor, targets: torch.Tensor, tbatch: torch.Tensor,
-               tnum: torch.Tensor, r_target: torch.Tensor, ufac: torch.Tensor):
-    """All (target i, source j, image n) with ``|(f_j - f_i + n) L| <= r`` for the given target atoms.
+class _Enum:
+    """The result of one radius search (see :func:`_enumerate`): edges are stored implicitly, as (level-2 entry
+    ``p3[e]``, position ``l3[e]``), and are materialised only for the edges that are kept."""
+
+    __slots__ = ("p3", "l3", "E", "d2", "etgt", "lo0", "n1", "n2", "i2", "j2", "cpair", "M")
+
+
+def _enumerate(fcols, ptr, targets, tbatch, tnum, r_target, ufac, want_d2=True, mirror=False,
+               slot_base=None) -> _Enum:
+    """All (target i, source j, image n) with ``0 < |(f_j - f_i + n) L| <= r`` for the given target atoms.
 
     Args:
-        frac: ``[N,3]`` fractional coordinates (as given, not wrapped).
+        fcols: three ``[N]`` fractional coordinate columns (as given, not wrapped).
         ptr: ``[B+1]`` first atom of each crystal.
-        targets, tbatch, tnum, r_target: ``[M]`` target atoms, their crystal, its atom count, the search radius.
-        ufac: ``[B,6]`` metric factors (see :func:`_metric_factor`).
-    Returns:
-        tgt ``[E]``, src ``[E]``, img ``[E,3]`` (long), d2 ``[E]`` squared distance (inf for the self-loop), in
-        target-major, then source, then (n2, n1, n0) lexicographic order.
+        targets, tbatch, tnum, r_target: ``[M]`` target atoms, their crystal, its atom count, the search radius
+            (negative: no edges).
+        ufac: ``[6, B]`` metric factors (see :func:`_metric_factor`).
+        want_d2: also compute the squared lengths (``.d2``).
+        mirror: also prepare the index of every edge's exact reverse edge in this same list (``_materialise``).
+            Only valid when ``targets`` are all atoms in order and the radius is the same for all atoms of a crystal.
+    Edges are in target-major, then source, then (n2, n1, n0) order; ``etgt [M+1]`` is the first edge of each target.
+
+    Floating point is symmetric under d -> -d (IEEE rounding is), so the pair (j, i) gets exactly the mirrored
+    intervals of the pair (i, j): its edge list is the reversed list of negated images. That gives the reverse edge
+    of every edge by index arithmetic alone.
     """
-    # level 0: pairs (i, j) of the same crystal, target-major
-    pt, jl = _expand(tnum)
-    i = targets[pt]
-    j = ptr[tbatch][pt] + jl
-    d = frac[j] - frac[i]  # [P,3]
-    u = ufac[tbatch[pt]]  # [P,6]
-    r = r_target[pt]
-    r2 = r * r
-    # level 1: n2
-    h = r / u[:, 5]
-    lo = torch.ceil(-h - d[:, 2])
-    cnt = (torch.floor(h - d[:, 2]) - lo + 1).clamp_(min=0).long()
-    p1, l1 = _expand(cnt)
-    n2 = lo[p1] + l1
-    x2 = d[p1, 2] + n2
-    u1 = u[p1]
-    t = u1[:, 5] * x2
-    rem = (r2[p1] - t * t).clamp_(min=0)
-    # level 2: n1 given n2
+    device = fcols[0].device
+    isel = torch.Tensor.index_select
+    out = _Enum()
+    # level 0: ordered pairs (i, j) of the same crystal, target-major
+    pt, jl, pstart, P = _expand(tnum)
+    tb = isel(tbatch, 0, pt)
+    i = isel(targets, 0, pt)
+    j = isel(ptr, 0, tb).add_(jl)
+    d0 = isel(fcols[0], 0, j).sub_(isel(fcols[0], 0, i))
+    d1 = isel(fcols[1], 0, j).sub_(isel(fcols[1], 0, i))
+    dz = isel(fcols[2], 0, j).sub_(isel(fcols[2], 0, i))
+    r = isel(r_target, 0, pt)
+    # level 1: n2 in [ceil(-r/U22 - d2), floor(r/U22 - d2)]
+    h = r / isel(ufac[5], 0, tb)
+    lo2 = torch.ceil(-h - dz)
+    c2 = (torch.floor(h - dz) - lo2 + 1).clamp_(min=0).long()
+    p1, l1, s1, _ = _expand(c2)
+    b1 = isel(tb, 0, p1)
+    n2 = isel(lo2, 0, p1).add_(l1)
+    x2 = isel(dz, 0, p1).add_(n2)
+    t = isel(ufac[5], 0, b1).mul_(x2)
+    rem = isel(r, 0, p1).square_().sub_(t.square_()).clamp_(min=0)
+    # level 2: n1 given n2: |U11 x1 + U12 x2| <= sqrt(rem)
     s = rem.sqrt()
-    a = u1[:, 4] * x2
-    c1 = d[p1, 1]
-    lo = torch.ceil((-s - a) / u1[:, 3] - c1)
-    cnt = (torch.floor((s - a) / u1[:, 3] - c1) - lo + 1).clamp_(min=0).long()
-    p2, l2 = _expand(cnt)
-    n1 = lo[p2] + l2
-    pp2 = p1[p2]
-    x1 = d[pp2, 1] + n1
-    u2 = u1[p2]
-    t = u2[:, 3] * x1 + a[p2]
-    rem = (rem[p2] - t * t).clamp_(min=0)
-    # level 3: n0 given (n2, n1)
+    a = isel(ufac[4], 0, b1).mul_(x2)
+    inv = isel(ufac[3], 0, b1).reciprocal_()
+    c1 = isel(d1, 0, p1)
+    lo1 = torch.ceil((-s - a).mul_(inv).sub_(c1))
+    cnt1 = (torch.floor((s - a).mul_(inv).sub_(c1)) - lo1 + 1).clamp_(min=0).long()
+    p2, l2, s2, _ = _expand(cnt1)
+    pp2 = isel(p1, 0, p2)
+    b2 = isel(b1, 0, p2)
+    n1 = isel(lo1, 0, p2).add_(l2)
+    x1 = isel(d1, 0, pp2).add_(n1)
+    t = isel(ufac[3], 0, b2).mul_(x1).add_(isel(a, 0, p2))
+    rem = isel(rem, 0, p2).sub_(t.square_()).clamp_(min=0)
+    # level 3: n0 given (n2, n1): |U00 x0 + U01 x1 + U02 x2| <= sqrt(rem)
     s = rem.sqrt()
-    a = u2[:, 1] * x1 + u2[:, 2] * x2[p2]
-    c0 = d[pp2, 0]
-    lo = torch.ceil((-s - a) / u2[:, 0] - c0)
-    cnt = (torch.floor((s - a) / u2[:, 0] - c0) - lo + 1).clamp_(min=0).long()
-    p3, l3 = _expand(cnt)
-    n0 = lo[p3] + l3
-    pp3 = pp2[p3]
-    t = u2[p3, 0] * (d[pp3, 0] + n0) + a[p3]
-    d2 = (r2[pp3] - rem[p3]) + t * t
-    img = torch.stack([n0, n1[p3], n2[p2][p3]], dim=-1).long()
-    tgt, src = i[pp3], j[pp3]
-    # the self-loop (i == j, n == 0) is the only entry with exactly zero length built from exact zeros
-    self_loop = (tgt == src) & (img == 0).all(-1)
-    d2 = d2.masked_fill(self_loop, float("inf"))
-    return tgt, src, img, d2
+    u00 = isel(ufac[0], 0, b2)
+    x2_2 = isel(x2, 0, p2)
+    a = isel(ufac[1], 0, b2).mul_(x1).add_(isel(ufac[2], 0, b2).mul_(x2_2))
+    c0 = isel(d0, 0, pp2)
+    inv = u00.reciprocal()
+    lo0 = torch.ceil((-s - a).mul_(inv).sub_(c0))
+    cnt0 = (torch.floor((s - a).mul_(inv).sub_(c0)) - lo0 + 1).clamp_(min=0).long()
+    # the self-loop (i == j, n = 0): one level-2 entry per target with r >= 0; skip its n0 = 0
+    tl = targets - isel(ptr, 0, tbatch)  # local index of the target atom in its crystal
+    has_self = (r_target >= 0).nonzero().flatten()
+    skip = None
+    if has_self.numel():
+        psf = isel(pstart, 0, has_self).add_(isel(tl, 0, has_self))  # the (i, i) pair
+        q1 = isel(s1, 0, psf).sub_(isel(lo2, 0, psf).long())  # its n2 = 0 entry
+        q2 = isel(s2, 0, q1).sub_(isel(lo1, 0, q1).long())  # its (n2, n1) = (0, 0) entry
+        cnt0.index_add_(0, q2, torch.full_like(q2, -1))
+        skip = torch.full(lo0.shape, 2 ** 62, dtype=torch.long, device=device)
+        skip.index_copy_(0, q2, isel(lo0, 0, q2).neg_().long())
+    p3, l3, s3, E = _expand(cnt0)
+    if skip is not None:
+        l3 += l3 >= isel(skip, 0, p3)
+    out.p3, out.l3, out.E, out.lo0, out.M = p3, l3, E, lo0, targets.numel()
+    out.d2 = None
+    if want_d2:
+        # |v|^2 = (r^2 - rem) + (U00 (c0 + lo0 + l3) + a)^2
+        q = isel(r, 0, pp2).square_().sub_(rem)
+        A = c0.add_(lo0).mul_(u00).add_(a)
+        out.d2 = isel(u00, 0, p3).mul_(l3).add_(isel(A, 0, p3)).square_().add_(isel(q, 0, p3))
+    # edge start of each pair and of each target, through the exclusive starts of the three levels
+    epair = isel(s3, 0, isel(s2, 0, s1))  # [P+1]
+    out.etgt = isel(epair, 0, pstart)  # [M+1]
+    out.n1, out.n2 = n1, isel(n2, 0, p2)
+    out.i2, out.j2 = isel(i, 0, pp2), isel(j, 0, pp2)
+    out.cpair = None
+    if mirror:
+        # pair (i, j) -> pair (j, i): target j's pairs start at pstart[j], source i has local index tl[i];
+        # rev(e) = epair[mp] + (count_p - 1 - (e - epair[p])) = C[p] - e
+        mp = isel(pstart, 0, j).add_(isel(tl, 0, i))
+        out.cpair = isel(isel(epair, 0, mp).add_(epair[1:]).sub_(1), 0, pp2)  # per level-2 entry
+    return out
+
+
+def _materialise(en: _Enum, idx: Optional[torch.Tensor], dtype):
+    """(tgt, src, img float [K,3], rev-in-this-list or None) for the edges ``idx`` of ``en`` (all when None)."""
+    isel = torch.Tensor.index_select
+    p3 = en.p3 if idx is None else isel(en.p3, 0, idx)
+    l3 = en.l3 if idx is None else isel(en.l3, 0, idx)
+    n0 = isel(en.lo0, 0, p3).add_(l3)
+    img = torch.stack([n0, isel(en.n1, 0, p3), isel(en.n2, 0, p3)], dim=-1).to(dtype)
+    rev = None
+    if en.cpair is not None:
+        e = torch.arange(en.E, device=p3.device) if idx is None else idx
+        rev = isel(en.cpair, 0, p3).sub_(e)
+    return isel(en.i2, 0, p3), isel(en.j2, 0, p3), img, rev
 
 
 def _empty_graph(device, dtype, triplets):
@@ -188,19 +259,20 @@ def radius_graph_pbc(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
     Args:
         frac: ``[N, 3]`` fractional coordinates (any real values: wrapped or not, the graph is the same physical
             graph; offsets are relative to the coordinates as given, so ``vec`` is exact either way).
-        lattice: ``[B, 3, 3]`` lattice matrices (rows = vectors, Angstrom).
+        lattice: ``[B, 3, 3]`` lattice matrices (rows = vectors, Angstrom), same dtype as ``frac``.
         batch: ``[N]`` crystal index of every atom; atoms of one crystal must be contiguous and crystals in order.
-        cutoff: radius in Angstrom (edges with ``dist <= cutoff``).
+        cutoff: radius in Angstrom (edges with ``0 < dist <= cutoff``; the self-loop j == i, offset 0 never).
         max_neighbors: keep only the nearest ``max_neighbors`` sources (images counted separately) per target atom;
             exact ties at the boundary are broken arbitrarily (deterministically).
         triplets: also build triplet indices (for DimeNet++/GemNet-T).
         num_atoms: ``[B]`` atoms per crystal (computed from ``batch`` when omitted).
     Returns:
-        a :class:`PeriodicGraph` whose edges are sorted by target atom, then source atom, then image.
-        Crystals with a non-finite or (nearly) flat lattice get no edges (with a warning).
+        a :class:`PeriodicGraph` whose edges are grouped by target atom (ascending). Crystals with a non-finite or
+        (nearly) flat lattice, or non-finite coordinates, get no edges (with a warning).
 
-    The search works in the dtype of ``frac``; ``vec`` and ``dist`` are recomputed from ``frac`` and ``lattice`` on the
-    kept edges, so they carry gradients to both.
+    The search runs in the dtype of ``frac`` without gradients; ``vec`` and ``dist`` are then computed from ``frac``
+    and ``lattice`` on the kept edges, so they carry gradients to both. Works on any device (no host copies of
+    per-edge data; a few scalars are read back to size the outputs).
     """
     device, dtype = frac.device, frac.dtype
     B = lattice.shape[0]
@@ -210,146 +282,211 @@ def radius_graph_pbc(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
     if num_atoms is None:
         num_atoms = torch.bincount(batch, minlength=B)
     num_atoms = num_atoms.to(device=device, dtype=torch.long)
+    batch = batch.long()
     ptr = torch.zeros(B + 1, dtype=torch.long, device=device)
-    ptr[1:] = torch.cumsum(num_atoms, 0)
+    torch.cumsum(num_atoms, 0, out=ptr[1:])
 
     fr = frac.detach()
     ufac, ok = _metric_factor(lattice, dtype)
-    # guard: crystals whose search would need absurd numbers of images (flat / NaN cells) are skipped
-    spacing_min = torch.minimum(torch.minimum(ufac[:, 0], ufac[:, 3]), ufac[:, 5])  # Gram-Schmidt lengths bound the image counts
-    ok = ok & (spacing_min * _MAX_IMAGES > cutoff)
-    bad_atoms = ~torch.isfinite(fr).all(-1)
-    if bool(bad_atoms.any()):
-        ok[batch[bad_atoms]] = False
+    # guard: crystals whose search would need absurd numbers of images (flat / NaN cells) are skipped; the
+    # Gram-Schmidt lengths U00, U11, U22 bound the number of images per level
+    gs_min = torch.minimum(torch.minimum(ufac[0], ufac[3]), ufac[5])
+    ok = ok & (gs_min * _MAX_IMAGES > cutoff)
+    finite = torch.isfinite(fr).all(-1)
+    if not bool(finite.all()):
+        ok = ok.clone()
+        ok[batch[~finite]] = False
+        fr = torch.nan_to_num(fr, nan=0.0, posinf=0.0, neginf=0.0)
     n_bad = int((~ok).sum())
     if n_bad:
         warnings.warn(f"radius_graph_pbc: {n_bad} crystal(s) with a non-finite or flat lattice (or non-finite "
                       f"coordinates) get no edges", RuntimeWarning, stacklevel=2)
-        fr = torch.nan_to_num(fr, nan=0.0, posinf=0.0, neginf=0.0)
-    r_crystal = torch.full((B,), float(cutoff), dtype=dtype, device=device)
-    r_crystal = torch.where(ok, r_crystal, torch.full_like(r_crystal, -1.0))  # negative radius: no candidates
-
+    r_crystal = torch.where(ok, torch.full((B,), float(cutoff), dtype=dtype, device=device),
+                            torch.full((B,), -1.0, dtype=dtype, device=device))  # negative radius: no edges
+    fcols = [c.contiguous() for c in fr.unbind(-1)]
     atoms = torch.arange(N, device=device)
-    tnum = num_atoms[batch]
+    tnum = num_atoms.index_select(0, batch)
+
     if max_neighbors is None:
-        tgt, src, img, d2 = _enumerate(fr, ptr, atoms, batch, tnum, r_crystal[batch], ufac)
-        keep = torch.isfinite(d2)
-        tgt, src, img = tgt[keep], src[keep], img[keep]
+        en = _enumerate(fcols, ptr, atoms, batch, tnum, r_crystal.index_select(0, batch), ufac, want_d2=False,
+                        mirror=triplets)
+        tgt, src, img, rev = _materialise(en, None, dtype)
+        deg = en.etgt[1:] - en.etgt[:-1]
     else:
-        tgt, src, img = _nearest(fr, ptr, batch, num_atoms, tnum, r_crystal, ufac, lattice, int(max_neighbors),
-                                 float(cutoff), N)
+        tgt, src, img, rev, deg = _nearest(fcols, ptr, batch, num_atoms, tnum, r_crystal, ufac, lattice,
+                                           int(max_neighbors), N, triplets, dtype)
 
     edge_index = torch.stack([src, tgt])
-    cart = frac_to_cart(frac, lattice, batch)
+    cart = _frac_to_cart(frac, lattice, batch)
     vec = edge_vectors(cart, lattice, batch, edge_index, img)
     dist = vec.norm(dim=-1)
-    g = PeriodicGraph(edge_index, img.to(dtype), vec, dist)
+    g = PeriodicGraph(edge_index, img, vec, dist)
     if triplets:
-        g.idx_kj, g.idx_ji = _triplets_sorted(src, tgt, img, N, ptr, batch)
+        g.idx_kj, g.idx_ji = _triplets_from_rev(src, rev, deg)
     return g
 
 
-def _nearest(fr, ptr, batch, num_atoms, tnum, r_crystal, ufac, lattice, k, cutoff, N):
-    """Edges to the ``k`` nearest sources of every atom within ``cutoff``, sorted by (target, source, image)."""
-    device, dtype = fr.device, fr.dtype
-    atoms = torch.arange(N, device=device)
+def _nearest(fcols, ptr, batch, num_atoms, tnum, r_crystal, ufac, lattice, k, N, want_rev, dtype):
+    """Edges to the ``k`` nearest sources of every atom within the crystal's radius, grouped by target; the index of
+    each edge's reverse among them (-1 if not kept) when ``want_rev``; the degree of every atom."""
+    device = fcols[0].device
+    isel = torch.Tensor.index_select
     if k <= 0:
         z = torch.zeros(0, dtype=torch.long, device=device)
-        return z, z, torch.zeros(0, 3, dtype=torch.long, device=device)
-    # pass 1: reduced radius from the density (volume per atom)
+        return (z, z.clone(), torch.zeros(0, 3, dtype=dtype, device=device), z.clone(),
+                torch.zeros(N, dtype=torch.long, device=device))
+    # pass 1: reduced radius from the density (volume per atom), same for all atoms of a crystal
     vol = torch.linalg.det(lattice.detach().to(torch.float64)).abs().to(dtype)
     per_atom = vol / num_atoms.clamp(min=1).to(dtype)
-    r_small = _ALPHA * (3.0 * k * per_atom / (4.0 * math.pi)).pow(1.0 / 3.0)
+    r_small = (3.0 * k * per_atom / (4.0 * math.pi)).pow(1.0 / 3.0).mul_(_ALPHA)
     r1 = torch.where(r_crystal > 0, torch.minimum(r_small, r_crystal), r_crystal)
     reduced = r1 < r_crystal  # [B]
-    tgt, src, img, d2 = _enumerate(fr, ptr, atoms, batch, tnum, r1[batch], ufac)
-    # every atom of a searchable crystal (radius >= 0) has its self-loop listed once (as d2 = inf): not a neighbour
-    real_deg = torch.bincount(tgt, minlength=N) - (r1[batch] >= 0).long()
-    short = reduced[batch] & (real_deg < k)
-    parts = [(tgt, src, img, d2)]
-    if bool(short.any()):
-        t2 = short.nonzero().flatten()
-        parts.append(_enumerate(fr, ptr, t2, batch[t2], tnum[t2], r_crystal[batch[t2]], ufac))
-    # table [N, max_degree] of squared distances; a short atom's row is overwritten by its pass-2 list
-    degs = [torch.bincount(p[0], minlength=N) for p in parts]
-    width = int(torch.stack(degs).max()) if N else 0
-    width = max(width, 1)
-    table = torch.full((N, width), float("inf"), dtype=dtype, device=device)
-    ids = torch.zeros((N, width), dtype=torch.long, device=device)
-    base = 0
-    for (t, _, _, dd), dg in zip(parts, degs):
-        start = torch.cumsum(dg, 0) - dg
-        slot = torch.arange(t.numel(), device=device) - start[t]
-        table[t, slot] = dd
-        ids[t, slot] = torch.arange(base, base + t.numel(), device=device)
-        base += t.numel()
+    atoms = torch.arange(N, device=device)
+    en1 = _enumerate(fcols, ptr, atoms, batch, tnum, isel(r1, 0, batch), ufac, want_d2=True, mirror=want_rev)
+    E1 = en1.E
+    deg1 = en1.etgt[1:] - en1.etgt[:-1]
+    short = isel(reduced, 0, batch) & (deg1 < k)
+    short_idx = short.nonzero().flatten()
+    two = short_idx.numel() > 0
+    rowbase = en1.etgt[:-1].clone()
+    # table [N, width] of squared distances, one row per target
+    if two:
+        # pass 2: full radius for the atoms that came up short
+        tb2 = isel(batch, 0, short_idx)
+        en2 = _enumerate(fcols, ptr, short_idx, tb2, isel(tnum, 0, short_idx), isel(r_crystal, 0, tb2), ufac,
+                         want_d2=True, mirror=False)
+        deg2 = en2.etgt[1:] - en2.etgt[:-1]
+        width = max(int(deg1.max()), int(deg2.max()), 1)
+    else:
+        width = max(int(deg1.max()), 1)
+    table = torch.full((N * width,), float("inf"), dtype=dtype, device=device)
+    # flat position of edge e (target t): t * width + (e - etgt[t]); pass-1 edges are target-major
+    shift1 = atoms * width - en1.etgt[:-1]
+    pos1 = torch.arange(E1, device=device).add_(isel(shift1, 0, isel(en1.i2, 0, en1.p3)))
+    table.index_copy_(0, pos1, en1.d2)
+    if two:
+        E2 = en2.E
+        # pass-2 rows are at least as long as pass-1 rows: they overwrite them completely
+        shift2 = short_idx * width - en2.etgt[:-1]
+        row2 = torch.repeat_interleave(deg2, output_size=E2)  # pass-2 target (index into short_idx) per edge
+        pos2 = torch.arange(E2, device=device).add_(isel(shift2, 0, row2))
+        table.index_copy_(0, pos2, en2.d2)
+        rowbase.index_copy_(0, short_idx, en2.etgt[:-1] + E1)
+    table = table.view(N, width)
     kk = min(k, width)
     val, col = torch.topk(table, kk, dim=1, largest=False, sorted=False)
-    col, order = torch.sort(col, dim=1)  # back to (source, image) order within each row
-    val = torch.gather(val, 1, order)
-    chosen = torch.gather(ids, 1, col)
-    sel = chosen[torch.isfinite(val)]
-    if len(parts) == 1:
-        tgt, src, img = tgt[sel], src[sel], img[sel]
+    sel = col.add_(rowbase[:, None])
+    valid = torch.isfinite(val)
+    if bool(valid.all()):
+        sel = sel.flatten()
+        deg = torch.full((N,), kk, dtype=torch.long, device=device)
     else:
-        tgt = torch.cat([p[0] for p in parts])[sel]
-        src = torch.cat([p[1] for p in parts])[sel]
-        img = torch.cat([p[2] for p in parts])[sel]
-    return tgt, src, img
+        sel = sel[valid]
+        deg = valid.sum(1)
+    if not two:
+        tgt, src, img, rev1 = _materialise(en1, sel, dtype)
+        rev = None
+        if want_rev:
+            newidx = torch.full((E1,), -1, dtype=torch.long, device=device)
+            newidx.index_copy_(0, sel, torch.arange(sel.numel(), device=device))
+            rev = isel(newidx, 0, rev1)
+        return tgt, src, img, rev, deg
+    from1 = (sel < E1).nonzero().flatten()
+    from2 = (sel >= E1).nonzero().flatten()
+    K = sel.numel()
+    t1, s1, i1, r1_ = _materialise(en1, isel(sel, 0, from1), dtype)
+    t2, s2, i2, _ = _materialise(en2, isel(sel, 0, from2).sub_(E1), dtype)
+    tgt = torch.empty(K, dtype=torch.long, device=device).index_copy_(0, from1, t1).index_copy_(0, from2, t2)
+    src = torch.empty(K, dtype=torch.long, device=device).index_copy_(0, from1, s1).index_copy_(0, from2, s2)
+    img = torch.empty(K, 3, dtype=dtype, device=device).index_copy_(0, from1, i1).index_copy_(0, from2, i2)
+    rev = None
+    if want_rev:
+        newidx = torch.full((E1,), -1, dtype=torch.long, device=device)
+        newidx.index_copy_(0, isel(sel, 0, from1), from1)
+        rev = torch.full((K,), -1, dtype=torch.long, device=device)
+        rev.index_copy_(0, from1, isel(newidx, 0, r1_))
+        # edges touching a short atom: their reverse is found by key (the mirror rule needs one radius)
+        touch = (isel(short, 0, tgt) | isel(short, 0, src)).nonzero().flatten()
+        rev.index_copy_(0, touch, _reverse_by_key(isel(src, 0, touch), isel(tgt, 0, touch), isel(img, 0, touch),
+                                                  N, index=touch))
+    return tgt, src, img, rev, deg
 
 
-def graph_from_edges(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, edge_index: torch.Tensor,
-                     offsets: torch.Tensor, triplets: bool = True) -> PeriodicGraph:
-    """Build a :class:`PeriodicGraph` from given edges (e.g. the CrystalNN graph stored in the dataset)."""
-    cart = frac_to_cart(frac, lattice, batch)
-    offsets = offsets.to(frac.dtype)
-    vec = edge_vectors(cart, lattice, batch, edge_index, offsets)
-    g = PeriodicGraph(edge_index, offsets, vec, vec.norm(dim=-1))
-    if triplets:
-        g.idx_kj, g.idx_ji = build_triplets(edge_index, offsets, frac.shape[0])
-    return g
+def _reverse_by_key(src, dst, img, num_nodes, index=None):
+    """For every edge, the position of its exact reverse (same pair swapped, negated image) or -1; edges unique.
 
-
-def _edge_keys(src, dst, img, num_nodes):
-    """Integer keys ordering edges by (target, source, image n2, n1, n0), and the keys of their reverse edges."""
-    img = img.long()
-    R = int(img.abs().max()) + 1 if img.numel() else 1
+    With ``index`` the positions are mapped through it (the edges given are a subset of a larger list)."""
+    E = src.numel()
+    device = src.device
+    if E == 0:
+        return torch.zeros(0, dtype=torch.long, device=device)
+    img = torch.round(img).long() if img.is_floating_point() else img.long()
+    R = int(img.abs().max()) + 1
     w = 2 * R + 1
     if num_nodes * num_nodes * w ** 3 >= 2 ** 62:
-        raise ValueError("build_triplets: graph too large for 64-bit edge keys")
+        raise ValueError("graph too large for 64-bit edge keys")
+    src, dst = src.long(), dst.long()
     enc = ((img[:, 2] + R) * w + (img[:, 1] + R)) * w + (img[:, 0] + R)
     renc = ((R - img[:, 2]) * w + (R - img[:, 1])) * w + (R - img[:, 0])
     key = (dst * num_nodes + src) * (w ** 3) + enc
     rkey = (src * num_nodes + dst) * (w ** 3) + renc
-    return key, rkey
+    skey, perm = torch.sort(key)
+    pos = torch.searchsorted(skey, rkey).clamp_(max=E - 1)
+    found = skey.index_select(0, pos) == rkey
+    out = perm.index_select(0, pos)
+    if index is not None:
+        out = index.index_select(0, out)
+    return torch.where(found, out, torch.full_like(out, -1))
 
 
-def _triplets_sorted(src, dst, img, num_nodes, ptr=None, batch=None, keys_sorted=True):
-    """Triplets for edges sorted by target (and, with ``keys_sorted``, by source then image within a target)."""
+def _triplets_from_rev(src, rev, deg):
+    """Triplets for edges grouped by target (``deg [N]`` edges per target, in target order), given the index of
+    each edge's reverse (-1 if none).
+
+    For edge e = j->i the triplets are all edges into j (one contiguous block) except the reverse of e. Every such
+    block is split into two runs around the reverse; ``idx_ji`` is one ragged expansion over edges and ``idx_kj``
+    (run base + position in the run, a piecewise-linear sequence) is a cumulative sum of ones with a jump at every
+    run start: no boolean masks, no per-triplet gathers.
+    """
     device = src.device
     E = src.numel()
     if E == 0:
         z = torch.zeros(0, dtype=torch.long, device=device)
         return z, z.clone()
-    # position of the exact reverse edge of each edge (or -1)
-    key, rkey = _edge_keys(src, dst, img, num_nodes)
-    if keys_sorted:
-        pos = torch.searchsorted(key, rkey).clamp_(max=E - 1)
-        has = key[pos] == rkey
-    else:
-        skey, perm = torch.sort(key)
-        p = torch.searchsorted(skey, rkey).clamp_(max=E - 1)
-        has = skey[p] == rkey
-        pos = perm[p]
-    deg = torch.bincount(dst, minlength=num_nodes)
-    estart = torch.cumsum(deg, 0) - deg  # first incoming edge of each node
-    cnt = deg[src] - has.long()  # edges k->j into the source j of edge j->i, minus its reverse
-    idx_ji, local = _expand(cnt)
-    idx_kj = estart[src][idx_ji] + local
-    # skip the reverse edge: shift indices at or past it by one
-    rev = torch.where(has, pos, torch.full_like(pos, E))
-    idx_kj += (idx_kj >= rev[idx_ji]).long()
+    isel = torch.Tensor.index_select
+    estart = torch.cumsum(deg, 0).sub_(deg)
+    first = isel(estart, 0, src)  # block of the edges into j
+    n = isel(deg, 0, src)
+    has = rev >= 0
+    cut = torch.where(has, rev, first + n)  # position of the reverse inside the block (or the block end)
+    ca = cut - first  # run before the reverse
+    cb = n - ca - has.long()  # run after it
+    cnt = ca + cb
+    T = int(cnt.sum())
+    idx_ji = torch.repeat_interleave(cnt, output_size=T)
+    # runs (2 per edge) and their first value; value at t is base_r + (t - start_r) inside run r
+    counts = torch.stack([ca, cb], dim=1).flatten()
+    base = torch.stack([first, cut + 1], dim=1).flatten()
+    rstart = torch.cumsum(counts, 0).sub_(counts)
+    g = base.sub_(rstart)  # idx_kj[t] = t + g[run(t)]
+    dg = torch.diff(g, prepend=g.new_zeros(1))
+    dg[0] -= 1  # cumsum of ones starts at 1
+    steps = torch.ones(T + 1, dtype=torch.long, device=device)
+    steps.index_add_(0, rstart, dg)  # runs starting at T (empty, at the end) land on the spare last entry
+    idx_kj = steps.cumsum_(0)[:T]
     return idx_kj, idx_ji
+
+
+def graph_from_edges(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, edge_index: torch.Tensor,
+                     offsets: torch.Tensor, triplets: bool = True) -> PeriodicGraph:
+    """Build a :class:`PeriodicGraph` from given edges (e.g. the CrystalNN graph stored in the dataset)."""
+    cart = _frac_to_cart(frac, lattice, batch.long())
+    offsets = offsets.to(frac.dtype)
+    vec = edge_vectors(cart, lattice, batch.long(), edge_index, offsets)
+    g = PeriodicGraph(edge_index, offsets, vec, vec.norm(dim=-1))
+    if triplets:
+        g.idx_kj, g.idx_ji = build_triplets(edge_index, offsets, frac.shape[0])
+    return g
 
 
 def build_triplets(edge_index: torch.Tensor, offsets: torch.Tensor, num_nodes: int
@@ -366,13 +503,14 @@ def build_triplets(edge_index: torch.Tensor, offsets: torch.Tensor, num_nodes: i
     if E == 0:
         z = torch.zeros(0, dtype=torch.long, device=device)
         return z, z.clone()
-    img = torch.round(offsets).long() if offsets.is_floating_point() else offsets.long()
+    deg = torch.bincount(dst, minlength=num_nodes)
     is_sorted = bool((dst[1:] >= dst[:-1]).all()) if E > 1 else True
     if is_sorted:
-        return _triplets_sorted(src, dst, img, num_nodes, keys_sorted=False)
+        return _triplets_from_rev(src, _reverse_by_key(src, dst, offsets, num_nodes), deg)
     order = torch.argsort(dst, stable=True)
-    kj, ji = _triplets_sorted(src[order], dst[order], img[order], num_nodes, keys_sorted=False)
-    return order[kj], order[ji]
+    s, d, o = src.index_select(0, order), dst.index_select(0, order), offsets.index_select(0, order)
+    kj, ji = _triplets_from_rev(s, _reverse_by_key(s, d, o, num_nodes), deg)
+    return order.index_select(0, kj), order.index_select(0, ji)
 
 
 def crystalnn_edges(structure, max_neighbors: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:

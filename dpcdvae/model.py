@@ -91,12 +91,14 @@ class DPCDVAE(nn.Module):
         enc = cfg.encoder
         self.encoder = CrystalEncoder(
             variant=cfg.variant, latent_dim=cfg.latent_dim, na_encoder=enc.na_encoder, max_atoms=cfg.max_atoms,
-            graph=enc.graph, hidden_channels=enc.hidden_channels, num_blocks=enc.num_blocks,
-            int_emb_size=enc.int_emb_size, basis_emb_size=enc.basis_emb_size,
-            out_emb_channels=enc.out_emb_channels, num_spherical=enc.num_spherical, num_radial=enc.num_radial,
-            cutoff=enc.cutoff, max_neighbors=enc.max_neighbors, envelope_exponent=enc.envelope_exponent,
-            num_before_skip=enc.num_before_skip, num_after_skip=enc.num_after_skip,
-            num_output_layers=enc.num_output_layers)
+            graph=enc.graph, cutoff=enc.cutoff, max_neighbors=enc.max_neighbors,
+            output_initializer="glorot_orthogonal",  # zeros (PyG default) gives z = 0 at init
+            dimenet_kwargs=dict(hidden_channels=enc.hidden_channels, num_blocks=enc.num_blocks,
+                                int_emb_size=enc.int_emb_size, basis_emb_size=enc.basis_emb_size,
+                                out_emb_channels=enc.out_emb_channels, num_spherical=enc.num_spherical,
+                                num_radial=enc.num_radial, envelope_exponent=enc.envelope_exponent,
+                                num_before_skip=enc.num_before_skip, num_after_skip=enc.num_after_skip,
+                                num_output_layers=enc.num_output_layers))
         L, H = cfg.latent_dim, cfg.head_hidden
         self.fc_mu = nn.Linear(L, L)
         self.fc_var = nn.Linear(L, L)

@@ -87,8 +87,9 @@ class DPCDVAEModule(L.LightningModule):
         out = model(batch, epoch=self.current_epoch)
         bs = batch.num_graphs
         self.log("val_loss", out["val_loss"], prog_bar=True, batch_size=bs, sync_dist=True)
-        for k in ("coord", "type", "lattice", "num_atoms_acc", "loss"):
+        for k in ("coord", "type", "lattice", "num_atoms_acc"):
             self.log(f"val_{k}", out[k], batch_size=bs, sync_dist=True)
+        self.log("val_total_loss", out["loss"], batch_size=bs, sync_dist=True)
 
     def configure_optimizers(self):
         t = self.cfg.train

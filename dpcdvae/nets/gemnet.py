@@ -6,15 +6,22 @@ quadruplets), with the direct force head; building blocks in :mod:`dpcdvae.nets.
 Inputs per atom (paper Sec. IV.C, S3): ``[type embedding (128) | z of its crystal (256) | time embedding (128) |
 Fourier features of the wrapped fractional coordinates (36)]`` = 548 features.
 
-* ``project_input=True`` (default, CDVAE's choice): a Linear 548 -> ``emb_size_atom`` (128) before the blocks.
-  About 1.95 M parameters with the paper defaults.
-* ``project_input=False`` (the published DP-CDVAE code's choice): the 548 features *are* the atom embedding and
-  the atom width stays 548 through every block (``emb_size_atom`` is then ignored). About 8.1 M parameters.
+* ``project_input=True`` (default, CDVAE's choice): one Linear 548 -> ``emb_size_atom`` (128) before the
+  blocks. 2.03 M parameters with the paper defaults.
+* ``project_input=False`` (the published DP-CDVAE code's choice): a width-preserving MLP
+  ``Linear(548, 548)-ReLU-Linear(548, 548)`` and the atom width stays 548 through every block (``emb_size_atom``
+  is then ignored). 8.31 M parameters.
 
-The published counts (about 2.4 M / 15.8 M) also include the energy branch of GemNet's output blocks (per block a
-Dense(edge -> atom), ``num_atom`` residual layers of the atom width and a Linear(atom -> 1)), which the published
-code evaluates on every call and throws away; it is not built here (``ENERGY_BRANCH`` in the tests reproduces the
-published numbers by adding it back).
+The published counts (about 2.4 M for CDVAE's decoder, 15.8 M for DP-CDVAE's) also include the energy branch of
+GemNet's output blocks (per output block: Dense(rbf -> edge), Dense(edge -> atom), ``num_atom`` residual layers of
+the atom width and Linear(atom -> 1)), which the published code evaluates on every call and throws away. It is not
+built here; adding its size back gives 2.50 M (minus our time embedding, 0.13 M, which CDVAE lacks: 2.37 M) and
+15.80 M (``tests/test_gemnet.py::test_parameter_counts_paper_config``).
+
+Graph symmetry: a radius graph truncated to ``max_neighbors`` is not symmetric (edge j->i may be kept while i->j
+is not). GemNet's symmetric message update needs the reverse edge; here a missing reverse edge contributes zero
+(the graph is used as given). The published code instead symmetrises the graph (keeps one direction of each pair
+and mirrors it), which changes the neighbour sets slightly.
 
 Geometry: the graph is the periodic radius graph (cutoff 7 A, at most 20 nearest neighbours per atom) of the
 current wrapped coordinates, rebuilt on every call unless ``graph`` is given. Distances go through a Gaussian
@@ -120,11 +127,12 @@ class GemNetTDenoiser(nn.Module):
         self.time_emb = TimeEmbedding(time_emb_dim, time_hidden, T, mode=time_mode)
         self.fourier = FourierFeatures(fourier[0], fourier[1], convention=fourier_convention)
         self.input_dim = type_emb_dim + latent_dim + time_emb_dim + self.fourier.out_dim
-        if project_input:
-            self.input_proj = nn.Linear(self.input_dim, emb_size_atom)
+        if project_input:  # CDVAE: one Linear back to emb_size_atom
+            self.input_proj = nn.Sequential(nn.Linear(self.input_dim, emb_size_atom))
             atom_dim = emb_size_atom
-        else:
-            self.input_proj = None
+        else:  # published DP-CDVAE code: width-preserving MLP, Linear-ReLU-Linear
+            self.input_proj = nn.Sequential(nn.Linear(self.input_dim, self.input_dim), nn.ReLU(),
+                                             nn.Linear(self.input_dim, self.input_dim))
             atom_dim = self.input_dim
         self.emb_size_atom = atom_dim
 
@@ -186,24 +194,32 @@ class GemNetTDenoiser(nn.Module):
         if idx_kj is None:
             idx_kj, idx_ji = build_triplets(graph.edge_index, graph.offsets, N)
 
-        h = self.atom_inputs(frac_w, atom_types, z, t, batch)
-        if self.input_proj is not None:
-            h = self.input_proj(h)
+        h = self.input_proj(self.atom_inputs(frac_w, atom_types, z, t, batch))
 
         # bases, computed once per call and shared by all blocks
         rbf = self.rbf(dist)  # [E, R]
         Rb = self.emb_size_rbf
         rbf_all = self.mlp_rbf(rbf)
         rbf3, rbf_h, rbf_out = rbf_all[:, :Rb], rbf_all[:, Rb:2 * Rb], rbf_all[:, 2 * Rb:3 * Rb]
-        rad = rbf_all[:, 3 * Rb:].reshape(E, self.num_spherical, self.emb_size_cbf)  # [E, S, C]
+        S, C = self.num_spherical, self.emb_size_cbf
+        # radial part of the circular basis, projected: [S, E + 1, C] (last row zero, for padded slots)
+        rad = rbf_all[:, 3 * Rb:].reshape(E, S, C).transpose(0, 1)
+        rad = torch.cat([rad, rad.new_zeros(S, 1, C)], dim=1)
         inv_d = 1.0 / dist.clamp_min(1e-9)
         unit = vec * inv_d[:, None]  # [E, 3], from i towards the image of j
         # angle at j between j->k (= vec_kj) and j->i (= -vec_ji)
         cos = -(unit.index_select(0, idx_kj) * unit.index_select(0, idx_ji)).sum(-1)
-        sph = legendre_sph(cos.clamp(-1.0, 1.0), self.num_spherical)  # [T, S]
-        cbf = torch.bmm(sph.unsqueeze(1), rad.index_select(0, idx_kj)).squeeze(1)  # [T, C]
+        sph = legendre_sph(cos.clamp(-1.0, 1.0), S)  # [T, S]
         layout = TripletLayout.build(idx_kj, idx_ji, E)
-        cbf_pad_t = layout.pad_triplets(cbf).transpose(1, 2)  # [E, C, K]
+        # circular basis of every triplet, projected to C and laid out per edge ji: sum_s Y_s(theta) rad_s(d_kj),
+        # accumulated over s so that no [T, S, C] tensor is formed
+        sph_pad = layout.pad_triplets(sph)  # [E, K, S]
+        cbf_pad = None
+        for s_ in range(S):
+            term = rad[s_].index_select(0, layout.gather_kj).view(E, layout.kmax, C) * sph_pad[:, :, s_, None]
+            cbf_pad = term if cbf_pad is None else cbf_pad + term
+        cbf_pad_t = (cbf_pad.transpose(1, 2).contiguous() if cbf_pad is not None
+                     else rbf.new_zeros(E, C, layout.kmax))  # [E, C, K]
         id_swap = reverse_edges(graph.edge_index, graph.offsets, N)
 
         m = self.edge_emb(h, rbf, src, dst)

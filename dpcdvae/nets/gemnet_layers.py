@@ -193,12 +193,12 @@ class TripletLayout:
         """Per-triplet values ``[T, C]`` -> ``[E, kmax, C]`` (zeros in the padding)."""
         out = values.new_zeros(self.num_edges * self.kmax, values.shape[-1])
         out[self.slot] = values
-        return out.view(self.num_edges, self.kmax, -1)
+        return out.view(self.num_edges, self.kmax, values.shape[-1])
 
     def gather_edges(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge values ``x [E, F]`` of the partner edges kj -> ``[E, kmax, F]`` (zeros in the padding)."""
         xz = torch.cat([x, x.new_zeros(1, x.shape[-1])], dim=0)
-        return xz.index_select(0, self.gather_kj).view(self.num_edges, self.kmax, -1)
+        return xz.index_select(0, self.gather_kj).view(self.num_edges, self.kmax, x.shape[-1])
 
 
 def gather_or_zero(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
