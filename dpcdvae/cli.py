@@ -219,13 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_reconstruct(sub)
-    for mod in ("dpcdvae.data.cli", "dpcdvae.eval.cli"):
-        try:
-            import importlib
+    import importlib
 
-            importlib.import_module(mod).add_parser(sub)
+    for mod in ("dpcdvae.data.cli", "dpcdvae.eval.cli", "dpcdvae.eval.ground_state_cli", "dpcdvae.notebooks"):
+        try:
+            module = importlib.import_module(mod)
         except ImportError as exc:  # a subpackage that is missing its optional dependencies
             print(f"[dpcdvae] note: {mod} unavailable ({exc})", file=sys.stderr)
+            continue
+        module.add_parser(sub)
     return p
 
 

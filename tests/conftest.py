@@ -52,3 +52,15 @@ def srtio3():
 
     return Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
                      [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+
+
+def pytest_configure(config):
+    """One torch thread per test process: CI runs `pytest -n 2` on 2 cores, and oversubscribed torch thread pools
+    were measured here to make small tensor ops ~100x slower."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    os.environ.setdefault("MPLBACKEND", "Agg")
