@@ -11,14 +11,18 @@ For a pair (i, j) with fractional difference ``d = f_j - f_i`` the image ``n`` i
 squared length is ``sum_k (sum_{l >= k} U_kl x_l)^2`` with ``x = d + n``, so the admissible ``n`` can be enumerated
 exactly, one axis at a time (Fincke-Pohst): first the interval of ``n_2``, then for each ``n_2`` the interval of
 ``n_1``, then for each ``(n_2, n_1)`` the interval of ``n_0``. Every level is a ragged expansion
-(``repeat_interleave``) of the previous one; the last level *is* the edge list (only the self-loop is dropped),
+(``repeat_interleave``) of the previous one; the last level *is* the edge list (only the self-loop is skipped),
 so the work is proportional to the number of edges whatever the cell shape, and each crystal uses exactly the
-images it needs. Edges come out grouped by target atom, then by source, then by image.
+images it needs.
 
-``max_neighbors`` first searches every crystal with a smaller radius that holds about twice ``max_neighbors``
-neighbours at the crystal's density (an atom with at least ``max_neighbors`` neighbours within that radius has all its
-``max_neighbors`` nearest ones among them), then searches the full ``cutoff`` again only for the atoms that came up
-short, and selects the nearest per atom with one ``topk`` over a ``[N, max_degree]`` table.
+Only the pairs ``i <= j`` are searched: IEEE arithmetic is symmetric under ``d -> -d``, so the pair (j, i) would get
+exactly the mirrored intervals, and its edges are the edges of (i, j) with source and target swapped and the image
+negated. Every edge therefore knows its exact reverse edge for free, which the triplet builder needs.
+
+``max_neighbors`` first searches every crystal with a smaller radius that holds about 1.7 x ``max_neighbors``
+neighbours on average at the crystal's density (an atom with at least ``max_neighbors`` neighbours within that radius
+has all its ``max_neighbors`` nearest ones among them), then searches the full ``cutoff`` again only for the atoms
+that came up short, and selects the nearest per atom with one ``topk`` over a ``[N, max_degree]`` table.
 """
 from __future__ import annotations
 
@@ -111,27 +115,36 @@ def _expand(counts: torch.Tensor, local: bool = True):
     return parent, loc, start, total
 
 
-def _metric_factor(lattice: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Upper Cholesky factor of ``L L^T`` as rows ``[6, B]`` = (U00, U01, U02, U11, U12, U22), and a ``[B]`` mask of
-    crystals whose lattice is usable (finite, not flat)."""
-    lat = lattice.detach().to(torch.float64)
-    gram = lat @ lat.transpose(-1, -2)
-    U, info = torch.linalg.cholesky_ex(gram, upper=True)
-    ok = (info == 0) & torch.isfinite(U).flatten(1).all(-1)
-    U = torch.where(ok[:, None, None], U, torch.eye(3, dtype=U.dtype, device=U.device))
-    flat = torch.stack([U[:, 0, 0], U[:, 0, 1], U[:, 0, 2], U[:, 1, 1], U[:, 1, 2], U[:, 2, 2]], dim=0)
-    return flat.to(dtype).contiguous(), ok
+def _metric_factor(lattice: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Upper Cholesky factor of the metric ``L L^T`` as rows ``[6, B]`` = (U00, U01, U02, U11, U12, U22), the cell
+    volumes ``[B]`` (A^3) and a ``[B]`` mask of crystals whose lattice is usable (finite, not flat).
+
+    Written out for 3x3 (a handful of elementwise ops on ``[B]`` vectors, in float64)."""
+    lat = lattice.detach().to(torch.float64).reshape(-1, 9)
+    a, b, c = lat[:, 0:3], lat[:, 3:6], lat[:, 6:9]
+    u00 = a.norm(dim=-1)
+    u01 = (a * b).sum(-1) / u00
+    u02 = (a * c).sum(-1) / u00
+    u11 = ((b * b).sum(-1) - u01 * u01).clamp(min=0).sqrt()
+    u12 = ((b * c).sum(-1) - u01 * u02) / u11
+    u22 = ((c * c).sum(-1) - u02 * u02 - u12 * u12).clamp(min=0).sqrt()
+    flat = torch.stack([u00, u01, u02, u11, u12, u22], dim=0)
+    ok = torch.isfinite(flat).all(0) & (u00 > 0) & (u11 > 0) & (u22 > 0)
+    flat = torch.where(ok[None], flat, torch.ones_like(flat))
+    vol = (u00 * u11 * u22).to(dtype)
+    return flat.to(dtype).contiguous(), vol, ok
 
 
 class _Enum:
-    """The result of one radius search (see :func:`_enumerate`): edges are stored implicitly, as (level-2 entry
-    ``p3[e]``, position ``l3[e]``), and are materialised only for the edges that are kept."""
+    """The result of one radius search (see :func:`_enumerate`). Edges are stored implicitly, as (level-2 entry
+    ``p3[e]``, position ``l3[e]``) and are materialised only for the edges that are kept. Per level-2 entry:
+    ``lo0`` (first n0), ``n1``, ``n2``, ``i2``/``j2`` (the pair's atoms), ``pp2`` (the pair). Per pair: ``pi``, ``pj``,
+    ``epair [P+1]`` (first edge). Per target: ``etgt [M+1]`` (first edge)."""
 
-    __slots__ = ("p3", "l3", "E", "d2", "etgt", "lo0", "n1", "n2", "i2", "j2", "cpair", "M")
+    __slots__ = ("p3", "l3", "E", "d2", "etgt", "epair", "lo0", "n1", "n2", "i2", "j2", "pp2", "pi", "pj", "P")
 
 
-def _enumerate(fcols, ptr, targets, tbatch, tnum, r_target, ufac, want_d2=True, mirror=False,
-               slot_base=None) -> _Enum:
+def _enumerate(fcols, ptr, targets, tbatch, tnum, r_target, ufac, half, want_d2=True) -> _Enum:
     """All (target i, source j, image n) with ``0 < |(f_j - f_i + n) L| <= r`` for the given target atoms.
 
     Args:
@@ -140,23 +153,27 @@ def _enumerate(fcols, ptr, targets, tbatch, tnum, r_target, ufac, want_d2=True, 
         targets, tbatch, tnum, r_target: ``[M]`` target atoms, their crystal, its atom count, the search radius
             (negative: no edges).
         ufac: ``[6, B]`` metric factors (see :func:`_metric_factor`).
+        half: search only the sources ``j >= i`` of each target (the edges of ``j < i`` are the mirrors of those of
+            the pair (j, i)); needs the same radius for all atoms of a crystal to be complete.
         want_d2: also compute the squared lengths (``.d2``).
-        mirror: also prepare the index of every edge's exact reverse edge in this same list (``_materialise``).
-            Only valid when ``targets`` are all atoms in order and the radius is the same for all atoms of a crystal.
-    Edges are in target-major, then source, then (n2, n1, n0) order; ``etgt [M+1]`` is the first edge of each target.
-
-    Floating point is symmetric under d -> -d (IEEE rounding is), so the pair (j, i) gets exactly the mirrored
-    intervals of the pair (i, j): its edge list is the reversed list of negated images. That gives the reverse edge
-    of every edge by index arithmetic alone.
+    Edges come in target-major, then source, then (n2, n1, n0) order.
     """
     device = fcols[0].device
     isel = torch.Tensor.index_select
     out = _Enum()
     # level 0: ordered pairs (i, j) of the same crystal, target-major
-    pt, jl, pstart, P = _expand(tnum)
+    tl = targets - isel(ptr, 0, tbatch)  # local index of the target atom in its crystal
+    if half:
+        pt, jl, pstart, P = _expand(tnum - tl)
+        i = isel(targets, 0, pt)
+        j = i + jl
+        self_pair = pstart[:-1]
+    else:
+        pt, jl, pstart, P = _expand(tnum)
+        i = isel(targets, 0, pt)
+        j = isel(ptr, 0, isel(tbatch, 0, pt)).add_(jl)
+        self_pair = pstart[:-1] + tl
     tb = isel(tbatch, 0, pt)
-    i = isel(targets, 0, pt)
-    j = isel(ptr, 0, tb).add_(jl)
     d0 = isel(fcols[0], 0, j).sub_(isel(fcols[0], 0, i))
     d1 = isel(fcols[1], 0, j).sub_(isel(fcols[1], 0, i))
     dz = isel(fcols[2], 0, j).sub_(isel(fcols[2], 0, i))
@@ -164,20 +181,20 @@ def _enumerate(fcols, ptr, targets, tbatch, tnum, r_target, ufac, want_d2=True, 
     # level 1: n2 in [ceil(-r/U22 - d2), floor(r/U22 - d2)]
     h = r / isel(ufac[5], 0, tb)
     lo2 = torch.ceil(-h - dz)
-    c2 = (torch.floor(h - dz) - lo2 + 1).clamp_(min=0).long()
+    c2 = torch.floor_(h.sub_(dz)).sub_(lo2).add_(1).clamp_(min=0).long()
     p1, l1, s1, _ = _expand(c2)
     b1 = isel(tb, 0, p1)
     n2 = isel(lo2, 0, p1).add_(l1)
     x2 = isel(dz, 0, p1).add_(n2)
     t = isel(ufac[5], 0, b1).mul_(x2)
     rem = isel(r, 0, p1).square_().sub_(t.square_()).clamp_(min=0)
-    # level 2: n1 given n2: |U11 x1 + U12 x2| <= sqrt(rem)
-    s = rem.sqrt()
-    a = isel(ufac[4], 0, b1).mul_(x2)
+    # level 2: n1 given n2: |U11 x1 + U12 x2| <= sqrt(rem); x1 in [-z - w, -z + w]
     inv = isel(ufac[3], 0, b1).reciprocal_()
-    c1 = isel(d1, 0, p1)
-    lo1 = torch.ceil((-s - a).mul_(inv).sub_(c1))
-    cnt1 = (torch.floor((s - a).mul_(inv).sub_(c1)) - lo1 + 1).clamp_(min=0).long()
+    w = rem.sqrt().mul_(inv)
+    a = isel(ufac[4], 0, b1).mul_(x2)
+    z = a.mul(inv).add_(isel(d1, 0, p1))
+    lo1 = torch.floor(z + w).neg_()
+    cnt1 = torch.ceil_(z.sub_(w)).neg_().sub_(lo1).add_(1).clamp_(min=0).long()
     p2, l2, s2, _ = _expand(cnt1)
     pp2 = isel(p1, 0, p2)
     b2 = isel(b1, 0, p2)
@@ -186,20 +203,20 @@ def _enumerate(fcols, ptr, targets, tbatch, tnum, r_target, ufac, want_d2=True, 
     t = isel(ufac[3], 0, b2).mul_(x1).add_(isel(a, 0, p2))
     rem = isel(rem, 0, p2).sub_(t.square_()).clamp_(min=0)
     # level 3: n0 given (n2, n1): |U00 x0 + U01 x1 + U02 x2| <= sqrt(rem)
-    s = rem.sqrt()
     u00 = isel(ufac[0], 0, b2)
+    inv = u00.reciprocal()
+    w = rem.sqrt().mul_(inv)
     x2_2 = isel(x2, 0, p2)
     a = isel(ufac[1], 0, b2).mul_(x1).add_(isel(ufac[2], 0, b2).mul_(x2_2))
     c0 = isel(d0, 0, pp2)
-    inv = u00.reciprocal()
-    lo0 = torch.ceil((-s - a).mul_(inv).sub_(c0))
-    cnt0 = (torch.floor((s - a).mul_(inv).sub_(c0)) - lo0 + 1).clamp_(min=0).long()
+    z = a.mul(inv).add_(c0)
+    lo0 = torch.floor(z + w).neg_()
+    cnt0 = torch.ceil_(z.sub_(w)).neg_().sub_(lo0).add_(1).clamp_(min=0).long()
     # the self-loop (i == j, n = 0): one level-2 entry per target with r >= 0; skip its n0 = 0
-    tl = targets - isel(ptr, 0, tbatch)  # local index of the target atom in its crystal
     has_self = (r_target >= 0).nonzero().flatten()
     skip = None
     if has_self.numel():
-        psf = isel(pstart, 0, has_self).add_(isel(tl, 0, has_self))  # the (i, i) pair
+        psf = isel(self_pair, 0, has_self)  # the (i, i) pair
         q1 = isel(s1, 0, psf).sub_(isel(lo2, 0, psf).long())  # its n2 = 0 entry
         q2 = isel(s2, 0, q1).sub_(isel(lo1, 0, q1).long())  # its (n2, n1) = (0, 0) entry
         cnt0.index_add_(0, q2, torch.full_like(q2, -1))
@@ -208,39 +225,72 @@ def _enumerate(fcols, ptr, targets, tbatch, tnum, r_target, ufac, want_d2=True, 
     p3, l3, s3, E = _expand(cnt0)
     if skip is not None:
         l3 += l3 >= isel(skip, 0, p3)
-    out.p3, out.l3, out.E, out.lo0, out.M = p3, l3, E, lo0, targets.numel()
+    out.p3, out.l3, out.E, out.lo0, out.P = p3, l3, E, lo0, P
     out.d2 = None
     if want_d2:
         # |v|^2 = (r^2 - rem) + (U00 (c0 + lo0 + l3) + a)^2
         q = isel(r, 0, pp2).square_().sub_(rem)
         A = c0.add_(lo0).mul_(u00).add_(a)
         out.d2 = isel(u00, 0, p3).mul_(l3).add_(isel(A, 0, p3)).square_().add_(isel(q, 0, p3))
-    # edge start of each pair and of each target, through the exclusive starts of the three levels
-    epair = isel(s3, 0, isel(s2, 0, s1))  # [P+1]
-    out.etgt = isel(epair, 0, pstart)  # [M+1]
+    # first edge of each pair and of each target, through the exclusive starts of the three levels
+    out.epair = isel(s3, 0, isel(s2, 0, s1))  # [P+1]
+    out.etgt = isel(out.epair, 0, pstart)  # [M+1]
     out.n1, out.n2 = n1, isel(n2, 0, p2)
+    out.pi, out.pj, out.pp2 = i, j, pp2
     out.i2, out.j2 = isel(i, 0, pp2), isel(j, 0, pp2)
-    out.cpair = None
-    if mirror:
-        # pair (i, j) -> pair (j, i): target j's pairs start at pstart[j], source i has local index tl[i];
-        # rev(e) = epair[mp] + (count_p - 1 - (e - epair[p])) = C[p] - e
-        mp = isel(pstart, 0, j).add_(isel(tl, 0, i))
-        out.cpair = isel(isel(epair, 0, mp).add_(epair[1:]).sub_(1), 0, pp2)  # per level-2 entry
     return out
 
 
-def _materialise(en: _Enum, idx: Optional[torch.Tensor], dtype):
-    """(tgt, src, img float [K,3], rev-in-this-list or None) for the edges ``idx`` of ``en`` (all when None)."""
+def _forward(en: _Enum, e: Optional[torch.Tensor], dtype):
+    """(i, j, image of j seen from i (float [K,3])) of the searched edges ``e`` (all when None)."""
     isel = torch.Tensor.index_select
-    p3 = en.p3 if idx is None else isel(en.p3, 0, idx)
-    l3 = en.l3 if idx is None else isel(en.l3, 0, idx)
+    p3 = en.p3 if e is None else isel(en.p3, 0, e)
+    l3 = en.l3 if e is None else isel(en.l3, 0, e)
     n0 = isel(en.lo0, 0, p3).add_(l3)
     img = torch.stack([n0, isel(en.n1, 0, p3), isel(en.n2, 0, p3)], dim=-1).to(dtype)
-    rev = None
-    if en.cpair is not None:
-        e = torch.arange(en.E, device=p3.device) if idx is None else idx
-        rev = isel(en.cpair, 0, p3).sub_(e)
-    return isel(en.i2, 0, p3), isel(en.j2, 0, p3), img, rev
+    return isel(en.i2, 0, p3), isel(en.j2, 0, p3), img, p3
+
+
+def _half_positions(en: _Enum, N: int, ptr, batch, num_atoms):
+    """Where the edges of a half search go in a target-grouped layout, relative to each target's row start.
+
+    Target t's row holds first its forward edges (t = i, in search order), then the mirrored edges (t = j) of the
+    pairs (i', t), i' < t, in order of i'. Returns ``slot_f [E]`` and ``slot_m [E]`` (slot of the mirrored edge in
+    row j; meaningless for self pairs (i, i), whose mirrors are edges of the same pair), the degree of every target
+    ``[N]`` and the per-edge self-pair flag ``[E]``.
+    """
+    isel = torch.Tensor.index_select
+    device = en.p3.device
+    pi, pj, epair = en.pi, en.pj, en.epair
+    fdeg = en.etgt[1:] - en.etgt[:-1]
+    selfp = pi == pj
+    mcnt = (epair[1:] - epair[:-1]).masked_fill_(selfp, 0)  # mirrored edges per pair
+    mdeg = torch.zeros(N, dtype=torch.long, device=device).index_add_(0, pj, mcnt)
+    # mpre[p] = sum of mcnt(i', j) over i' < i: exclusive prefix along the columns of each crystal's n x n matrix of
+    # pairs, laid out transposed (row j, column i) so that a column of the original is contiguous
+    nsq = num_atoms * num_atoms
+    qstart = torch.cumsum(nsq, 0).sub_(nsq)
+    bi = isel(batch, 0, pi)
+    base = isel(ptr, 0, bi)
+    rowq = isel(qstart, 0, bi).add_((pj - base).mul_(isel(num_atoms, 0, bi)))  # start of row j (transposed)
+    tpos = rowq + (pi - base)
+    tarr = torch.zeros(int(nsq.sum()), dtype=torch.long, device=device).index_copy_(0, tpos, mcnt)
+    cs = torch.cumsum(tarr, 0).sub_(tarr)  # exclusive prefix sums
+    mpre = isel(cs, 0, tpos).sub_(isel(cs, 0, rowq))
+    hf = en.etgt[:-1].neg()  # slot_f = e - etgt[i]
+    hm = isel(fdeg, 0, pj).add_(mpre).sub_(epair[:-1])  # slot_m = e + fdeg[j] + mpre[p] - epair[p]
+    ar = torch.arange(en.E, device=device)
+    p3 = en.p3
+    slot_f = isel(isel(hf, 0, en.i2), 0, p3).add_(ar)
+    slot_m = isel(isel(hm, 0, en.pp2), 0, p3).add_(ar)
+    self_e = isel(isel(selfp, 0, en.pp2), 0, p3)
+    return slot_f, slot_m, fdeg + mdeg, self_e
+
+
+def _self_rev(en: _Enum, e: torch.Tensor):
+    """For edges ``e`` of self pairs (i, i): the index of the reverse edge (same pair, negated image)."""
+    pp = en.pp2.index_select(0, en.p3.index_select(0, e))
+    return en.epair.index_select(0, pp).add_(en.epair.index_select(0, pp + 1)).sub_(1).sub_(e)
 
 
 def _empty_graph(device, dtype, triplets):
@@ -287,7 +337,7 @@ def radius_graph_pbc(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
     torch.cumsum(num_atoms, 0, out=ptr[1:])
 
     fr = frac.detach()
-    ufac, ok = _metric_factor(lattice, dtype)
+    ufac, vol, ok = _metric_factor(lattice, dtype)
     # guard: crystals whose search would need absurd numbers of images (flat / NaN cells) are skipped; the
     # Gram-Schmidt lengths U00, U11, U22 bound the number of images per level
     gs_min = torch.minimum(torch.minimum(ufac[0], ufac[3]), ufac[5])
@@ -304,16 +354,13 @@ def radius_graph_pbc(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
     r_crystal = torch.where(ok, torch.full((B,), float(cutoff), dtype=dtype, device=device),
                             torch.full((B,), -1.0, dtype=dtype, device=device))  # negative radius: no edges
     fcols = [c.contiguous() for c in fr.unbind(-1)]
-    atoms = torch.arange(N, device=device)
     tnum = num_atoms.index_select(0, batch)
 
     if max_neighbors is None:
-        en = _enumerate(fcols, ptr, atoms, batch, tnum, r_crystal.index_select(0, batch), ufac, want_d2=False,
-                        mirror=triplets)
-        tgt, src, img, rev = _materialise(en, None, dtype)
-        deg = en.etgt[1:] - en.etgt[:-1]
+        tgt, src, img, rev, deg = _all_edges(fcols, ptr, batch, num_atoms, tnum, r_crystal, ufac, N, triplets,
+                                             dtype)
     else:
-        tgt, src, img, rev, deg = _nearest(fcols, ptr, batch, num_atoms, tnum, r_crystal, ufac, lattice,
+        tgt, src, img, rev, deg = _nearest(fcols, ptr, batch, num_atoms, tnum, r_crystal, ufac, vol,
                                            int(max_neighbors), N, triplets, dtype)
 
     edge_index = torch.stack([src, tgt])
@@ -326,7 +373,41 @@ def radius_graph_pbc(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
     return g
 
 
-def _nearest(fcols, ptr, batch, num_atoms, tnum, r_crystal, ufac, lattice, k, N, want_rev, dtype):
+def _all_edges(fcols, ptr, batch, num_atoms, tnum, r_crystal, ufac, N, want_rev, dtype):
+    """Every edge within the crystal's radius, grouped by target; reverse-edge index; degrees."""
+    device = fcols[0].device
+    isel = torch.Tensor.index_select
+    atoms = torch.arange(N, device=device)
+    en = _enumerate(fcols, ptr, atoms, batch, tnum, isel(r_crystal, 0, batch), ufac, half=True, want_d2=False)
+    E = en.E
+    slot_f, slot_m, deg, self_e = _half_positions(en, N, ptr, batch, num_atoms)
+    rowstart = torch.cumsum(deg, 0).sub_(deg)
+    Etot = int(deg.sum())
+    i, j, img, _ = _forward(en, None, dtype)
+    pos_f = slot_f.add_(isel(rowstart, 0, i))
+    # mirrors of self-pair edges go to a dump area after the Etot real edges
+    pos_m = torch.where(self_e, torch.arange(Etot, Etot + E, device=device), slot_m.add_(isel(rowstart, 0, j)))
+    size = Etot + E
+    tgt = torch.empty(size, dtype=torch.long, device=device)
+    src = torch.empty(size, dtype=torch.long, device=device)
+    im = torch.empty(size, 3, dtype=dtype, device=device)
+    tgt.index_copy_(0, pos_f, i).index_copy_(0, pos_m, j)
+    src.index_copy_(0, pos_f, j).index_copy_(0, pos_m, i)
+    im.index_copy_(0, pos_f, img).index_copy_(0, pos_m, img.neg())
+    rev = None
+    if want_rev:
+        rev = torch.empty(size, dtype=torch.long, device=device)
+        rev.index_copy_(0, pos_m, pos_f)
+        rf = pos_m.clone()
+        se = self_e.nonzero().flatten()
+        if se.numel():
+            rf.index_copy_(0, se, isel(pos_f, 0, _self_rev(en, se)))
+        rev.index_copy_(0, pos_f, rf)
+        rev = rev[:Etot]
+    return tgt[:Etot], src[:Etot], im[:Etot], rev, deg
+
+
+def _nearest(fcols, ptr, batch, num_atoms, tnum, r_crystal, ufac, vol, k, N, want_rev, dtype):
     """Edges to the ``k`` nearest sources of every atom within the crystal's radius, grouped by target; the index of
     each edge's reverse among them (-1 if not kept) when ``want_rev``; the degree of every atom."""
     device = fcols[0].device
@@ -335,81 +416,96 @@ def _nearest(fcols, ptr, batch, num_atoms, tnum, r_crystal, ufac, lattice, k, N,
         z = torch.zeros(0, dtype=torch.long, device=device)
         return (z, z.clone(), torch.zeros(0, 3, dtype=dtype, device=device), z.clone(),
                 torch.zeros(N, dtype=torch.long, device=device))
-    # pass 1: reduced radius from the density (volume per atom), same for all atoms of a crystal
-    vol = torch.linalg.det(lattice.detach().to(torch.float64)).abs().to(dtype)
+    # pass 1: reduced radius from the density (volume per atom), the same for all atoms of a crystal
     per_atom = vol / num_atoms.clamp(min=1).to(dtype)
     r_small = (3.0 * k * per_atom / (4.0 * math.pi)).pow(1.0 / 3.0).mul_(_ALPHA)
     r1 = torch.where(r_crystal > 0, torch.minimum(r_small, r_crystal), r_crystal)
     reduced = r1 < r_crystal  # [B]
     atoms = torch.arange(N, device=device)
-    en1 = _enumerate(fcols, ptr, atoms, batch, tnum, isel(r1, 0, batch), ufac, want_d2=True, mirror=want_rev)
-    E1 = en1.E
-    deg1 = en1.etgt[1:] - en1.etgt[:-1]
+    en = _enumerate(fcols, ptr, atoms, batch, tnum, isel(r1, 0, batch), ufac, half=True, want_d2=True)
+    E = en.E
+    slot_f, slot_m, deg1, self_e = _half_positions(en, N, ptr, batch, num_atoms)
     short = isel(reduced, 0, batch) & (deg1 < k)
     short_idx = short.nonzero().flatten()
     two = short_idx.numel() > 0
-    rowbase = en1.etgt[:-1].clone()
-    # table [N, width] of squared distances, one row per target
     if two:
-        # pass 2: full radius for the atoms that came up short
+        # pass 2: full radius (all sources) for the atoms that came up short
         tb2 = isel(batch, 0, short_idx)
         en2 = _enumerate(fcols, ptr, short_idx, tb2, isel(tnum, 0, short_idx), isel(r_crystal, 0, tb2), ufac,
-                         want_d2=True, mirror=False)
+                         half=False, want_d2=True)
         deg2 = en2.etgt[1:] - en2.etgt[:-1]
         width = max(int(deg1.max()), int(deg2.max()), 1)
     else:
         width = max(int(deg1.max()), 1)
-    table = torch.full((N * width,), float("inf"), dtype=dtype, device=device)
-    # flat position of edge e (target t): t * width + (e - etgt[t]); pass-1 edges are target-major
-    shift1 = atoms * width - en1.etgt[:-1]
-    pos1 = torch.arange(E1, device=device).add_(isel(shift1, 0, isel(en1.i2, 0, en1.p3)))
-    table.index_copy_(0, pos1, en1.d2)
+    # table [N, width] of squared distances and edge codes (forward e, mirrored E + e, pass-2 2E + e), one row per
+    # target; a dump area after it takes the mirrors of self-pair edges
+    NW = N * width
+    i2e = isel(en.i2, 0, en.p3)
+    j2e = isel(en.j2, 0, en.p3)
+    pos_f = slot_f.add_(i2e * width)
+    pos_m = torch.where(self_e, torch.arange(NW, NW + E, device=device), slot_m.add_(j2e * width))
+    table = torch.full((NW + E,), float("inf"), dtype=dtype, device=device)
+    codes = torch.empty(NW + E, dtype=torch.long, device=device)
+    table.index_copy_(0, pos_f, en.d2).index_copy_(0, pos_m, en.d2)
+    ar = torch.arange(E, device=device)
+    codes.index_copy_(0, pos_f, ar).index_copy_(0, pos_m, ar + E)
     if two:
         E2 = en2.E
         # pass-2 rows are at least as long as pass-1 rows: they overwrite them completely
-        shift2 = short_idx * width - en2.etgt[:-1]
-        row2 = torch.repeat_interleave(deg2, output_size=E2)  # pass-2 target (index into short_idx) per edge
-        pos2 = torch.arange(E2, device=device).add_(isel(shift2, 0, row2))
+        row2 = torch.repeat_interleave(deg2, output_size=E2)  # index into short_idx per edge
+        pos2 = torch.arange(E2, device=device).add_(isel(short_idx * width - en2.etgt[:-1], 0, row2))
         table.index_copy_(0, pos2, en2.d2)
-        rowbase.index_copy_(0, short_idx, en2.etgt[:-1] + E1)
-    table = table.view(N, width)
-    kk = min(k, width)
-    val, col = torch.topk(table, kk, dim=1, largest=False, sorted=False)
-    sel = col.add_(rowbase[:, None])
+        codes.index_copy_(0, pos2, torch.arange(2 * E, 2 * E + E2, device=device))
+    val, col = torch.topk(table[:NW].view(N, width), min(k, width), dim=1, largest=False, sorted=False)
+    sel = torch.gather(codes[:NW].view(N, width), 1, col)
     valid = torch.isfinite(val)
     if bool(valid.all()):
         sel = sel.flatten()
-        deg = torch.full((N,), kk, dtype=torch.long, device=device)
+        deg = torch.full((N,), val.shape[1], dtype=torch.long, device=device)
     else:
         sel = sel[valid]
         deg = valid.sum(1)
-    if not two:
-        tgt, src, img, rev1 = _materialise(en1, sel, dtype)
-        rev = None
-        if want_rev:
-            newidx = torch.full((E1,), -1, dtype=torch.long, device=device)
-            newidx.index_copy_(0, sel, torch.arange(sel.numel(), device=device))
-            rev = isel(newidx, 0, rev1)
-        return tgt, src, img, rev, deg
-    from1 = (sel < E1).nonzero().flatten()
-    from2 = (sel >= E1).nonzero().flatten()
     K = sel.numel()
-    t1, s1, i1, r1_ = _materialise(en1, isel(sel, 0, from1), dtype)
-    t2, s2, i2, _ = _materialise(en2, isel(sel, 0, from2).sub_(E1), dtype)
-    tgt = torch.empty(K, dtype=torch.long, device=device).index_copy_(0, from1, t1).index_copy_(0, from2, t2)
-    src = torch.empty(K, dtype=torch.long, device=device).index_copy_(0, from1, s1).index_copy_(0, from2, s2)
-    img = torch.empty(K, 3, dtype=dtype, device=device).index_copy_(0, from1, i1).index_copy_(0, from2, i2)
+    if two:
+        from1 = (sel < 2 * E).nonzero().flatten()
+        from2 = (sel >= 2 * E).nonzero().flatten()
+        c1 = isel(sel, 0, from1)
+    else:
+        c1 = sel
+    mir = (c1 >= E).long()
+    e = c1 - mir * E
+    i, j, img, p3 = _forward(en, e, dtype)
+    dji = (j - i).mul_(mir)
+    t1 = i + dji  # j for mirrored edges
+    s1 = j - dji
+    img.mul_((1 - 2 * mir).to(dtype)[:, None])
     rev = None
     if want_rev:
-        newidx = torch.full((E1,), -1, dtype=torch.long, device=device)
-        newidx.index_copy_(0, isel(sel, 0, from1), from1)
-        rev = torch.full((K,), -1, dtype=torch.long, device=device)
-        rev.index_copy_(0, from1, isel(newidx, 0, r1_))
+        # reverse codes: forward <-> mirrored, except self pairs whose reverse is another forward edge
+        rcode = c1 + E - 2 * E * mir
+        se = isel(self_e, 0, e).nonzero().flatten()
+        if se.numel():
+            rcode.index_copy_(0, se, _self_rev(en, isel(e, 0, se)))
+        newidx = torch.full((2 * E + 1,), -1, dtype=torch.long, device=device)  # last: sentinel for pass 2
+        if two:
+            newidx.index_copy_(0, c1, from1)
+            rev1 = isel(newidx, 0, rcode)
+        else:
+            newidx.index_copy_(0, c1, torch.arange(K, device=device))
+            rev1 = isel(newidx, 0, rcode)
+    if not two:
+        return t1, s1, img, (rev1 if want_rev else None), deg
+    t2, s2, i2m, _ = _forward(en2, isel(sel, 0, from2).sub_(2 * E), dtype)
+    tgt = torch.empty(K, dtype=torch.long, device=device).index_copy_(0, from1, t1).index_copy_(0, from2, t2)
+    src = torch.empty(K, dtype=torch.long, device=device).index_copy_(0, from1, s1).index_copy_(0, from2, s2)
+    img_all = torch.empty(K, 3, dtype=dtype, device=device).index_copy_(0, from1, img).index_copy_(0, from2, i2m)
+    if want_rev:
+        rev = torch.full((K,), -1, dtype=torch.long, device=device).index_copy_(0, from1, rev1)
         # edges touching a short atom: their reverse is found by key (the mirror rule needs one radius)
         touch = (isel(short, 0, tgt) | isel(short, 0, src)).nonzero().flatten()
-        rev.index_copy_(0, touch, _reverse_by_key(isel(src, 0, touch), isel(tgt, 0, touch), isel(img, 0, touch),
-                                                  N, index=touch))
-    return tgt, src, img, rev, deg
+        rev.index_copy_(0, touch, _reverse_by_key(isel(src, 0, touch), isel(tgt, 0, touch),
+                                                  isel(img_all, 0, touch), N, index=touch))
+    return tgt, src, img_all, rev, deg
 
 
 def _reverse_by_key(src, dst, img, num_nodes, index=None):

@@ -372,8 +372,13 @@ def _generator(seed: Optional[int], device) -> Optional[torch.Generator]:
 
 
 def build_model(cfg: Config | ModelConfig, lattice_scaler: Optional[LatticeScaler] = None) -> nn.Module:
-    """Build the model named by ``cfg.model`` (``dpcdvae``; the CDVAE baselines come with issue 5)."""
+    """Build the model named by ``cfg.model``: ``dpcdvae`` or the CDVAE baselines ``cdvae`` / ``cdvae_fourier``
+    (:class:`dpcdvae.cdvae.CDVAE`)."""
     mcfg = cfg.model if isinstance(cfg, Config) else cfg
     if mcfg.model == "dpcdvae":
         return DPCDVAE(mcfg, lattice_scaler)
+    if mcfg.model in ("cdvae", "cdvae_fourier"):
+        from .cdvae import CDVAE  # late import: dpcdvae.cdvae imports this module
+
+        return CDVAE(mcfg, lattice_scaler)
     raise NotImplementedError(f"model {mcfg.model!r} is not implemented yet (CDVAE baselines: issue 5)")

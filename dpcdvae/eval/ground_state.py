@@ -1011,6 +1011,9 @@ def plot_delta_e_histogram(results_by_model: Mapping[str, Sequence[RelaxResult]]
         ax.set_title(f"({letter}) {name}", fontsize=10)
         ax.set_xlabel(f"$\\Delta {label}$ = {label}$_{{gen}}$ - {label}$_{{relaxed}}$ (meV/atom)")
         ax.set_ylabel("count")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title, fontsize=10)
     if path is not None:

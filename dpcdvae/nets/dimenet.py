@@ -25,8 +25,10 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch_geometric.nn.inits import glorot_orthogonal
 from torch_geometric.nn.models import DimeNetPlusPlus
+from torch_geometric.nn.models.dimenet import (BesselBasisLayer, EmbeddingBlock, Envelope, InteractionPPBlock,
+                                               OutputPPBlock, SphericalBasisLayer)
+from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import scatter
 
 from ..graph import PeriodicGraph
@@ -59,6 +61,33 @@ def drop_backtracking_triplets(edge_index: torch.Tensor, idx_kj: torch.Tensor, i
     return idx_kj[keep], idx_ji[keep]
 
 
+_SBF_FUNCS: dict = {}
+
+
+class _CachedSphericalBasisLayer(SphericalBasisLayer):
+    """PyG's ``SphericalBasisLayer`` whose sympy-derived basis functions are built once per process.
+
+    PyG derives the spherical Bessel / harmonic closed forms with sympy (``simplify``) and lambdifies them in every
+    constructor, which costs seconds to a minute; the resulting functions are stateless, so they are shared.
+    Forward and values are PyG's.
+    """
+
+    def __init__(self, num_spherical: int, num_radial: int, cutoff: float = 5.0, envelope_exponent: int = 5):
+        nn.Module.__init__(self)
+        assert num_radial <= 64
+        self.num_spherical = num_spherical
+        self.num_radial = num_radial
+        self.cutoff = cutoff
+        self.envelope = Envelope(envelope_exponent)
+        key = (num_spherical, num_radial)
+        if key not in _SBF_FUNCS:
+            ref = SphericalBasisLayer(num_spherical, num_radial, cutoff, envelope_exponent)
+            _SBF_FUNCS[key] = (list(ref.sph_funcs), list(ref.bessel_funcs))
+        sph, bessel = _SBF_FUNCS[key]
+        self.sph_funcs = list(sph)
+        self.bessel_funcs = list(bessel)
+
+
 class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
     """DimeNet++ on periodic graphs (PyG blocks, own forward).
 
@@ -81,24 +110,35 @@ class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
                  envelope_exponent: int = 5, num_before_skip: int = 1, num_after_skip: int = 2,
                  num_output_layers: int = 3, act: str = "swish", output_initializer: str = "zeros",
                  num_atom_types: int = 95, readout: str = "mean"):
-        super().__init__(hidden_channels=hidden_channels, out_channels=out_channels, num_blocks=num_blocks,
-                         int_emb_size=int_emb_size, basis_emb_size=basis_emb_size,
-                         out_emb_channels=out_emb_channels, num_spherical=num_spherical, num_radial=num_radial,
-                         cutoff=cutoff, max_num_neighbors=max_num_neighbors, envelope_exponent=envelope_exponent,
-                         num_before_skip=num_before_skip, num_after_skip=num_after_skip,
-                         num_output_layers=num_output_layers, act=act, output_initializer=output_initializer)
+        # Build PyG's blocks directly rather than through ``DimeNetPlusPlus.__init__``: the latter also builds
+        # DimeNet's (unused) bilinear blocks and re-derives the spherical basis with sympy on every call (tens of
+        # seconds); the basis functions are memoised per process here (see ``_CachedSphericalBasisLayer``).
+        nn.Module.__init__(self)
+        if num_spherical < 2:
+            raise ValueError("'num_spherical' should be greater than 1")
+        act_fn = activation_resolver(act)
+        self.cutoff = float(cutoff)
+        self.max_num_neighbors = max_num_neighbors
+        self.num_blocks = num_blocks
+        self.rbf = BesselBasisLayer(num_radial, cutoff, envelope_exponent)
+        self.sbf = _CachedSphericalBasisLayer(num_spherical, num_radial, cutoff, envelope_exponent)
+        self.emb = EmbeddingBlock(num_radial, hidden_channels, act_fn)
+        self.output_blocks = nn.ModuleList([
+            OutputPPBlock(num_radial, hidden_channels, out_emb_channels, out_channels, num_output_layers, act_fn,
+                          output_initializer) for _ in range(num_blocks + 1)
+        ])
+        self.interaction_blocks = nn.ModuleList([
+            InteractionPPBlock(hidden_channels, int_emb_size, basis_emb_size, num_spherical, num_radial,
+                               num_before_skip, num_after_skip, act_fn) for _ in range(num_blocks)
+        ])
         self.out_channels = out_channels
         self.readout = readout
         # CDVAE's checkpoints have a bias on the output blocks' up-projection (older PyG had one).
         for block in self.output_blocks:
             block.lin_up = nn.Linear(hidden_channels, out_emb_channels, bias=True)
-            with torch.no_grad():
-                glorot_orthogonal(block.lin_up.weight, scale=2.0)
-                block.lin_up.bias.zero_()
         if num_atom_types != self.emb.emb.num_embeddings:
             self.emb.emb = nn.Embedding(num_atom_types, hidden_channels)
-            with torch.no_grad():
-                self.emb.emb.weight.uniform_(-3 ** 0.5, 3 ** 0.5)  # PyG's EmbeddingBlock initialisation
+        self.reset_parameters()
         self.num_atom_types = num_atom_types
 
     # ------------------------------------------------------------------------------------------------------------
@@ -145,6 +185,14 @@ class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
             raise ValueError(f"readout must be 'mean' or 'sum', got {readout!r}")
         out = scatter(P, batch, dim=0, dim_size=num_graphs, reduce=readout)
         return (out, P) if return_atom_features else out
+
+    def reset_parameters(self):
+        """PyG's initialisation; the added ``lin_up`` biases start at zero."""
+        super().reset_parameters()
+        for block in self.output_blocks:
+            if block.lin_up.bias is not None:
+                with torch.no_grad():
+                    block.lin_up.bias.zero_()
 
     def extra_repr(self) -> str:
         return (f"out_channels={self.out_channels}, cutoff={self.cutoff}, readout={self.readout!r}, "

@@ -100,8 +100,8 @@ class GemNetTDenoiser(nn.Module):
         project_input: see the module docstring.
         rbf: only ``'gaussian'`` is implemented.
         time_mode, fourier_convention: passed to :class:`TimeEmbedding` / :class:`FourierFeatures`.
-        scale_trip, scale_atom: fixed factors multiplying the sums over triplets / over incoming edges (default
-            ``1/sqrt(max_neighbors)``); :meth:`fit_scale_factors` can fit them on a batch.
+        fit_scales: fit the :class:`ScaleFactor` buffers at construction on a built-in synthetic batch of
+            Perov-like crystals (one forward pass; see :meth:`fit_scale_factors`). ``False`` leaves them at 1.
     """
 
     def __init__(self, latent_dim: int = 256, num_blocks: int = 3, emb_size_atom: int = 128,
@@ -112,7 +112,7 @@ class GemNetTDenoiser(nn.Module):
                  time_emb_dim: int = 128, fourier: Sequence[int] = (3, 8), max_atomic_num: int = 100,
                  project_input: bool = True, rbf: str = "gaussian", time_mode: str = "integer",
                  fourier_convention: str = "paper", T: int = 1000, time_hidden: int = 512,
-                 scale_trip: Optional[float] = None, scale_atom: Optional[float] = None):
+                 fit_scales: bool = True):
         super().__init__()
         if rbf != "gaussian":
             raise ValueError(f"only rbf='gaussian' is implemented, got {rbf!r}")
@@ -136,10 +136,6 @@ class GemNetTDenoiser(nn.Module):
             atom_dim = self.input_dim
         self.emb_size_atom = atom_dim
 
-        k = float(max_neighbors) if max_neighbors else 20.0
-        scale_trip = 1.0 / math.sqrt(k) if scale_trip is None else scale_trip
-        scale_atom = 1.0 / math.sqrt(k) if scale_atom is None else scale_atom
-
         # bases (no parameters) and their shared projections
         self.rbf = GaussianRBF(num_radial, cutoff, envelope_exponent)
         # shared down-projections of the radial basis, as one matrix:
@@ -150,11 +146,13 @@ class GemNetTDenoiser(nn.Module):
         self.edge_emb = EdgeEmbedding(atom_dim, num_radial, emb_size_edge)
         self.blocks = nn.ModuleList([
             InteractionBlock(atom_dim, emb_size_edge, emb_size_trip, emb_size_rbf, emb_size_cbf, emb_size_bil_trip,
-                             num_before_skip, num_after_skip, num_concat, num_atom, scale_trip, scale_atom)
+                             num_before_skip, num_after_skip, num_concat, num_atom)
             for _ in range(num_blocks)])
         self.out_blocks = nn.ModuleList([ForceOutput(emb_size_edge, emb_size_rbf, num_atom)
                                          for _ in range(num_blocks + 1)])
         self.type_head = nn.Linear(atom_dim, max_atomic_num)
+        if fit_scales:
+            self.fit_scale_factors(*self._synthetic_batch())
 
     # ------------------------------------------------------------------------------------------------------------
     def atom_inputs(self, frac_w: torch.Tensor, atom_types: torch.Tensor, z: torch.Tensor, t: torch.Tensor,
@@ -236,22 +234,38 @@ class GemNetTDenoiser(nn.Module):
     # ------------------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def fit_scale_factors(self, *args, **kwargs) -> dict:
-        """Fit every :class:`ScaleFactor` on one batch (``forward``'s arguments) so that its output has unit RMS.
-
-        Factors are fitted one at a time in network order (each fit sees the already-fitted earlier ones).
-        Returns ``{module name: fitted value}``.
+        """Fit every :class:`ScaleFactor` so that its output has unit RMS, with one forward pass on a batch
+        (``forward``'s arguments). Factors are fitted in network order, each on the already-rescaled upstream
+        signals (GemNet's scheme). Call it again on a real training batch if you like; the values are buffers and
+        are saved with the weights. Returns ``{module name: fitted value}``.
         """
-        fitted = {}
+        factors = {name: mod for name, mod in self.named_modules() if isinstance(mod, ScaleFactor)}
         was_training = self.training
         self.eval()
-        for name, mod in self.named_modules():
-            if isinstance(mod, ScaleFactor):
+        try:
+            for mod in factors.values():
                 mod.scale.fill_(1.0)
-                mod._record = []
-                self.forward(*args, **kwargs)
-                ms = float(torch.stack(mod._record).mean()) if mod._record else 0.0
-                mod._record = None
-                mod.scale.fill_(1.0 / math.sqrt(ms) if ms > 0 else 1.0)
-                fitted[name] = float(mod.scale)
-        self.train(was_training)
-        return fitted
+                mod.fitting = True
+            self.forward(*args, **kwargs)
+        finally:
+            for mod in factors.values():
+                mod.fitting = False
+            self.train(was_training)
+        return {name: float(mod.scale) for name, mod in factors.items()}
+
+    def _synthetic_batch(self, B: int = 8, seed: int = 0):
+        """A fixed batch of jittered ABO3-like 5-atom crystals (cubic cells of 3.6-4.4 A, random types/z/t) used to
+        fit the scale factors at construction; drawn from a private generator (the global RNG is untouched)."""
+        g = torch.Generator().manual_seed(seed)
+        p = next(self.parameters())
+        base = torch.tensor([[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]], dtype=torch.float64)
+        frac = (base.repeat(B, 1) + 0.1 * torch.randn(B * 5, 3, generator=g, dtype=torch.float64)) % 1.0
+        a = 3.6 + 0.8 * torch.rand(B, generator=g, dtype=torch.float64)
+        lattice = a[:, None, None] * torch.eye(3, dtype=torch.float64) + 0.1 * torch.randn(B, 3, 3, generator=g,
+                                                                                            dtype=torch.float64)
+        batch = torch.arange(B).repeat_interleave(5)
+        types = torch.randint(1, self.max_atomic_num + 1, (B * 5,), generator=g)
+        z = torch.randn(B, self.latent_dim, generator=g, dtype=torch.float64)
+        t = torch.randint(1, self.time_emb.T + 1, (B,), generator=g)
+        dev, dt = p.device, p.dtype
+        return (frac.to(dev, dt), types.to(dev), z.to(dev, dt), t.to(dev), lattice.to(dev, dt), batch.to(dev))

@@ -72,21 +72,26 @@ class ResidualLayer(nn.Module):
 
 
 class ScaleFactor(nn.Module):
-    """A fixed (non-trained) scalar multiplying a sum over neighbours; stored as a buffer so it is checkpointed.
+    """A fixed (not trained) scalar that multiplies a sum over neighbours or a product with a basis embedding.
 
-    GemNet fits these factors on data so that the summed messages have unit variance. Here they default to
-    ``1 / sqrt(expected number of terms)`` and :meth:`dpcdvae.nets.gemnet.GemNetTDenoiser.fit_scale_factors` can fit
-    them on a batch (each set to ``1 / rms`` of its input, in network order).
+    GemNet places such factors after every neighbour sum and every "features x basis" product and fits them so that
+    the result has unit variance at initialisation. The value is a buffer (saved in checkpoints). Fitting: set
+    ``fitting = True`` on all factors and run one forward pass; because a forward pass is sequential, each factor
+    is fitted (``1 / rms`` of its input) on signals that already went through the fitted earlier factors
+    (see :meth:`dpcdvae.nets.gemnet.GemNetTDenoiser.fit_scale_factors`).
     """
 
     def __init__(self, value: float = 1.0):
         super().__init__()
         self.register_buffer("scale", torch.tensor(float(value)))
-        self._record: Optional[list] = None
+        self.fitting = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._record is not None:
-            self._record.append(x.detach().pow(2).mean())
+        if self.fitting:
+            ms = float(x.detach().double().pow(2).mean()) if x.numel() else 0.0
+            if ms > 0 and math.isfinite(ms):
+                self.scale.fill_(1.0 / math.sqrt(ms))
+            self.fitting = False
         return x * self.scale.to(x.dtype)
 
 
@@ -132,7 +137,7 @@ class GaussianRBF(nn.Module):
         arg = self.coeff * (d[:, None] - self.centres.to(d.dtype)) ** 2
         # Gaussians below exp(-32) ~ 1e-14 are set to exactly 0: exp of very negative numbers (and the denormals it
         # produces) is ~10x slower on x86 CPUs, and those values carry no information.
-        g = torch.exp(arg.clamp(min=-32.0)).masked_fill_(arg < -32.0, 0.0)
+        g = torch.exp(arg.clamp(min=-32.0)).masked_fill(arg < -32.0, 0.0)
         return self.envelope(d)[:, None] * g
 
 
@@ -243,22 +248,23 @@ class EdgeEmbedding(nn.Module):
 class TripletInteraction(nn.Module):
     """GemNet-T two-hop message passing: edge ji gathers from every edge kj through the circular basis.
 
-    ``x_kj = down(act(W m_kj) * (W_rbf rbf_kj))``; the bilinear layer gives
+    ``x_kj = down(s1 * act(W m_kj) * (W_rbf rbf_kj))``; the bilinear layer gives
     ``y_ji[o] = sum_{c,f} W_bil[c,f,o] sum_k cbf_kji[c] x_kj[f]`` where ``cbf_kji`` is the (shared, pre-projected)
     circular basis of (d_kj, theta_kji). The inner sum over k is a batched matmul over the padded layout; then
-    ``out_ji = (act(W_up y_ji) + act(W_up' y_ij)) / sqrt 2`` (symmetric update with the reverse edge, zero when the
+    ``out_ji = (act(W_up s2 y_ji) + act(W_up' s2 y_ij)) / sqrt 2`` (symmetric update with the reverse edge, zero when the
     reverse edge is not in the graph).
     """
 
     def __init__(self, emb_size_edge: int, emb_size_trip: int, emb_size_rbf: int, emb_size_cbf: int,
-                 emb_size_bil_trip: int, scale_trip: float = 1.0):
+                 emb_size_bil_trip: int):
         super().__init__()
         self.emb_size_cbf, self.emb_size_trip, self.emb_size_edge = emb_size_cbf, emb_size_trip, emb_size_edge
         self.mlp_rbf = Dense(emb_size_rbf, emb_size_edge, activation=False)
+        self.scale_rbf = ScaleFactor()
         self.down = Dense(emb_size_edge, emb_size_trip)
         self.bilinear = nn.Linear(emb_size_cbf * emb_size_trip, emb_size_bil_trip, bias=False)
         he_orthogonal_(self.bilinear.weight)
-        self.scale_sum = ScaleFactor(scale_trip)
+        self.scale_sum = ScaleFactor()
         # up-projections for the edge itself and for its reverse edge, as one matrix [ji | ij]
         self.up = Dense(emb_size_bil_trip, 2 * emb_size_edge)
 
@@ -266,8 +272,7 @@ class TripletInteraction(nn.Module):
                 id_swap: torch.Tensor) -> torch.Tensor:
         """``x_kj = act(W m)`` (computed by the caller, fused with the skip branch) -> ``[E, emb_size_edge]``."""
         E = x_kj.shape[0]
-        x = x_kj * self.mlp_rbf(rbf3)
-        x = self.down(x)  # [E, F]
+        x = self.down(self.scale_rbf(x_kj * self.mlp_rbf(rbf3)))  # [E, F]
         if layout.kmax > 0:
             xk = layout.gather_edges(x)  # [E, K, F]
             y = torch.bmm(cbf_pad_t, xk).reshape(E, self.emb_size_cbf * self.emb_size_trip)  # [E, C*F]
@@ -279,13 +284,12 @@ class TripletInteraction(nn.Module):
 
 
 class AtomUpdate(nn.Module):
-    """``h_i <- MLP(sum_j m_ji * (W rbf_ji))``: Dense(edge -> atom) then ``num_atom`` residual layers."""
+    """``h_i <- MLP(s * sum_j m_ji * (W rbf_ji))``: Dense(edge -> atom) then ``num_atom`` residual layers."""
 
-    def __init__(self, emb_size_atom: int, emb_size_edge: int, emb_size_rbf: int, num_atom: int,
-                 scale_sum: float = 1.0):
+    def __init__(self, emb_size_atom: int, emb_size_edge: int, emb_size_rbf: int, num_atom: int):
         super().__init__()
         self.dense_rbf = Dense(emb_size_rbf, emb_size_edge, activation=False)
-        self.scale_sum = ScaleFactor(scale_sum)
+        self.scale_sum = ScaleFactor()
         self.mlp = nn.Sequential(Dense(emb_size_edge, emb_size_atom),
                                  *[ResidualLayer(emb_size_atom) for _ in range(num_atom)])
 
@@ -301,16 +305,15 @@ class InteractionBlock(nn.Module):
 
     def __init__(self, emb_size_atom: int, emb_size_edge: int, emb_size_trip: int, emb_size_rbf: int,
                  emb_size_cbf: int, emb_size_bil_trip: int, num_before_skip: int, num_after_skip: int,
-                 num_concat: int, num_atom: int, scale_trip: float, scale_atom: float):
+                 num_concat: int, num_atom: int):
         super().__init__()
         self.emb_size_edge = emb_size_edge
         # [skip branch | first dense of the triplet branch], both act(W m), as one matrix
         self.dense_m = Dense(emb_size_edge, 2 * emb_size_edge)
-        self.trip = TripletInteraction(emb_size_edge, emb_size_trip, emb_size_rbf, emb_size_cbf, emb_size_bil_trip,
-                                       scale_trip)
+        self.trip = TripletInteraction(emb_size_edge, emb_size_trip, emb_size_rbf, emb_size_cbf, emb_size_bil_trip)
         self.before_skip = nn.Sequential(*[ResidualLayer(emb_size_edge) for _ in range(num_before_skip)])
         self.after_skip = nn.Sequential(*[ResidualLayer(emb_size_edge) for _ in range(num_after_skip)])
-        self.atom_update = AtomUpdate(emb_size_atom, emb_size_edge, emb_size_rbf, num_atom, scale_atom)
+        self.atom_update = AtomUpdate(emb_size_atom, emb_size_edge, emb_size_rbf, num_atom)
         self.concat = EdgeEmbedding(emb_size_atom, emb_size_edge, emb_size_edge)
         self.residual_m = nn.Sequential(*[ResidualLayer(emb_size_edge) for _ in range(num_concat)])
 
@@ -328,7 +331,7 @@ class InteractionBlock(nn.Module):
 
 
 class ForceOutput(nn.Module):
-    """Direct-force output of one block: a scalar per edge, ``w . (MLP(m_ji) * (W rbf_ji))``.
+    """Direct-force output of one block: a scalar per edge, ``w . (s * MLP(m_ji) * (W rbf_ji))``.
 
     (GemNet's output block also has an atom/energy branch; the denoiser never uses an energy, so it is not built.)
     """
@@ -338,8 +341,9 @@ class ForceOutput(nn.Module):
         self.mlp = nn.Sequential(Dense(emb_size_edge, emb_size_edge),
                                  *[ResidualLayer(emb_size_edge) for _ in range(num_atom)])
         self.dense_rbf = Dense(emb_size_rbf, emb_size_edge, activation=False)
+        self.scale_rbf = ScaleFactor()
         self.out = nn.Linear(emb_size_edge, 1, bias=False)
         he_orthogonal_(self.out.weight)
 
     def forward(self, m: torch.Tensor, rbf_out: torch.Tensor) -> torch.Tensor:
-        return self.out(self.mlp(m) * self.dense_rbf(rbf_out)).squeeze(-1)
+        return self.out(self.scale_rbf(self.mlp(m) * self.dense_rbf(rbf_out))).squeeze(-1)
