@@ -114,11 +114,11 @@ class CDVAEDenoiser(GemNetTDenoiser):
     with ``project_input=False`` the atom width through every block is the full input width, so the Fourier
     columns are kept but fed zeros (equivalent to no Fourier features; 36 x width unused weights).
     ``GemNetTDenoiser`` has no switch for this; a ``fourier=None`` option there would make this wrapper
-    unnecessary.
+    unnecessary. The scale factors are fitted (``fit_scales``) after the input change, not before.
     """
 
-    def __init__(self, *, fourier_features: bool = True, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, fourier_features: bool = True, fit_scales: bool = True, **kwargs):
+        super().__init__(fit_scales=False, **kwargs)
         self.fourier_features = bool(fourier_features)
         if not self.fourier_features:
             width = self.fourier.out_dim
@@ -128,6 +128,8 @@ class CDVAEDenoiser(GemNetTDenoiser):
                 self.input_proj = nn.Sequential(nn.Linear(self.input_dim, self.emb_size_atom))
             else:
                 self.fourier = _NoFeatures(width)
+        if fit_scales:  # after the input change, on the parent's fixed synthetic batch (t drawn in 1..L)
+            self.fit_scale_factors(*self._synthetic_batch())
 
     def forward_cartesian(self, frac_t, atom_types, z, t, lattice, batch, num_atoms=None, graph=None):
         """As :meth:`forward` but returns the Cartesian direct-force vector ``F [N, 3]`` (Angstrom frame):

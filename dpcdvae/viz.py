@@ -127,3 +127,537 @@ def plot_trajectory_frames(traj: dict, crystal: int = 0, frames: Optional[Sequen
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
+
+
+# ================================================================================================================
+# Notebook figures (added for the notebooks; all return a matplotlib Figure made with pyplot so that Jupyter's
+# inline backend shows it, and never switch the matplotlib backend). Units are on every axis.
+# ================================================================================================================
+__all__ += ["plot_wrapped_frames", "trajectory_animation", "plot_outside_fraction", "plot_training_curves",
+            "plot_paper_vs_ours", "plot_histograms", "plot_schedules", "plot_prior_mismatch",
+            "plot_eps_study", "plot_oracle_study", "plot_steps_study", "plot_delta_e_vs_paper",
+            "plot_relaxation_scatter"]
+
+_OURS_COLOR = "#d62728"
+_PAPER_COLOR = "#7f7f7f"
+_PAPER_MAIN_COLOR = "#1f77b4"
+
+
+def _symbols(types) -> list:
+    if types is None:
+        return None
+    from pymatgen.core import Element
+
+    return [Element.from_Z(int(z)).symbol for z in np.asarray(types).ravel()]
+
+
+def _crystal_slice(traj: dict, crystal: int) -> tuple[int, int]:
+    na = np.asarray(traj["num_atoms"]).ravel()
+    start = int(na[:crystal].sum())
+    return start, int(na[crystal])
+
+
+def _draw_wrapped_frame(ax, u: np.ndarray, w: np.ndarray, plane, symbols, lim, title, arrows=True,
+                        legend=False):
+    """One Fig.-2-style panel: unwrapped r_t hollow, wrapped pi(r_t) filled (element colours), arrows u -> w."""
+    i, j = plane
+    ax.add_patch(__import__("matplotlib").patches.Rectangle((0, 0), 1, 1, fill=False, ls="--", lw=1.0,
+                                                             color="0.25", zorder=1))
+    n = len(w)
+    cols = [element_color(s) for s in symbols] if symbols else [f"C{a % 10}" for a in range(n)]
+    moved = np.abs(u - w).max(axis=1) > 1e-6
+    if arrows:
+        for a in np.nonzero(moved)[0]:
+            ax.annotate("", xy=(w[a, i], w[a, j]), xytext=(u[a, i], u[a, j]),
+                        arrowprops=dict(arrowstyle="->", color="0.65", lw=0.6, shrinkA=3, shrinkB=3), zorder=2)
+    ax.scatter(u[moved, i], u[moved, j], s=34, facecolors="none", edgecolors=[cols[a] for a in np.nonzero(moved)[0]],
+               linewidths=1.1, zorder=3)
+    ax.scatter(w[:, i], w[:, j], s=34, c=cols, edgecolors="k", linewidths=0.4, zorder=4)
+    ax.set_xlim(lim[0], lim[1])
+    ax.set_ylim(lim[0], lim[1])
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    if legend:
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label=r"$r_t$ (unwrapped, outside cell)"),
+                   Line2D([], [], ls="", marker="o", mfc="0.5", mec="k", label=r"$\pi(r_t)$ (wrapped into cell)"),
+                   Line2D([], [], ls="--", color="0.25", label="unit cell")]
+        if symbols:
+            for s in sorted(set(symbols)):
+                handles.append(Line2D([], [], ls="", marker="o", mfc=element_color(s), mec="k", label=s))
+        return handles
+    return None
+
+
+def _frame_limits(u: np.ndarray, plane) -> tuple[float, float]:
+    i, j = plane
+    lo = float(min(0.0, np.floor(u[..., [i, j]].min() * 2) / 2)) - 0.15
+    hi = float(max(1.0, np.ceil(u[..., [i, j]].max() * 2) / 2)) + 0.15
+    return max(lo, -3.0), min(hi, 4.0)
+
+
+def plot_wrapped_frames(trajs: dict, crystal: int = 0, n_frames: int = 6, plane: tuple[int, int] = (0, 1),
+                        types=None, frames: Optional[Sequence[int]] = None, suptitle: Optional[str] = None):
+    """Fig. 2 of the paper for one crystal, one row per trajectory: the unwrapped ``r_t`` (hollow circles, may lie
+    outside the cell) and the wrapped ``pi(r_t)`` (filled, element colours) in fractional coordinates projected on
+    ``plane`` (default a-b), over ``n_frames`` frames from ``t = T`` to ``0``.
+
+    ``trajs``: ``{row label: trajectory dict}`` (``SampleOutput.trajectory`` format: ``t``, ``unwrapped [K,N,3]``,
+    ``wrapped [K,N,3]``, ``num_atoms``); a single trajectory dict is accepted too. ``types``: atomic numbers of the
+    crystal's atoms (colours and legend). Rows share axis limits so they can be compared.
+    """
+    import matplotlib.pyplot as plt
+
+    if "t" in trajs:
+        trajs = {"": trajs}
+    symbols = _symbols(types)
+    rows = list(trajs.items())
+    K = len(rows[0][1]["t"])
+    if frames is None:
+        frames = sorted(set(np.linspace(0, K - 1, min(K, n_frames)).round().astype(int).tolist()))
+    allu = []
+    for _, tr in rows:
+        s, n = _crystal_slice(tr, crystal)
+        allu.append(np.asarray(tr["unwrapped"])[frames][:, s:s + n])
+    lim = _frame_limits(np.concatenate(allu, axis=1), plane)
+    fig, axes = plt.subplots(len(rows), len(frames), figsize=(2.35 * len(frames) + 1.6, 2.45 * len(rows) + 0.5),
+                             squeeze=False)
+    handles = None
+    for r, (label, tr) in enumerate(rows):
+        s, n = _crystal_slice(tr, crystal)
+        for c, f in enumerate(frames):
+            u = np.asarray(tr["unwrapped"][f])[s:s + n]
+            w = np.asarray(tr["wrapped"][f])[s:s + n]
+            h = _draw_wrapped_frame(axes[r][c], u, w, plane, symbols, lim, f"t = {tr['t'][f]}",
+                                    legend=(r == 0 and c == 0))
+            handles = handles or h
+            if r == len(rows) - 1:
+                axes[r][c].set_xlabel(f"fractional {'abc'[plane[0]]}", fontsize=8)
+        axes[r][0].set_ylabel((label + "\n" if label else "") + f"fractional {'abc'[plane[1]]}", fontsize=8)
+    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+    return fig
+
+
+def trajectory_animation(traj: dict, crystal: int = 0, plane: tuple[int, int] = (0, 1), types=None,
+                         max_frames: int = 60, interval: int = 120, title: str = ""):
+    """A ``matplotlib.animation.FuncAnimation`` of the wrapped reverse process of one crystal (unwrapped hollow,
+    wrapped filled), at most ``max_frames`` frames. Show it in a notebook with ``HTML(anim.to_jshtml())`` (no
+    ffmpeg needed); the figure is closed so that it is not shown twice."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    symbols = _symbols(types)
+    s, n = _crystal_slice(traj, crystal)
+    K = len(traj["t"])
+    idx = sorted(set(np.linspace(0, K - 1, min(K, max_frames)).round().astype(int).tolist()))
+    U = np.asarray(traj["unwrapped"])[:, s:s + n]
+    W = np.asarray(traj["wrapped"])[:, s:s + n]
+    lim = _frame_limits(U[idx], plane)
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+
+    def draw(k):
+        ax.clear()
+        f = idx[k]
+        handles = _draw_wrapped_frame(ax, U[f], W[f], plane, symbols, lim, f"{title}  t = {traj['t'][f]}".strip(),
+                                      legend=True)
+        ax.set_xlabel(f"fractional {'abc'[plane[0]]}")
+        ax.set_ylabel(f"fractional {'abc'[plane[1]]}")
+        ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        return []
+
+    fig.subplots_adjust(left=0.14, right=0.62, bottom=0.13, top=0.9)
+    anim = FuncAnimation(fig, draw, frames=len(idx), interval=interval, blit=False)
+    plt.close(fig)
+    return anim
+
+
+def plot_outside_fraction(trajs: dict, crystal: Optional[int] = None):
+    """How far the unwrapped state wanders: per trajectory, the fraction of fractional coordinates outside
+    ``[0, 1)`` and the largest ``|r_t - pi(r_t)|`` (in cell lengths) versus the step ``t``. ``crystal=None``
+    uses every crystal of the trajectory."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.2))
+    for k, (label, tr) in enumerate(trajs.items()):
+        U = np.asarray(tr["unwrapped"])
+        W = np.asarray(tr["wrapped"])
+        if crystal is not None:
+            s, n = _crystal_slice(tr, crystal)
+            U, W = U[:, s:s + n], W[:, s:s + n]
+        t = np.asarray(tr["t"])
+        outside = (np.abs(U - W) > 1e-9).mean(axis=(1, 2))
+        shift = np.abs(U - W).max(axis=(1, 2))
+        axes[0].plot(t, 100 * outside, label=label, color=f"C{k}")
+        axes[1].plot(t, shift, label=label, color=f"C{k}")
+    axes[0].set_ylabel("coordinates outside the cell (%)")
+    axes[1].set_ylabel(r"max $|r_t - \pi(r_t)|$ (cell lengths)")
+    for ax in axes:
+        ax.set_xlabel("diffusion step t (sampling runs right to left)")
+        ax.invert_xaxis()
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _read_metrics(metrics) -> list:
+    import json
+
+    if isinstance(metrics, (str, Path)):
+        return [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
+    return list(metrics)
+
+
+def plot_training_curves(metrics, resume_epoch: Optional[int] = None, title: Optional[str] = None):
+    """Training curves from ``metrics.jsonl`` (path or list of dicts, one per epoch): total losses, the
+    coordinate (noise-prediction) loss, lattice loss and learning rate versus epoch. Losses are the terms of Eq. S1
+    (dimensionless: MSE of eps in fractional units, cross-entropies, MSE of scaled lattice parameters).
+    ``resume_epoch`` draws a vertical line where training was resumed from ``last.ckpt``."""
+    import matplotlib.pyplot as plt
+
+    rows = _read_metrics(metrics)
+    ep = np.array([r["epoch"] for r in rows])
+
+    def col(k):
+        return np.array([r.get(k, np.nan) if r.get(k) is not None else np.nan for r in rows], dtype=float)
+
+    panels = [("total loss (Eq. S1)", [("train_loss", "train"), ("val_total_loss", "val")], True),
+              (r"coordinate loss $\|\epsilon-\epsilon_\theta\|^2$", [("train_coord", "train"), ("val_coord", "val")], True),
+              ("lattice loss (scaled)", [("train_lattice", "train"), ("val_lattice", "val")], True),
+              ("learning rate", [("lr", "lr")], True)]
+    fig, axes = plt.subplots(1, 4, figsize=(14.0, 3.1))
+    for ax, (name, keys, logy) in zip(axes, panels):
+        for k, lab in keys:
+            y = col(k)
+            if np.isfinite(y).any():
+                ax.plot(ep, y, marker="o", ms=2.5, lw=1.2, label=lab)
+        if logy and np.nanmin(np.r_[[np.inf], *[col(k)[np.isfinite(col(k))] for k, _ in keys]]) > 0:
+            ax.set_yscale("log")
+        if resume_epoch is not None:
+            ax.axvline(resume_epoch - 0.5, color="0.3", ls=":", lw=1.0, label="resumed")
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("loss (dimensionless)")
+    axes[3].set_ylabel("lr")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paper_vs_ours(df, metrics: Optional[Sequence[str]] = None, title: Optional[str] = None,
+                       ours_marker: str = "ours", units: Optional[dict] = None):
+    """Bar charts, one panel per metric: every row of ``df`` (a :func:`dpcdvae.eval.tables.compare_table` or
+    ``ground_state.table3`` frame; rows = models) as a bar, the paper's rows grey (the DP-CDVAE row blue), ours red.
+    Rows whose label starts with ``delta`` are skipped; non-numeric cells (``"unavailable: ..."``) are shown as
+    "n/a". ``metrics``: columns to plot (default: all numeric-like columns except ``source``/``n``)."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in df.index if not str(r).lower().startswith("delta")]
+    cols = [c for c in (metrics or df.columns) if str(c) not in ("source", "n")]
+    fig, axes = plt.subplots(1, len(cols), figsize=(max(3.2 * len(cols), 6.0), 0.32 * len(rows) + 1.6),
+                             squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        vals, colors, labels = [], [], []
+        for r in rows:
+            v = df.loc[r, c]
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                v = np.nan
+            label = str(r)
+            src = str(df.loc[r, "source"]) if "source" in df.columns else ""
+            is_ours = ours_marker in label.lower() or "this run" in src or "ours" in src.lower()
+            vals.append(v)
+            labels.append(label)
+            colors.append(_OURS_COLOR if is_ours else (_PAPER_MAIN_COLOR if "DP-CDVAE" == label.split(" (")[0]
+                                                        else _PAPER_COLOR))
+        y = np.arange(len(rows))[::-1]
+        finite = np.isfinite(vals)
+        ax.barh(y[finite], np.asarray(vals)[finite], color=np.asarray(colors)[finite], height=0.7)
+        span = np.nanmax(np.abs(vals)) if finite.any() else 1.0
+        for yy, v, ok in zip(y, vals, finite):
+            ax.text(v if ok else 0.0, yy, f" {v:.4g}" if ok else " n/a", va="center", fontsize=7)
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels if ax is axes[0][0] else [""] * len(labels), fontsize=7)
+        unit = (units or {}).get(c)
+        ax.set_xlabel(f"{c}" + (f" ({unit})" if unit else ""), fontsize=8)
+        ax.set_xlim(0, span * 1.3 if span > 0 else 1.0)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=_PAPER_COLOR, label="paper (other models)"),
+                        Patch(color=_PAPER_MAIN_COLOR, label="paper (DP-CDVAE)"),
+                        Patch(color=_OURS_COLOR, label="ours (this run)")],
+               loc="lower center", ncol=3, fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def plot_histograms(panels: Sequence[dict], title: Optional[str] = None):
+    """Overlaid histograms, one panel each: ``{"title", "xlabel" (with unit), "series": {label: values},
+    "bins" (optional), "discrete" (optional bool: integer-valued, one bin per value), "note" (optional)}``.
+    Densities are normalised per series so samples of different size compare."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        series = {k: np.asarray(v, dtype=float)[np.isfinite(np.asarray(v, dtype=float))]
+                  for k, v in p["series"].items()}
+        allv = np.concatenate([v for v in series.values() if len(v)] or [np.zeros(1)])
+        if p.get("discrete"):
+            bins = np.arange(np.floor(allv.min()) - 0.5, np.ceil(allv.max()) + 1.5, 1.0)
+        else:
+            bins = p.get("bins") or np.histogram_bin_edges(allv, bins=30)
+        for k, (lab, v) in enumerate(series.items()):
+            if len(v):
+                ax.hist(v, bins=bins, density=True, alpha=0.5, label=f"{lab} (n={len(v)})", color=f"C{k}",
+                        edgecolor="k", linewidth=0.3)
+        ax.set_xlabel(p["xlabel"])
+        ax.set_ylabel("probability density")
+        ax.set_title(p.get("title", ""), fontsize=9)
+        if p.get("note"):
+            ax.text(0.02, 0.97, p["note"], transform=ax.transAxes, va="top", fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_schedules(T: int = 1000, kinds: Sequence[str] = ("sigmoid", "linear", "cosine")):
+    """The noise schedules side by side: ``beta_t``, the signal ``sqrt(abar_t)`` and the noise ``sqrt(1-abar_t)``
+    (both in units of the fractional coordinate) versus ``t``; the sigmoid schedule (published DP-CDVAE code)
+    keeps ``sqrt(abar_T) ~= 0.15`` of the signal at ``t = T``."""
+    import matplotlib.pyplot as plt
+
+    from .diffusion.schedules import make_betas
+
+    fig, axes = plt.subplots(1, 3, figsize=(13.0, 3.3))
+    t = np.arange(1, T + 1)
+    for k, kind in enumerate(kinds):
+        b = make_betas(kind, T).numpy()
+        abar = np.cumprod(1 - b)
+        style = dict(color=f"C{k}", lw=2.0 if kind == "sigmoid" else 1.3, label=kind)
+        axes[0].plot(t, b, **style)
+        axes[1].plot(t, np.sqrt(abar), **style)
+        axes[2].plot(t, np.sqrt(1 - abar), **style)
+        axes[1].annotate(f"{np.sqrt(abar[-1]):.3f}", xy=(T, np.sqrt(abar[-1])), xytext=(-30, 6 + 10 * k),
+                         textcoords="offset points", fontsize=7, color=f"C{k}",
+                         arrowprops=dict(arrowstyle="-", color=f"C{k}", lw=0.5))
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel(r"$\beta_t = 1 - \alpha_t$")
+    axes[1].set_ylabel(r"signal $\sqrt{\bar\alpha_t}$ (fraction of $r_0$ kept)")
+    axes[2].set_ylabel(r"noise std $\sqrt{1-\bar\alpha_t}$ (fractional units)")
+    for ax, name in zip(axes, ("variance per step", "signal kept (Eq. 2)", "noise added (Eq. 2)")):
+        ax.set_xlabel(f"diffusion step t (T = {T})")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_prior_mismatch(df):
+    """Total-variation distance between the forward marginal q(r_t | r_0) and the sampling prior, with and without
+    the periodic wrap, versus ``t`` (``df`` from :func:`dpcdvae.notebooks.prior_mismatch`: columns ``t``,
+    ``schedule``, ``tv_unwrapped``, ``tv_wrapped``)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for k, (kind, g) in enumerate(df.groupby("schedule", sort=False)):
+        ax.plot(g["t"], g["tv_unwrapped"], color=f"C{k}", ls="--", label=f"{kind}: unwrapped r_t vs N(0, 1)")
+        ax.plot(g["t"], g["tv_wrapped"].clip(lower=1e-16), color=f"C{k}", ls="-",
+                label=r"%s: wrapped $\pi(r_t)$ vs $\pi$(N(0, 1))" % kind)
+    ax.set_yscale("log")
+    ax.set_xlabel("diffusion step t")
+    ax.set_ylabel("total-variation distance (0..1)")
+    ax.set_title("How close the end of the forward process is to the prior we sample from", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_eps_study(df, arrows: Optional[dict] = None, plane: tuple[int, int] = (0, 1)):
+    """What eps_theta predicts. Left: mean squared error of the predicted noise versus ``t`` (model vs the
+    trivial predictor 0, whose MSE is E[eps^2] = 1). Right (``arrows`` given): at one ``t``, the true noise
+    (black) and the prediction (red) drawn from each wrapped position ``pi(r_t)`` toward where ``r_0`` is,
+    i.e. the arrows are ``-sqrt(1-abar_t) eps`` in fractional units."""
+    import matplotlib.pyplot as plt
+
+    n = 2 if arrows else 1
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 3.6), squeeze=False)
+    ax = axes[0][0]
+    ax.plot(df["t"], df["mse_model"], "o-", color=_OURS_COLOR, ms=3, label=r"$\epsilon_\theta$ (trained model)")
+    ax.plot(df["t"], df["mse_zero"], "s--", color="0.4", ms=3, label=r"predict 0 ($E[\epsilon^2]$)")
+    if "mse_wrap_target" in df:
+        ax.plot(df["t"], df["mse_wrap_target"], "^:", color="C2", ms=3,
+                label=r"ideal wrap-relative target $\epsilon_w$")
+    ax.set_xlabel("diffusion step t")
+    ax.set_ylabel(r"MSE per coordinate (fractional units$^2$)")
+    ax.set_title(r"noise prediction error vs $t$", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if arrows:
+        ax = axes[0][1]
+        i, j = plane
+        y = np.asarray(arrows["wrapped"])
+        x0 = np.asarray(arrows["x0"])
+        s = float(arrows["noise_scale"])
+        ax.add_patch(__import__("matplotlib").patches.Rectangle((0, 0), 1, 1, fill=False, ls="--", color="0.3"))
+        e, p = np.asarray(arrows["eps"]), np.asarray(arrows["eps_pred"])
+        ax.quiver(y[:, i], y[:, j], -s * e[:, i], -s * e[:, j], angles="xy", scale_units="xy", scale=1,
+                  color="k", width=0.006, label=r"true $-\sqrt{1-\bar\alpha_t}\,\epsilon$")
+        ax.quiver(y[:, i], y[:, j], -s * p[:, i], -s * p[:, j], angles="xy", scale_units="xy", scale=1,
+                  color=_OURS_COLOR, width=0.004, alpha=0.8, label=r"predicted $-\sqrt{1-\bar\alpha_t}\,\epsilon_\theta$")
+        ax.scatter(y[:, i], y[:, j], s=18, c="0.5", label=r"$\pi(r_t)$", zorder=3)
+        ax.scatter(x0[:, i], x0[:, j], s=30, marker="x", c="C0", label=r"$r_0$", zorder=3)
+        ax.set_aspect("equal")
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_ylim(-0.6, 1.6)
+        ax.set_xlabel(f"fractional {'abc'[i]}")
+        ax.set_ylabel(f"fractional {'abc'[j]}")
+        ax.set_title(f"t = {arrows['t']}: arrows point from $\\pi(r_t)$ toward $r_0$ (up to the wrap)", fontsize=9)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_oracle_study(df, samples: Optional[dict] = None, s0: Optional[float] = None):
+    """Samplers driven by a perfect (oracle) noise predictor. Left: spread (std) of the final samples around the
+    true positions versus the number of network calls, with the data's true spread ``s0``; right: histograms of
+    the final displacements (fractional units) for a few samplers."""
+    import matplotlib.pyplot as plt
+
+    n = 2 if samples else 1
+    fig, axes = plt.subplots(1, n, figsize=(5.4 * n, 3.5), squeeze=False)
+    ax = axes[0][0]
+    for k, (name, g) in enumerate(df.groupby("sampler", sort=False)):
+        ax.plot(g["steps"], g["std"], "o-" if len(g) > 1 else "D", ms=5, color=f"C{k}", label=name)
+    if s0 is not None:
+        ax.axhline(s0, color="k", ls="--", lw=1.0, label=f"data spread s0 = {s0:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("network calls (sampling steps)")
+    ax.set_ylabel("std of final r_0 - true position (fractional)")
+    ax.set_title("sample spread with an exact noise predictor", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    if samples:
+        ax = axes[0][1]
+        allv = np.concatenate([np.asarray(v).ravel() for v in samples.values()])
+        lim = max(3 * (s0 or 0.0), float(np.quantile(np.abs(allv), 0.995)))
+        bins = np.linspace(-lim, lim, 60)
+        for k, (name, v) in enumerate(samples.items()):
+            ax.hist(np.asarray(v).ravel(), bins=bins, density=True, histtype="step", lw=1.5, label=name,
+                    color=f"C{k}")
+        if s0:
+            xs = np.linspace(-lim, lim, 200)
+            ax.plot(xs, np.exp(-xs ** 2 / (2 * s0 ** 2)) / np.sqrt(2 * np.pi * s0 ** 2), "k--", lw=1.0,
+                    label="data distribution")
+        ax.set_xlabel("final displacement from true position (fractional)")
+        ax.set_ylabel("probability density")
+        ax.set_yscale("log")
+        ax.set_title("distribution of the samples", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_steps_study(df, T: Optional[int] = None):
+    """Few-step vs all-step sampling with a trained model (``df`` from :func:`dpcdvae.notebooks.steps_study`):
+    wall time per crystal and the distance (A) of the few-step result to the all-step (``T``) result, versus the
+    number of network calls."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.3))
+    axes[0].plot(df["steps"], df["ms_per_crystal"], "o-", color="C0")
+    axes[0].set_ylabel("sampling time per crystal (ms, this machine)")
+    axes[1].plot(df["steps"], df["dist_to_full_A"], "o-", color=_OURS_COLOR)
+    axes[1].set_ylabel(f"mean distance to the {T or 'T'}-step result (A)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("network calls (strided sampler steps)")
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def plot_delta_e_vs_paper(delta_e: dict, paper: dict, bin_mev: float = 64.0):
+    """Fig. S2 beside the paper: per model, the histogram of ``Delta E = E_gen - E_relaxed`` (meV/atom, ``bin_mev``
+    bins anchored at 0) of our relaxations, with the paper's DFT mode bin (shaded) and DFT ``Delta E_rms`` (dashed)
+    for the same model. ``delta_e``: ``{model: array of meV/atom}``; ``paper``: ``{model: {"mode": (lo, hi),
+    "dE_rms": value}}`` (missing models: no paper marks)."""
+    import matplotlib.pyplot as plt
+
+    models = list(delta_e)
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.6 * max(1, len(models)), 3.5), squeeze=False)
+    for ax, m, letter in zip(axes[0], models, "abcdefgh"):
+        v = np.asarray(delta_e[m], dtype=float)
+        v = v[np.isfinite(v)]
+        if len(v):
+            lo = np.floor(min(v.min(), 0.0) / bin_mev) * bin_mev
+            hi = np.floor(v.max() / bin_mev) * bin_mev + bin_mev
+            edges = np.arange(lo, hi + bin_mev / 2, bin_mev)
+            if len(edges) < 2:
+                edges = np.array([lo, lo + bin_mev])
+            ax.hist(v, bins=edges, color=_OURS_COLOR, alpha=0.75, edgecolor="k", lw=0.4,
+                    label=f"ours (n={len(v)}), rms {np.sqrt(np.mean(v ** 2)):.0f} meV/atom")
+        else:
+            ax.text(0.5, 0.5, "no relaxed structures", transform=ax.transAxes, ha="center")
+        p = paper.get(m)
+        if p:
+            if p.get("mode"):
+                ax.axvspan(*p["mode"], color=_PAPER_MAIN_COLOR, alpha=0.2,
+                           label=f"paper DFT mode {p['mode'][0]:g}-{p['mode'][1]:g} meV/atom")
+            if p.get("dE_rms") is not None:
+                ax.axvline(p["dE_rms"], color=_PAPER_MAIN_COLOR, ls="--", lw=1.2,
+                           label=f"paper DFT rms {p['dE_rms']:g} meV/atom")
+        ax.set_xlabel(r"$\Delta E = E_{gen} - E_{relaxed}$ (meV/atom)")
+        ax.set_ylabel("count")
+        ax.set_title(f"({letter}) {m}", fontsize=9)
+        ax.legend(fontsize=6.5)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_relaxation_scatter(rows: dict):
+    """Generated vs relaxed volume per atom (A^3/atom) and energy per atom (eV/atom), one colour per model.
+    ``rows``: ``{model: list of RelaxResult}`` (``ok`` ones are drawn)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9.4, 3.8))
+    for k, (m, res) in enumerate(rows.items()):
+        ok = [r for r in res if getattr(r, "ok", False)]
+        if not ok:
+            continue
+        v0 = [r.initial_volume_per_atom for r in ok]
+        v1 = [r.relaxed_volume_per_atom for r in ok]
+        e0 = [r.initial_enthalpy_per_atom for r in ok]
+        e1 = [r.relaxed_enthalpy_per_atom for r in ok]
+        axes[0].scatter(v1, v0, s=16, color=f"C{k}", label=m)
+        axes[1].scatter(e1, e0, s=16, color=f"C{k}", label=m)
+    for ax, (xl, yl) in zip(axes, ((r"relaxed volume (A$^3$/atom)", r"generated volume (A$^3$/atom)"),
+                                   ("relaxed enthalpy H = E + pV (eV/atom)", "generated enthalpy (eV/atom)"))):
+        lims = np.array([ax.get_xlim(), ax.get_ylim()])
+        lo, hi = lims.min(), lims.max()
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="y = x")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -5,7 +5,6 @@ Tiny configs and the self-built SYNTHETIC demo perovskites; few Langevin iterati
 called (each call is a GemNet-T forward)."""
 from __future__ import annotations
 
-import itertools
 import math
 import os
 
@@ -15,7 +14,7 @@ from torch_geometric.loader import DataLoader
 
 from dpcdvae.cdvae import CDVAE, langevin_sample_frac, min_image_displacement
 from dpcdvae.config import load_config
-from dpcdvae.crystal import frac_to_cart, lattice_params_to_matrix
+from dpcdvae.crystal import lattice_params_to_matrix
 from dpcdvae.data import LatticeScaler, load_split, make_demo_dataset
 from dpcdvae.diffusion import AnnealedLangevin
 from dpcdvae.model import SampleOutput, build_model

@@ -108,3 +108,22 @@ def test_demo_main_job_small(tmp_path, monkeypatch):
     assert os.path.isfile(s["picture"]) and os.path.getsize(s["picture"]) > 1000
     assert s["recon_n"] == 4 and 0.0 <= s["recon_match_rate"] <= 100.0
     assert s["generated_n"] == 3
+
+
+@pytest.mark.parametrize("variant", ["dpcdvae", "na", "gine", "na_gine"])
+def test_each_variant_trains_an_epoch(tmp_path, demo_root, variant):
+    res = train("demo_synthetic_perovskites", "tiny", out=tmp_path / variant,
+                overrides={**OV, "model.variant": variant}, root=demo_root, max_epochs=1, progress=False)
+    assert res["epochs"] == 1 and res["best_val_loss"] is not None and res["best_val_loss"] == res["best_val_loss"]
+    m = load_model(res["best"])
+    assert m.cfg.variant == variant
+
+
+def test_crystalnn_encoder_graph_trains(tmp_path, demo_root):
+    """The paper configuration's encoder graph (CrystalNN, stored in the preprocessed dataset)."""
+    res = train("demo_synthetic_perovskites", "tiny", out=tmp_path / "cnn",
+                overrides={**OV, "model.encoder.graph": "crystalnn", "train.limit_train": 16}, root=demo_root,
+                max_epochs=1, progress=False)
+    assert res["epochs"] == 1
+    m = load_model(res["best"])
+    assert m.cfg.encoder.graph == "crystalnn"

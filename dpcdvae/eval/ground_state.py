@@ -79,7 +79,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -350,6 +350,21 @@ class CHGNetBatchPredictor:
                     out.append({"energy": float(energy), "free_energy": float(energy),
                                 "forces": np.asarray(p["f"], dtype=float).reshape(n, 3), "stress": s})
         return out
+
+
+@contextlib.contextmanager
+def _blas_single_thread():
+    """numpy/scipy BLAS (OpenBLAS) limited to one thread while relaxing: the optimizer and ``FrechetCellFilter``
+    work on 3x3 / 9x9 matrices (``expm``, ``logm``, ``lu_solve``), where BLAS threads only add overhead; on a loaded
+    machine they made these tiny solves take ~10 ms each (the cell filter cost more than EMT itself). torch's own
+    threads (OpenMP) are not touched. No-op without ``threadpoolctl``."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _bare(atoms):
@@ -858,13 +873,14 @@ def relax_structures(structures, ids: Sequence[str] | None = None, pressure_gpa:
 
         bar = tqdm(total=len(todo), desc=f"relax @ {pressure_gpa:g} GPa", unit="struct")
     try:
-        for idx, res in runner:
-            results[idx] = res
-            if out_path is not None:
-                _write_result(out_path, res)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(steps=res.steps, ok=res.error is None)
+        with _blas_single_thread():
+            for idx, res in runner:
+                results[idx] = res
+                if out_path is not None:
+                    _write_result(out_path, res)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(steps=res.steps, ok=res.error is None)
     finally:
         if bar is not None:
             bar.close()
@@ -908,28 +924,29 @@ def ground_state_metrics(results: Sequence[RelaxResult], energy: str = "enthalpy
     results = list(results)
     matcher = StructureMatcher(stol=stol, angle_tol=angle_tol, ltol=ltol)
     rows, rms_list, dv, de, de_h, de_e = [], [], [], [], [], []
-    for r in results:
-        row = {"id": r.id, "ok": r.ok, "converged": bool(r.converged), "error": r.error, "matched": False,
-               "rms_dist": None, "dV": None, "dE_meV": None}
-        use = r.ok and (r.converged or not require_converged)
-        if use:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res = matcher.get_rms_dist(r.initial_structure, r.relaxed_structure)
-            except Exception as exc:
-                res = None
-                row["error"] = f"StructureMatcher failed: {_err(exc)}"[:300]
-            if res is not None:
-                row["matched"], row["rms_dist"] = True, float(res[0])
-                rms_list.append(float(res[0]))
-            row["dV"] = r.delta_volume_per_atom
-            row["dE_meV"] = r.delta_energy_mev(energy)
-            dv.append(row["dV"])
-            de.append(row["dE_meV"])
-            de_h.append(r.delta_energy_mev("enthalpy"))
-            de_e.append(r.delta_energy_mev("energy"))
-        rows.append(row)
+    with _blas_single_thread():
+        for r in results:
+            row = {"id": r.id, "ok": r.ok, "converged": bool(r.converged), "error": r.error, "matched": False,
+                   "rms_dist": None, "dV": None, "dE_meV": None}
+            use = r.ok and (r.converged or not require_converged)
+            if use:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        res = matcher.get_rms_dist(r.initial_structure, r.relaxed_structure)
+                except Exception as exc:
+                    res = None
+                    row["error"] = f"StructureMatcher failed: {_err(exc)}"[:300]
+                if res is not None:
+                    row["matched"], row["rms_dist"] = True, float(res[0])
+                    rms_list.append(float(res[0]))
+                row["dV"] = r.delta_volume_per_atom
+                row["dE_meV"] = r.delta_energy_mev(energy)
+                dv.append(row["dV"])
+                de.append(row["dE_meV"])
+                de_h.append(r.delta_energy_mev("enthalpy"))
+                de_e.append(r.delta_energy_mev("energy"))
+            rows.append(row)
     n = len(results)
     pressures = sorted({float(r.pressure_gpa) for r in results if r.pressure_gpa is not None})
     counts, edges = _histogram(de, 64.0)
