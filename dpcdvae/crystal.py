@@ -89,13 +89,13 @@ def batch_from_num_atoms(num_atoms: torch.Tensor) -> torch.Tensor:
 
 def frac_to_cart(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
     """Fractional ``[N,3]`` -> Cartesian ``[N,3]`` (Angstrom) with per-atom lattice ``lattice[batch]``."""
-    return torch.einsum("ni,nij->nj", frac, lattice[batch])
+    return torch.einsum("ni,nij->nj", frac, lattice.index_select(0, batch))
 
 
 def cart_to_frac(cart: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
     """Cartesian ``[N,3]`` (Angstrom) -> fractional ``[N,3]`` (not wrapped)."""
     inv = torch.linalg.inv(lattice)
-    return torch.einsum("ni,nij->nj", cart, inv[batch])
+    return torch.einsum("ni,nij->nj", cart, inv.index_select(0, batch))
 
 
 def wrap(x: torch.Tensor) -> torch.Tensor:
@@ -110,33 +110,45 @@ def volume(lattice: torch.Tensor) -> torch.Tensor:
     return torch.linalg.det(lattice)
 
 
-def min_image_distance_matrix(frac: torch.Tensor, lattice: torch.Tensor, n_images: int = 1) -> torch.Tensor:
+def min_image_distance_matrix(frac: torch.Tensor, lattice: torch.Tensor, n_images: int | None = None
+                              ) -> torch.Tensor:
     """Minimum-image distances between all atoms of ONE crystal.
 
     Args:
-        frac: ``[n, 3]`` fractional coordinates.
+        frac: ``[n, 3]`` fractional coordinates (wrapped or not).
         lattice: ``[3, 3]`` lattice matrix (rows = vectors, Angstrom).
-        n_images: images searched per direction (-n..n); 1 is exact when the cell is not very skewed, use larger
-            for needle-like cells.
+        n_images: images searched per direction (-n..n). ``None`` (default) picks, per direction, enough images for
+            the result to be exact for any cell shape (needle-like and very oblique cells included).
     Returns:
         ``[n, n]`` distances in Angstrom; the diagonal holds the shortest *non-zero* self-image distance
-        (the shortest lattice vector among the searched images).
+        (the length of the shortest lattice vector).
     """
-    rng = torch.arange(-n_images, n_images + 1, dtype=frac.dtype, device=frac.device)
-    images = torch.cartesian_prod(rng, rng, rng)  # [K,3]
-    diff = frac[None, :, :] - frac[:, None, :]  # [n,n,3] j - i
-    diff = diff - torch.round(diff)
-    shifted = diff[:, :, None, :] + images[None, None]  # [n,n,K,3]
-    cart = shifted @ lattice
-    d = cart.norm(dim=-1)  # [n,n,K]
     n = frac.shape[0]
+    diff = frac[None, :, :] - frac[:, None, :]  # [n,n,3] j - i
+    diff = diff - torch.round(diff)  # in [-0.5, 0.5]
+    if n_images is None:
+        # every distance is at most `bound` (the n = 0 image of a pair, or a lattice vector for the diagonal), and
+        # |(d + m) L| <= bound needs |d_k + m_k| <= bound / spacing_k, spacing_k = V / |a_l x a_m|
+        lat = lattice.detach()
+        bound = (diff.detach() @ lat).norm(dim=-1).max() if n else lat.new_zeros(())
+        bound = torch.maximum(bound, lat.norm(dim=-1).min())
+        a, b, c = lat.unbind(0)
+        cross = torch.stack([torch.linalg.cross(b, c), torch.linalg.cross(c, a), torch.linalg.cross(a, b)])
+        spacing = torch.linalg.det(lat).abs() / cross.norm(dim=-1)
+        reach = torch.ceil(bound / spacing + 0.5).long().tolist()
+    else:
+        reach = [int(n_images)] * 3
+    axes = [torch.arange(-k, k + 1, dtype=frac.dtype, device=frac.device) for k in reach]
+    images = torch.cartesian_prod(*axes)  # [K,3]
+    shifted = diff[:, :, None, :] + images[None, None]  # [n,n,K,3]
+    d = (shifted @ lattice).norm(dim=-1)  # [n,n,K]
     eye = torch.eye(n, dtype=torch.bool, device=frac.device)
-    zero_img = (images.abs().sum(-1) == 0)
+    zero_img = images.abs().sum(-1) == 0
     d = torch.where(eye[:, :, None] & zero_img[None, None], torch.full_like(d, float("inf")), d)
     return d.min(dim=-1).values
 
 
-def min_pair_distance(frac: torch.Tensor, lattice: torch.Tensor, n_images: int = 1) -> float:
+def min_pair_distance(frac: torch.Tensor, lattice: torch.Tensor, n_images: int | None = None) -> float:
     """Smallest periodic interatomic distance of one crystal (Angstrom), self-images included."""
     return float(min_image_distance_matrix(frac, lattice, n_images).min())
 
@@ -173,8 +185,14 @@ def tensors_to_structures(frac_coords, atom_types, lengths, angles, num_atoms, w
                           strict: bool = False) -> list:
     """Batched tensors -> list of pymatgen ``Structure`` (one per crystal).
 
-    A degenerate crystal (no atoms, non-finite numbers, non-positive lengths, volume < 0.1 A^3, unknown element)
-    gives ``None`` in its slot (or raises ``ValueError`` with ``strict=True``); the rest of the batch is unaffected.
+    Args:
+        frac_coords ``[N,3]``, atom_types ``[N]`` (Z), lengths ``[B,3]`` (A), angles ``[B,3]`` (degrees),
+        num_atoms ``[B]``: tensors or array-likes on any device. ``wrap_coords`` wraps the coordinates into [0, 1).
+
+    A degenerate crystal (no atoms, non-finite numbers, non-positive lengths, angles that cannot close a cell,
+    volume < 0.1 A^3, atomic number outside 1..100) gives ``None`` in its slot (or raises ``ValueError`` with
+    ``strict=True``); the rest of the batch is unaffected. Inconsistent sizes (``num_atoms`` not summing to the
+    number of atoms) raise ``ValueError``.
     """
     from pymatgen.core import Lattice, Structure
 
@@ -183,11 +201,19 @@ def tensors_to_structures(frac_coords, atom_types, lengths, angles, num_atoms, w
     lengths = torch.as_tensor(lengths).detach().cpu().double().reshape(-1, 3)
     angles = torch.as_tensor(angles).detach().cpu().double().reshape(-1, 3)
     num_atoms = torch.as_tensor(num_atoms).detach().cpu().long().reshape(-1)
+    if num_atoms.numel() != lengths.shape[0] or num_atoms.numel() != angles.shape[0]:
+        raise ValueError(f"{num_atoms.numel()} crystals in num_atoms but {lengths.shape[0]} lengths / "
+                         f"{angles.shape[0]} angles")
+    total = int(num_atoms.clamp(min=0).sum())
+    if frac_coords.shape[0] != total or atom_types.shape[0] != total:
+        raise ValueError(f"num_atoms sums to {total} but there are {frac_coords.shape[0]} coordinates and "
+                         f"{atom_types.shape[0]} atom types")
     if wrap_coords:
         frac_coords = wrap(frac_coords)
     out = []
     start = 0
     for b, n in enumerate(num_atoms.tolist()):
+        n = max(n, 0)
         fc = frac_coords[start:start + n]
         z = atom_types[start:start + n]
         start += n
@@ -200,6 +226,13 @@ def tensors_to_structures(frac_coords, atom_types, lengths, angles, num_atoms, w
             reason = "non-positive lattice length"
         elif ((z < 1) | (z > MAX_ATOMIC_NUM)).any():
             reason = "atomic number outside 1..100"
+        else:
+            # the three angles must be able to close a cell: V = abc sqrt(g), g > 0 (pymatgen would otherwise clamp
+            # silently and build a cell with other angles)
+            ca, cb, cg = torch.cos(torch.deg2rad(angles[b])).tolist()
+            g = 1.0 - ca * ca - cb * cb - cg * cg + 2.0 * ca * cb * cg
+            if not g > 1e-8:
+                reason = f"angles {angles[b].tolist()} do not form a cell (volume factor {g:.3g})"
         if reason is None:
             try:
                 lat = Lattice.from_parameters(*lengths[b].tolist(), *angles[b].tolist())
@@ -244,7 +277,11 @@ def write_cif(structure, path: str | os.PathLike, symprec: float | None = 0.1) -
     except Exception:
         text = str(CifWriter(structure))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".cif")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

@@ -39,6 +39,8 @@ __all__ = ["PeriodicGraph", "radius_graph_pbc", "graph_from_edges", "build_tripl
 
 # cells thinner than cutoff / _MAX_IMAGES along some axis (or with non-finite numbers) get no edges and a warning
 _MAX_IMAGES = 256
+# distances up to cutoff + _TOL (Angstrom) count as within the cutoff (pymatgen's numerical_tol)
+_TOL = 1e-8
 # the first, reduced search radius is _ALPHA x the radius of a sphere holding max_neighbors atoms at the crystal's
 # density: it holds ~ _ALPHA^3 * max_neighbors neighbours on average
 _ALPHA = 1.3
@@ -311,7 +313,8 @@ def radius_graph_pbc(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
             graph; offsets are relative to the coordinates as given, so ``vec`` is exact either way).
         lattice: ``[B, 3, 3]`` lattice matrices (rows = vectors, Angstrom), same dtype as ``frac``.
         batch: ``[N]`` crystal index of every atom; atoms of one crystal must be contiguous and crystals in order.
-        cutoff: radius in Angstrom (edges with ``0 < dist <= cutoff``; the self-loop j == i, offset 0 never).
+        cutoff: radius in Angstrom (edges with ``0 < dist <= cutoff + 1e-8``, as pymatgen; the self-loop j == i,
+            offset 0, never).
         max_neighbors: keep only the nearest ``max_neighbors`` sources (images counted separately) per target atom;
             exact ties at the boundary are broken arbitrarily (deterministically).
         triplets: also build triplet indices (for DimeNet++/GemNet-T).
@@ -351,7 +354,8 @@ def radius_graph_pbc(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
     if n_bad:
         warnings.warn(f"radius_graph_pbc: {n_bad} crystal(s) with a non-finite or flat lattice (or non-finite "
                       f"coordinates) get no edges", RuntimeWarning, stacklevel=2)
-    r_crystal = torch.where(ok, torch.full((B,), float(cutoff), dtype=dtype, device=device),
+    # like pymatgen, a neighbour at exactly the cutoff (up to 1e-8 A) is in
+    r_crystal = torch.where(ok, torch.full((B,), float(cutoff) + _TOL, dtype=dtype, device=device),
                             torch.full((B,), -1.0, dtype=dtype, device=device))  # negative radius: no edges
     fcols = [c.contiguous() for c in fr.unbind(-1)]
     tnum = num_atoms.index_select(0, batch)
@@ -587,11 +591,12 @@ def graph_from_edges(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
 
 def build_triplets(edge_index: torch.Tensor, offsets: torch.Tensor, num_nodes: int
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Triplets k->j->i as pairs of edge indices ``(idx_kj, idx_ji)``.
+    """Triplets k->j->i as pairs of edge indices ``(idx_kj, idx_ji)``, for edges in any order.
 
     Edge kj has target j; edge ji has source j. The pair is dropped when kj is the exact reverse of ji
-    (k == i and offset_kj == -offset_ji), i.e. the same physical bond walked back; k == i with another image is kept.
-    Edges may come in any order; duplicate edges (same j, i and offset twice) are not expected.
+    (k == i and offset_kj == -offset_ji), i.e. the same physical bond walked back (every copy of it, if an edge list
+    holds duplicates, as CDVAE's CrystalNN graphs can); k == i with another image is kept. Fully vectorised.
+    (:func:`radius_graph_pbc` builds its own triplets faster, from the reverse edges its search knows.)
     """
     device = edge_index.device
     src, dst = edge_index[0].long(), edge_index[1].long()
@@ -599,32 +604,45 @@ def build_triplets(edge_index: torch.Tensor, offsets: torch.Tensor, num_nodes: i
     if E == 0:
         z = torch.zeros(0, dtype=torch.long, device=device)
         return z, z.clone()
+    off = torch.round(offsets).long() if offsets.is_floating_point() else offsets.long()
+    order = torch.argsort(dst, stable=True)  # incoming edges of every node become one block
     deg = torch.bincount(dst, minlength=num_nodes)
-    is_sorted = bool((dst[1:] >= dst[:-1]).all()) if E > 1 else True
-    if is_sorted:
-        return _triplets_from_rev(src, _reverse_by_key(src, dst, offsets, num_nodes), deg)
-    order = torch.argsort(dst, stable=True)
-    s, d, o = src.index_select(0, order), dst.index_select(0, order), offsets.index_select(0, order)
-    kj, ji = _triplets_from_rev(s, _reverse_by_key(s, d, o, num_nodes), deg)
-    return order.index_select(0, kj), order.index_select(0, ji)
+    estart = torch.cumsum(deg, 0).sub_(deg)
+    idx_ji, local, _, _ = _expand(deg.index_select(0, src))
+    idx_kj = order.index_select(0, estart.index_select(0, src).index_select(0, idx_ji).add_(local))
+    rev = (src.index_select(0, idx_kj) == dst.index_select(0, idx_ji)) & (
+        off.index_select(0, idx_kj) == off.index_select(0, idx_ji).neg_()).all(-1)
+    keep = (~rev).nonzero().flatten()
+    return idx_kj.index_select(0, keep), idx_ji.index_select(0, keep)
 
 
 def crystalnn_edges(structure, max_neighbors: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The CrystalNN bonding graph of a pymatgen ``Structure`` (the encoder graph of the paper configuration).
+    """The CrystalNN bonding graph of a pymatgen ``Structure``, built exactly as CDVAE builds its encoder graph.
 
-    Returns ``edge_index [2, E]`` (long; [0] = source neighbour j, [1] = target centre i) and integer
-    ``offsets [E, 3]`` (long, image of j). Both directions of each bond are included, as CrystalNN is applied
-    to every site.
+    ``CrystalNN(distance_cutoffs=None, x_diff_weight=-1, porous_adjustment=False)`` gives the neighbours of every site;
+    pymatgen's ``StructureGraph`` merges them into undirected bonds (a bond found from both ends is kept once); every
+    bond then gives both directed edges. Returns ``edge_index [2, E]`` (long; [0] = source neighbour j, [1] = target
+    centre i) and integer ``offsets [E, 3]`` (long, cell image of j). ``max_neighbors`` is accepted for API
+    compatibility and ignored (CrystalNN decides the coordination). Slow (CrystalNN is pure Python, ~0.1-1 s per
+    structure): compute it once per dataset and cache it.
     """
+    import warnings as _warnings
+
+    from pymatgen.analysis.graphs import StructureGraph
     from pymatgen.analysis.local_env import CrystalNN
 
     cnn = CrystalNN(distance_cutoffs=None, x_diff_weight=-1, porous_adjustment=False)
+    build = getattr(StructureGraph, "from_local_env_strategy", None) or getattr(StructureGraph,
+                                                                                 "with_local_env_strategy")
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        sg = build(structure, cnn)
     src, dst, off = [], [], []
-    for i, nn_info in enumerate(cnn.get_all_nn_info(structure)):
-        for nb in nn_info:
-            src.append(nb["site_index"])
-            dst.append(i)
-            off.append(tuple(int(round(x)) for x in nb["image"]))
+    for i, j, to_jimage in sg.graph.edges(data="to_jimage"):
+        n = tuple(int(x) for x in to_jimage)
+        src += [j, i]
+        dst += [i, j]
+        off += [n, tuple(-x for x in n)]
     edge_index = torch.tensor([src, dst], dtype=torch.long).reshape(2, -1)
     offsets = torch.tensor(off, dtype=torch.long).reshape(-1, 3)
     return edge_index, offsets

@@ -39,6 +39,17 @@ def _segment_mean(x: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torc
     return out / cnt[:, None]
 
 
+def _min_spacing(lattice: torch.Tensor) -> torch.Tensor:
+    """Smallest interplanar spacing V / |a_i x a_j| of each cell (Angstrom), ``[B]``; 0 for degenerate cells."""
+    a, b, c = lattice.unbind(-2)
+    vol = torch.linalg.det(lattice).abs()
+    cross = torch.stack([torch.linalg.cross(b, c), torch.linalg.cross(c, a), torch.linalg.cross(a, b)], dim=-2)
+    return (vol[:, None] / cross.norm(dim=-1).clamp(min=1e-12)).min(dim=-1).values
+
+
+MIN_SPACING = 0.5  # A: thinner cells would need thousands of periodic images in the 7 A neighbour search
+
+
 def _recenter(x: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
     """Remove the per-crystal mean (the published code's non-periodic recentring of coordinates / noise)."""
     return x - _segment_mean(x, batch, num_graphs)[batch]
@@ -192,10 +203,13 @@ class DPCDVAE(nn.Module):
         types_t = torch.multinomial(probs, 1, generator=generator).squeeze(-1) + 1
 
         # --- lattice fed to the denoiser: true lattice while teacher forcing, else predicted
-        if epoch < cfg.teacher_forcing_epochs:
-            lattice = lattice_params_to_matrix(batch.lengths, batch.angles)
-        else:
-            lattice = lattice_params_to_matrix(lengths_pred, angles_pred)
+        lattice = lattice_params_to_matrix(batch.lengths, batch.angles)
+        if epoch >= cfg.teacher_forcing_epochs:
+            pred = lattice_params_to_matrix(lengths_pred, angles_pred)
+            # an early, untrained lattice head can predict degenerate cells (zero volume, needle-thin): those
+            # crystals fall back to the true lattice for this step (counted in "lattice_fallback")
+            ok = torch.isfinite(pred).all(-1).all(-1) & (_min_spacing(pred.detach()) >= MIN_SPACING)
+            lattice = torch.where(ok[:, None, None], pred, lattice)
         eps_pred, type_logits = self.decoder(frac_t, types_t, z, t, lattice, atom_batch, num_atoms)
 
         loss_coord = F.mse_loss(eps_pred, eps)
@@ -214,7 +228,8 @@ class DPCDVAE(nn.Module):
         with torch.no_grad():
             na_acc = (na_logits.argmax(-1) == num_atoms).float().mean()
             type_acc = (type_logits.argmax(-1) == z_true - 1).float().mean()
-        return {"loss": loss, "coord": loss_coord, "type": loss_type, "kld": loss_kld, "lattice": loss_lattice,
+        fallback = (1.0 - ok.float().mean()) if epoch >= cfg.teacher_forcing_epochs else torch.zeros(())
+        return {"loss": loss, "coord": loss_coord, "lattice_fallback": fallback, "type": loss_type, "kld": loss_kld, "lattice": loss_lattice,
                 "composition": loss_comp, "num_atoms": loss_na, "num_atoms_acc": na_acc, "type_acc": type_acc,
                 "val_loss": loss_coord + 0.1 * loss_type}
 
@@ -262,11 +277,14 @@ class DPCDVAE(nn.Module):
         na_run = na.clamp(min=0)
         lattice = lattice_params_to_matrix(lengths, angles)
         vol = torch.linalg.det(lattice)
+        spacing = _min_spacing(lattice)
         for b in range(B):
             if not flags[b] and (not torch.isfinite(vol[b]) or vol[b] < 0.1):
                 flags[b] = f"volume {float(vol[b]):.3g} A^3 < 0.1"
-        # degenerate lattices are replaced by a unit cube for the network call only (they stay flagged)
-        bad = ~(torch.isfinite(vol) & (vol >= 0.1))
+            elif not flags[b] and not spacing[b] >= MIN_SPACING:
+                flags[b] = f"degenerate lattice (interplanar spacing {float(spacing[b]):.3g} A)"
+        # degenerate lattices are replaced by a 10 A cube for the network call only (they stay flagged)
+        bad = ~(torch.isfinite(vol) & (vol >= 0.1) & (spacing >= MIN_SPACING))
         if bad.any():
             lattice = torch.where(bad[:, None, None], 10.0 * torch.eye(3, device=dev, dtype=lattice.dtype), lattice)
         atom_batch = batch_from_num_atoms(na_run)

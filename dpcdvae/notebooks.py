@@ -125,7 +125,12 @@ def setup(threads: Optional[int] = None, quiet: bool = True) -> dict:
     if threads:
         torch.set_num_threads(int(threads))
     if quiet:
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        try:  # Lightning sets its loggers to INFO when imported: import it first, then quiet it
+            import lightning  # noqa: F401
+        except ImportError:  # pragma: no cover
+            pass
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
+                     "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
             logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -409,7 +414,7 @@ def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler
                     limit=n, progress=not headless())
     writer = None
     if out_dir is not None:
-        writer = SampleWriter(new_run_dir(Path(out_dir), f"recon-{sampler}"),
+        writer = SampleWriter(new_run_dir(Path(out_dir) / f"recon-{sampler}", "run"),
                               meta={"dataset": data.name, "sampler": sampler, "steps": steps, "seed": seed})
     preds, targets, ids = [], [], []
     t0 = time.time()
@@ -634,13 +639,20 @@ def dataset_overview(data: DataChoice, limit: Optional[int] = 2000):
     return df, panels
 
 
-def config_table(config: str, data: DataChoice, overrides: Optional[dict] = None):
-    """The main hyper-parameters of a config preset (after ``overrides``) as a DataFrame."""
+def config_table(config: str, data: DataChoice, overrides: Optional[dict] = None, batch_size: Optional[int] = None,
+                 train_epochs: Optional[int] = None):
+    """The main hyper-parameters of a config preset (after ``overrides``, ``batch_size`` and ``train_epochs``, as
+    training will use them) as a DataFrame."""
     import pandas as pd
 
     from .config import load_config
 
-    cfg = load_config(config, dataset=data.name).override(dict(overrides or {}))
+    ov = dict(overrides or {})
+    if batch_size:
+        ov["train.batch_size"] = int(batch_size)
+    if train_epochs:
+        ov["train.max_epochs"] = int(train_epochs)
+    cfg = load_config(config, dataset=data.name).override(ov)
     m, t = cfg.model, cfg.train
     rows = {"config": cfg.name, "encoder variant": m.variant, "latent dim": m.latent_dim,
             "DimeNet++ hidden / blocks": f"{m.encoder.hidden_channels} / {m.encoder.num_blocks}",
@@ -680,7 +692,7 @@ def checkpoint_summary(ckpt) -> "Any":
             best = float(v["best_model_score"])
     meta = p.parent / "config.json"
     ds = json.loads(meta.read_text()).get("dataset") if meta.is_file() else None
-    row = {"file": p.name, "size (MB)": round(p.stat().st_size / 1e6, 2), "epoch": ck.get("epoch"),
+    row = {"file": p.name, "size (MB)": round(p.stat().st_size / 1e6, 2), "epoch (0-based)": ck.get("epoch"),
            "global step": ck.get("global_step"), "config": cfg.get("name"), "dataset": ds,
            "best val_loss": best, "keys": ", ".join(sorted(k for k in ck if k != "state_dict"))}
     return pd.DataFrame([row]).set_index("file")
@@ -916,19 +928,20 @@ def eps_study(model, batch, ts: Sequence[int], seed: int = 0, arrows_t: Optional
                          "mse_zero": float((eps ** 2).mean())})
             if arrows_t is not None and int(t) == int(arrows_t):
                 m = batch.batch == crystal
-                arrows = {"t": int(t), "wrapped": y[m].numpy(), "x0": model.scheduler.wrap(batch.frac_coords[m]).numpy(),
+                arrows = {"t": int(t), "wrapped": y[m].numpy(), "x0": model.scheduler.wrap(x0[m]).numpy(),
                           "eps": eps[m].numpy(), "eps_pred": pred[m].numpy(),
                           "noise_scale": float((1 - model.scheduler.alpha_bar(int(t))).sqrt())}
     return pd.DataFrame(rows), arrows
 
 
 def oracle_sampler_study(T: int = 1000, schedule: str = "sigmoid", s0: float = 0.02, n_atoms: int = 2000,
-                         steps_list: Sequence[int] = (1, 2, 5, 10, 20, 50, 100, 1000), seed: int = 0) -> tuple:
+                         steps_list: Sequence[int] = (1, 2, 5, 10, 20, 50, 100, 1000), seed: int = 0,
+                         images: int = 6) -> tuple:
     """The samplers with a perfect noise predictor, no network: the data are fractional coordinates jittered
-    around perovskite sites, ``r_0 ~ N(site, s0^2)`` per coordinate (wrapped). The oracle returns the exact
-    posterior-mean noise for the nearest periodic image of the site, *relative to the wrapped point* pi(r_t) it is
-    given (all a network that sees pi(r_t) can know). Runs Eq. 6 (T steps), Eq. 7 (T steps) and the strided DDIM
-    sampler with each number of steps from ``x_T ~ N(0, 1)``.
+    around perovskite sites, ``r_0 = site + s0 z`` per coordinate. The oracle is the exact minimiser of the training
+    loss (Eq. 10) for a network that sees only the wrapped point ``y = pi(r_t)``: ``E[eps | pi(r_t) = y]``, a
+    mixture over the unwrapped candidates ``r_t = y - k`` (``|k| <= images``). Runs Eq. 6 (T steps), Eq. 7
+    (T steps) and the strided DDIM sampler with each number of steps from ``x_T ~ N(0, 1)``.
 
     Returns ``(DataFrame[sampler, steps, std, bias, wall_s], {label: displacements})``; ``std`` is the spread of the
     final coordinates around their site (fractional; the data have ``s0``)."""
@@ -943,11 +956,16 @@ def oracle_sampler_study(T: int = 1000, schedule: str = "sigmoid", s0: float = 0
                          dtype=torch.float64)
     mu = sites.repeat(max(1, n_atoms // len(sites)), 1)
 
+    ks = torch.arange(-images, images + 1, dtype=torch.float64)
+
     def oracle(y, t):
+        # exact E[eps | pi(r_t) = y]: the unwrapped r_t is one of y - k (k integer), each with its Gaussian
+        # likelihood N(y - k; sqrt(abar) mu, v); for each candidate E[eps | r_t] = sqrt(1-abar)(r_t - sqrt(abar) mu)/v
         ab = sch.alpha_bar(t)[:, None].to(y)
-        v = ab * s0 ** 2 + 1 - ab
-        m = torch.round(y / ab.sqrt() - mu)
-        return (1 - ab).sqrt() * (y - ab.sqrt() * (mu + m)) / v
+        v = (ab * s0 ** 2 + 1 - ab)[..., None]
+        d = y[..., None] - ks - (ab.sqrt() * mu)[..., None]
+        w = torch.softmax(-0.5 * d ** 2 / v, dim=-1)
+        return ((1 - ab).sqrt()[..., None] * d / v * w).sum(-1)
 
     def disp(x):
         d = x - mu
@@ -964,7 +982,7 @@ def oracle_sampler_study(T: int = 1000, schedule: str = "sigmoid", s0: float = 0
         d = disp(x)
         rows.append({"sampler": label, "steps": n or T, "std": float(d.std()), "bias": float(d.mean()),
                      "wall_s": time.time() - t0})
-        if variant != "strided" or n in (min(steps_list), max(s for s in steps_list if s <= T)):
+        if variant != "strided" or n == max(s for s in steps_list if s <= T):
             samples[f"{label} ({n or T} steps)"] = d
     return pd.DataFrame(rows), samples
 
@@ -1053,7 +1071,8 @@ def _kernel_spec(root: Path) -> str:
     name = "dpcdvae-python"
     d = root / "kernels" / name
     d.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                     "--IPKernelApp.log_level=ERROR"],
             "display_name": "Python 3 (dpcdvae)", "language": "python",
             "env": {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "DPCDVAE_HEADLESS": "1",
                     "PYTHONWARNINGS": "ignore"}}
@@ -1072,23 +1091,28 @@ def _error_outputs(nb) -> list[dict]:
     return out
 
 
-def check_html(html_text: str, name: str, nb=None) -> dict:
+def check_html(html_text: str, name: str, nb=None, expect: Optional[Sequence[str]] = None) -> dict:
     """The HTML checks: every string of :data:`HTML_EXPECT` present (raw or HTML-escaped), at least one PNG figure,
     no error outputs (from ``nb`` when given, else by the HTML's error markers). Returns ``{"ok", "missing",
     "errors", "images", "guarded"}``; ``guarded`` counts cells that printed "not available" (reported, not failed)."""
-    missing = [s for s in HTML_EXPECT.get(name, []) if s not in html_text and _html.escape(s) not in html_text]
+    expect = HTML_EXPECT.get(name, []) if expect is None else expect
+    missing = [s for s in expect if s not in html_text and _html.escape(s) not in html_text]
     images = html_text.count("data:image/png")
     errors = _error_outputs(nb) if nb is not None else []
     if nb is None and ("jp-RenderedText\" data-mime-type=\"application/vnd.jupyter.stderr" in html_text
                        and "Traceback" in html_text):
         errors.append({"cell": None, "ename": "Traceback in HTML"})
-    guarded = html_text.count(GUARD_MARK)
+    if nb is not None:  # count only what cells printed (their sources mention the mark too)
+        guarded = sum(o.get("text", "").count(GUARD_MARK) for c in nb.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    else:
+        guarded = html_text.count(GUARD_MARK)
     return {"ok": not missing and images > 0 and not errors, "missing": missing, "errors": errors,
             "images": images, "guarded": guarded}
 
 
 def run_notebook(name: str, out_dir, parameters: dict, notebooks: Optional[str] = None, kernel: Optional[str] = None,
-                 timeout: int = 1800, stem: Optional[str] = None) -> dict:
+                 timeout: int = 1800, stem: Optional[str] = None, expect: Optional[Sequence[str]] = None) -> dict:
     """Execute ``notebooks/<name>.ipynb`` with papermill and ``parameters`` into ``out_dir/<stem>.ipynb``, export
     ``out_dir/<stem>.html`` (nbconvert) and check it. Never raises on a notebook failure: the result says which
     cell failed (``error``: index, exception, source)."""
@@ -1124,7 +1148,7 @@ def run_notebook(name: str, out_dir, parameters: dict, notebooks: Optional[str] 
         nb = nbformat.read(out_nb, as_version=4)
         body, _ = HTMLExporter().from_notebook_node(nb)
         out_html.write_text(body)
-        result["checks"] = check_html(body, name, nb)
+        result["checks"] = check_html(body, name, nb, expect)
     else:
         result["checks"] = {"ok": False, "missing": ["(no executed notebook)"], "errors": [], "images": 0,
                             "guarded": 0}
@@ -1206,8 +1230,10 @@ def reproduce(table: str, dataset: str, checkpoint: Optional[str] = None, out: s
               **(parameters or {})}
     if t == "S1":
         params.setdefault("samplers", ["eq7", "eq6"])
+    header = {"I": "Match rate (%)", "S1": "Match rate (%)", "II": "COV-R (%)", "III": "DFT (paper)"}[t]
+    expect = ["data:image/png", header, f"Table {t} /"]
     r = run_notebook(name, out, params, notebooks=notebooks, kernel=kernel, timeout=timeout,
-                     stem=f"{name}-{dataset}")
+                     stem=f"{name}-{dataset}", expect=expect)
     _print_result(r)
     return r
 

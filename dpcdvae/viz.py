@@ -278,7 +278,7 @@ def trajectory_animation(traj: dict, crystal: int = 0, plane: tuple[int, int] = 
 
 def plot_outside_fraction(trajs: dict, crystal: Optional[int] = None):
     """How far the unwrapped state wanders: per trajectory, the fraction of fractional coordinates outside
-    ``[0, 1)`` and the largest ``|r_t - pi(r_t)|`` (in cell lengths) versus the step ``t``. ``crystal=None``
+    ``[0, 1)`` and the largest distance of a coordinate outside ``[0, 1]`` (cell lengths) versus the step ``t``. ``crystal=None``
     uses every crystal of the trajectory."""
     import matplotlib.pyplot as plt
 
@@ -291,11 +291,11 @@ def plot_outside_fraction(trajs: dict, crystal: Optional[int] = None):
             U, W = U[:, s:s + n], W[:, s:s + n]
         t = np.asarray(tr["t"])
         outside = (np.abs(U - W) > 1e-9).mean(axis=(1, 2))
-        shift = np.abs(U - W).max(axis=(1, 2))
+        shift = np.maximum(np.maximum(-U, U - 1.0), 0.0).max(axis=(1, 2))
         axes[0].plot(t, 100 * outside, label=label, color=f"C{k}")
         axes[1].plot(t, shift, label=label, color=f"C{k}")
     axes[0].set_ylabel("coordinates outside the cell (%)")
-    axes[1].set_ylabel(r"max $|r_t - \pi(r_t)|$ (cell lengths)")
+    axes[1].set_ylabel("largest distance outside the cell\n(fractional units = cell lengths)")
     for ax in axes:
         ax.set_xlabel("diffusion step t (sampling runs right to left)")
         ax.invert_xaxis()
@@ -337,7 +337,13 @@ def plot_training_curves(metrics, resume_epoch: Optional[int] = None, title: Opt
             if np.isfinite(y).any():
                 ax.plot(ep, y, marker="o", ms=2.5, lw=1.2, label=lab)
         if logy and np.nanmin(np.r_[[np.inf], *[col(k)[np.isfinite(col(k))] for k, _ in keys]]) > 0:
+            import matplotlib.ticker as mticker
+
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%.3g"))
+            ax.yaxis.set_minor_formatter(mticker.FormatStrFormatter("%.3g"))
+            ax.tick_params(axis="y", which="minor", labelsize=6)
+        ax.xaxis.set_major_locator(__import__("matplotlib").ticker.MaxNLocator(integer=True))
         if resume_epoch is not None:
             ax.axvline(resume_epoch - 0.5, color="0.3", ls=":", lw=1.0, label="resumed")
         ax.set_xlabel("epoch")
@@ -352,6 +358,23 @@ def plot_training_curves(metrics, resume_epoch: Optional[int] = None, title: Opt
     return fig
 
 
+def _metric_info(header: str) -> dict:
+    """METRIC_INFO entry of a table column given as a metric key or a unit-labelled header ("COV-R (%)")."""
+    try:
+        from .eval.reference import METRIC_INFO
+    except Exception:  # pragma: no cover
+        return {}
+    if header in METRIC_INFO:
+        return METRIC_INFO[header]
+    for k, v in METRIC_INFO.items():
+        label = f"{v['label']} ({v['unit']})" if v["unit"] else v["label"]
+        if header in (label, v["label"]) or header.startswith(v["label"] + " ("):
+            return v
+    aliases = {"<delta_rms>": "delta_rms", "dV_rms (A^3/atom)": "dV_rms", "dE_rms (meV/atom)": "dE_rms",
+               "Match rate (%)": "match_rate"}
+    return METRIC_INFO.get(aliases.get(header, ""), {})
+
+
 def plot_paper_vs_ours(df, metrics: Optional[Sequence[str]] = None, title: Optional[str] = None,
                        ours_marker: str = "ours", units: Optional[dict] = None):
     """Bar charts, one panel per metric: every row of ``df`` (a :func:`dpcdvae.eval.tables.compare_table` or
@@ -362,9 +385,14 @@ def plot_paper_vs_ours(df, metrics: Optional[Sequence[str]] = None, title: Optio
 
     rows = [r for r in df.index if not str(r).lower().startswith("delta")]
     cols = [c for c in (metrics or df.columns) if str(c) not in ("source", "n")]
-    fig, axes = plt.subplots(1, len(cols), figsize=(max(3.2 * len(cols), 6.0), 0.32 * len(rows) + 1.6),
+    ncols = min(4, len(cols))
+    nrows = int(np.ceil(len(cols) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.3 * ncols, 6.0) + 1.2, (0.3 * len(rows) + 1.3) * nrows + 0.5),
                              squeeze=False)
-    for ax, c in zip(axes[0], cols):
+    flat = axes.ravel()
+    for ax in flat[len(cols):]:
+        ax.set_visible(False)
+    for n_ax, (ax, c) in enumerate(zip(flat, cols)):
         vals, colors, labels = [], [], []
         for r in rows:
             v = df.loc[r, c]
@@ -386,9 +414,16 @@ def plot_paper_vs_ours(df, metrics: Optional[Sequence[str]] = None, title: Optio
         for yy, v, ok in zip(y, vals, finite):
             ax.text(v if ok else 0.0, yy, f" {v:.4g}" if ok else " n/a", va="center", fontsize=7)
         ax.set_yticks(y)
-        ax.set_yticklabels(labels if ax is axes[0][0] else [""] * len(labels), fontsize=7)
+        ax.set_yticklabels(labels if n_ax % ncols == 0 else [""] * len(labels), fontsize=7)
         unit = (units or {}).get(c)
-        ax.set_xlabel(f"{c}" + (f" ({unit})" if unit else ""), fontsize=8)
+        info = _metric_info(str(c))
+        arrow = {"up": "  (higher is better)", "down": "  (lower is better)"}.get(info.get("better", ""), "")
+        extra = " (dimensionless)" if info and not info.get("unit") and not unit else ""
+        ax.set_xlabel(f"{c}" + (f" ({unit})" if unit else "") + extra + arrow, fontsize=8)
+        for lab, col in zip(ax.get_yticklabels(), colors):
+            if col == _OURS_COLOR:
+                lab.set_color(_OURS_COLOR)
+                lab.set_fontweight("bold")
         ax.set_xlim(0, span * 1.3 if span > 0 else 1.0)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
@@ -400,7 +435,7 @@ def plot_paper_vs_ours(df, metrics: Optional[Sequence[str]] = None, title: Optio
                loc="lower center", ncol=3, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -414,15 +449,23 @@ def plot_histograms(panels: Sequence[dict], title: Optional[str] = None):
     for ax, p in zip(axes[0], panels):
         series = {k: np.asarray(v, dtype=float)[np.isfinite(np.asarray(v, dtype=float))]
                   for k, v in p["series"].items()}
-        allv = np.concatenate([v for v in series.values() if len(v)] or [np.zeros(1)])
+        if not any(len(v) for v in series.values()):
+            ax.text(0.5, 0.5, p.get("empty", "no values to show"), transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="0.3")
+            ax.set_xlabel(p["xlabel"])
+            ax.set_title(p.get("title", ""), fontsize=9)
+            ax.set_yticks([])
+            continue
+        allv = np.concatenate([v for v in series.values() if len(v)])
         if p.get("discrete"):
             bins = np.arange(np.floor(allv.min()) - 0.5, np.ceil(allv.max()) + 1.5, 1.0)
         else:
             bins = p.get("bins") or np.histogram_bin_edges(allv, bins=30)
         for k, (lab, v) in enumerate(series.items()):
             if len(v):
-                ax.hist(v, bins=bins, density=True, alpha=0.5, label=f"{lab} (n={len(v)})", color=f"C{k}",
-                        edgecolor="k", linewidth=0.3)
+                ax.hist(v, bins=bins, density=True, alpha=0.3, color=f"C{k}")
+                ax.hist(v, bins=bins, density=True, histtype="step", lw=1.6, color=f"C{k}",
+                        ls=("-", "--", ":", "-.")[k % 4], label=f"{lab} (n={len(v)})")
         ax.set_xlabel(p["xlabel"])
         ax.set_ylabel("probability density")
         ax.set_title(p.get("title", ""), fontsize=9)
@@ -449,13 +492,11 @@ def plot_schedules(T: int = 1000, kinds: Sequence[str] = ("sigmoid", "linear", "
     for k, kind in enumerate(kinds):
         b = make_betas(kind, T).numpy()
         abar = np.cumprod(1 - b)
-        style = dict(color=f"C{k}", lw=2.0 if kind == "sigmoid" else 1.3, label=kind)
-        axes[0].plot(t, b, **style)
-        axes[1].plot(t, np.sqrt(abar), **style)
-        axes[2].plot(t, np.sqrt(1 - abar), **style)
-        axes[1].annotate(f"{np.sqrt(abar[-1]):.3f}", xy=(T, np.sqrt(abar[-1])), xytext=(-30, 6 + 10 * k),
-                         textcoords="offset points", fontsize=7, color=f"C{k}",
-                         arrowprops=dict(arrowstyle="-", color=f"C{k}", lw=0.5))
+        style = dict(color=f"C{k}", lw=2.0 if kind == "sigmoid" else 1.3)
+        axes[0].plot(t, b, label=kind, **style)
+        axes[1].plot(t, np.sqrt(abar), label=f"{kind}: " + r"$\sqrt{\bar\alpha_T}$" + f" = {np.sqrt(abar[-1]):.3f}",
+                     **style)
+        axes[2].plot(t, np.sqrt(1 - abar), label=kind, **style)
     axes[0].set_yscale("log")
     axes[0].set_ylabel(r"$\beta_t = 1 - \alpha_t$")
     axes[1].set_ylabel(r"signal $\sqrt{\bar\alpha_t}$ (fraction of $r_0$ kept)")
@@ -482,7 +523,7 @@ def plot_prior_mismatch(df):
                 label=r"%s: wrapped $\pi(r_t)$ vs $\pi$(N(0, 1))" % kind)
     ax.set_yscale("log")
     ax.set_xlabel("diffusion step t")
-    ax.set_ylabel("total-variation distance (0..1)")
+    ax.set_ylabel("total-variation distance")
     ax.set_title("How close the end of the forward process is to the prior we sample from", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
@@ -519,17 +560,19 @@ def plot_eps_study(df, arrows: Optional[dict] = None, plane: tuple[int, int] = (
         ax.add_patch(__import__("matplotlib").patches.Rectangle((0, 0), 1, 1, fill=False, ls="--", color="0.3"))
         e, p = np.asarray(arrows["eps"]), np.asarray(arrows["eps_pred"])
         ax.quiver(y[:, i], y[:, j], -s * e[:, i], -s * e[:, j], angles="xy", scale_units="xy", scale=1,
-                  color="k", width=0.006, label=r"true $-\sqrt{1-\bar\alpha_t}\,\epsilon$")
+                  color="k", width=0.009, label=r"true $-\sqrt{1-\bar\alpha_t}\,\epsilon$", zorder=4)
         ax.quiver(y[:, i], y[:, j], -s * p[:, i], -s * p[:, j], angles="xy", scale_units="xy", scale=1,
-                  color=_OURS_COLOR, width=0.004, alpha=0.8, label=r"predicted $-\sqrt{1-\bar\alpha_t}\,\epsilon_\theta$")
-        ax.scatter(y[:, i], y[:, j], s=18, c="0.5", label=r"$\pi(r_t)$", zorder=3)
-        ax.scatter(x0[:, i], x0[:, j], s=30, marker="x", c="C0", label=r"$r_0$", zorder=3)
+                  color=_OURS_COLOR, width=0.004, label=r"predicted $-\sqrt{1-\bar\alpha_t}\,\epsilon_\theta$",
+                  zorder=5)
+        ax.scatter(y[:, i], y[:, j], s=18, c="0.5", label=r"$\pi(r_t)$ (network input)", zorder=3)
+        ax.scatter(x0[:, i], x0[:, j], s=30, marker="x", c="C0", label=r"$r_0$ (clean)", zorder=3)
         ax.set_aspect("equal")
         ax.set_xlim(-0.6, 1.6)
         ax.set_ylim(-0.6, 1.6)
         ax.set_xlabel(f"fractional {'abc'[i]}")
         ax.set_ylabel(f"fractional {'abc'[j]}")
-        ax.set_title(f"t = {arrows['t']}: arrows point from $\\pi(r_t)$ toward $r_0$ (up to the wrap)", fontsize=9)
+        ax.set_title(f"t = {arrows['t']}: " + r"$\pi(r_t) - \sqrt{1-\bar\alpha_t}\,\epsilon = \sqrt{\bar\alpha_t}\,r_0$"
+                     + " + lattice vector", fontsize=8)
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
@@ -557,8 +600,8 @@ def plot_oracle_study(df, samples: Optional[dict] = None, s0: Optional[float] = 
     if samples:
         ax = axes[0][1]
         allv = np.concatenate([np.asarray(v).ravel() for v in samples.values()])
-        lim = max(3 * (s0 or 0.0), float(np.quantile(np.abs(allv), 0.995)))
-        bins = np.linspace(-lim, lim, 60)
+        lim = 5 * s0 if s0 else float(np.quantile(np.abs(allv), 0.99))
+        bins = np.linspace(-lim, lim, 50)
         for k, (name, v) in enumerate(samples.items()):
             ax.hist(np.asarray(v).ravel(), bins=bins, density=True, histtype="step", lw=1.5, label=name,
                     color=f"C{k}")
@@ -568,7 +611,7 @@ def plot_oracle_study(df, samples: Optional[dict] = None, s0: Optional[float] = 
                     label="data distribution")
         ax.set_xlabel("final displacement from true position (fractional)")
         ax.set_ylabel("probability density")
-        ax.set_yscale("log")
+        ax.set_xlim(-lim, lim)
         ax.set_title("distribution of the samples", fontsize=9)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -586,7 +629,7 @@ def plot_steps_study(df, T: Optional[int] = None):
     axes[0].plot(df["steps"], df["ms_per_crystal"], "o-", color="C0")
     axes[0].set_ylabel("sampling time per crystal (ms, this machine)")
     axes[1].plot(df["steps"], df["dist_to_full_A"], "o-", color=_OURS_COLOR)
-    axes[1].set_ylabel(f"mean distance to the {T or 'T'}-step result (A)")
+    axes[1].set_ylabel(f"mean atom distance to the {T or 'T'}-step result (Å)")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("network calls (strided sampler steps)")
@@ -625,7 +668,7 @@ def plot_delta_e_vs_paper(delta_e: dict, paper: dict, bin_mev: float = 64.0):
             if p.get("dE_rms") is not None:
                 ax.axvline(p["dE_rms"], color=_PAPER_MAIN_COLOR, ls="--", lw=1.2,
                            label=f"paper DFT rms {p['dE_rms']:g} meV/atom")
-        ax.set_xlabel(r"$\Delta E = E_{gen} - E_{relaxed}$ (meV/atom)")
+        ax.set_xlabel(r"$\Delta E = H_{gen} - H_{relaxed}$ (meV/atom; $H = E + pV$)")
         ax.set_ylabel("count")
         ax.set_title(f"({letter}) {m}", fontsize=9)
         ax.legend(fontsize=6.5)

@@ -94,6 +94,25 @@ def test_dimenet_parameter_names_match_pyg():
     assert {n.split(".")[0] for n in names} == {"rbf", "emb", "output_blocks", "interaction_blocks"}
 
 
+def test_cached_spherical_basis_equals_pyg(tmp_path, monkeypatch):
+    from torch_geometric.nn.models.dimenet import SphericalBasisLayer
+
+    from dpcdvae.nets import dimenet as dn
+
+    monkeypatch.setenv("DPCDVAE_CACHE", str(tmp_path))
+    monkeypatch.setattr(dn, "_SBF_FUNCS", {})
+    ours = dn._CachedSphericalBasisLayer(3, 2, cutoff=5.0, envelope_exponent=5)  # small: fast sympy
+    assert list((tmp_path / "dimenet_basis").glob("sbf_3_2_*.pkl"))
+    monkeypatch.setattr(dn, "_SBF_FUNCS", {})
+    again = dn._CachedSphericalBasisLayer(3, 2, cutoff=5.0, envelope_exponent=5)  # from the disk cache
+    ref = SphericalBasisLayer(3, 2, cutoff=5.0, envelope_exponent=5)
+    g = torch.Generator().manual_seed(0)
+    dist, ang = torch.rand(20, generator=g) * 6, torch.rand(50, generator=g) * math.pi
+    idx = torch.randint(0, 20, (50,), generator=g)
+    assert torch.equal(ours(dist, ang, idx), ref(dist, ang, idx))
+    assert torch.equal(again(dist, ang, idx), ref(dist, ang, idx))
+
+
 def test_triplet_angle_is_angle_between_vec_ji_and_vec_kj():
     vec = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [-1.0, 1.0, 0.0]])
     ang = triplet_angles(vec, idx_kj=torch.tensor([1, 2]), idx_ji=torch.tensor([0, 0]))
@@ -254,6 +273,15 @@ def test_default_init_starts_at_zero_and_counts(crystals):
     assert torch.count_nonzero(out) == 0
     counts = enc.num_parameters()
     assert counts["total"] == counts["dimenet"] == 2_214_278
+
+
+@pytest.mark.parametrize("graph", ["crystalnn", "radius"])
+def test_encoder_cdvae_triplet_rule(crystals, graph):
+    enc = CrystalEncoder("dpcdvae", graph=graph, triplets="cdvae")
+    inp = _enc_inputs(crystals)
+    g = enc.build_graph(inp["frac_coords"], inp["lattice"], inp["batch"], inp["edge_index"], inp["to_jimages"])
+    assert (g.edge_index[0, g.idx_kj] != g.edge_index[1, g.idx_ji]).all()
+    assert enc(**inp).shape == (4, 256)
 
 
 def test_crystalnn_graph_required(encoders, crystals):

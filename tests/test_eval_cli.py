@@ -75,3 +75,18 @@ def test_cli_gen(tiny_dataset):
     assert m["w1_eform"].startswith("unavailable")
     assert m["comp_scaler"].startswith("fitted on test split")
     assert (out / "table.md").exists()
+
+
+def test_cli_gen_with_scaler_file(tiny_dataset):
+    samples = tiny_dataset / "gen2"
+    samples.mkdir()
+    for k, s in _structs().items():
+        s.to(filename=str(samples / f"g{k}.cif"))
+    sc = tiny_dataset / "scaler.json"
+    sc.write_text(json.dumps({"mean": [0.0] * 132, "std": [1.0] * 132, "fitted_on": "identity scaler"}))
+    out = tiny_dataset / "out_gen2"
+    assert main(["evaluate", "--task", "gen", "--samples", str(samples), "--dataset", "perov_5",
+                 "--data-root", str(tiny_dataset / "data"), "--out", str(out), "--n-workers", "1", "--quiet",
+                 "--no-eform", "--comp-scaler", str(sc)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["comp_scaler"] == "fitted on identity scaler" and m["cov_r"] == 100.0

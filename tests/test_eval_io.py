@@ -1,7 +1,6 @@
 """Reading samples: a folder of CIFs, an extxyz file, broken files (counted, never crashing)."""
 import warnings
 
-import numpy as np
 import pytest
 
 pytest.importorskip("pymatgen")

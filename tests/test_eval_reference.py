@@ -1,5 +1,4 @@
 """The paper's transcribed numbers and the side-by-side tables."""
-import math
 
 import pytest
 

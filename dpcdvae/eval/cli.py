@@ -72,8 +72,12 @@ def flatten(metrics: dict, sep: str = ".") -> dict:
 def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str | None = None,
              split: str = "test", n_workers: int = 2, seed: int = 0, n_property_samples: int = 1000,
              require_comp_valid: bool = True, compute_eform: bool = True, cache: bool = True,
-             progress: bool = True) -> tuple[dict, list[dict] | None]:
-    """Run one evaluation task and return ``(metrics, per_record_list)`` (also the API behind the CLI)."""
+             progress: bool = True, comp_scaler: str = "test") -> tuple[dict, list[dict] | None]:
+    """Run one evaluation task and return ``(metrics, per_record_list)`` (also the API behind the CLI).
+
+    ``comp_scaler``: ``"test"`` (fit the Magpie standardiser on the reference split, default), ``"train"`` (fit on
+    the dataset's train split) or the path of a JSON file ``{"mean": [132], "std": [132], "fitted_on": str}``.
+    """
     from .io import align_by_id, load_split_structures, read_samples_with_errors
     from .reference import canonical_dataset
 
@@ -104,12 +108,13 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
             m["unknown_ids_example"] = ", ".join(unknown[:5])
         per = m.pop("per_structure")
         return m, per
+    scaler = None if task == "recon" else _comp_scaler(comp_scaler, dataset, data_root, split)
     if task == "baseline":
         from .generation import data_vs_data
 
         m = data_vs_data(dataset, root=data_root, n_workers=n_workers, seed=seed,
                          n_property_samples=n_property_samples, reference_split=split, compute_eform=compute_eform,
-                         cache=cache, progress=progress)
+                         cache=cache, progress=progress, comp_scaler=scaler)
         return m, m.pop("per_sample")
     if task == "gen":
         from .generation import generation_metrics
@@ -121,9 +126,30 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
         test = [t for t in test if t is not None]
         m = generation_metrics(gen, test, dataset, n_workers=n_workers, seed=seed,
                                n_property_samples=n_property_samples, compute_eform=compute_eform, cache=cache,
-                               progress=progress, read_errors=errs)
+                               progress=progress, read_errors=errs, comp_scaler=scaler)
         return m, m.pop("per_sample")
     raise ValueError(f"unknown task {task!r} (recon, gen, baseline)")
+
+
+def _comp_scaler(spec: str, dataset: str, data_root: str | None, split: str):
+    """``None`` (fit on the reference split inside the metric), a scaler fitted on another split, or one from JSON."""
+    from .fingerprints import CompScaler, composition_fingerprints
+    from .io import load_split_structures
+
+    if spec in (None, "", split):
+        return None
+    if Path(spec).suffix.lower() == ".json" or Path(spec).is_file():
+        d = json.loads(Path(spec).read_text())
+        sc = CompScaler.from_dict(d)
+        if sc.mean.shape != (132,) or sc.std.shape != (132,):
+            raise ValueError(f"{spec}: mean/std must have 132 entries")
+        if sc.fitted_on in ("unknown", "unfitted"):
+            sc.fitted_on = f"file {spec}"
+        return sc
+    _, structs = load_split_structures(dataset, spec, root=data_root)
+    fps, errs = composition_fingerprints([s for s in structs if s is not None])
+    return CompScaler().fit(fps, fitted_on=f"{spec} split (n={sum(e is None for e in errs)})",
+                            ok=[e is None for e in errs])
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -142,6 +168,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="reference split (default test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the 1000-sample property subset (default 0)")
     p.add_argument("--n-property-samples", type=int, default=1000)
+    p.add_argument("--comp-scaler", default="test",
+                   help="Magpie standardiser for COV: 'test' (fit on the reference split, default), 'train' (fit "
+                        "on the train split) or a JSON file with 132 'mean' and 'std' values (e.g. CDVAE's "
+                        "constants); reported as comp_scaler in metrics.json")
     p.add_argument("--compare-model", default="DP-CDVAE", help="paper row to compute deltas against")
     p.add_argument("--table", default=None, help="paper table to compare with (default I for recon, II for gen; "
                                                   "S1 for an Eq. 6 sampler)")
@@ -172,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     m, per = evaluate(args.task, dataset, samples=args.samples, data_root=args.data_root, split=args.split,
                       n_workers=args.n_workers, seed=args.seed, n_property_samples=args.n_property_samples,
                       require_comp_valid=not args.structure_only_validity, compute_eform=not args.no_eform,
-                      cache=not args.no_cache, progress=not args.quiet)
+                      cache=not args.no_cache, progress=not args.quiet, comp_scaler=args.comp_scaler)
     flat = flatten(m)
     flat.update({
         "task": args.task,

@@ -242,7 +242,7 @@ _MODEL_CACHE: dict[tuple[str, str], Any] = {}
 
 def load_chgnet(model_name: str = "0.3.0", device: str = "cpu"):
     """The pretrained CHGNet (weights from inside the ``chgnet`` wheel; never downloads), loaded once per process
-    and ``(model_name, device)`` and reused. Parameters are frozen (inference only)."""
+    and ``(model_name, device)`` and reused (in eval mode; the model object is CHGNet's own, unmodified)."""
     key = (str(model_name), str(device))
     if key not in _MODEL_CACHE:
         from chgnet.model import CHGNet
@@ -251,8 +251,6 @@ def load_chgnet(model_name: str = "0.3.0", device: str = "cpu"):
             warnings.simplefilter("ignore")
             model = CHGNet.load(model_name=model_name, use_device=device, verbose=False)
         model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
         _MODEL_CACHE[key] = model
     return _MODEL_CACHE[key]
 

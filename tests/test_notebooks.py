@@ -1,0 +1,133 @@
+"""The notebooks: structure (fast) and a headless papermill run of all of them with their CI parameters (slow).
+
+The slow test is what `.ci/run` exercises: `dpcdvae notebooks --ci --out DIR` executes every notebook, writes the
+executed .ipynb and an HTML copy, and checks that the HTML holds its tables and figures and no error output.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dpcdvae import notebooks as nbmod
+
+REPO = Path(__file__).resolve().parents[1]
+NB_DIR = REPO / "notebooks"
+
+
+def _read(name: str):
+    return nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+
+
+def _parameter_names(cell) -> set[str]:
+    names = set()
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+@pytest.mark.parametrize("name", nbmod.NOTEBOOKS)
+def test_notebook_is_clean_and_parameterised(name):
+    nb = _read(name)
+    nbformat.validate(nb)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{name}: {len(tagged)} cells tagged 'parameters'"
+    assert tagged[0].cell_type == "code"
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert c.get("outputs", []) == [], f"{name}: a cell has outputs"
+            assert c.get("execution_count") is None, f"{name}: a cell has an execution count"
+    # every CI parameter (and work_dir, which the runner adds) is a parameter of the notebook
+    names = _parameter_names(tagged[0])
+    missing = (set(nbmod.CI_PARAMETERS[name]) | {"work_dir"}) - names
+    assert not missing, f"{name}: CI parameters {sorted(missing)} are not in its parameters cell"
+    # the parameters cell is plain assignments (papermill overrides them by name)
+    for node in ast.parse(tagged[0].source).body:
+        assert isinstance(node, ast.Assign), f"{name}: parameters cell holds a {type(node).__name__}"
+
+
+def test_every_notebook_is_listed_and_checked():
+    on_disk = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
+    assert on_disk == sorted(nbmod.NOTEBOOKS)
+    assert set(nbmod.CI_PARAMETERS) == set(nbmod.NOTEBOOKS) == set(nbmod.HTML_EXPECT)
+    assert set(nbmod.TABLE_NOTEBOOK.values()) <= set(nbmod.NOTEBOOKS)
+
+
+def test_notebooks_match_their_generator():
+    """notebooks/_build.py writes the notebooks; the committed files must be what it writes."""
+    proc = subprocess.run([sys.executable, str(NB_DIR / "_build.py"), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_check_html_flags_missing_tables_and_errors():
+    name = "03_table1_reconstruction"
+    good = " ".join(nbmod.HTML_EXPECT[name]).replace("<delta_rms>", "&lt;delta_rms&gt;")
+    assert nbmod.check_html(good, name)["ok"]
+    r = nbmod.check_html("<html>no table here</html>", name)
+    assert not r["ok"] and "Match rate (%)" in r["missing"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1/0")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
+                                                  traceback=[])]
+    r = nbmod.check_html(good, name, nb)
+    assert not r["ok"] and r["errors"][0]["ename"] == "ZeroDivisionError"
+
+
+def test_commands_are_registered():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command")
+    nbmod.add_parser(sub)
+    a = p.parse_args(["notebooks", "--ci", "--out", "x", "--only", "03"])
+    assert a.ci and a.only == ["03"]
+    a = p.parse_args(["reproduce", "--table", "I", "--dataset", "perov_5", "-p", "n_test", "10"])
+    assert a.table == "I" and a.parameter == [["n_test", "10"]]
+    assert nbmod._match("03") == "03_table1_reconstruction"
+    assert nbmod._match("teaching_diffusion") == "06_teaching_diffusion"
+
+
+def _run_cli(args, cwd):
+    env = dict(os.environ)
+    env.setdefault("MPLBACKEND", "Agg")
+    return subprocess.run([sys.executable, "-m", "dpcdvae.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env)
+
+
+@pytest.mark.slow
+def test_all_notebooks_run_under_papermill(tmp_path):
+    """`dpcdvae notebooks --ci` on every notebook: executes, writes .ipynb + .html, HTML checks pass."""
+    out = tmp_path / "nb"
+    proc = _run_cli(["notebooks", "--ci", "--out", str(out)], cwd=tmp_path)
+    summary_file = out / "summary.json"
+    assert summary_file.is_file(), proc.stdout[-4000:] + proc.stderr[-4000:]
+    summary = json.loads(summary_file.read_text())
+    assert proc.returncode == 0 and summary["ok"], proc.stdout[-6000:]
+    assert [r["name"] for r in summary["notebooks"]] == list(nbmod.NOTEBOOKS)
+    for r in summary["notebooks"]:
+        assert r["checks"]["ok"] and not r["checks"]["errors"], r
+        assert Path(r["html"]).is_file() and Path(r["ipynb"]).is_file()
+    print(f"notebooks --ci wall time: {summary['wall_s']} s")
+
+
+@pytest.mark.slow
+def test_reproduce_table1_on_synthetic_data(tmp_path):
+    """`dpcdvae reproduce --table I` runs notebook 03 with the given dataset (the synthetic set: no shared data
+    needed) and writes the executed notebook and its HTML."""
+    out = tmp_path / "repro"
+    args = ["reproduce", "--table", "I", "--dataset", "demo", "--out", str(out),
+            "-p", "config", "tiny", "-p", "train_epochs", "2", "-p", "train_minutes", "2", "-p", "limit_train", "64",
+            "-p", "limit_val", "16", "-p", "n_test", "4", "-p", "samplers", "[eq7]", "-p", "threads", "1",
+            "-p", "n_workers", "1"]
+    proc = _run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    stem = "03_table1_reconstruction-demo_synthetic_perovskites"
+    html = (out / f"{stem}.html").read_text()
+    assert "SYNTHETIC" in html and "Match rate (%)" in html
+    assert (out / f"{stem}.ipynb").is_file()
