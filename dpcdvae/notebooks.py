@@ -1077,7 +1077,9 @@ def _kernel_spec(root: Path) -> str:
             "env": {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "DPCDVAE_HEADLESS": "1",
                     "PYTHONWARNINGS": "ignore"}}
     (d / "kernel.json").write_text(json.dumps(spec, indent=1))
-    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root), *filter(None, [os.environ.get("JUPYTER_PATH")])])
+    paths = [x for x in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if x]
+    if str(root) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root), *paths])
     return name
 
 
@@ -1097,7 +1099,7 @@ def check_html(html_text: str, name: str, nb=None, expect: Optional[Sequence[str
     "errors", "images", "guarded"}``; ``guarded`` counts cells that printed "not available" (reported, not failed)."""
     expect = HTML_EXPECT.get(name, []) if expect is None else expect
     missing = [s for s in expect if s not in html_text and _html.escape(s) not in html_text]
-    images = html_text.count("data:image/png")
+    images = html_text.count('src="data:image/png')  # figures rendered as <img> (animation frames not counted)
     errors = _error_outputs(nb) if nb is not None else []
     if nb is None and ("jp-RenderedText\" data-mime-type=\"application/vnd.jupyter.stderr" in html_text
                        and "Traceback" in html_text):

@@ -567,8 +567,11 @@ def plot_eps_study(df, arrows: Optional[dict] = None, plane: tuple[int, int] = (
         ax.scatter(y[:, i], y[:, j], s=18, c="0.5", label=r"$\pi(r_t)$ (network input)", zorder=3)
         ax.scatter(x0[:, i], x0[:, j], s=30, marker="x", c="C0", label=r"$r_0$ (clean)", zorder=3)
         ax.set_aspect("equal")
-        ax.set_xlim(-0.6, 1.6)
-        ax.set_ylim(-0.6, 1.6)
+        pts = np.concatenate([y[:, [i, j]], x0[:, [i, j]], (y - s * e)[:, [i, j]], (y - s * p)[:, [i, j]],
+                              np.array([[0.0, 0.0], [1.0, 1.0]])])
+        lo, hi = float(pts.min()) - 0.1, float(pts.max()) + 0.1
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
         ax.set_xlabel(f"fractional {'abc'[i]}")
         ax.set_ylabel(f"fractional {'abc'[j]}")
         ax.set_title(f"t = {arrows['t']}: " + r"$\pi(r_t) - \sqrt{1-\bar\alpha_t}\,\epsilon = \sqrt{\bar\alpha_t}\,r_0$"
@@ -592,8 +595,9 @@ def plot_oracle_study(df, samples: Optional[dict] = None, s0: Optional[float] = 
     if s0 is not None:
         ax.axhline(s0, color="k", ls="--", lw=1.0, label=f"data spread s0 = {s0:g}")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("network calls (sampling steps)")
-    ax.set_ylabel("std of final r_0 - true position (fractional)")
+    ax.set_ylabel(r"spread of final $r_0$ around its site (fractional)")
     ax.set_title("sample spread with an exact noise predictor", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)

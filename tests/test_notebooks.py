@@ -69,6 +69,7 @@ def test_notebooks_match_their_generator():
 def test_check_html_flags_missing_tables_and_errors():
     name = "03_table1_reconstruction"
     good = " ".join(nbmod.HTML_EXPECT[name]).replace("<delta_rms>", "&lt;delta_rms&gt;")
+    good += ' <img src="data:image/png;base64,AAAA">'
     assert nbmod.check_html(good, name)["ok"]
     r = nbmod.check_html("<html>no table here</html>", name)
     assert not r["ok"] and "Match rate (%)" in r["missing"]
