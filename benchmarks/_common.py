@@ -33,6 +33,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
     }
 
@@ -45,17 +46,22 @@ def sync(device: str | torch.device = "cpu") -> None:
 
 def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
             device: str | torch.device = "cpu") -> dict:
-    """Median (and min/max) wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    """Median (and min/max) wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs, and the
+    median CPU seconds of this process (all its threads; less sensitive than wall time to other load on a shared
+    machine, but it counts every thread: with N busy threads it is up to N x the wall time)."""
     for _ in range(warmup):
         fn()
     sync(device)
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         sync(device)
         times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+        cpu.append(time.process_time() - c0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "cpu_median_s": statistics.median(cpu), "repeats": repeats}
 
 
 def print_json(record: dict) -> None:

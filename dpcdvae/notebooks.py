@@ -16,7 +16,6 @@ This module imports nothing heavy at import time (``dpcdvae`` builds its command
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import html as _html
@@ -126,7 +125,7 @@ def setup(threads: Optional[int] = None, quiet: bool = True) -> dict:
         torch.set_num_threads(int(threads))
     if quiet:
         try:  # Lightning sets its loggers to INFO when imported: import it first, then quiet it
-            import lightning  # noqa: F401
+            import lightning  # noqa: F401  (import side effect: its loggers exist, then we quiet them)
         except ImportError:  # pragma: no cover
             pass
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
@@ -191,13 +190,17 @@ def resolve_dataset(dataset: str = "auto", fallback_to_demo: bool = False) -> Da
     note = ""
     if not synthetic:
         try:
+            from .data import locate_dataset
+
+            locate_dataset(name)  # raises with every place looked at and how to get the files
             splits = set(available_splits(name))
             if "test" not in splits or not ({"train", "val"} & splits):
                 raise DatasetNotFoundError(f"{name}: splits found {sorted(splits)}, need test and train or val")
         except DatasetNotFoundError as exc:
             if not fallback_to_demo:
                 raise
-            note = (f"{name} was not found ({str(exc).splitlines()[0]}); falling back to the SYNTHETIC demo "
+            print(f"{name}: {GUARD_MARK} here:\n{exc}")
+            note = (f"{name} was not found by the data locator (see above): falling back to the SYNTHETIC demo "
                     "perovskites so that the notebook still runs end to end. ")
             name, synthetic = DEMO_NAME, True
     if synthetic:
@@ -568,13 +571,17 @@ def ground_state_study(models: dict, n: int = 100, sampler: str = "eq7", steps: 
     return out
 
 
-def table3_frame(study: dict, calculator: str = "chgnet"):
+def table3_frame(study: dict, calculator: str = "chgnet", data: Optional[DataChoice] = None):
     """Table III: the paper's "DFT (paper)" rows, then ours per model (labelled ``"<calculator> (ours)"``), with
-    unit headers and the CHGNet-vs-DFT caveat in ``df.attrs["footer"]``."""
+    unit headers and the CHGNet-vs-DFT caveat in ``df.attrs["footer"]``. When ``data`` is not Carbon-24 (e.g. the
+    synthetic fallback) the index name says so."""
     from .eval.ground_state import table3
 
     label = "CHGNet (ours)" if str(calculator).lower() == "chgnet" else f"{calculator} (ours)"
-    return table3({name: r["metrics"] for name, r in study.items()}, label=label, headers=True)
+    df = table3({name: r["metrics"] for name, r in study.items()}, label=label, headers=True)
+    if data is not None and (data.synthetic or data.paper_dataset != "carbon_24"):
+        df.index.name = f"{df.index.name} (ours on {data.label}: not comparable)"
+    return df
 
 
 def unique_rows(df):
@@ -945,7 +952,6 @@ def oracle_sampler_study(T: int = 1000, schedule: str = "sigmoid", s0: float = 0
 
     Returns ``(DataFrame[sampler, steps, std, bias, wall_s], {label: displacements})``; ``std`` is the spread of the
     final coordinates around their site (fractional; the data have ``s0``)."""
-    import numpy as np
     import pandas as pd
     import torch
 
@@ -992,7 +998,6 @@ def steps_study(model, batch, steps_list: Sequence[int], seed: int = 0):
     sampler for each number of steps (and all ``T``), time it, and measure the mean minimum-image distance (A)
     between each result's atoms and the all-``T``-step result's atoms (same z, same N_a and atom order).
     Returns a DataFrame[steps, ms_per_crystal, dist_to_full_A]."""
-    import numpy as np
     import pandas as pd
     import torch
 
@@ -1247,7 +1252,7 @@ def add_parser(subparsers) -> None:
     """Register ``dpcdvae notebooks`` and ``dpcdvae reproduce``."""
     p = subparsers.add_parser("notebooks", help="execute the notebooks headlessly (papermill) and check their HTML")
     p.add_argument("--ci", action="store_true", help="use the small CI parameters (required for now)")
-    p.add_argument("--out", required=True, help="folder for the executed .ipynb and .html files")
+    p.add_argument("--out", default=None, help="folder for the executed .ipynb and .html files (required)")
     p.add_argument("--only", nargs="*", default=None, metavar="NAME",
                    help="only these notebooks (e.g. 03_table1_reconstruction, 03, table1_reconstruction)")
     p.add_argument("--work-dir", default=None, help="shared folder for trained models (default OUT/work)")
@@ -1275,6 +1280,8 @@ def _cmd_notebooks(a) -> int:
         for n in NOTEBOOKS:
             print(n, json.dumps(CI_PARAMETERS[n]))
         return 0
+    if not a.out:
+        raise SystemExit("dpcdvae notebooks: --out DIR is required")
     if not a.ci:
         raise SystemExit("dpcdvae notebooks: pass --ci (the CI parameters); to run one notebook with your own "
                          "parameters use papermill or `dpcdvae reproduce`")

@@ -258,7 +258,7 @@ def trajectory_animation(traj: dict, crystal: int = 0, plane: tuple[int, int] = 
     U = np.asarray(traj["unwrapped"])[:, s:s + n]
     W = np.asarray(traj["wrapped"])[:, s:s + n]
     lim = _frame_limits(U[idx], plane)
-    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
 
     def draw(k):
         ax.clear()
@@ -270,7 +270,7 @@ def trajectory_animation(traj: dict, crystal: int = 0, plane: tuple[int, int] = 
         ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         return []
 
-    fig.subplots_adjust(left=0.14, right=0.62, bottom=0.13, top=0.9)
+    fig.subplots_adjust(left=0.1, right=0.66, bottom=0.14, top=0.9)
     anim = FuncAnimation(fig, draw, frames=len(idx), interval=interval, blit=False)
     plt.close(fig)
     return anim

@@ -266,18 +266,18 @@ def nb01():
 
 def nb02():
     return [
-        md(f"""
+        md("""
         # 02 &middot; The wrapped reverse process (Fig. 2)
 
         Sampling starts from $r_T \\sim \\mathcal N(0, I)$ in *fractional* coordinates and runs the reverse
         diffusion down to $t = 0$. DP-CDVAE wraps the state into the unit cell at every step,
-        $r_{{f_t}} = \\pi(r_t) = r_t - \\lfloor r_t \\rfloor$ (Eq. 3), and uses the modified step (Eq. 7)
+        $r_{f_t} = \\pi(r_t) = r_t - \\lfloor r_t \\rfloor$ (Eq. 3), and uses the modified step (Eq. 7)
 
-        $$r_{{t-1}} = \\frac{{1}}{{\\sqrt{{\\bar\\alpha_t}}}}\\left(\\pi(r_t) - \\sqrt{{1-\\bar\\alpha_t}}\\,
+        $$r_{t-1} = \\frac{1}{\\sqrt{\\bar\\alpha_t}}\\left(\\pi(r_t) - \\sqrt{1-\\bar\\alpha_t}\\,
         \\epsilon_\\theta\\right) + \\sigma_t \\epsilon'$$
 
-        instead of the standard DDPM step (Eq. 6), $r_{{t-1}} = \\frac{{1}}{{\\sqrt{{\\alpha_t}}}}\\left(r_t -
-        \\frac{{1-\\alpha_t}}{{\\sqrt{{1-\\bar\\alpha_t}}}}\\epsilon_\\theta\\right) + \\sigma_t\\epsilon'$.
+        instead of the standard DDPM step (Eq. 6), $r_{t-1} = \\frac{1}{\\sqrt{\\alpha_t}}\\left(r_t -
+        \\frac{1-\\alpha_t}{\\sqrt{1-\\bar\\alpha_t}}\\epsilon_\\theta\\right) + \\sigma_t\\epsilon'$.
         Below: **hollow** circles are the unwrapped $r_t$ (they may lie outside the cell), **filled** circles the
         wrapped $\\pi(r_t)$ the network sees; arrows show the wrap. Left to right is the arrow of sampling
         ($t = T \\to 0$), as in the paper's Fig. 2.
@@ -563,7 +563,7 @@ def nb05():
         md("## 3. Table III: ours beside the paper's DFT numbers"),
         code("""
             if study:
-                table3 = nb.table3_frame(study, calculator)
+                table3 = nb.table3_frame(study, calculator, data)
                 nb.save_table(table3, out_dir, f"table3_{data.name}", footer=table3.attrs.get("footer", ""))
                 display(table3)
                 print(table3.attrs.get("footer", ""))

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (see dpcdvae/__init__.py)
 from pathlib import Path
 
 import pytest

@@ -176,6 +176,20 @@ def test_lockstep_makes_one_call_per_step():
     assert len(pred.seen) == sum(r.steps + 1 for r in res)
 
 
+@pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
+def test_lockstep_reproduces_ase_run_exactly(optimizer):
+    """Same calculator (EMT), lock-step batched loop vs ASE's own Optimizer.run: same steps, same result."""
+    structs = [copper(2), copper(3)]
+    kw = dict(pressure_gpa=3.0, optimizer=optimizer, fmax=0.02, max_steps=100, progress=False)
+    lock = gs.relax_structures(structs, calculator=EMTBatch(), **kw)
+    ref = gs.relax_structures(structs, calculator="emt", **kw)
+    for a, b in zip(lock, ref):
+        assert a.batched and not b.batched and a.converged and b.converged
+        assert a.steps == b.steps
+        assert a.relaxed_enthalpy_per_atom == pytest.approx(b.relaxed_enthalpy_per_atom, abs=1e-10)
+        assert a.relaxed_volume_per_atom == pytest.approx(b.relaxed_volume_per_atom, rel=1e-10)
+
+
 def test_failures_are_recorded_not_raised(tmp_path):
     pred = EMTBatch(fail_on_natoms=3)
     res = gs.relax_structures([copper(1), copper(3), None, copper(2)], ids=["ok1", "bad", "none", "ok2"],
