@@ -9,11 +9,9 @@ Conventions (see docs/ARCHITECTURE.md):
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -69,7 +67,7 @@ def lattice_params_to_matrix(lengths: torch.Tensor, angles: torch.Tensor) -> tor
 
 
 def matrix_to_lattice_params(lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lattice matrix ``[B,3,3]`` (rows = vectors, Angstrom) -> (lengths ``[B,3]`` Angstrom, angles ``[B,3]`` degrees)."""
+    """Lattice matrix ``[B,3,3]`` (rows = vectors, Angstrom) -> (lengths ``[B,3]`` A, angles ``[B,3]`` degrees)."""
     lengths = lattice.norm(dim=-1)
     a, b, c = lattice.unbind(-2)
 
@@ -158,7 +156,8 @@ def min_pair_distance(frac: torch.Tensor, lattice: torch.Tensor, n_images: int |
 # ---------------------------------------------------------------------------------------------------------------
 
 def structure_to_tensors(structure) -> dict:
-    """pymatgen ``Structure`` -> dict of tensors (frac_coords [n,3], atom_types [n] Z, lengths [3] A, angles [3] deg)."""
+    """pymatgen ``Structure`` -> dict of tensors: frac_coords [n,3], atom_types [n] (Z), lengths [3] (A), angles [3]
+    (degrees)."""
     lat = structure.lattice
     return {
         "frac_coords": torch.tensor(np.asarray(structure.frac_coords), dtype=torch.float32),

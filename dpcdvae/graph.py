@@ -56,6 +56,9 @@ class PeriodicGraph:
         vec: ``[E, 3]`` Angstrom, from atom i to the image of atom j (differentiable w.r.t. positions/lattice).
         dist: ``[E]`` Angstrom.
         idx_kj, idx_ji: ``[T]`` long, edge indices of the triplets k->j->i (None if not built).
+        rev: ``[E]`` long, index of the exact reverse of every edge (j and i swapped, offset negated), -1 where it is
+            not in the graph (``max_neighbors`` graphs need not be symmetric); set by :func:`radius_graph_pbc` when
+            it builds triplets, else None. (GemNet's ``id_swap``.)
     """
 
     edge_index: torch.Tensor
@@ -64,6 +67,7 @@ class PeriodicGraph:
     dist: torch.Tensor
     idx_kj: Optional[torch.Tensor] = None
     idx_ji: Optional[torch.Tensor] = None
+    rev: Optional[torch.Tensor] = None
 
     @property
     def num_edges(self) -> int:
@@ -83,20 +87,6 @@ def edge_vectors(cart: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor,
 def _frac_to_cart(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
     lat = lattice.reshape(-1, 9).index_select(0, batch)
     return frac[:, 0:1] * lat[:, 0:3] + frac[:, 1:2] * lat[:, 3:6] + frac[:, 2:3] * lat[:, 6:9]
-
-
-def _image_ranges(lattice: torch.Tensor, cutoff: float) -> torch.Tensor:
-    """Number of cell images needed per direction so that every neighbour within ``cutoff`` is found.
-
-    Uses the interplanar spacings d_k = V / |a_l x a_m|: with fractional differences wrapped into [-0.5, 0.5],
-    images -n..n along axis k cover distances up to (n + 0.5) d_k. (For callers that want an image box; the radius
-    search itself does not use it.)
-    """
-    a, b, c = lattice.unbind(-2)
-    vol = torch.linalg.det(lattice).abs()
-    cross = torch.stack([torch.linalg.cross(b, c), torch.linalg.cross(c, a), torch.linalg.cross(a, b)], dim=-2)
-    spacing = vol[:, None] / cross.norm(dim=-1)  # [B,3]
-    return torch.ceil(cutoff / spacing + 0.5).long().clamp(min=1)  # [B,3]
 
 
 def _expand(counts: torch.Tensor, local: bool = True):
@@ -374,6 +364,7 @@ def radius_graph_pbc(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
     g = PeriodicGraph(edge_index, img, vec, dist)
     if triplets:
         g.idx_kj, g.idx_ji = _triplets_from_rev(src, rev, deg)
+        g.rev = rev
     return g
 
 

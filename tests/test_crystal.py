@@ -30,7 +30,8 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 
 
 def _cell_factor(angles_deg) -> float:
-    """V / (abc): sqrt(1 - cos^2 a - cos^2 b - cos^2 g + 2 cos a cos b cos g) (0 when the angles cannot close a cell)."""
+    """V / (abc) = sqrt(1 - cos^2 a - cos^2 b - cos^2 g + 2 cos a cos b cos g); 0 when the angles cannot close a
+    cell."""
     ca, cb, cg = np.cos(np.deg2rad(angles_deg))
     g = 1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg
     return math.sqrt(g) if g > 0 else 0.0

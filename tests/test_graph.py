@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import dpcdvae.graph as graph_mod
-from dpcdvae.crystal import lattice_params_to_matrix
 from dpcdvae.graph import (
     PeriodicGraph,
     build_triplets,
@@ -510,3 +509,20 @@ def test_crystalnn_edges_match_crystalnn(srtio3):
         if coordination is not None:
             assert torch.bincount(ei[1], minlength=len(s)).eq(coordination).all()
         _assert_triplets(g.idx_kj, g.idx_ji, ei, off)
+
+
+def test_reverse_edge_index():
+    rng = np.random.default_rng(6)
+    structures = [_structure(rng.uniform(2.5, 6, 3), (80, 100, 115), rng.random((rng.integers(1, 5), 3)))
+                  for _ in range(5)]
+    frac, lattice, batch, na = _tensors(structures)
+    for k in (None, 6):
+        g = radius_graph_pbc(frac, lattice, batch, 5.0, max_neighbors=k, num_atoms=na)
+        key = {(a, b, tuple(o)): e for e, (a, b, o) in
+               enumerate(zip(g.edge_index[0].tolist(), g.edge_index[1].tolist(), g.offsets.long().tolist()))}
+        want = [key.get((b, a, tuple(-x for x in o)), -1) for (a, b, o) in key]
+        assert g.rev.tolist() == want
+        if k is None:
+            assert (g.rev >= 0).all()
+            torch.testing.assert_close(g.vec[g.rev], -g.vec)
+    assert radius_graph_pbc(frac, lattice, batch, 5.0, triplets=False, num_atoms=na).rev is None
