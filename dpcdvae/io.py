@@ -34,11 +34,12 @@ def new_run_dir(out: str | os.PathLike, prefix: str = "run") -> Path:
 class SampleWriter:
     """Writes :class:`dpcdvae.model.SampleOutput` batches into a run folder as they are produced.
 
-    Layout: ``cif/<id>.cif`` (valid crystals, space group detected), ``samples.extxyz`` (all valid crystals),
+    Layout: ``cif/<id>.cif`` (valid crystals; written exactly as sampled, P1, unless ``symprec`` is given: a
+    symmetrised CIF moves atoms by up to ``symprec`` A, which would bias reconstruction metrics), ``samples.extxyz`` (all valid crystals),
     ``samples.json`` (every crystal incl. flagged ones: id, flag, formula, lattice), ``run.json`` (metadata).
     """
 
-    def __init__(self, run_dir: str | os.PathLike, meta: Optional[dict] = None, symprec: float = 0.1):
+    def __init__(self, run_dir: str | os.PathLike, meta: Optional[dict] = None, symprec: Optional[float] = None):
         self.dir = Path(run_dir)
         (self.dir / "cif").mkdir(parents=True, exist_ok=True)
         self.symprec = symprec

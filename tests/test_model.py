@@ -125,7 +125,7 @@ def test_overfit_tiny_reconstructs(demo_root):
     batch = next(iter(DataLoader(ds, batch_size=8)))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     torch.manual_seed(0)
-    for step in range(400):
+    for step in range(1000):
         opt.zero_grad()
         out = model(batch, epoch=0)
         out["loss"].backward()
