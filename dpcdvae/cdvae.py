@@ -225,66 +225,23 @@ class CDVAE(DPCDVAE):
         return force / sig[:, None], force, logits
 
     # ------------------------------------------------------------------------------------------------ training
-    def forward(self, batch, epoch: int = 0, generator=None) -> dict:
-        """Training losses (same keys as :meth:`DPCDVAE.forward`); ``coord`` is CDVAE's score-matching loss."""
-        cfg = self.cfg
-        B = batch.num_graphs
-        atom_batch = batch.batch
-        num_atoms = batch.num_atoms
-        z_true = batch.atom_types
-        mu, logvar = self.encode(batch)
-        z = self.reparameterize(mu, logvar, generator)
-        na_logits, _, lengths_pred, angles_pred, lat_scaled, comp_logits = self.decode_stats(z, num_atoms)
-
-        loss_na = F.cross_entropy(na_logits, num_atoms)
-        lat_target = self.lattice_scaler.transform(batch.lengths, batch.angles, num_atoms).to(lat_scaled)
-        loss_lattice = F.mse_loss(lat_scaled, lat_target)
-        loss_comp = F.cross_entropy(comp_logits[atom_batch], z_true - 1)
-        loss_kld = torch.mean(-0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp(), dim=1))
-
-        # --- Cartesian noise at a geometric level per crystal (CDVAE)
+    def _coord_terms(self, batch, z, types_t, lattice, generator=None):
+        """CDVAE's score matching on Cartesian displacements at a geometric noise level drawn per crystal:
+        returns (coordinate loss, type logits). Everything else of the loss is shared with DP-CDVAE."""
+        B, atom_batch, num_atoms = batch.num_graphs, batch.batch, batch.num_atoms
         dev = z.device
         level = torch.randint(0, self.num_levels, (B,), device=dev, generator=generator)
         level_atoms = level[atom_batch]
         lattice_true = lattice_params_to_matrix(batch.lengths, batch.angles)
         frac0 = batch.frac_coords
         frac_t = self.perturb(frac0, lattice_true, atom_batch, level_atoms, generator)
-
-        # --- atom types: the DP-CDVAE perturbation (Eq. 9 as implemented)
-        s = torch.randint(0, cfg.type_sigma_levels, (B,), device=dev, generator=generator)
-        sig_type = self.type_sigmas[s][atom_batch]
-        comp_probs = F.softmax(comp_logits.detach(), dim=-1)[atom_batch]
-        probs = F.one_hot(z_true - 1, MAX_ATOMIC_NUM).to(comp_probs) + sig_type[:, None] * comp_probs
-        types_t = torch.multinomial(probs, 1, generator=generator).squeeze(-1) + 1
-
-        lattice = lattice_true if epoch < cfg.teacher_forcing_epochs else lattice_params_to_matrix(lengths_pred,
-                                                                                                   angles_pred)
         _, force, type_logits = self.predict_score(frac_t, types_t, z, level, lattice, atom_batch, num_atoms)
-
         # 0.5 * sigma^2 |F/sigma - d/sigma^2|^2 = 0.5 |F - d/sigma|^2, per atom; mean per crystal, then over crystals
         sig_atoms = self.coord_sigmas.to(force.dtype)[level_atoms]
         d = min_image_displacement(frac_t, frac0, lattice_true, atom_batch)
         per_atom = 0.5 * ((force - d / sig_atoms[:, None]) ** 2).sum(-1)
         per_crystal = torch.zeros(B, dtype=per_atom.dtype, device=dev).index_add_(0, atom_batch, per_atom)
-        loss_coord = (per_crystal / num_atoms.clamp(min=1).to(per_atom.dtype)).mean()
-
-        ce = F.cross_entropy(type_logits, z_true - 1, reduction="none")
-        if cfg.type_loss == "per_atom":
-            loss_type = (ce / sig_type).mean()
-        elif cfg.type_loss == "code":
-            loss_type = (1.0 / sig_type).mean() * ce.mean()
-        else:
-            raise ValueError(f"unknown type_loss {cfg.type_loss!r}")
-
-        w_coord = cfg.w_coord * (cfg.coord_boost_factor if epoch >= cfg.coord_boost_epoch else 1.0)
-        loss = (w_coord * loss_coord + cfg.w_type * loss_type + cfg.w_kld * loss_kld
-                + cfg.w_lattice * loss_lattice + cfg.w_composition * loss_comp + cfg.w_num_atoms * loss_na)
-        with torch.no_grad():
-            na_acc = (na_logits.argmax(-1) == num_atoms).float().mean()
-            type_acc = (type_logits.argmax(-1) == z_true - 1).float().mean()
-        return {"loss": loss, "coord": loss_coord, "type": loss_type, "kld": loss_kld, "lattice": loss_lattice,
-                "composition": loss_comp, "num_atoms": loss_na, "num_atoms_acc": na_acc, "type_acc": type_acc,
-                "val_loss": loss_coord + 0.1 * loss_type}
+        return (per_crystal / num_atoms.clamp(min=1).to(per_atom.dtype)).mean(), type_logits
 
     # ------------------------------------------------------------------------------------------------ sampling
     @torch.no_grad()

@@ -168,70 +168,89 @@ class DPCDVAE(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ training
     def forward(self, batch, epoch: int = 0, generator=None) -> dict:
-        """Training losses for a batch (Eq. S1). Returns a dict with ``loss`` and each weighted term's raw value."""
+        """Training losses for a batch (Eq. S1). Returns a dict with ``loss`` and each weighted term's raw value.
+
+        The pieces are methods so that the CDVAE baselines (:mod:`dpcdvae.cdvae`) replace only the coordinate term.
+        """
         cfg = self.cfg
-        B = batch.num_graphs
-        atom_batch = batch.batch
+        v = self._vae_terms(batch, generator)
+        types_t, sig = self._perturb_types(batch, v["comp_logits"], generator)
+        lattice, ok = self._denoiser_lattice(batch, v["lengths_pred"], v["angles_pred"], epoch)
+        loss_coord, type_logits = self._coord_terms(batch, v["z"], types_t, lattice, generator)
+        loss_type = self._type_loss(type_logits, batch.atom_types, sig)
+
+        w_coord = cfg.w_coord * (cfg.coord_boost_factor if epoch >= cfg.coord_boost_epoch else 1.0)
+        loss = (w_coord * loss_coord + cfg.w_type * loss_type + cfg.w_kld * v["kld"]
+                + cfg.w_lattice * v["lattice"] + cfg.w_composition * v["composition"]
+                + cfg.w_num_atoms * v["num_atoms"])
+        with torch.no_grad():
+            na_acc = (v["na_logits"].argmax(-1) == batch.num_atoms).float().mean()
+            type_acc = (type_logits.argmax(-1) == batch.atom_types - 1).float().mean()
+        return {"loss": loss, "coord": loss_coord, "type": loss_type, "kld": v["kld"], "lattice": v["lattice"],
+                "composition": v["composition"], "num_atoms": v["num_atoms"], "num_atoms_acc": na_acc,
+                "type_acc": type_acc, "lattice_fallback": 1.0 - ok.float().mean(),
+                "val_loss": loss_coord + 0.1 * loss_type}
+
+    def _vae_terms(self, batch, generator=None) -> dict:
+        """Encoder -> z (Eq. 8) -> heads, and the N_a (CE), lattice (MSE, scaled), composition (CE) and KL losses."""
         num_atoms = batch.num_atoms
-        z_true = batch.atom_types
         mu, logvar = self.encode(batch)
         z = self.reparameterize(mu, logvar, generator)
         na_logits, _, lengths_pred, angles_pred, lat_scaled, comp_logits = self.decode_stats(z, num_atoms)
-
-        loss_na = F.cross_entropy(na_logits, num_atoms)
         lat_target = self.lattice_scaler.transform(batch.lengths, batch.angles, num_atoms).to(lat_scaled)
-        loss_lattice = F.mse_loss(lat_scaled, lat_target)
-        loss_comp = F.cross_entropy(comp_logits[atom_batch], z_true - 1)
-        loss_kld = torch.mean(-0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp(), dim=1))
+        return {"z": z, "na_logits": na_logits, "lengths_pred": lengths_pred, "angles_pred": angles_pred,
+                "comp_logits": comp_logits,
+                "num_atoms": F.cross_entropy(na_logits, num_atoms),
+                "lattice": F.mse_loss(lat_scaled, lat_target),
+                "composition": F.cross_entropy(comp_logits[batch.batch], batch.atom_types - 1),
+                "kld": torch.mean(-0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp(), dim=1))}
 
-        # --- diffusion on fractional coordinates (Eqs. 2, 3, 10)
-        dev = z.device
-        t = torch.randint(1, cfg.timesteps + 1, (B,), device=dev, generator=generator)
-        x0 = batch.frac_coords
-        eps = torch.randn(x0.shape, device=dev, dtype=x0.dtype, generator=generator)
-        if cfg.recenter:
-            x0 = _recenter(x0, atom_batch, B)
-            eps = _recenter(eps, atom_batch, B)
-        x_t = self.scheduler.add_noise(x0, t[atom_batch], eps)
-        frac_t = wrap(x_t)
-
-        # --- atom types (Eq. 9 as implemented: onehot + sigma' * softmax(A_z), multinomial)
-        s = torch.randint(0, cfg.type_sigma_levels, (B,), device=dev, generator=generator)
+    def _perturb_types(self, batch, comp_logits: torch.Tensor, generator=None):
+        """Eq. 9 as implemented: Z_t ~ Multinomial(onehot(Z) + sigma'_s softmax(A_z)), s drawn per crystal.
+        Returns (Z_t [N], sigma' per atom [N])."""
+        atom_batch = batch.batch
+        s = torch.randint(0, self.cfg.type_sigma_levels, (batch.num_graphs,), device=comp_logits.device,
+                          generator=generator)
         sig = self.type_sigmas[s][atom_batch]
         comp_probs = F.softmax(comp_logits.detach(), dim=-1)[atom_batch]
-        probs = F.one_hot(z_true - 1, MAX_ATOMIC_NUM).to(comp_probs) + sig[:, None] * comp_probs
-        types_t = torch.multinomial(probs, 1, generator=generator).squeeze(-1) + 1
+        probs = F.one_hot(batch.atom_types - 1, MAX_ATOMIC_NUM).to(comp_probs) + sig[:, None] * comp_probs
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1) + 1, sig
 
-        # --- lattice fed to the denoiser: true lattice while teacher forcing, else predicted
+    def _denoiser_lattice(self, batch, lengths_pred, angles_pred, epoch: int):
+        """The lattice fed to the denoiser: the true one while teacher forcing, else the predicted one.
+
+        An early, untrained lattice head can predict degenerate cells (zero volume, needle-thin): those crystals fall
+        back to the true lattice for this step (reported as ``lattice_fallback``). Returns (lattice, ok [B])."""
         lattice = lattice_params_to_matrix(batch.lengths, batch.angles)
-        if epoch >= cfg.teacher_forcing_epochs:
+        ok = torch.ones(batch.num_graphs, dtype=torch.bool, device=lattice.device)
+        if epoch >= self.cfg.teacher_forcing_epochs:
             pred = lattice_params_to_matrix(lengths_pred, angles_pred)
-            # an early, untrained lattice head can predict degenerate cells (zero volume, needle-thin): those
-            # crystals fall back to the true lattice for this step (counted in "lattice_fallback")
             ok = torch.isfinite(pred).all(-1).all(-1) & (_min_spacing(pred.detach()) >= MIN_SPACING)
             lattice = torch.where(ok[:, None, None], pred, lattice)
-        eps_pred, type_logits = self.decoder(frac_t, types_t, z, t, lattice, atom_batch, num_atoms)
+        return lattice, ok
 
-        loss_coord = F.mse_loss(eps_pred, eps)
-        ce = F.cross_entropy(type_logits, z_true - 1, reduction="none")
-        if cfg.type_loss == "per_atom":
-            loss_type = (ce / sig).mean()
-        elif cfg.type_loss == "code":
+    def _coord_terms(self, batch, z, types_t, lattice, generator=None):
+        """DDPM on fractional coordinates (Eqs. 2, 3, 10): returns (coordinate loss, type logits [N,100])."""
+        B, atom_batch = batch.num_graphs, batch.batch
+        t = torch.randint(1, self.cfg.timesteps + 1, (B,), device=z.device, generator=generator)
+        x0 = batch.frac_coords
+        eps = torch.randn(x0.shape, device=z.device, dtype=x0.dtype, generator=generator)
+        if self.cfg.recenter:
+            x0 = _recenter(x0, atom_batch, B)
+            eps = _recenter(eps, atom_batch, B)
+        frac_t = wrap(self.scheduler.add_noise(x0, t[atom_batch], eps))
+        eps_pred, type_logits = self.decoder(frac_t, types_t, z, t, lattice, atom_batch, batch.num_atoms)
+        return F.mse_loss(eps_pred, eps), type_logits
+
+    def _type_loss(self, type_logits, atom_types, sig):
+        """Type loss: CE / sigma' per atom (paper intent) or the published code's broadcast form."""
+        ce = F.cross_entropy(type_logits, atom_types - 1, reduction="none")
+        if self.cfg.type_loss == "per_atom":
+            return (ce / sig).mean()
+        if self.cfg.type_loss == "code":
             # the published code's broadcast bug: an N x N matrix whose mean is mean(1/sigma') * mean(CE)
-            loss_type = (1.0 / sig).mean() * ce.mean()
-        else:
-            raise ValueError(f"unknown type_loss {cfg.type_loss!r}")
-
-        w_coord = cfg.w_coord * (cfg.coord_boost_factor if epoch >= cfg.coord_boost_epoch else 1.0)
-        loss = (w_coord * loss_coord + cfg.w_type * loss_type + cfg.w_kld * loss_kld
-                + cfg.w_lattice * loss_lattice + cfg.w_composition * loss_comp + cfg.w_num_atoms * loss_na)
-        with torch.no_grad():
-            na_acc = (na_logits.argmax(-1) == num_atoms).float().mean()
-            type_acc = (type_logits.argmax(-1) == z_true - 1).float().mean()
-        fallback = (1.0 - ok.float().mean()) if epoch >= cfg.teacher_forcing_epochs else torch.zeros(())
-        return {"loss": loss, "coord": loss_coord, "lattice_fallback": fallback, "type": loss_type, "kld": loss_kld, "lattice": loss_lattice,
-                "composition": loss_comp, "num_atoms": loss_na, "num_atoms_acc": na_acc, "type_acc": type_acc,
-                "val_loss": loss_coord + 0.1 * loss_type}
+            return (1.0 / sig).mean() * ce.mean()
+        raise ValueError(f"unknown type_loss {self.cfg.type_loss!r}")
 
     # ------------------------------------------------------------------------------------------------ sampling
     def _initial_types(self, comp_probs: torch.Tensor, num_atoms: torch.Tensor, generator=None) -> torch.Tensor:

@@ -186,15 +186,15 @@ def test_coord_loss_is_sigma_scaled_score_matching(demo_train):
         g = torch.Generator().manual_seed(11)
         mu, logvar = model.encode(batch)
         z = model.reparameterize(mu, logvar, g)
-        level = torch.randint(0, cfg.model.cdvae_num_levels, (batch.num_graphs,), generator=g)
-        lat = lattice_params_to_matrix(batch.lengths, batch.angles)
-        la = level[batch.batch]
-        noisy = model.perturb(batch.frac_coords, lat, batch.batch, la, g)
         s = torch.randint(0, cfg.model.type_sigma_levels, (batch.num_graphs,), generator=g)
         _, _, _, _, _, comp_logits = model.decode_stats(z, batch.num_atoms)
         probs = (torch.nn.functional.one_hot(batch.atom_types - 1, 100).float()
                  + model.type_sigmas[s][batch.batch][:, None] * comp_logits.softmax(-1)[batch.batch])
         types_t = torch.multinomial(probs, 1, generator=g).squeeze(-1) + 1
+        level = torch.randint(0, cfg.model.cdvae_num_levels, (batch.num_graphs,), generator=g)
+        lat = lattice_params_to_matrix(batch.lengths, batch.angles)
+        la = level[batch.batch]
+        noisy = model.perturb(batch.frac_coords, lat, batch.batch, la, g)
         score, _, _ = model.predict_score(noisy, types_t, z, level, lat, batch.batch, batch.num_atoms)
         target = model.score_target(noisy, batch.frac_coords, lat, batch.batch, la)
         per_atom = model.langevin.score_loss(score, target, la, reduction="none")
