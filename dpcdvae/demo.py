@@ -65,7 +65,7 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, dataset: str = "auto"
         "run": str(run), "dataset": name, "synthetic": synthetic, "config": config,
         "train_minutes": minutes, "epochs": res["epochs"], "best_val_loss": res["best_val_loss"],
         "sampler": sampler, "steps": steps or model.cfg.timesteps,
-        "recon_n": recon["n"], "recon_match_rate": recon.get("match_rate"), "recon_rms": recon.get("mean_rms"),
+        "recon_n": recon["n"], "recon_match_rate": recon.get("match_rate"), "recon_delta_rms": recon.get("delta_rms"),
         "generated_n": len(gen), "generated_valid": sum(gen.valid_mask), "picture": str(png),
         "cif_dirs": [recon["out"] + "/cif", str(run / "generated" / "cif")], "wall_s": round(time.time() - t0, 1),
     }
