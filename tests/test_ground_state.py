@@ -315,3 +315,26 @@ def test_cli_relax_folder_and_extxyz(tmp_path, capsys):
     ase.io.write(tmp_path / "gen.extxyz", frames, format="extxyz")
     res = gs.relax_structures(tmp_path / "gen.extxyz", calculator="emt", max_steps=100, progress=False)
     assert [r.id for r in res] == ["mp-1", "mp-2"] and all(r.error is None for r in res)
+
+
+def test_ground_state_study_two_models(tmp_path):
+    """`dpcdvae ground-state`: generate with a DP-CDVAE and a CDVAE checkpoint, relax, one Table III with both."""
+    import json as _json
+
+    from dpcdvae.data import make_demo_dataset
+    from dpcdvae.eval.ground_state_cli import run_ground_state_study
+    from dpcdvae.train import train
+
+    root = make_demo_dataset(tmp_path / "demo", n=(16, 4, 4)).parent
+    cks = []
+    for model in ("dpcdvae", "cdvae"):
+        res = train("demo_synthetic_perovskites", "tiny", out=tmp_path / model, root=str(root), max_epochs=1,
+                    overrides={"model.model": model, "train.batch_size": 8}, progress=False)
+        cks.append(res["best"])
+    s = run_ground_state_study(cks, str(tmp_path / "study"), n=2, pressure_gpa=10.0, steps=2, max_steps=3,
+                               progress=False)
+    assert set(s["models"]) == {"DP-CDVAE", "CDVAE"}
+    assert "DFT (paper)" in s["table"] and "CHGNet" in s["table"]
+    study = _json.loads((tmp_path / "study" / "study.json").read_text())
+    assert all(m["n"] == 2 for m in study["models"].values())
+    assert (tmp_path / "study" / "delta_e_hist.png").is_file()
