@@ -271,23 +271,7 @@ class CDVAE(DPCDVAE):
                                 steps_per_level=spl, step_lr=step_lr, min_sigma=min_sigma)
         B = z.shape[0]
         dev = z.device
-        _, na, lengths, angles, _, comp_logits = self.decode_stats(
-            z, None if num_atoms is None else torch.as_tensor(num_atoms, device=dev).long())
-        flags = ["" for _ in range(B)]
-        for b, n in enumerate(na.tolist()):
-            if n <= 0:
-                flags[b] = "N_a = 0"
-        na_run = na.clamp(min=0)
-        lattice = lattice_params_to_matrix(lengths, angles)
-        vol = torch.linalg.det(lattice)
-        for b in range(B):
-            if not flags[b] and (not torch.isfinite(vol[b]) or vol[b] < 0.1):
-                flags[b] = f"volume {float(vol[b]):.3g} A^3 < 0.1"
-        bad = ~(torch.isfinite(vol) & (vol >= 0.1))
-        if bad.any():  # network calls only; these crystals stay flagged
-            lattice = torch.where(bad[:, None, None], 10.0 * torch.eye(3, device=dev, dtype=lattice.dtype), lattice)
-        atom_batch = batch_from_num_atoms(na_run)
-        types = self._initial_types(F.softmax(comp_logits, dim=-1), na_run, generator)
+        na_run, lengths, angles, lattice, flags, atom_batch, types = self._decode_for_sampling(z, num_atoms, generator)
         N = int(na_run.sum())
         frac_init = torch.rand(N, 3, device=dev, generator=generator, dtype=z.dtype)
         n_active = sum(1 for s_ in lang.sigmas.tolist() if s_ >= min_sigma)

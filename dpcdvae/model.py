@@ -269,6 +269,32 @@ class DPCDVAE(nn.Module):
             return torch.zeros(0, dtype=torch.long, device=comp_probs.device)
         return torch.cat(out)
 
+    def _decode_for_sampling(self, z: torch.Tensor, num_atoms=None, generator=None):
+        """Heads -> what the reverse process starts from: (N_a [B] (>= 0), lengths, angles, lattice [B,3,3] for the
+        network, flags [B] (why a crystal is degenerate, "" if fine), batch vector, initial types Z_T).
+
+        Degenerate crystals (N_a = 0, volume < 0.1 A^3, interplanar spacing < MIN_SPACING) are flagged, and their
+        lattice is replaced by a 10 A cube for the network calls only, so they never crash the batch."""
+        B, dev = z.shape[0], z.device
+        _, na, lengths, angles, _, comp_logits = self.decode_stats(
+            z, None if num_atoms is None else torch.as_tensor(num_atoms, device=dev).long())
+        flags = ["N_a = 0" if n <= 0 else "" for n in na.tolist()]
+        na_run = na.clamp(min=0)
+        lattice = lattice_params_to_matrix(lengths, angles)
+        vol = torch.linalg.det(lattice)
+        spacing = _min_spacing(lattice)
+        for b in range(B):
+            if not flags[b] and (not torch.isfinite(vol[b]) or vol[b] < 0.1):
+                flags[b] = f"volume {float(vol[b]):.3g} A^3 < 0.1"
+            elif not flags[b] and not spacing[b] >= MIN_SPACING:
+                flags[b] = f"degenerate lattice (interplanar spacing {float(spacing[b]):.3g} A)"
+        bad = ~(torch.isfinite(vol) & (vol >= 0.1) & (spacing >= MIN_SPACING))
+        if bad.any():
+            lattice = torch.where(bad[:, None, None], 10.0 * torch.eye(3, device=dev, dtype=lattice.dtype), lattice)
+        atom_batch = batch_from_num_atoms(na_run)
+        types = self._initial_types(F.softmax(comp_logits, dim=-1), na_run, generator)
+        return na_run, lengths, angles, lattice, flags, atom_batch, types
+
     @torch.no_grad()
     def sample_from_latent(self, z: torch.Tensor, sampler: str = "eq7", steps: Optional[int] = None,
                            generator: Optional[torch.Generator] = None, num_atoms: Optional[torch.Tensor] = None,
@@ -287,28 +313,7 @@ class DPCDVAE(nn.Module):
         cfg = self.cfg
         B = z.shape[0]
         dev = z.device
-        na_logits, na, lengths, angles, _, comp_logits = self.decode_stats(
-            z, None if num_atoms is None else torch.as_tensor(num_atoms, device=dev).long())
-        flags = ["" for _ in range(B)]
-        for b, n in enumerate(na.tolist()):
-            if n <= 0:
-                flags[b] = "N_a = 0"
-        na_run = na.clamp(min=0)
-        lattice = lattice_params_to_matrix(lengths, angles)
-        vol = torch.linalg.det(lattice)
-        spacing = _min_spacing(lattice)
-        for b in range(B):
-            if not flags[b] and (not torch.isfinite(vol[b]) or vol[b] < 0.1):
-                flags[b] = f"volume {float(vol[b]):.3g} A^3 < 0.1"
-            elif not flags[b] and not spacing[b] >= MIN_SPACING:
-                flags[b] = f"degenerate lattice (interplanar spacing {float(spacing[b]):.3g} A)"
-        # degenerate lattices are replaced by a 10 A cube for the network call only (they stay flagged)
-        bad = ~(torch.isfinite(vol) & (vol >= 0.1) & (spacing >= MIN_SPACING))
-        if bad.any():
-            lattice = torch.where(bad[:, None, None], 10.0 * torch.eye(3, device=dev, dtype=lattice.dtype), lattice)
-        atom_batch = batch_from_num_atoms(na_run)
-        comp_probs = F.softmax(comp_logits, dim=-1)
-        types = self._initial_types(comp_probs, na_run, generator)
+        na_run, lengths, angles, lattice, flags, atom_batch, types = self._decode_for_sampling(z, num_atoms, generator)
         N = int(na_run.sum())
         x = torch.randn(N, 3, device=dev, generator=generator, dtype=z.dtype)
         if cfg.recenter:
