@@ -196,7 +196,9 @@ def _add_demo(sub):
     p.add_argument("--config", default="compact")
     p.add_argument("--n-recon", type=int, default=32)
     p.add_argument("--n-gen", type=int, default=16)
-    p.add_argument("--steps", type=int, default=100, help="strided sampler steps for the demo (default 100)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="use the strided few-step sampler with this many steps (default: the paper's Eq. 7, "
+                        "1000 steps; a few seconds for the demo's handful of crystals)")
     p.set_defaults(func=_cmd_demo)
 
 
