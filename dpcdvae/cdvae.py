@@ -70,7 +70,7 @@ __all__ = ["CDVAE", "CDVAEDenoiser", "min_image_displacement", "langevin_sample_
 CDVAE_MODELS = ("cdvae", "cdvae_fourier")
 LANGEVIN_STEPS_PER_LEVEL = 100  # CDVAE's n_step_each
 LANGEVIN_STEP_LR = 1e-4  # CDVAE's step_lr
-_SAMPLER_ALIASES = ("langevin", "eq7", "eq6", "strided")
+_SAMPLER_ALIASES = ("langevin", "eq7", "eq6", "strided", "strided_eq7")
 
 _IMAGES = torch.tensor(list(itertools.product((-1.0, 0.0, 1.0), repeat=3)))  # [27, 3]
 
@@ -253,7 +253,7 @@ class CDVAE(DPCDVAE):
         """Decode latents ``z [B, L]`` into crystals with CDVAE's annealed Langevin dynamics.
 
         Args:
-            sampler: ``"langevin"``; the DDPM names ``"eq7"``, ``"eq6"``, ``"strided"`` are accepted as aliases.
+            sampler: ``"langevin"``; the DDPM names ``"eq7"``, ``"eq6"``, ``"strided"``, ``"strided_eq7"`` are accepted as aliases.
             steps: Langevin iterations per noise level (default 100, CDVAE); network calls = levels x steps.
             num_atoms: force N_a per crystal instead of the N_a head's argmax.
             trajectory_every: record the wrapped fractional coordinates every k iterations (``t`` = iterations

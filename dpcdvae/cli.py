@@ -3,7 +3,7 @@
     dpcdvae demo [--out DIR]                    the main job: data -> train -> reconstruct -> generate, <= 10 min CPU
     dpcdvae data info|download|demo ...         datasets
     dpcdvae train --dataset perov_5 --config compact --out DIR [--max-minutes M] [--resume]
-    dpcdvae sample --checkpoint CKPT --n N [--sampler eq7|eq6|strided --steps S] --out DIR
+    dpcdvae sample --checkpoint CKPT --n N [--sampler eq7|eq6|strided_eq7|strided --steps S] --out DIR
     dpcdvae reconstruct --checkpoint CKPT --split test --out DIR
     dpcdvae evaluate --task recon|gen --samples PATH --dataset NAME --out DIR
 """
@@ -77,8 +77,8 @@ def _add_sample(sub):
     p = sub.add_parser("sample", help="generate crystals from z ~ N(0, I); writes CIFs + extxyz + JSON")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--n", type=int, default=16)
-    p.add_argument("--sampler", choices=["eq7", "eq6", "strided", "langevin"], default="eq7")
-    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided (<= T)")
+    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided", "langevin"], default="eq7")
+    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or strided (<= T)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
@@ -119,7 +119,7 @@ def _add_reconstruct(sub):
     p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="only the first N crystals")
-    p.add_argument("--sampler", choices=["eq7", "eq6", "strided", "langevin"], default="eq7")
+    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided", "langevin"], default="eq7")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
@@ -197,7 +197,7 @@ def _add_demo(sub):
     p.add_argument("--n-recon", type=int, default=32)
     p.add_argument("--n-gen", type=int, default=16)
     p.add_argument("--steps", type=int, default=None,
-                   help="use the strided few-step sampler with this many steps (default: the paper's Eq. 7, "
+                   help="use the strided Eq. 7 few-step sampler with this many steps (default: the paper's Eq. 7, "
                         "1000 steps; a few seconds for the demo's handful of crystals)")
     p.set_defaults(func=_cmd_demo)
 

@@ -35,7 +35,7 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, dataset: str = "auto"
              seed: int = 0) -> dict:
     """Run the demo; returns (and writes to ``<run>/summary.json``) what it did and measured.
 
-    ``steps=None`` (default) samples with the paper's 1000-step Eq. 7 sampler; an integer uses the strided
+    ``steps=None`` (default) samples with the paper's 1000-step Eq. 7 sampler; an integer uses the strided Eq. 7
     few-step sampler with that many network calls.
     """
     from .cli import reconstruct_split
@@ -50,7 +50,7 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, dataset: str = "auto"
     print(f"[dpcdvae demo] data: {label}; output: {run}", flush=True)
     overrides = {"train.limit_train": limit_train, "train.limit_val": 256}
     res = train(name, config=config, out=run / "train", overrides=overrides, max_minutes=minutes, seed=seed)
-    sampler = "strided" if steps else "eq7"
+    sampler = "strided_eq7" if steps else "eq7"
     recon = reconstruct_split(res["best"], run / "reconstruction", dataset=name, split="test", limit=n_recon,
                               sampler=sampler, steps=steps, seed=seed, command="dpcdvae demo")
     model = load_model(res["best"])

@@ -19,13 +19,13 @@ import torch.nn.functional as F
 from .config import Config, ModelConfig
 from .crystal import MAX_ATOMIC_NUM, batch_from_num_atoms, lattice_params_to_matrix, tensors_to_structures, wrap
 from .data.scalers import LatticeScaler
-from .diffusion.ddpm import DDPMScheduler, sample_loop
+from .diffusion.ddpm import STRIDED_VARIANTS, DDPMScheduler, sample_loop
 from .nets.encoder import CrystalEncoder
 from .nets.gemnet import GemNetTDenoiser
 
 __all__ = ["DPCDVAE", "SampleOutput", "build_model"]
 
-SAMPLERS = ("eq7", "eq6", "strided")
+SAMPLERS = ("eq7", "eq6", "strided", "strided_eq7")
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -303,8 +303,9 @@ class DPCDVAE(nn.Module):
         """Decode latents ``z [B, L]`` into crystals by running the reverse diffusion.
 
         Args:
-            sampler: ``"eq7"`` (paper, default), ``"eq6"`` (standard DDPM, Table S1) or ``"strided"`` (few-step).
-            steps: number of network calls for ``"strided"`` (<= T); ignored by eq6/eq7 (always T).
+            sampler: ``"eq7"`` (paper, default), ``"eq6"`` (standard DDPM, Table S1), ``"strided_eq7"`` (Eq. 7 on a
+                sub-sequence of steps: the few-step sampler) or ``"strided"`` (DDIM on a sub-sequence).
+            steps: number of network calls for the strided samplers (<= T); ignored by eq6/eq7 (always T).
             num_atoms: force N_a per crystal instead of the N_a head's argmax.
             trajectory_every: record r_t (unwrapped) and pi(r_t) every k steps.
         """
@@ -330,7 +331,7 @@ class DPCDVAE(nn.Module):
             return eps_pred
 
         post = (lambda v: _recenter(v, atom_batch, B)) if cfg.recenter else None
-        n_calls = len(self.scheduler.make_timesteps(steps if sampler == "strided" else None))
+        n_calls = len(self.scheduler.make_timesteps(steps if sampler in STRIDED_VARIANTS else None))
         progress_bar = None
         if progress and N > 0:
             from tqdm.auto import tqdm
@@ -338,7 +339,7 @@ class DPCDVAE(nn.Module):
         traj = None
         if N > 0:
             res = sample_loop(self.scheduler, x, eps_fn, variant=sampler,
-                              steps=steps if sampler == "strided" else None, generator=generator,
+                              steps=steps if sampler in STRIDED_VARIANTS else None, generator=generator,
                               return_trajectory_every=trajectory_every, post_step=post, eta=eta)
             frac, traj = res if trajectory_every else (res, None)
         else:

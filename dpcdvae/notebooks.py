@@ -735,7 +735,8 @@ def sampler_pair(model, data: DataChoice, crystal_index: int = 0, seed: int = 0,
     first frames agree."""
     import torch
 
-    labels = {"eq6": "Eq. 6 (standard DDPM)", "eq7": "Eq. 7 (DP-CDVAE)", "strided": "strided (DDIM)"}
+    labels = {"eq6": "Eq. 6 (standard DDPM)", "eq7": "Eq. 7 (DP-CDVAE)", "strided": "strided (DDIM)",
+              "strided_eq7": "strided Eq. 7"}
     outs = {}
     for s in samplers:
         out, _ = trajectory_run(model, data, crystal_index, "reconstruct", s, None, seed, trajectory_every)
@@ -948,7 +949,7 @@ def oracle_sampler_study(T: int = 1000, schedule: str = "sigmoid", s0: float = 0
     around perovskite sites, ``r_0 = site + s0 z`` per coordinate. The oracle is the exact minimiser of the training
     loss (Eq. 10) for a network that sees only the wrapped point ``y = pi(r_t)``: ``E[eps | pi(r_t) = y]``, a
     mixture over the unwrapped candidates ``r_t = y - k`` (``|k| <= images``). Runs Eq. 6 (T steps), Eq. 7
-    (T steps) and the strided DDIM sampler with each number of steps from ``x_T ~ N(0, 1)``.
+    (T steps), and the strided Eq. 7 and strided DDIM samplers with each number of steps from ``x_T ~ N(0, 1)``.
 
     Returns ``(DataFrame[sampler, steps, std, bias, wall_s], {label: displacements})``; ``std`` is the spread of the
     final coordinates around their site (fractional; the data have ``s0``)."""
@@ -979,6 +980,7 @@ def oracle_sampler_study(T: int = 1000, schedule: str = "sigmoid", s0: float = 0
 
     rows, samples = [], {}
     runs = [("Eq. 6 (standard DDPM)", "eq6", None), ("Eq. 7 (DP-CDVAE)", "eq7", None)]
+    runs += [("strided Eq. 7", "strided_eq7", int(n)) for n in steps_list if int(n) <= T]
     runs += [("strided DDIM", "strided", int(n)) for n in steps_list if int(n) <= T]
     for label, variant, n in runs:
         g = torch.Generator().manual_seed(seed)
@@ -988,34 +990,35 @@ def oracle_sampler_study(T: int = 1000, schedule: str = "sigmoid", s0: float = 0
         d = disp(x)
         rows.append({"sampler": label, "steps": n or T, "std": float(d.std()), "bias": float(d.mean()),
                      "wall_s": time.time() - t0})
-        if variant != "strided" or n == max(s for s in steps_list if s <= T):
+        if not variant.startswith("strided") or n == max(s for s in steps_list if s <= T):
             samples[f"{label} ({n or T} steps)"] = d
     return pd.DataFrame(rows), samples
 
 
-def steps_study(model, batch, steps_list: Sequence[int], seed: int = 0):
-    """Few-step vs all-step sampling with a trained model on the same latents: reconstruct ``batch`` with the strided
-    sampler for each number of steps (and all ``T``), time it, and measure the mean minimum-image distance (A)
-    between each result's atoms and the all-``T``-step result's atoms (same z, same N_a and atom order).
-    Returns a DataFrame[steps, ms_per_crystal, dist_to_full_A]."""
+def steps_study(model, batch, steps_list: Sequence[int], seed: int = 0,
+                samplers: Sequence[str] = ("strided_eq7", "strided")):
+    """Few-step vs all-step sampling with a trained model on the same latents: reconstruct ``batch`` with each
+    strided sampler for each number of steps, time it, and measure the mean minimum-image distance (A) between each
+    result's atoms and the paper's sampler (Eq. 7, all ``T`` steps) on the same latents and atom order.
+    Returns a DataFrame[sampler, steps, ms_per_crystal, dist_to_full_A] (``sampler`` ``"eq7"`` is the reference)."""
     import pandas as pd
     import torch
 
     from .crystal import lattice_params_to_matrix
 
     T = model.cfg.timesteps
-    steps_all = sorted({int(s) for s in steps_list if int(s) <= T} | {T})
+    steps_all = sorted({int(s) for s in steps_list if int(s) <= T})
+    runs = [("eq7", T)] + [(s, n) for s in samplers for n in steps_all]
     res = {}
-    for n in steps_all:
+    for sampler, n in runs:
         t0 = time.time()
-        out = model.reconstruct(batch, sampler="strided", steps=n, seed=seed)
-        res[n] = (out, 1000 * (time.time() - t0) / batch.num_graphs)
-    ref = res[T][0]
+        out = model.reconstruct(batch, sampler=sampler, steps=n, seed=seed)
+        res[sampler, n] = (out, 1000 * (time.time() - t0) / batch.num_graphs)
+    ref = res["eq7", T][0]
     lat = lattice_params_to_matrix(ref.lengths, ref.angles)
     bidx = torch.repeat_interleave(torch.arange(len(ref.num_atoms)), ref.num_atoms)
     rows = []
-    for n in steps_all:
-        out, ms = res[n]
+    for (sampler, n), (out, ms) in res.items():
         if out.frac_coords.shape != ref.frac_coords.shape:
             dist = float("nan")
         else:
@@ -1023,7 +1026,7 @@ def steps_study(model, batch, steps_list: Sequence[int], seed: int = 0):
             d = d - torch.round(d)
             cart = torch.einsum("ni,nij->nj", d, lat[bidx])
             dist = float(cart.norm(dim=1).mean())
-        rows.append({"steps": n, "ms_per_crystal": ms, "dist_to_full_A": dist})
+        rows.append({"sampler": sampler, "steps": n, "ms_per_crystal": ms, "dist_to_full_A": dist})
     return pd.DataFrame(rows)
 
 

@@ -625,19 +625,26 @@ def plot_oracle_study(df, samples: Optional[dict] = None, s0: Optional[float] = 
 
 def plot_steps_study(df, T: Optional[int] = None):
     """Few-step vs all-step sampling with a trained model (``df`` from :func:`dpcdvae.notebooks.steps_study`):
-    wall time per crystal and the distance (A) of the few-step result to the all-step (``T``) result, versus the
-    number of network calls."""
+    wall time per crystal and the distance (A) of each few-step result to the paper's Eq. 7 ``T``-step result,
+    versus the number of network calls, one line per sampler (the Eq. 7 reference is a single point)."""
     import matplotlib.pyplot as plt
 
+    names = {"eq7": f"Eq. 7, {T or 'T'} steps (reference)", "strided_eq7": "strided Eq. 7",
+             "strided": "strided DDIM"}
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.3))
-    axes[0].plot(df["steps"], df["ms_per_crystal"], "o-", color="C0")
+    groups = df.groupby("sampler", sort=False) if "sampler" in df else [("strided", df)]
+    for k, (name, g) in enumerate(groups):
+        style = "D" if len(g) == 1 else "o-"
+        label = names.get(name, name)
+        axes[0].plot(g["steps"], g["ms_per_crystal"], style, color=f"C{k}", label=label)
+        axes[1].plot(g["steps"], g["dist_to_full_A"], style, color=f"C{k}", label=label)
     axes[0].set_ylabel("sampling time per crystal (ms, this machine)")
-    axes[1].plot(df["steps"], df["dist_to_full_A"], "o-", color=_OURS_COLOR)
-    axes[1].set_ylabel(f"mean atom distance to the {T or 'T'}-step result (Å)")
+    axes[1].set_ylabel(f"mean atom distance to Eq. 7, {T or 'T'} steps (Å)")
     for ax in axes:
         ax.set_xscale("log")
-        ax.set_xlabel("network calls (strided sampler steps)")
+        ax.set_xlabel("network calls (sampling steps)")
         ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

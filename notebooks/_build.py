@@ -126,8 +126,9 @@ def nb00():
             *train_params(),
             ("n_generate", 8, "crystals to generate"),
             ("n_recon", 16, "test crystals to reconstruct (a quick match-rate check)"),
-            ("sampler", "strided", '"eq7" (paper: T steps) | "eq6" (standard DDPM) | "strided" (few-step DDIM)'),
-            ("steps", 100, 'network calls for "strided" (ignored by eq6/eq7)'),
+            ("sampler", "strided_eq7", '"eq7" (paper: T steps) | "eq6" (standard DDPM) | "strided_eq7" (few-step '
+                                       'Eq. 7) | "strided" (few-step DDIM)'),
+            ("steps", 100, 'network calls for the strided samplers (ignored by eq6/eq7)'),
             *COMMON_TAIL,
         ),
         md("## 1. Install check\nVersions of the package and of what it relies on (`nb.setup` also sets torch "
@@ -287,8 +288,8 @@ def nb02():
             *train_params(),
             ("crystal_index", 0, "which test crystal to reconstruct"),
             ("mode", "reconstruct", '"reconstruct" (a test crystal) | "generate" (a new crystal)'),
-            ("sampler", "eq7", 'sampler of the main trajectory: "eq7" | "eq6" | "strided"'),
-            ("steps", None, 'network calls for "strided"'),
+            ("sampler", "eq7", 'sampler of the main trajectory: "eq7" | "eq6" | "strided_eq7" | "strided"'),
+            ("steps", None, 'network calls for "strided_eq7" / "strided"'),
             ("trajectory_every", None, "record every k steps (None: T/50)"),
             ("max_animation_frames", 50, "frames in the HTML animation"),
             ("plane", "ab", 'the projection drawn: "ab", "ac" or "bc"'),
@@ -450,8 +451,8 @@ def nb04():
             *train_params(minutes=60.0, limit_train=None, limit_val=512),
             ("n_generate", 10240, "generated crystals (paper: 10,240)"),
             ("n_test", None, "test crystals to compare with (None: the whole test split)"),
-            ("sampler", "eq7", '"eq7" | "eq6" | "strided"'),
-            ("steps", None, 'network calls for "strided"'),
+            ("sampler", "eq7", '"eq7" | "eq6" | "strided_eq7" | "strided"'),
+            ("steps", None, 'network calls for "strided_eq7" / "strided"'),
             ("n_property_samples", 1000, "valid generated crystals for the property statistics (paper: 1,000)"),
             ("compute_eform", True, 'True | False | "auto" (only if CDVAE\'s property models are cached)'),
             ("n_workers", 2, "processes for fingerprints and matching"),
@@ -526,8 +527,8 @@ def nb05():
             ("baseline_checkpoints", {}, 'other models, e.g. {"CDVAE": "runs/cdvae/best.ckpt",'),
             '"CDVAE+Fourier": "runs/cdvae_fourier/best.ckpt"}',
             ("n_generate", 100, "generated crystals per model (paper: 100)"),
-            ("sampler", "eq7", '"eq7" | "eq6" | "strided"'),
-            ("steps", None, 'network calls for "strided"'),
+            ("sampler", "eq7", '"eq7" | "eq6" | "strided_eq7" | "strided"'),
+            ("steps", None, 'network calls for "strided_eq7" / "strided"'),
             ("pressure_gpa", 10.0, "external pressure of the relaxation, GPa (paper: 10 GPa for Carbon-24)"),
             ("calculator", "chgnet", '"chgnet" | "emt" (toy, smoke tests) | "package.module:attribute"'),
             ("optimizer", "FIRE", '"FIRE" | "BFGS"'),
@@ -671,6 +672,8 @@ def nb06():
           Table S1 in the paper), but it under-disperses as a sampler of the distribution.
         * The **strided** (DDIM) sampler needs few calls but, like Eq. 7, rescales the *wrapped* point, and
           $\\pi(c\\,x) \\ne c\\,\\pi(x)$: on a torus it only approaches $s_0$, with a bias.
+        * **Strided Eq. 7** (ours) is Eq. 7 on a subset of the steps: each call jumps to the estimate of $r_0$
+          and adds the noise Eq. 7 would add on its way into the next called step. With all $T$ steps it is Eq. 7.
         """),
         code("""
             ora, ora_samples = nb.oracle_sampler_study(T, "sigmoid", s0=s0, n_atoms=n_oracle_atoms,
@@ -698,8 +701,9 @@ def nb06():
         """),
         md("""
         ## 5. Few-step vs all-step sampling
-        The strided (DDIM-style) sampler calls the network on an evenly spaced subset of steps. Same latents, same
-        starting noise: time per crystal and how far the few-step atoms land from the all-step result.
+        The strided samplers call the network on an evenly spaced subset of steps: strided Eq. 7 (ours, the default
+        few-step sampler) and strided DDIM. Same latents, same starting noise: time per crystal and how far the
+        few-step atoms land from the paper's Eq. 7 result with all $T$ steps.
         """),
         code("""
             st = nb.steps_study(model, b8, steps_list, seed=seed)

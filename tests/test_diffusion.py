@@ -151,7 +151,7 @@ def test_eq7_wrap_needs_the_wrapped_noise(sched):
 
 
 @pytest.mark.parametrize("variant,steps", [("eq7", None), ("strided", 10), ("strided", 50), ("strided", 100),
-                                           ("strided", T)])
+                                           ("strided", T), ("strided_eq7", 10), ("strided_eq7", 100)])
 def test_oracle_recovers_x0_mod_1(sched, variant, steps):
     g = torch.Generator().manual_seed(2)
     x0 = torch.rand(24, 3, generator=g, dtype=DT)
@@ -239,6 +239,38 @@ def test_strided_eta1_full_equals_ddpm_posterior_on_wrapped(sched):
     for i in range(5):
         r = sched.step(eps[i:i + 1], int(t[i]), xt[i:i + 1], variant="eq7", noise=noise[i:i + 1])
         assert torch.allclose(sched.step(eps, t, xt, variant="eq7", noise=noise)[i], r[0])
+
+
+def test_strided_eq7_with_every_step_is_eq7(sched):
+    """strided_eq7 over all T steps reproduces Eq. 7 step for step (same noise), whole runs included."""
+    g = torch.Generator().manual_seed(8)
+    xt = 2 * torch.randn(6, 3, generator=g, dtype=DT)
+    eps = torch.randn(6, 3, generator=g, dtype=DT)
+    noise = torch.randn(6, 3, generator=g, dtype=DT)
+    for t in (1, 2, 37, 500, T):
+        a = sched.step(eps, t, xt, variant="strided_eq7", t_prev=t - 1, noise=noise)
+        b = sched.step(eps, t, xt, variant="eq7", noise=noise)
+        assert torch.allclose(a, b, atol=1e-12)
+    fn = lambda xw, t: 0.3 * torch.cos(6.283 * xw) + 1e-3 * t.to(xw).unsqueeze(-1)
+    xT = torch.randn(6, 3, generator=g, dtype=DT)
+    r7 = sample_loop(sched, xT, fn, "eq7", generator=torch.Generator().manual_seed(1))
+    rs = sample_loop(sched, xT, fn, "strided_eq7", steps=T, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(r7, rs, atol=1e-10)
+
+
+def test_strided_eq7_noise_level(sched):
+    """A stride t -> t' jumps to x0_hat and adds the noise Eq. 7 adds on its way into t' (sigma_{t'+1});
+    the last stride (into t' = 0) adds none."""
+    g = torch.Generator().manual_seed(9)
+    xt = torch.randn(5, 3, generator=g, dtype=DT)
+    eps = torch.randn(5, 3, generator=g, dtype=DT)
+    noise = torch.randn(5, 3, generator=g, dtype=DT)
+    x0_hat = sched.predict_x0(eps, 900, xt)
+    out = sched.step(eps, 900, xt, variant="strided_eq7", t_prev=800, noise=noise)
+    assert torch.allclose(out, x0_hat + sched.posterior_std(801) * noise)
+    out = sched.step(eps, 100, xt, variant="strided_eq7", t_prev=0, noise=noise)
+    assert torch.allclose(out, sched.predict_x0(eps, 100, xt))
+    assert sched.posterior_std(801) > 0
 
 
 def test_set_timesteps_and_strided_step():

@@ -63,7 +63,7 @@ def test_type_loss_options_differ(demo_train):
     assert vals["per_atom"] != pytest.approx(vals["code"])
 
 
-@pytest.mark.parametrize("sampler,steps", [("eq7", None), ("eq6", None), ("strided", 10)])
+@pytest.mark.parametrize("sampler,steps", [("eq7", None), ("eq6", None), ("strided", 10), ("strided_eq7", 10)])
 def test_reconstruct_and_generate_shapes(demo_train, sampler, steps):
     model, _ = _tiny_model(demo_train)
     model.eval()

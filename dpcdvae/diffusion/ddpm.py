@@ -59,6 +59,17 @@ The reverse steps (``step``)
   The wrap is treated exactly as in Eq. 7: the state is wrapped before the update, so the step is a function
   of the point on the torus that the network saw. With every step and ``eta = 1`` it equals the DDPM posterior
   step (Eq. 6) applied to ``pi(x_t)``; Eq. 7 itself is the special case ``abar_prev := 1`` with noise ``sigma_t``.
+
+``'strided_eq7'`` (our extension: Eq. 7 on a sub-sequence of steps ``t -> t'``)::
+
+    x_{t'} = x0_hat(pi(x_t), t) + sigma_{t'+1} * eps'
+
+  Eq. 7 jumps to the clean-sample estimate at every step and perturbs it by the small ``sigma_t``; the network at
+  step ``t - 1`` therefore sees ``x0_hat + sigma_t eps'``. The strided version keeps exactly that: the network
+  called at ``t'`` sees the estimate perturbed by the noise Eq. 7 would have added on its way into ``t'``
+  (``sigma_{t'+1}``; none into ``t' = 0``). With every step it *is* Eq. 7, step for step and noise for noise.
+  DDIM instead re-noises the estimate to the training marginal ``sqrt(abar') x0_hat + sqrt(1 - abar') eps``, the
+  regime of Eq. 6 (the paper's weaker Table S1); see BENCHMARKS.md / RESULTS.md for the measured difference.
 """
 from __future__ import annotations
 
@@ -69,9 +80,10 @@ import torch
 
 from .schedules import make_betas
 
-__all__ = ["periodic_wrap", "DDPMScheduler", "Trajectory", "sample_loop", "VARIANTS"]
+__all__ = ["periodic_wrap", "DDPMScheduler", "Trajectory", "sample_loop", "VARIANTS", "STRIDED_VARIANTS"]
 
-VARIANTS = ("eq7", "eq6", "strided")
+VARIANTS = ("eq7", "eq6", "strided", "strided_eq7")
+STRIDED_VARIANTS = ("strided", "strided_eq7")
 TimeLike = Union[int, torch.Tensor]
 
 
@@ -261,9 +273,10 @@ class DDPMScheduler:
         t: int or long tensor ``[]``/``[N]`` in ``1..T``.
         x_t: ``[N, ...]`` current (unwrapped) state.
         generator: ``torch.Generator`` for ``eps'`` (ignored when ``noise`` is given).
-        variant: ``'eq7'`` (default, paper's sampler), ``'eq6'`` (standard DDPM) or ``'strided'`` (DDIM).
+        variant: ``'eq7'`` (default, paper's sampler), ``'eq6'`` (standard DDPM), ``'strided'`` (DDIM) or
+            ``'strided_eq7'`` (Eq. 7 on a sub-sequence of steps).
         noise: explicit ``eps'`` ``[N, ...]`` (e.g. to compare Eq. 6 and Eq. 7 on the same noise).
-        t_prev: strided only: target step (``0 <= t_prev < t``); default from :meth:`set_timesteps`.
+        t_prev: strided variants only: target step (``0 <= t_prev < t``); default from :meth:`set_timesteps`.
         eta: strided only: 0 = deterministic DDIM, 1 = DDPM-like ancestral noise.
 
         Returns ``x_{t_prev}`` (unwrapped), same shape and dtype as ``x_t``.
@@ -292,12 +305,17 @@ class DDPMScheduler:
             x0_hat = (self.wrap(x_t) - (1.0 - abar).sqrt() * eps_pred) / abar.sqrt()
             return x0_hat + sigma * noise
 
-        # strided DDIM
         tp = self._prev[tt] if t_prev is None else self._as_long(t_prev)
         if bool((tp >= tt).any()) or bool((tp < 0).any()):
             raise ValueError("t_prev must satisfy 0 <= t_prev < t")
-        abar_prev = self._coef(self._abar, tp, x_t)
         x0_hat = (self.wrap(x_t) - (1.0 - abar).sqrt() * eps_pred) / abar.sqrt()
+        if variant == "strided_eq7":
+            # posterior std of step t'+1 (_posterior_var is indexed by t, entry 0 = t 0 = no noise)
+            sigma = self._coef(self._posterior_var, (tp + 1) * (tp > 0), x_t).sqrt()
+            return x0_hat + sigma * noise
+
+        # strided DDIM
+        abar_prev = self._coef(self._abar, tp, x_t)
         s2 = (eta ** 2) * (1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev)
         direction = (1.0 - abar_prev - s2).clamp(min=0.0).sqrt() * eps_pred
         return abar_prev.sqrt() * x0_hat + direction + s2.sqrt() * noise
@@ -334,9 +352,9 @@ def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
     x_T: ``[N, ...]`` initial state (e.g. ``randn`` with per-crystal mean removed).
     eps_fn: ``eps_fn(x_t_wrapped, t) -> eps_pred``; ``x_t_wrapped = pi(x_t)`` ``[N, ...]`` and ``t`` a long tensor
         ``[N]`` (all entries equal). May keep state in a closure (e.g. the atom types updated each step).
-    variant: ``'eq7'`` (paper), ``'eq6'`` or ``'strided'``.
+    variant: ``'eq7'`` (paper), ``'eq6'``, ``'strided'`` (DDIM) or ``'strided_eq7'``.
     steps: number of network calls; ``None`` = ``T``. ``'eq6'``/``'eq7'`` need every step (``None`` or ``T``);
-        ``'strided'`` takes any ``1..T`` (evenly spaced steps from :meth:`DDPMScheduler.make_timesteps`).
+        the strided variants take any ``1..T`` (evenly spaced steps from :meth:`DDPMScheduler.make_timesteps`).
     generator: ``torch.Generator`` for the noise ``eps'`` (reproducible runs).
     return_trajectory_every: record every ``k``-th state (plus ``x_T`` and ``x_0``) and return it.
     post_step: ``x -> x`` applied to the unwrapped state after every step (e.g. remove the per-crystal mean).
@@ -348,7 +366,7 @@ def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
     T = scheduler.num_train_timesteps
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
-    if variant == "strided":
+    if variant in STRIDED_VARIANTS:
         timesteps = scheduler.make_timesteps(steps)
     else:
         if steps is not None and int(steps) != T:
@@ -368,7 +386,7 @@ def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
         t_vec = torch.full((n,), t, dtype=torch.long, device=x.device)
         eps = eps_fn(scheduler.wrap(x), t_vec)
         x = scheduler.step(eps, t, x, generator=generator, variant=variant,
-                           t_prev=t_prev if variant == "strided" else None, eta=eta)
+                           t_prev=t_prev if variant in STRIDED_VARIANTS else None, eta=eta)
         if post_step is not None:
             x = post_step(x)
         if traj is not None and ((i + 1) % every == 0 or t_prev == 0):
