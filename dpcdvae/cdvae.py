@@ -54,11 +54,9 @@ from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .config import ModelConfig
-from .crystal import (MAX_ATOMIC_NUM, batch_from_num_atoms, cart_to_frac, frac_to_cart, lattice_params_to_matrix,
-                      tensors_to_structures, wrap)
+from .crystal import cart_to_frac, frac_to_cart, lattice_params_to_matrix, wrap
 from .data.scalers import LatticeScaler
 from .diffusion.langevin import AnnealedLangevin
 from .model import DPCDVAE, SampleOutput
@@ -298,11 +296,6 @@ class CDVAE(DPCDVAE):
             frac, frames = wrap(frac_init), None
         if bar is not None:
             bar.close()
-        types = state["types"]
-        structures = tensors_to_structures(frac, types, lengths, angles, na_run)
-        for b, s_ in enumerate(structures):
-            if s_ is None and not flags[b]:
-                flags[b] = "could not build a structure"
         if frames is not None:
             its = [k * trajectory_every for k in range(len(frames))]
             if its[-1] != n_calls:
@@ -312,15 +305,10 @@ class CDVAE(DPCDVAE):
             lv = [active[min(max(it - 1, 0) // spl, len(active) - 1)] for it in its]
             wrapped = torch.stack(frames)
             traj = {"t": torch.tensor([n_calls - it for it in its]), "level": torch.tensor(lv),
-                    "sigma": lang.sigmas[lv].float(), "unwrapped": wrapped, "wrapped": wrapped.clone(),
-                    "num_atoms": na_run.cpu(), "lengths": lengths.cpu(), "angles": angles.cpu()}
-        return SampleOutput(structures=[None if f else s_ for s_, f in zip(structures, flags)],
-                            frac_coords=frac.cpu(), atom_types=types.cpu(), lengths=lengths.cpu(),
-                            angles=angles.cpu(), num_atoms=na_run.cpu(), flags=flags,
-                            ids=list(ids) if ids is not None else [f"gen-{i}" for i in range(B)],
-                            trajectory=traj,
-                            meta={"sampler": "langevin", "requested_sampler": sampler, "steps": n_calls,
-                                  "steps_per_level": spl, "step_lr": step_lr, "model": self.cfg.model})
+                    "sigma": lang.sigmas[lv].float(), "unwrapped": wrapped, "wrapped": wrapped.clone()}
+        return self._sample_output(frac, state["types"], lengths, angles, na_run, flags, ids, traj,
+                                   meta={"sampler": "langevin", "requested_sampler": sampler, "steps": n_calls,
+                                         "steps_per_level": spl, "step_lr": step_lr, "model": self.cfg.model})
 
     @torch.no_grad()
     def reconstruct(self, batch, sampler: str = "langevin", steps: Optional[int] = None,

@@ -10,7 +10,6 @@ Conventions (see docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -275,12 +274,6 @@ def write_cif(structure, path: str | os.PathLike, symprec: float | None = 0.1) -
         text = str(CifWriter(structure, symprec=symprec)) if symprec else str(CifWriter(structure))
     except Exception:
         text = str(CifWriter(structure))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".cif")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from ._fileio import atomic_write_text
+
+    return atomic_write_text(path, text)

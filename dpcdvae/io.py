@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ._fileio import atomic_write_text
 from .crystal import write_cif
 
 __all__ = ["new_run_dir", "SampleWriter", "write_samples"]
@@ -73,9 +74,7 @@ class SampleWriter:
     def _flush(self) -> None:
         data = {"meta": self.meta, "n": len(self.records),
                 "n_valid": sum(r["valid"] for r in self.records), "crystals": self.records}
-        tmp = self.dir / ".samples.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.dir / "samples.json")
+        atomic_write_text(self.dir / "samples.json", json.dumps(data, indent=1))
 
 
 def write_samples(out, run_dir: str | os.PathLike, meta: Optional[dict] = None) -> Path:

@@ -346,19 +346,27 @@ class DPCDVAE(nn.Module):
             frac = wrap(x)
         if progress_bar is not None:
             progress_bar.close()
-        types = state["types"]
+        if traj is not None:
+            traj = {"t": traj.timesteps, "unwrapped": torch.stack(traj.x), "wrapped": torch.stack(traj.x_wrapped)}
+        return self._sample_output(frac, state["types"], lengths, angles, na_run, flags, ids, traj,
+                                   meta={"sampler": sampler, "steps": n_calls})
+
+    @staticmethod
+    def _sample_output(frac, types, lengths, angles, na_run, flags: list, ids, traj: Optional[dict],
+                       meta: dict) -> "SampleOutput":
+        """Shared end of every sampler: build the Structures, flag the ones that cannot be built, move tensors to
+        the CPU and complete the trajectory dict with the cell (``traj`` may be ``None``)."""
         structures = tensors_to_structures(frac, types, lengths, angles, na_run)
         for b, s in enumerate(structures):
             if s is None and not flags[b]:
                 flags[b] = "could not build a structure"
         if traj is not None:
-            traj = {"t": traj.timesteps, "unwrapped": torch.stack(traj.x), "wrapped": torch.stack(traj.x_wrapped),
-                    "num_atoms": na_run.cpu(), "lengths": lengths.cpu(), "angles": angles.cpu()}
+            traj.update({"num_atoms": na_run.cpu(), "lengths": lengths.cpu(), "angles": angles.cpu()})
         return SampleOutput(structures=[None if f else s for s, f in zip(structures, flags)],
                             frac_coords=frac.cpu(), atom_types=types.cpu(), lengths=lengths.cpu(),
                             angles=angles.cpu(), num_atoms=na_run.cpu(), flags=flags,
-                            ids=list(ids) if ids is not None else [f"gen-{i}" for i in range(B)],
-                            trajectory=traj, meta={"sampler": sampler, "steps": n_calls})
+                            ids=list(ids) if ids is not None else [f"gen-{i}" for i in range(len(flags))],
+                            trajectory=traj, meta=meta)
 
     @torch.no_grad()
     def reconstruct(self, batch, sampler: str = "eq7", steps: Optional[int] = None, seed: Optional[int] = None,

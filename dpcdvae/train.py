@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from ._fileio import atomic_open
 from .config import Config, load_config
 
 log = logging.getLogger("dpcdvae.train")
@@ -38,16 +36,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     leaves a truncated ``best.ckpt`` / ``last.ckpt``."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_open(path, "wb") as fh:
+            torch.save(checkpoint, fh)
 
 
 # ---------------------------------------------------------------------------------------------------- module

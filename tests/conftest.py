@@ -4,6 +4,9 @@
   ``$DPCDVAE_SHARED_DATA``); tests using it skip with a clear reason when it is absent.
 * ``isolated_cache``: points ``$DPCDVAE_CACHE`` at a fresh temporary directory (no writes to ``~/.cache``).
 * ``srtio3``: a 5-atom cubic SrTiO3 pymatgen ``Structure`` (a = 3.905 Angstrom).
+* ``demo_root`` / ``demo_train`` (module scope): a synthetic demo dataset written by the test itself, sized by the
+  module's ``DEMO_SIZES = (train, val, test)`` (default (48, 8, 8)), and its preprocessed training split
+  (radius graphs only: no CrystalNN). ``$DPCDVAE_CACHE`` defaults to a temporary folder.
 """
 from __future__ import annotations
 
@@ -46,6 +49,23 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     d.mkdir()
     monkeypatch.setenv("DPCDVAE_CACHE", str(d))
     return d
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory, request) -> Path:
+    from dpcdvae.data import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    os.environ.setdefault("DPCDVAE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    make_demo_dataset(root, n=tuple(getattr(request.module, "DEMO_SIZES", (48, 8, 8))))
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_train(demo_root):
+    from dpcdvae.data import load_split
+
+    return load_split("demo_synthetic_perovskites", "train", root=demo_root, graph="none", progress=False)
 
 
 @pytest.fixture

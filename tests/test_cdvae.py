@@ -6,7 +6,6 @@ called (each call is a GemNet-T forward)."""
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -15,24 +14,14 @@ from torch_geometric.loader import DataLoader
 from dpcdvae.cdvae import CDVAE, langevin_sample_frac, min_image_displacement
 from dpcdvae.config import load_config
 from dpcdvae.crystal import lattice_params_to_matrix
-from dpcdvae.data import LatticeScaler, load_split, make_demo_dataset
+from dpcdvae.data import LatticeScaler
 from dpcdvae.diffusion import AnnealedLangevin
 from dpcdvae.model import SampleOutput, build_model
 
 MODELS = ("cdvae", "cdvae_fourier")
 
 
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    os.environ.setdefault("DPCDVAE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    make_demo_dataset(root, n=(24, 8, 8))
-    return root
-
-
-@pytest.fixture(scope="module")
-def demo_train(demo_root):
-    return load_split("demo_synthetic_perovskites", "train", root=demo_root, graph="none", progress=False)
+DEMO_SIZES = (24, 8, 8)  # conftest's demo_root / demo_train
 
 
 def _tiny(ds, model="cdvae", **over):

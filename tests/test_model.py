@@ -3,28 +3,16 @@
 Everything runs on the self-built SYNTHETIC demo perovskites (no shared data needed)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
 from dpcdvae.config import load_config
-from dpcdvae.data import LatticeScaler, load_split, make_demo_dataset
+from dpcdvae.data import LatticeScaler, load_split
 from dpcdvae.model import DPCDVAE, SampleOutput
 
 
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    os.environ.setdefault("DPCDVAE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    make_demo_dataset(root, n=(48, 8, 8))
-    return root
-
-
-@pytest.fixture(scope="module")
-def demo_train(demo_root):
-    return load_split("demo_synthetic_perovskites", "train", root=demo_root, graph="none", progress=False)
+DEMO_SIZES = (48, 8, 8)  # conftest's demo_root / demo_train
 
 
 def _tiny_model(ds, **over):

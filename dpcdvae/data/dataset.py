@@ -19,10 +19,8 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from .csvio import (DEFAULT_MAX_ATOMS, GRAPH_METHODS, PROPERTY_COLUMNS, DataErro
                     row_error_message)
 from .locator import (DEMO_NAME, SPLITS, DatasetNotFoundError, PathLike, available_splits, cache_dir,
                       locate_dataset, split_path)
+from .._fileio import atomic_open
 from .scalers import LatticeScaler, StandardScaler
 
 log = logging.getLogger("dpcdvae.data")
@@ -122,18 +121,8 @@ def _cache_file(root: Path, name: str, split: str, key: str) -> Path:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def _load_cache(path: Path, csv_sha: str, settings: PreprocessSettings) -> Optional[dict]:

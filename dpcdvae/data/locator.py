@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterable, Optional, Union
+
+from .._fileio import atomic_write_bytes
 
 log = logging.getLogger("dpcdvae.data")
 
@@ -149,7 +150,7 @@ def split_path(name: str, split: str, root: Optional[PathLike] = None) -> Path:
         raise DatasetNotFoundError(
             f"split {split!r} of dataset {name!r} is absent: {p} does not exist (present in {d}: {present}). "
             f"To fix: {_how_to_get(name)}"
-            + (f", or train on another split (e.g. train_split='val')" if split == "train" else "")
+            + (", or train on another split (e.g. train_split='val')" if split == "train" else "")
             + "."
         )
     return p
@@ -172,20 +173,7 @@ def default_download_dest() -> Path:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, data, fsync=True)
 
 
 def download(name: str, dest: Optional[PathLike] = None, splits: Iterable[str] = SPLITS, *,

@@ -16,13 +16,14 @@ import argparse
 import datetime as _dt
 import json
 import math
-import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .._fileio import atomic_write_text
 
 
 def _versions() -> dict[str, str]:
@@ -220,9 +221,7 @@ def run(args: argparse.Namespace) -> int:
         **_versions(),
     })
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(flat, indent=2, sort_keys=True))
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_text(out / "metrics.json", json.dumps(flat, indent=2, sort_keys=True))
     if per is not None:
         name = "per_structure.csv" if args.task == "recon" else "per_sample.csv"
         pd.DataFrame(per).to_csv(out / name, index=False)

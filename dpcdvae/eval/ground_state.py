@@ -79,7 +79,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections import deque
@@ -88,6 +87,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from .._fileio import atomic_write_text
 
 __all__ = [
     "RelaxResult", "relax_structures", "relax_structure", "read_structures", "load_results", "load_chgnet",
@@ -534,15 +535,7 @@ def _to_structure(a):
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, text)
 
 
 def _write_result(out_dir: Path, r: RelaxResult) -> None:

@@ -25,7 +25,6 @@ we add it back here).
 from __future__ import annotations
 
 import os
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Optional
@@ -33,6 +32,8 @@ from typing import Optional
 import torch
 from torch import nn
 from torch_geometric.nn.models import DimeNetPlusPlus
+
+from .._fileio import atomic_open
 from torch_geometric.nn.models.dimenet import (BesselBasisLayer, EmbeddingBlock, Envelope, InteractionPPBlock,
                                                OutputPPBlock, SphericalBasisLayer)
 from torch_geometric.nn.resolver import activation_resolver
@@ -100,10 +101,8 @@ def _symbolic_basis(num_spherical: int, num_radial: int):
     forms = (bessel_basis(num_spherical, num_radial), real_sph_harm(num_spherical))
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as f:
+            with atomic_open(path, "wb") as f:
                 pickle.dump(forms, f)
-            os.replace(f.name, path)
         except Exception:  # noqa: BLE001 - read-only cache: fine
             pass
     return forms

@@ -54,7 +54,6 @@ MALLOC_TRIM_THRESHOLD_=4000000000`` (or jemalloc) in the environment avoids that
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch

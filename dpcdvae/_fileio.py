@@ -1,0 +1,57 @@
+"""Atomic file writes: the one helper behind every checkpoint, cache, CIF, JSON and relaxation record we write.
+
+A file is written to a temporary name in the destination folder and renamed over the destination only when the
+write finished (``os.replace`` is atomic on POSIX and Windows within one file system). An interrupted run therefore
+leaves either the old file or the complete new one, never a truncated file, and no temporary file behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+__all__ = ["atomic_open", "atomic_write_text", "atomic_write_bytes"]
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "wb", fsync: bool = False, encoding: str | None = None) -> Iterator[IO]:
+    """``with atomic_open(path, "w") as fh: ...``: write ``fh``; on a clean exit it becomes ``path``.
+
+    ``mode`` is ``"w"`` (text) or ``"wb"`` (binary). The parent folder is created. ``fsync=True`` flushes the data
+    to disk before the rename (downloads, caches that must survive a power cut). On an exception the temporary file
+    is removed and the exception propagates; ``path`` is untouched.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, encoding=encoding if mode == "w" else None) as fh:
+            yield fh
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str, fsync: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    with atomic_open(path, "w", fsync=fsync, encoding="utf-8") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_open(path, "wb", fsync=fsync) as fh:
+        fh.write(data)
+    return Path(path)
