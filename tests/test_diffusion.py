@@ -18,15 +18,6 @@ def torus_err(a, b):
     return (d - torch.round(d)).abs().max().item()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Intra-op threads on a loaded 2-core machine make mid-size tensor ops 100x slower; restore afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def sched():
     return DDPMScheduler(T, "sigmoid", wrap=True)

@@ -8,15 +8,6 @@ import torch.nn.functional as F
 from dpcdvae.nets.embeddings import FourierFeatures, TimeEmbedding, sinusoidal_embedding
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Intra-op threads on a loaded 2-core machine make mid-size tensor ops 100x slower; restore afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_fourier_shape_and_ordering():
     ff = FourierFeatures()
     r = torch.rand(7, 3, dtype=torch.float64)
