@@ -208,14 +208,14 @@ def test_generation_metrics_set_against_itself():
 def test_fingerprint_cache_and_resume(tmp_path):
     import os
 
-    from dpcdvae.eval.fingerprints import cache_root, structure_fingerprints, structures_hash, _versions_tag
+    from dpcdvae.eval.fingerprints import cache_root, struct_fp_cache_tag, structure_fingerprints, structures_hash
 
     structs = [rocksalt(a) for a in (5.5, 5.6, 5.7)] + [None]
     assert cache_root() == tmp_path / "cache" / "fingerprints"
     fps, errs = structure_fingerprints(structs, n_workers=1, chunk_size=2, progress=False)
     assert fps.shape == (4, 61) and np.isfinite(fps[:3]).all() and np.isnan(fps[3]).all()
     assert errs[:3] == [None] * 3 and "no structure" in errs[3]
-    key = structures_hash(structs, tag=f"crystalnn-ops-mean;{_versions_tag()};chunk=2")
+    key = structures_hash(structs, tag=struct_fp_cache_tag(2))
     assert (cache_root() / f"{key}.npz").exists()
     fps2, errs2 = structure_fingerprints(structs, n_workers=1, chunk_size=2, progress=False)
     assert np.array_equal(fps, fps2, equal_nan=True) and errs2 == errs

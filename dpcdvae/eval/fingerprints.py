@@ -222,6 +222,13 @@ def _crystalnn_featurizer():
 # coordinates (~1e-15 relative), far below the 1e-3 rounding that CrystalNN applies to the weights and the 1e-8
 # tolerance of the equality test (``tests/test_fast_fingerprint.py``).
 #
+# The same argument holds for any tessellation cutoff r_t <= r_c: the cell of site i computed from a point set that
+# contains every point within r_t of site i does not depend on the points farther away once R_i < r_t / 2. The
+# all-site tessellation therefore uses r_t = 5 A (``$DPCDVAE_FP_TESS_CUTOFF``), about 2.7x fewer points than 7 A,
+# checks R_i < r_t / 2 per site (true for every site of the first 30 Carbon-24 / Perov-5 rows) and retries with
+# r_t = r_c when the small tessellation raises. Measured on Carbon-24 (one core): 1.8x faster overall; what remains
+# is mostly matminer's order parameters (``LocalStructOrderParams.get_order_parameters``), which are unchanged.
+#
 # How it is injected: ``CrystalNN.get_nn_data`` looks the name ``VoronoiNN`` up in its module globals when called.
 # :class:`_FastCrystalNN` runs pymatgen's own ``get_nn_data`` code object with a globals mapping in which that name
 # is a factory of :class:`_CachedVoronoiNN` bound to the instance; nothing global is patched. ``_CachedVoronoiNN``
