@@ -170,3 +170,48 @@ def test_fast_equals_matminer_on_real_rows(dataset, split):
     print(f"{dataset}/{split}: 30 structures, max |fast - matminer| = {worst:.3g}, "
           f"{hits}/{sites} sites from the single tessellation")
     assert hits >= 0.9 * sites  # the fast path is really taken on real data
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CDVAE's CrystalNN graph (encoder graph of the paper config, E_form predictor) through the same fast path
+# ----------------------------------------------------------------------------------------------------------------
+def _edge_set(structure, fast):
+    from dpcdvae.graph import crystalnn_edges
+
+    ei, off = crystalnn_edges(structure, fast=fast)
+    return sorted(zip(ei[0].tolist(), ei[1].tolist(), map(tuple, off.tolist())))
+
+
+@pytest.mark.parametrize("name", [n for n in BUILT if n != "1-atom cell"])
+def test_crystalnn_graph_fast_equals_pymatgen(name):
+    s = BUILT[name]()
+    fast, ref = _edge_set(s, True), _edge_set(s, False)
+    assert len(ref) > 0 and fast == ref
+
+
+def test_crystalnn_graph_fast_path_is_taken():
+    s = _diamond()
+    cnn = F.fast_crystalnn(distance_cutoffs=None, x_diff_weight=-1, porous_adjustment=False)
+    assert cnn.prepare(s) == len(s)
+    try:
+        a = [sorted((n["site_index"], tuple(n["image"])) for n in cnn.get_nn_info(s, i)) for i in range(len(s))]
+    finally:
+        cnn.release()
+    assert cnn.cache_hits == len(s) and cnn.cache_misses == 0
+    b = [sorted((n["site_index"], tuple(n["image"])) for n in cnn.get_nn_info(s, i)) for i in range(len(s))]
+    assert a == b and cnn.cache_misses == len(s)  # after release: pymatgen's per-site path, same answer
+
+
+@pytest.mark.parametrize("dataset,split", [("carbon_24", "val"), ("perov_5", "test")])
+def test_crystalnn_graph_fast_equals_pymatgen_on_real_rows(dataset, split):
+    root = _shared_data_root()
+    if root is None:
+        pytest.skip("shared data not found: need carbon_24/val.csv and perov_5/test.csv under $DPCDVAE_DATA, "
+                    "./data, ../shared/data or /work/shared/data")
+    from dpcdvae.eval.io import load_split_structures
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, structs = load_split_structures(dataset, split, root=root, limit=20)
+    for i, s in enumerate(structs):
+        assert _edge_set(s, True) == _edge_set(s, False), f"{dataset} {split} row {i}: CrystalNN graphs differ"

@@ -372,6 +372,18 @@ def _voronoi_classes():
     return _FAST_CLASSES
 
 
+def fast_crystalnn(**kwargs):
+    """A pymatgen ``CrystalNN(**kwargs)`` that answers per-site queries from one Voronoi tessellation per structure.
+
+    Call ``cnn.prepare(structure)`` before querying the sites of ``structure`` (the same object) and
+    ``cnn.release()`` afterwards; without ``prepare`` it behaves exactly like ``CrystalNN``. The neighbour lists are
+    the per-site ones (same polyhedra, see the comment above :func:`_voronoi_classes`); ``cache_hits`` /
+    ``cache_misses`` count how the queries were served. Used for the Table II fingerprints and for CDVAE's CrystalNN
+    graph (:func:`dpcdvae.graph.crystalnn_edges`).
+    """
+    return _voronoi_classes()[2](**kwargs)
+
+
 def _fast_featurizer():
     """A second ``CrystalNNFingerprint.from_preset("ops")`` (one per process) whose ``cnn`` is a
     :class:`_FastCrystalNN` with the same settings; its order-parameter objects are matminer's own."""

@@ -285,32 +285,13 @@ def load_property_checkpoint(dataset: str, cache_dir: Optional[PathLike] = None)
 # structures -> CDVAE graphs
 # ----------------------------------------------------------------------------------------------------------------
 
-def _crystalnn():
-    from pymatgen.analysis.local_env import CrystalNN
+def cdvae_crystalnn_graph(structure, fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """CDVAE's CrystalNN graph: ``edge_index [2, E]`` ([0] = source j, [1] = target i) and ``offsets [E, 3]`` as
+    numpy int64 arrays; see :func:`dpcdvae.graph.crystalnn_edges` (symmetric: each bond gives both directions)."""
+    from ..graph import crystalnn_edges
 
-    return CrystalNN(distance_cutoffs=None, x_diff_weight=-1, porous_adjustment=False)
-
-
-def cdvae_crystalnn_graph(structure) -> tuple[np.ndarray, np.ndarray]:
-    """CDVAE's CrystalNN graph: ``edge_index [2, E]`` ([0] = source j, [1] = target i) and ``offsets [E, 3]``.
-
-    Bonds come from pymatgen's ``StructureGraph`` built with CrystalNN (the union of every site's neighbour list);
-    each bond (i, j, image) gives the edge j->i with offset ``image`` and i->j with ``-image``, so the graph is
-    symmetric (``dpcdvae.graph.crystalnn_edges`` keeps CrystalNN's directed lists instead).
-    """
-    from pymatgen.analysis.graphs import StructureGraph
-
-    builder = getattr(StructureGraph, "from_local_env_strategy", None) or StructureGraph.with_local_env_strategy
-    sg = builder(structure, _crystalnn())
-    src, dst, off = [], [], []
-    for i, j, image in sg.graph.edges(data="to_jimage"):
-        image = tuple(int(round(x)) for x in image)
-        src += [j, i]
-        dst += [i, j]
-        off += [image, tuple(-x for x in image)]
-    edge_index = np.asarray([src, dst], dtype=np.int64).reshape(2, -1)
-    offsets = np.asarray(off, dtype=np.int64).reshape(-1, 3)
-    return edge_index, offsets
+    edge_index, offsets = crystalnn_edges(structure, fast=fast)
+    return edge_index.numpy().astype(np.int64), offsets.numpy().astype(np.int64)
 
 
 def prepare_structure(structure, niggli: bool = True, graph: str = "cdvae") -> dict:
@@ -318,7 +299,8 @@ def prepare_structure(structure, niggli: bool = True, graph: str = "cdvae") -> d
 
     Args:
         niggli: Niggli-reduce and rebuild from lattice parameters (CDVAE's pipeline) before building the graph.
-        graph: ``'cdvae'`` (symmetric StructureGraph, as CDVAE) or ``'directed'`` (``crystalnn_edges``).
+        graph: ``'cdvae'`` (CDVAE's symmetric CrystalNN StructureGraph, one tessellation per structure) or
+            ``'cdvae-per-site'`` (the same graph through pymatgen's per-site path: the reference, slower).
     Returns:
         dict with ``frac [n,3]``, ``z [n]``, ``lattice [3,3]`` (rows), ``edge_index [2,E]``, ``offsets [E,3]``, or
         ``{'error': message}`` if the structure could not be processed.
@@ -336,15 +318,9 @@ def _prepare(structure, niggli: bool, graph: str) -> dict:
         from ..crystal import canonicalize_structure
 
         structure = canonicalize_structure(structure)
-    if graph == "cdvae":
-        edge_index, offsets = cdvae_crystalnn_graph(structure)
-    elif graph == "directed":
-        from ..graph import crystalnn_edges
-
-        ei, off = crystalnn_edges(structure)
-        edge_index, offsets = ei.numpy(), off.numpy()
-    else:
-        raise ValueError(f"graph must be 'cdvae' or 'directed', got {graph!r}")
+    if graph not in ("cdvae", "cdvae-per-site"):
+        raise ValueError(f"graph must be 'cdvae' or 'cdvae-per-site', got {graph!r}")
+    edge_index, offsets = cdvae_crystalnn_graph(structure, fast=graph == "cdvae")
     return {
         "frac": np.asarray(structure.frac_coords, dtype=np.float64),
         "z": np.asarray([site.specie.Z for site in structure], dtype=np.int64),
@@ -608,7 +584,8 @@ def _main(argv=None) -> int:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-niggli", action="store_true", help="ablation: skip canonicalisation")
-    ap.add_argument("--graph", default="cdvae", choices=["cdvae", "directed"], help="ablation: graph builder")
+    ap.add_argument("--graph", default="cdvae", choices=["cdvae", "cdvae-per-site"],
+                    help="graph builder: one tessellation per structure (default) or pymatgen's per-site reference")
     ap.add_argument("--triplets", default="cdvae", choices=["cdvae", "exact_reverse"], help="ablation")
     args = ap.parse_args(argv)
     t0 = time.time()
