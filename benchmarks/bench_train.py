@@ -4,7 +4,10 @@ paper configs, on Perov-5 batches (real rows when ../shared/data is present, els
 Peak memory: CUDA max_memory_allocated on a GPU; on CPU the growth of the process's peak RSS during the timed
 steps (an upper bound that includes allocator caching).
 
-    python benchmarks/bench_train.py [--threads 2] [--device cpu] [--batch-size 64] [--steps 5]
+    python benchmarks/bench_train.py [--threads 2] [--device cpu] [--batch-size 64] [--steps 5] [--set K=V ...]
+
+``--set model.decoder.checkpoint_blocks=true`` measures activation checkpointing. On CPU the peak RSS of a process
+only grows, so compare settings in separate runs (one process each), not in one.
 """
 from __future__ import annotations
 
@@ -33,10 +36,10 @@ def _data(n: int, graph: str):
                           progress=False), "demo_synthetic_perovskites"
 
 
-def bench(cfg_name: str, batch_size: int, steps: int, device: str) -> dict:
+def bench(cfg_name: str, batch_size: int, steps: int, device: str, overrides: dict | None = None) -> dict:
     from torch_geometric.loader import DataLoader
 
-    cfg = load_config(cfg_name, dataset="perov_5")
+    cfg = load_config(cfg_name, dataset="perov_5", overrides=overrides or None)
     graph = "crystalnn" if cfg.model.encoder.graph == "crystalnn" else "none"
     ds, name = _data(batch_size * (steps + 1), graph)
     torch.manual_seed(0)
@@ -73,11 +76,15 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--configs", nargs="+", default=["compact", "paper"])
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every config")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    final = {"bench": "train", **machine_info(a.device)}
+    import yaml
+
+    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+    final = {"bench": "train", **machine_info(a.device), "overrides": overrides}
     for cfg in a.configs:
-        r = bench(cfg, a.batch_size, a.steps, a.device)
+        r = bench(cfg, a.batch_size, a.steps, a.device, overrides)
         print_json({"case": cfg, **r})
         final[f"{cfg}_structures_per_s"] = round(r["structures_per_s"], 2)
         final[f"{cfg}_peak_mem_gib"] = round(r["peak_mem_gib"], 3)

@@ -59,7 +59,7 @@ from .config import ModelConfig
 from .crystal import cart_to_frac, frac_to_cart, lattice_params_to_matrix, wrap
 from .data.scalers import LatticeScaler
 from .diffusion.langevin import AnnealedLangevin
-from .model import DPCDVAE, SampleOutput
+from .model import DPCDVAE, SampleOutput, gemnet_kwargs
 from .nets.gemnet import GemNetTDenoiser
 
 __all__ = ["CDVAE", "CDVAEDenoiser", "min_image_displacement", "langevin_sample_frac", "CDVAE_MODELS",
@@ -178,16 +178,8 @@ class CDVAE(DPCDVAE):
         super().__init__(dataclasses.replace(cfg, model="dpcdvae"), lattice_scaler)
         self.cfg = cfg
         self.scheduler = None  # no DDPM here
-        dec = cfg.decoder
-        self.decoder = CDVAEDenoiser(
-            fourier_features=cfg.model == "cdvae_fourier",
-            latent_dim=cfg.latent_dim, num_blocks=dec.num_blocks, emb_size_atom=dec.emb_size_atom,
-            emb_size_edge=dec.emb_size_edge, emb_size_trip=dec.emb_size_trip, emb_size_rbf=dec.emb_size_rbf,
-            emb_size_cbf=dec.emb_size_cbf, emb_size_bil_trip=dec.emb_size_bil_trip,
-            num_spherical=dec.num_spherical, num_radial=dec.num_radial, cutoff=dec.cutoff,
-            max_neighbors=dec.max_neighbors, type_emb_dim=dec.type_emb_dim, time_emb_dim=dec.time_emb_dim,
-            fourier=(dec.fourier_min, dec.fourier_max), project_input=dec.project_input,
-            T=cfg.cdvae_num_levels, time_mode=cfg.time_embedding)
+        self.decoder = CDVAEDenoiser(fourier_features=cfg.model == "cdvae_fourier", **gemnet_kwargs(cfg),
+                                     T=cfg.cdvae_num_levels)
         self.langevin = AnnealedLangevin(cfg.cdvae_sigma_begin, cfg.cdvae_sigma_end, cfg.cdvae_num_levels,
                                          steps_per_level=LANGEVIN_STEPS_PER_LEVEL, step_lr=LANGEVIN_STEP_LR)
         self.register_buffer("coord_sigmas", self.langevin.sigmas.float(), persistent=False)

@@ -61,6 +61,7 @@ class DecoderConfig:
     fourier_min: int = 3
     fourier_max: int = 8
     project_input: bool = True  # False = published code (548-wide atom embedding through every block)
+    checkpoint_blocks: bool = False  # recompute each interaction block in the backward pass (less memory, slower)
 
 
 @dataclass

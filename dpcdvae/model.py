@@ -87,6 +87,19 @@ class SampleOutput:
         return [s is not None and not f for s, f in zip(self.structures, self.flags)]
 
 
+def gemnet_kwargs(cfg: ModelConfig) -> dict:
+    """Keyword arguments of the GemNet-T decoder (DP-CDVAE's and the CDVAE baselines') from a model config,
+    without ``T`` (the number of diffusion steps or of noise levels, which differs between the models)."""
+    dec = cfg.decoder
+    return dict(latent_dim=cfg.latent_dim, num_blocks=dec.num_blocks, emb_size_atom=dec.emb_size_atom,
+                emb_size_edge=dec.emb_size_edge, emb_size_trip=dec.emb_size_trip, emb_size_rbf=dec.emb_size_rbf,
+                emb_size_cbf=dec.emb_size_cbf, emb_size_bil_trip=dec.emb_size_bil_trip,
+                num_spherical=dec.num_spherical, num_radial=dec.num_radial, cutoff=dec.cutoff,
+                max_neighbors=dec.max_neighbors, type_emb_dim=dec.type_emb_dim, time_emb_dim=dec.time_emb_dim,
+                fourier=(dec.fourier_min, dec.fourier_max), project_input=dec.project_input,
+                time_mode=cfg.time_embedding, checkpoint_blocks=dec.checkpoint_blocks)
+
+
 class DPCDVAE(nn.Module):
     """DP-CDVAE (Pakornchote et al. 2023). Build with ``DPCDVAE(cfg.model, lattice_scaler)``.
 
@@ -116,15 +129,7 @@ class DPCDVAE(nn.Module):
         self.fc_num_atoms = _mlp(L, H, cfg.max_atoms + 1)
         self.fc_lattice = _mlp(L, H, 6)
         self.fc_composition = _mlp(L, H, MAX_ATOMIC_NUM)
-        dec = cfg.decoder
-        self.decoder = GemNetTDenoiser(
-            latent_dim=L, num_blocks=dec.num_blocks, emb_size_atom=dec.emb_size_atom,
-            emb_size_edge=dec.emb_size_edge, emb_size_trip=dec.emb_size_trip, emb_size_rbf=dec.emb_size_rbf,
-            emb_size_cbf=dec.emb_size_cbf, emb_size_bil_trip=dec.emb_size_bil_trip,
-            num_spherical=dec.num_spherical, num_radial=dec.num_radial, cutoff=dec.cutoff,
-            max_neighbors=dec.max_neighbors, type_emb_dim=dec.type_emb_dim, time_emb_dim=dec.time_emb_dim,
-            fourier=(dec.fourier_min, dec.fourier_max), project_input=dec.project_input,
-            T=cfg.timesteps, time_mode=cfg.time_embedding)
+        self.decoder = GemNetTDenoiser(**gemnet_kwargs(cfg), T=cfg.timesteps)
         self.scheduler = DDPMScheduler(num_train_timesteps=cfg.timesteps, beta_schedule=cfg.beta_schedule)
         sig = torch.exp(torch.linspace(torch.log(torch.tensor(cfg.type_sigma_begin)),
                                        torch.log(torch.tensor(cfg.type_sigma_end)), cfg.type_sigma_levels))

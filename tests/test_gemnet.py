@@ -265,6 +265,28 @@ def test_gradients_reach_all_parameters(crystals):
         assert p.grad.abs().max() > 0, name
 
 
+def test_checkpoint_blocks_same_outputs_and_gradients(crystals):
+    """Activation checkpointing recomputes the blocks in the backward pass: identical outputs and gradients."""
+    grads = []
+    for ckpt in (False, True):
+        m = tiny_model(checkpoint_blocks=ckpt).train()
+        calls, fwd = [], m.blocks[0].forward
+        m.blocks[0].forward = lambda *a, _f=fwd, **k: calls.append(1) or _f(*a, **k)
+        z = crystals["z"].clone().requires_grad_(True)
+        eps, logits = m(**{**crystals, "z": z})
+        loss = eps.pow(2).sum() + logits.logsumexp(-1).sum()
+        loss.backward()
+        assert len(calls) == (2 if ckpt else 1)  # checkpointing really recomputes the block in backward
+        grads.append((eps.detach(), logits.detach(), z.grad, {n: p.grad for n, p in m.named_parameters()}))
+    (e0, l0, gz0, g0), (e1, l1, gz1, g1) = grads
+    assert torch.allclose(e0, e1, atol=1e-12) and torch.allclose(l0, l1, atol=1e-12)
+    assert torch.allclose(gz0, gz1, atol=1e-10)
+    for n in g0:
+        assert (g0[n] is None) == (g1[n] is None), n
+        if g0[n] is not None:
+            assert torch.allclose(g0[n], g1[n], atol=1e-10), n
+
+
 def test_gradcheck_wrt_latent_and_lattice(model_full):
     """Analytic gradients (through the in-place activations/residuals) match finite differences (float64)."""
     c = random_crystals([2, 3], seed=21)
