@@ -5,7 +5,8 @@
     dpcdvae train --dataset perov_5 --config compact --out DIR [--max-minutes M] [--resume]
     dpcdvae sample --checkpoint CKPT --n N [--sampler eq7|eq6|strided_eq7|strided --steps S] --out DIR
     dpcdvae reconstruct --checkpoint CKPT --split test --out DIR
-    dpcdvae evaluate --task recon|gen --samples PATH --dataset NAME --out DIR
+    dpcdvae evaluate --task recon|gen --samples PATH --dataset NAME --out DIR [--property-model best.pt]
+    dpcdvae train-property --dataset NAME [--prop COLUMN] --out DIR    a fresh property regressor (W1(E_form))
 """
 from __future__ import annotations
 
@@ -223,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reconstruct(sub)
     import importlib
 
-    for mod in ("dpcdvae.data.cli", "dpcdvae.eval.cli", "dpcdvae.eval.ground_state_cli", "dpcdvae.notebooks"):
+    for mod in ("dpcdvae.data.cli", "dpcdvae.eval.cli", "dpcdvae.eval.ground_state_cli", "dpcdvae.eval.property_train",
+                "dpcdvae.notebooks"):
         try:
             module = importlib.import_module(mod)
         except ImportError as exc:  # a subpackage that is missing its optional dependencies
@@ -236,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(argv) if argv is not None else sys.argv[1:]  # the command recorded in outputs
     rc = args.func(args)
     return int(rc or 0)
 

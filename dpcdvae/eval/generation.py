@@ -470,7 +470,8 @@ def _reason_class(reason: str) -> str:
 def data_vs_data(dataset: str, root: str | None = None, n_workers: int = 2, seed: int = 0,
                  n_property_samples: int = 1000, generated_split: str = "val", reference_split: str = "test",
                  compute_eform: bool = True, cache: bool = True, progress: bool = True,
-                 max_structures: int | None = None, comp_scaler: CompScaler | None = None) -> dict:
+                 max_structures: int | None = None, comp_scaler: CompScaler | None = None,
+                 property_fn: Callable | None = None) -> dict:
     """Baseline: a held-out data split (validation) stands in for "generated" against the test split.
 
     All Table II metrics, with the composition scaler fitted on the test split unless ``comp_scaler`` is given.
@@ -485,6 +486,6 @@ def data_vs_data(dataset: str, root: str | None = None, n_workers: int = 2, seed
     ref = [s for s in ref if s is not None]
     out = generation_metrics(gen, ref, dataset, n_workers=n_workers, seed=seed,
                              n_property_samples=n_property_samples, compute_eform=compute_eform, cache=cache,
-                             progress=progress, comp_scaler=comp_scaler)
+                             progress=progress, comp_scaler=comp_scaler, property_fn=property_fn)
     out["baseline"] = f"data vs data: {generated_split} split as generated vs {reference_split} split"
     return out

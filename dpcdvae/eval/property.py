@@ -19,8 +19,13 @@ What reproduces CDVAE's inference (all checked against the test-set MAE, see :fu
   in perovskites the A site lists the X atoms but not vice versa, and CDVAE's graph is the symmetrised union);
 * triplets drop every k == i pair (CDVAE/PyG's rule), not only the exact reverse bond.
 
-Public API: :func:`fetch_property_models`, :class:`PropertyPredictor` (``.load(dataset)``, ``.predict(structures)``),
-:func:`predict_property`, :class:`PropertyModelUnavailable`, :func:`evaluate_split`.
+Freshly trained regressors (``dpcdvae train-property``, :mod:`dpcdvae.eval.property_train`) load with
+:meth:`PropertyPredictor.from_checkpoint` and go through the same preprocessing and batching
+(:func:`collate_prepared`).
+
+Public API: :func:`fetch_property_models`, :class:`PropertyPredictor` (``.load(dataset)``,
+``.from_checkpoint(path)``, ``.predict(structures)``), :func:`predict_property` (``model_path=`` for a fresh
+checkpoint), :func:`collate_prepared`, :class:`PropertyModelUnavailable`, :func:`evaluate_split`.
 Command line: ``python -m dpcdvae.eval.property perov_5 --split test [--n 500 --seed 0]`` prints the MAE.
 """
 from __future__ import annotations
@@ -50,8 +55,10 @@ __all__ = [
     "load_property_checkpoint",
     "cdvae_crystalnn_graph",
     "prepare_structure",
+    "collate_prepared",
     "PropertyPredictor",
     "predict_property",
+    "CHECKPOINT_FORMAT",
     "evaluate_split",
 ]
 
@@ -65,6 +72,8 @@ WHEEL_SHA256 = "a1764f646bea0c0564699bf9f380490891fa9649358155323181b5088844a803
 #: Environment variable naming an explicit wheel file (for offline machines: copy the wheel there).
 ENV_WHEEL = "DPCDVAE_PROPERTY_WHEEL"
 ENV_CACHE = "DPCDVAE_CACHE"
+#: ``format`` field of the checkpoints written by ``dpcdvae train-property`` (:mod:`dpcdvae.eval.property_train`).
+CHECKPOINT_FORMAT = "dpcdvae-property-model/1"
 
 
 class PropertyModelUnavailable(Exception):
@@ -368,10 +377,47 @@ def _worker_init() -> None:
 # the predictor
 # ----------------------------------------------------------------------------------------------------------------
 
-class PropertyPredictor:
-    """A pretrained CDVAE property regressor (eV/atom) on our periodic DimeNet++.
+def collate_prepared(items: Sequence[dict], device: Union[str, torch.device] = "cpu", triplets: str = "cdvae"):
+    """Batch prepared crystals (outputs of :func:`prepare_structure`) into the property network's input.
 
-    Use :meth:`load`; then :meth:`predict` takes pymatgen ``Structure`` objects.
+    Each item holds ``frac [n,3]`` (fractional), ``z [n]`` (Z), ``lattice [3,3]`` (rows, Angstrom),
+    ``edge_index [2,E]`` (CDVAE's CrystalNN graph, [0] = source j, [1] = target i) and ``offsets [E,3]`` (image of
+    the source). The periodic graph is built with :func:`dpcdvae.graph.graph_from_edges` (distances in Angstrom,
+    triplets); ``triplets='cdvae'`` then drops every k == i triplet as CDVAE's models were trained
+    (``'exact_reverse'``: only the exact reverse bond). Used at prediction time by :class:`PropertyPredictor` and
+    at training time by :mod:`dpcdvae.eval.property_train`, so both see the same graph.
+
+    Returns:
+        ``(z [N] long, graph PeriodicGraph, batch [N] long, num_graphs)`` on ``device``.
+    """
+    from ..graph import graph_from_edges
+    from ..nets.dimenet import drop_backtracking_triplets
+
+    if triplets not in ("cdvae", "exact_reverse"):
+        raise ValueError(f"triplets must be 'cdvae' or 'exact_reverse', got {triplets!r}")
+    n = torch.tensor([len(it["z"]) for it in items], dtype=torch.long)
+    ptr = torch.cumsum(n, 0) - n
+    frac = torch.from_numpy(np.concatenate([np.asarray(it["frac"], dtype=np.float64) for it in items])).float()
+    z = torch.from_numpy(np.concatenate([np.asarray(it["z"], dtype=np.int64) for it in items]))
+    lattice = torch.from_numpy(np.stack([np.asarray(it["lattice"], dtype=np.float64) for it in items])).float()
+    batch = torch.repeat_interleave(torch.arange(len(items)), n)
+    ei = torch.cat([torch.as_tensor(np.asarray(it["edge_index"], dtype=np.int64)).reshape(2, -1) + int(p)
+                    for it, p in zip(items, ptr)], dim=1)
+    off = torch.from_numpy(np.concatenate([np.asarray(it["offsets"], dtype=np.float64).reshape(-1, 3)
+                                           for it in items])).float()
+    dev = torch.device(device)
+    frac, z, lattice, batch, ei, off = (t.to(dev) for t in (frac, z, lattice, batch, ei, off))
+    g = graph_from_edges(frac, lattice, batch, ei, off, triplets=True)
+    if triplets == "cdvae":
+        g.idx_kj, g.idx_ji = drop_backtracking_triplets(g.edge_index, g.idx_kj, g.idx_ji)
+    return z, g, batch, len(items)
+
+
+class PropertyPredictor:
+    """A property regressor on our periodic DimeNet++: CDVAE's pretrained ones (eV/atom) or one trained here.
+
+    Use :meth:`load` (CDVAE's) or :meth:`from_checkpoint` (``dpcdvae train-property``); then :meth:`predict` takes
+    pymatgen ``Structure`` objects.
 
     Attributes:
         dataset, prop, mean, std: target and its de-standardisation (``value = mean + std * network output``).
@@ -440,6 +486,50 @@ class PropertyPredictor:
                 "scaler_from_file": ck["scaler"]}
         return cls(model, spec, device=device, info=info, **kwargs)
 
+    @classmethod
+    def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "cpu",
+                        **kwargs) -> "PropertyPredictor":
+        """Load a regressor trained by :func:`dpcdvae.eval.property_train.train_property` (``dpcdvae
+        train-property``), e.g. ``runs/prop/best.pt``.
+
+        The checkpoint holds the :class:`~dpcdvae.nets.dimenet.PeriodicDimeNetPlusPlus` keyword arguments and
+        weights, the target's training mean/std (property units, ``units`` says which: eV/atom for the CDVAE
+        benchmark properties) and the preprocessing it was trained with (Niggli canonicalisation, CDVAE's CrystalNN
+        graph, CDVAE's triplet rule), which :meth:`predict` then applies to new structures. Extra keyword arguments
+        (``niggli``, ``graph``, ``triplets``) override that preprocessing (ablations only).
+
+        Raises:
+            PropertyModelUnavailable: the file is missing or is not such a checkpoint.
+        """
+        from ..nets.dimenet import PeriodicDimeNetPlusPlus
+
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise PropertyModelUnavailable(f"property model checkpoint {path} does not exist")
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - unreadable / not a torch file
+            raise PropertyModelUnavailable(f"cannot read property model checkpoint {path}: {exc}") from exc
+        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+            got = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
+            raise PropertyModelUnavailable(f"{path} is not a dpcdvae property-model checkpoint (format {got!r}, "
+                                           f"expected {CHECKPOINT_FORMAT!r}; train one with `dpcdvae "
+                                           "train-property`)")
+        model = PeriodicDimeNetPlusPlus(**ck["model_kwargs"])
+        try:
+            model.load_state_dict(ck["state_dict"], strict=True)
+        except RuntimeError as exc:
+            raise PropertyModelUnavailable(f"{path}: weights do not fit the stored model kwargs: {exc}") from exc
+        spec = PropertyModelSpec(str(ck["dataset"]), str(path), str(ck["prop"]), float(ck["mean"]),
+                                 float(ck["std"]), str(ck.get("units", "unknown")))
+        pre = {"niggli": bool(ck.get("niggli", True)), "graph": str(ck.get("graph", "cdvae")),
+               "triplets": str(ck.get("triplets", "cdvae"))}
+        pre.update(kwargs)
+        info = {"checkpoint": str(path), "source": "dpcdvae train-property", "cutoff": model.cutoff,
+                **{k: ck.get(k) for k in ("best_val_mae", "best_epoch", "n_train", "n_val", "train_split",
+                                          "val_split", "created")}}
+        return cls(model, spec, device=device, info=info, **pre)
+
     # ------------------------------------------------------------------------------------------------------------
     def prepare(self, structures: Sequence, n_workers: int = 2, progress: bool = True) -> list[dict]:
         """Canonicalise and build CDVAE graphs for ``structures`` (process pool of ``n_workers``)."""
@@ -447,10 +537,8 @@ class PropertyPredictor:
 
     @torch.no_grad()
     def predict_prepared(self, items: Sequence[dict], batch_size: int = 256) -> np.ndarray:
-        """Predictions (eV/atom) for outputs of :meth:`prepare`; NaN where an item failed or is unsupported."""
-        from ..graph import graph_from_edges
-        from ..nets.dimenet import drop_backtracking_triplets
-
+        """Predictions (property units, eV/atom for CDVAE's models) for outputs of :meth:`prepare`; NaN where an
+        item failed or has an element outside the model's embedding (Z >= ``model.num_atom_types``)."""
         out = np.full(len(items), np.nan, dtype=np.float64)
         ok = []
         max_z = self.model.num_atom_types - 1
@@ -462,28 +550,21 @@ class PropertyPredictor:
             ok.append(k)
         n_bad = len(items) - len(ok)
         if n_bad:
-            reasons = sorted({it.get("error", "element outside the model's range (Z 1..94)") for k, it in
+            reasons = sorted({it.get("error", f"element outside the model's range (Z 1..{max_z})") for k, it in
                               enumerate(items) if k not in set(ok)})[:3]
             warnings.warn(f"{n_bad} of {len(items)} structures could not be evaluated (NaN returned): {reasons}")
-        dev = self.device
         for start in range(0, len(ok), batch_size):
             idx = ok[start:start + batch_size]
-            batch_items = [items[k] for k in idx]
-            n = torch.tensor([len(it["z"]) for it in batch_items])
-            ptr = torch.cumsum(n, 0) - n
-            frac = torch.from_numpy(np.concatenate([it["frac"] for it in batch_items])).float()
-            z = torch.from_numpy(np.concatenate([it["z"] for it in batch_items]))
-            lattice = torch.from_numpy(np.stack([it["lattice"] for it in batch_items])).float()
-            batch = torch.repeat_interleave(torch.arange(len(batch_items)), n)
-            ei = torch.cat([torch.from_numpy(it["edge_index"]) + int(p) for it, p in zip(batch_items, ptr)], dim=1)
-            off = torch.from_numpy(np.concatenate([it["offsets"] for it in batch_items])).float()
-            frac, z, lattice, batch, ei, off = (t.to(dev) for t in (frac, z, lattice, batch, ei, off))
-            g = graph_from_edges(frac, lattice, batch, ei, off, triplets=True)
-            if self.triplets == "cdvae":
-                g.idx_kj, g.idx_ji = drop_backtracking_triplets(g.edge_index, g.idx_kj, g.idx_ji)
-            y = self.model(z, g, batch, num_graphs=len(batch_items)).squeeze(-1)
+            y = self.forward_prepared([items[k] for k in idx])
             out[idx] = (self.mean + self.std * y.double()).cpu().numpy()
         return out
+
+    def forward_prepared(self, items: Sequence[dict]) -> torch.Tensor:
+        """Standardised network output ``[len(items)]`` (``value = mean + std * output``) for prepared items, with
+        gradients when called outside ``torch.no_grad`` (the training loop of
+        :func:`dpcdvae.eval.property_train.train_property` uses this very call)."""
+        z, g, batch, num_graphs = collate_prepared(items, device=self.device, triplets=self.triplets)
+        return self.model(z, g, batch, num_graphs=num_graphs).squeeze(-1)
 
     def predict(self, structures: Sequence, batch_size: int = 256, n_workers: int = 2,
                 progress: bool = True) -> np.ndarray:
@@ -507,16 +588,48 @@ _LOADED: dict = {}
 
 
 def predict_property(structures: Sequence, dataset: str, cache_dir: Optional[PathLike] = None,
-                     batch_size: int = 256, n_workers: int = 2, progress: bool = False) -> np.ndarray:
-    """Predicted property (eV/atom) of ``structures`` with the pretrained model of ``dataset`` (cached per process).
+                     batch_size: int = 256, n_workers: int = 2, progress: bool = False,
+                     model_path: Optional[PathLike] = None) -> np.ndarray:
+    """Predicted property of ``structures`` (``[len(structures)]`` float64, the model's units: eV/atom for the
+    CDVAE benchmark properties); predictors are loaded once per process.
 
-    Perov-5: heat_ref; Carbon-24: energy_per_atom; MP-20: formation_energy_per_atom.
-    Raises :class:`PropertyModelUnavailable` if the models cannot be obtained.
+    Without ``model_path``: the pretrained CDVAE model of ``dataset`` (Perov-5: heat_ref; Carbon-24:
+    energy_per_atom; MP-20: formation_energy_per_atom). With ``model_path``: a checkpoint written by ``dpcdvae
+    train-property`` (:meth:`PropertyPredictor.from_checkpoint`; cached per path and modification time); a warning is
+    given when it was trained on another dataset than ``dataset``.
+    Raises :class:`PropertyModelUnavailable` if the model cannot be obtained.
     """
+    if model_path is not None:
+        path = Path(model_path).expanduser().resolve()
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError as exc:
+            raise PropertyModelUnavailable(f"property model checkpoint {path} is not readable: {exc}") from exc
+        key = ("checkpoint", str(path), stamp)
+        if key not in _LOADED:
+            _LOADED[key] = PropertyPredictor.from_checkpoint(path)
+        pred = _LOADED[key]
+        if _same_dataset(pred.dataset, dataset) is False:
+            warnings.warn(f"property model {path} was trained on {pred.dataset!r}, used here for {dataset!r}")
+        return pred.predict(structures, batch_size=batch_size, n_workers=n_workers, progress=progress)
     key = (_canonical_dataset(dataset), str(property_models_cache_dir(cache_dir)))
     if key not in _LOADED:
         _LOADED[key] = PropertyPredictor.load(key[0], cache_dir=cache_dir)
     return _LOADED[key].predict(structures, batch_size=batch_size, n_workers=n_workers, progress=progress)
+
+
+def _same_dataset(a: str, b: str) -> Optional[bool]:
+    """Whether two dataset names denote the same dataset (aliases resolved); None if undecidable."""
+    def canon(x):
+        if str(x).lower() in ("demo", "demo_synthetic_perovskites"):
+            return "demo_synthetic_perovskites"
+        try:
+            return _canonical_dataset(x)
+        except ValueError:
+            return str(x).lower().replace("-", "_")
+    if a is None or b is None:
+        return None
+    return canon(a) == canon(b)
 
 
 # ----------------------------------------------------------------------------------------------------------------
