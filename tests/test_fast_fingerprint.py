@@ -148,8 +148,8 @@ def _shared_data_root() -> Path | None:
     return None
 
 
-@pytest.mark.parametrize("dataset,split", [("carbon_24", "val"), ("perov_5", "test")])
-def test_fast_equals_matminer_on_real_rows(dataset, split):
+def _real_rows(dataset: str, split: str, limit: int) -> list:
+    """The first ``limit`` structures of a shared-data split (skips the test when the data are absent)."""
     root = _shared_data_root()
     if root is None:
         pytest.skip("shared data not found: need carbon_24/val.csv and perov_5/test.csv under $DPCDVAE_DATA, "
@@ -158,8 +158,13 @@ def test_fast_equals_matminer_on_real_rows(dataset, split):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, structs = load_split_structures(dataset, split, root=root, limit=30)
-    structs = [s for s in structs if s is not None]
+        _, structs = load_split_structures(dataset, split, root=root, limit=limit)
+    return [s for s in structs if s is not None]
+
+
+@pytest.mark.parametrize("dataset,split", [("carbon_24", "val"), ("perov_5", "test")])
+def test_fast_equals_matminer_on_real_rows(dataset, split):
+    structs = _real_rows(dataset, split, 30)
     assert len(structs) == 30
     worst, hits, sites = 0.0, 0, 0
     for i, s in enumerate(structs):
@@ -204,14 +209,7 @@ def test_crystalnn_graph_fast_path_is_taken():
 
 @pytest.mark.parametrize("dataset,split", [("carbon_24", "val"), ("perov_5", "test")])
 def test_crystalnn_graph_fast_equals_pymatgen_on_real_rows(dataset, split):
-    root = _shared_data_root()
-    if root is None:
-        pytest.skip("shared data not found: need carbon_24/val.csv and perov_5/test.csv under $DPCDVAE_DATA, "
-                    "./data, ../shared/data or /work/shared/data")
-    from dpcdvae.eval.io import load_split_structures
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, structs = load_split_structures(dataset, split, root=root, limit=20)
+    structs = _real_rows(dataset, split, 20)
+    assert len(structs) == 20
     for i, s in enumerate(structs):
         assert _edge_set(s, True) == _edge_set(s, False), f"{dataset} {split} row {i}: CrystalNN graphs differ"
