@@ -151,6 +151,35 @@ class _WallClockLog(Callback):
             fh.write(json.dumps(row) + "\n")
 
 
+class _WallClockBudget(Callback):
+    """Stops training after ``minutes`` of wall clock of *this* run (``--max-minutes``).
+
+    Lightning's own ``max_time`` Timer saves its elapsed time in the checkpoint and restores it on resume, so a run
+    resumed with the same limit stopped at once. This budget is not saved: ``--resume --max-minutes M`` trains M more
+    minutes. Checked after every training batch and epoch, agreed across DDP ranks (rank 0 decides)."""
+
+    def __init__(self, minutes: float):
+        self.limit_s = float(minutes) * 60.0
+        self.t0: Optional[float] = None
+
+    def on_train_start(self, trainer, pl_module):
+        self.t0 = time.monotonic()
+
+    def _check(self, trainer) -> None:
+        if self.t0 is None:
+            return
+        stop = trainer.strategy.broadcast(time.monotonic() - self.t0 >= self.limit_s)
+        if stop and not trainer.should_stop:
+            trainer.should_stop = True
+            print(f"[dpcdvae] wall-clock budget of {self.limit_s / 60:.1f} min reached: stopping", flush=True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._check(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._check(trainer)
+
+
 # ---------------------------------------------------------------------------------------------------- API
 def resolve_root(dataset: str, root: Optional[str] = None) -> Optional[str]:
     """The data root to use: ``root`` as given, except for the synthetic demo dataset, which is generated on
@@ -170,7 +199,8 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     """Train a model; returns ``{"best": path, "last": path, "out": dir, "epochs": n, "wall_s": s}``.
 
     Checkpoints ``out/best.ckpt`` (lowest val_loss) and ``out/last.ckpt`` are written atomically; ``resume=True``
-    continues from ``out/last.ckpt``. ``strategy="ddp"`` with ``devices=K`` trains on K GPUs (or K CPU
+    continues from ``out/last.ckpt``. ``max_minutes`` is the wall-clock budget of this call (a resumed run gets
+    the full budget again). ``strategy="ddp"`` with ``devices=K`` trains on K GPUs (or K CPU
     processes with ``accelerator="cpu"``, gloo backend).
     """
     cfg = config if isinstance(config, Config) else load_config(config, dataset=dataset)
@@ -202,10 +232,12 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     ckpt_best.CHECKPOINT_NAME_LAST = "last"
     callbacks = [ckpt_best, EarlyStopping(monitor="val_loss", patience=t.early_stop_patience, mode="min"),
                  _WallClockLog(out / "metrics.jsonl")]
+    if t.max_minutes:
+        callbacks.append(_WallClockBudget(t.max_minutes))
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, len(dm.train_ds) // t.batch_size // 20)))
     trainer = L.Trainer(
-        max_epochs=t.max_epochs, max_time={"minutes": t.max_minutes} if t.max_minutes else None,
+        max_epochs=t.max_epochs,
         accelerator=accelerator, devices=devices, strategy=strategy, gradient_clip_val=t.grad_clip_value,
         gradient_clip_algorithm="value", callbacks=callbacks, default_root_dir=str(out), logger=False,
         enable_progress_bar=progress, check_val_every_n_epoch=t.val_every, plugins=[AtomicCheckpointIO()],

@@ -61,6 +61,17 @@ def test_resume_continues_epochs(trained, demo_root):
     assert rows[-1]["epoch"] == 2 and res["epochs"] == 3
 
 
+def test_resume_gets_a_fresh_wall_clock_budget(tmp_path, demo_root):
+    """--max-minutes is the budget of each run: a resumed run trains again (Lightning's max_time Timer restored its
+    elapsed time from the checkpoint and stopped a resumed run at once)."""
+    out = tmp_path / "budget"
+    kw = dict(overrides=OV, root=demo_root, max_epochs=10_000, max_minutes=0.05, progress=False)
+    r1 = train("demo_synthetic_perovskites", "tiny", out=out, **kw)
+    assert 1 <= r1["epochs"] < 10_000 and r1["wall_s"] >= 3.0  # stopped by the 3-s budget, not by max_epochs
+    r2 = train("demo_synthetic_perovskites", "tiny", out=out, resume=True, **kw)
+    assert r2["epochs"] > r1["epochs"] and r2["wall_s"] >= 3.0
+
+
 def test_resume_without_checkpoint_fails_clearly(tmp_path, demo_root):
     with pytest.raises(FileNotFoundError, match="last.ckpt"):
         train("demo_synthetic_perovskites", "tiny", out=tmp_path / "none", overrides=OV, root=demo_root,
