@@ -306,6 +306,11 @@ def test_cli_relax_folder_and_extxyz(tmp_path, capsys):
     assert summary["metrics"]["n"] == 3 and summary["metrics"]["n_failed"] == 1
     assert {r["id"] for r in summary["results"]} == {"cu1", "cu2", "broken"}
     assert (out / "cu2.cif").is_file() and (out / "cu2.json").is_file()
+    assert summary["wall_s_total"] == summary["wall_s"] > 0
+    # a second call resumes everything; the total keeps the first run's time
+    assert a.func(a) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["n_resumed"] == 3 and again["wall_s_total"] >= summary["wall_s_total"] + again["wall_s"] - 0.01
 
     frames = []
     for n, mid in ((1, "mp-1"), (2, "mp-2")):

@@ -76,6 +76,13 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
     from .ground_state import ground_state_metrics, plot_delta_e_histogram, relax_structures
 
     out_dir = Path(out)
+    earlier = 0.0  # wall time of earlier (interrupted or finished) runs into the same folder
+    if resume and (out_dir / "summary.json").is_file():
+        try:
+            old = json.loads((out_dir / "summary.json").read_text())
+            earlier = float(old.get("wall_s_total", old.get("wall_s", 0.0)))
+        except (ValueError, TypeError, OSError):
+            earlier = 0.0
     t0 = time.time()
     results = relax_structures(path, pressure_gpa=pressure_gpa, calculator=calculator, optimizer=optimizer,
                                fmax=fmax, max_steps=max_steps, out_dir=out_dir, batch=batch, progress=progress,
@@ -91,6 +98,7 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
                      "max_steps": max_steps, "batch": batch, "batch_size": batch_size, "device": device,
                      "energy_measure": energy},
         "wall_s": round(wall, 2),
+        "wall_s_total": round(earlier + wall, 2),  # this run plus the earlier runs it resumed
         "n_resumed": sum(1 for r in results if r.resumed),
         "metrics": metrics,
         "results": [{**r.to_dict(structures=False), "resumed": r.resumed, **{k: p[k] for k in
