@@ -132,3 +132,29 @@ def test_reproduce_table1_on_synthetic_data(tmp_path):
     html = (out / f"{stem}.html").read_text()
     assert "SYNTHETIC" in html and "Match rate (%)" in html
     assert (out / f"{stem}.ipynb").is_file()
+
+
+def test_run_ci_retries_infrastructure_failures_once(tmp_path, monkeypatch):
+    """A notebook that fails outside its cells (timeout, dead kernel) runs once more; a cell error does not."""
+    calls = []
+
+    def fake_run(name, out, params, notebooks=None, kernel=None, timeout=0, **kw):
+        calls.append(name)
+        n = calls.count(name)
+        ok = {"ok": True, "name": name, "executed": True, "wall_s": 0.0, "html": "x", "checks": {
+            "ok": True, "images": 1, "missing": [], "errors": [], "guarded": 0}}
+        if name == nbmod.NOTEBOOKS[0] and n == 1:  # lost kernel reply: retried, then fine
+            return {**ok, "ok": False, "executed": False,
+                    "error": {"cell": None, "ename": "CellTimeoutError", "evalue": "no reply", "source": ""}}
+        if name == nbmod.NOTEBOOKS[1]:  # a cell raised: a real failure, never retried
+            return {**ok, "ok": False, "executed": False,
+                    "error": {"cell": 3, "ename": "ValueError", "evalue": "bad", "source": "raise"}}
+        return ok
+
+    monkeypatch.setattr(nbmod, "run_notebook", fake_run)
+    s = nbmod.run_ci(tmp_path / "out", only=[nbmod.NOTEBOOKS[0], nbmod.NOTEBOOKS[1], nbmod.NOTEBOOKS[2]])
+    assert calls.count(nbmod.NOTEBOOKS[0]) == 2 and calls.count(nbmod.NOTEBOOKS[1]) == 1
+    first, second, third = s["notebooks"]
+    assert first["ok"] and "CellTimeoutError" in first["retried_after"]
+    assert not second["ok"] and "retried_after" not in second and third["ok"]
+    assert s["ok"] is False
