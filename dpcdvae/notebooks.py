@@ -111,6 +111,21 @@ def headless() -> bool:
     return os.environ.get("DPCDVAE_HEADLESS", "") not in ("", "0")
 
 
+HEADLESS_WIDGET_NOTE = ("interactive widget not built in a headless run (nothing can interact with it, and its "
+                        "comm messages stalled papermill here); open the notebook in Jupyter to use it")
+
+
+def _widget_or_static(widget_fn, static_fn=None):
+    """``widget_fn()`` in a live Jupyter session; in a headless run (``dpcdvae notebooks`` / ``reproduce``) draw
+    ``static_fn()`` (the widget's first picture) instead, print why, and return ``None``."""
+    if headless():
+        print(HEADLESS_WIDGET_NOTE)
+        if static_fn is not None:
+            static_fn()
+        return None
+    return widget_fn()
+
+
 def setup(threads: Optional[int] = None, quiet: bool = True) -> dict:
     """First cell of every notebook: torch threads, quiet warnings/logging, versions (the install check).
 
@@ -786,9 +801,12 @@ def trajectory_slider(traj: dict, crystal: int = 0, types=None, plane: tuple[int
         fig.tight_layout()
         plt.show()
 
-    slider = widgets.IntSlider(min=0, max=len(ts) - 1, step=1, value=0, description="frame (t = T..0)",
-                               style={"description_width": "initial"}, continuous_update=False)
-    return widgets.interactive(show, frame=slider)
+    def build():
+        slider = widgets.IntSlider(min=0, max=len(ts) - 1, step=1, value=0, description="frame (t = T..0)",
+                                   style={"description_width": "initial"}, continuous_update=False)
+        return widgets.interactive(show, frame=slider)
+
+    return _widget_or_static(build, lambda: show(0))
 
 
 def nglview_trajectory(out, crystal: int = 0):
@@ -809,6 +827,9 @@ def nglview_trajectory(out, crystal: int = 0):
     Z = out.atom_types[s:s + n].numpy()
     frames = [Atoms(numbers=Z, scaled_positions=traj["wrapped"][k][s:s + n].numpy(), cell=lat, pbc=True)
               for k in range(len(traj["t"]))]
+    if headless():
+        print(f"nglview: {HEADLESS_WIDGET_NOTE} ({len(frames)} frames ready)")
+        return None
     try:
         view = nglview.show_asetraj(frames)
         view.add_unitcell()
@@ -819,7 +840,11 @@ def nglview_trajectory(out, crystal: int = 0):
 
 
 def nglview_structure(structure):
-    """An nglview widget of a pymatgen Structure with its unit cell (``None`` with the reason if unavailable)."""
+    """An nglview widget of a pymatgen Structure with its unit cell (``None`` with the reason if unavailable or in a
+    headless run)."""
+    if headless():
+        print(f"nglview: {HEADLESS_WIDGET_NOTE}")
+        return None
     try:
         import nglview
 
@@ -1056,9 +1081,13 @@ def forward_slider(frac, T: int = 1000, types=None, seed: int = 0):
         fig.tight_layout()
         plt.show()
 
-    return widgets.interactive(show, t=widgets.IntSlider(min=0, max=T, step=max(1, T // 100), value=T // 4,
-                                                         continuous_update=False),
-                               schedule=widgets.Dropdown(options=["sigmoid", "linear", "cosine"], value="sigmoid"))
+    def build():
+        return widgets.interactive(show, t=widgets.IntSlider(min=0, max=T, step=max(1, T // 100), value=T // 4,
+                                                             continuous_update=False),
+                                   schedule=widgets.Dropdown(options=["sigmoid", "linear", "cosine"],
+                                                             value="sigmoid"))
+
+    return _widget_or_static(build, lambda: show(T // 4, "sigmoid"))
 
 
 # ================================================================================================================

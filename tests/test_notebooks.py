@@ -158,3 +158,26 @@ def test_run_ci_retries_infrastructure_failures_once(tmp_path, monkeypatch):
     assert first["ok"] and "CellTimeoutError" in first["retried_after"]
     assert not second["ok"] and "retried_after" not in second and third["ok"]
     assert s["ok"] is False
+
+
+def test_widgets_live_and_headless(monkeypatch, capsys):
+    """The sliders are ipywidgets in a live session; a headless run draws their first picture instead (no comm
+    messages for papermill) and says so."""
+    widgets = pytest.importorskip("ipywidgets")
+    import torch
+
+    traj = {"t": [10, 5, 0], "unwrapped": torch.rand(3, 4, 3) * 3 - 1, "wrapped": torch.rand(3, 4, 3),
+            "num_atoms": torch.tensor([4])}
+    frac = torch.rand(4, 3)
+    monkeypatch.delenv("DPCDVAE_HEADLESS", raising=False)
+    assert isinstance(nbmod.trajectory_slider(traj, types=[8, 8, 22, 38]), widgets.interactive)
+    assert isinstance(nbmod.forward_slider(frac, T=50, types=[8, 8, 22, 38]), widgets.interactive)
+    monkeypatch.setenv("DPCDVAE_HEADLESS", "1")
+    import matplotlib.pyplot as plt
+
+    n_figs = len(plt.get_fignums())
+    assert nbmod.trajectory_slider(traj, types=[8, 8, 22, 38]) is None
+    assert nbmod.forward_slider(frac, T=50, types=[8, 8, 22, 38]) is None
+    assert capsys.readouterr().out.count(nbmod.HEADLESS_WIDGET_NOTE) == 2
+    assert len(plt.get_fignums()) == n_figs + 2  # the first picture of each widget was drawn
+    plt.close("all")
