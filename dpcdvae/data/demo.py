@@ -31,7 +31,8 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from .locator import DEMO_NAME, SPLITS, _atomic_write_bytes, cache_dir
+from .._fileio import atomic_write_bytes
+from .locator import DEMO_NAME, SPLITS, cache_dir
 
 __all__ = ["DEMO_NAME", "IONIC_RADII", "DEMO_VERSION", "demo_compositions", "demo_rows", "make_demo_dataset",
            "ensure_demo_dataset"]
@@ -194,11 +195,12 @@ def make_demo_dataset(root: Optional[Union[str, os.PathLike]] = None, n: Union[i
     out.mkdir(parents=True, exist_ok=True)
     start = 0
     for split, size in zip(SPLITS, sizes):
-        _atomic_write_bytes(out / f"{split}.csv", _csv_bytes(demo_rows(size, seed, float(distortion), start)))
+        rows = demo_rows(size, seed, float(distortion), start)
+        atomic_write_bytes(out / f"{split}.csv", _csv_bytes(rows), fsync=True)
         start += size
-    _atomic_write_bytes(out / "README.md", _readme(sizes, seed, float(distortion)).encode())
+    atomic_write_bytes(out / "README.md", _readme(sizes, seed, float(distortion)).encode(), fsync=True)
     meta = json.dumps(_meta(sizes, seed, float(distortion)), indent=2, sort_keys=True) + "\n"
-    _atomic_write_bytes(out / "dataset.json", meta.encode())
+    atomic_write_bytes(out / "dataset.json", meta.encode(), fsync=True)
     return out
 
 

@@ -172,10 +172,6 @@ def default_download_dest() -> Path:
     return Path(env).expanduser() if env else Path.cwd() / "data"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, data, fsync=True)
-
-
 def download(name: str, dest: Optional[PathLike] = None, splits: Iterable[str] = SPLITS, *,
              timeout: float = 30.0, overwrite: bool = False, url_template: str = DOWNLOAD_URL) -> Path:
     """Fetch ``{train,val,test}.csv`` of a CDVAE benchmark dataset from the public CDVAE GitHub repository.
@@ -221,5 +217,5 @@ def download(name: str, dest: Optional[PathLike] = None, splits: Iterable[str] =
             raise DownloadError(
                 f"{url} did not return a CDVAE CSV (first line: {head[:120]!r}); nothing written to {target}."
             )
-        _atomic_write_bytes(target, data)
+        atomic_write_bytes(target, data, fsync=True)
     return out_dir

@@ -36,6 +36,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .._fileio import atomic_open
+
 N_STRUCT_FEATURES = 61
 N_COMP_FEATURES = 132
 MIN_VOLUME = 0.1  # A^3: below it a cell is degenerate (CDVAE's construction check)
@@ -528,10 +530,8 @@ def structure_fingerprints(structures: Sequence, n_workers: int = 2, chunk_size:
     def _save_chunk(k: int, out: list) -> None:
         if parts is None:
             return
-        tmp = parts / f".tmp_chunk_{k:06d}.npz"
-        with open(tmp, "wb") as fh:
+        with atomic_open(parts / f"chunk_{k:06d}.npz", "wb") as fh:
             np.savez(fh, fps=np.stack([o[0] for o in out]), errors=np.array([o[1] or "" for o in out]))
-        os.replace(tmp, parts / f"chunk_{k:06d}.npz")
 
     import functools
 
@@ -540,10 +540,8 @@ def structure_fingerprints(structures: Sequence, n_workers: int = 2, chunk_size:
     fps = np.stack([r[0] for r in results]).astype(np.float64)
     errors = [r[1] for r in results]
     if cache and final is not None:
-        tmp = final.with_suffix(".tmp.npz")
-        with open(tmp, "wb") as fh:
+        with atomic_open(final, "wb") as fh:
             np.savez(fh, fps=fps, errors=np.array([e or "" for e in errors]))
-        os.replace(tmp, final)
         for f in parts.glob("*.npz"):
             f.unlink(missing_ok=True)
         try:

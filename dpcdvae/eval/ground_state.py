@@ -534,18 +534,14 @@ def _to_structure(a):
     return AseAtomsAdaptor.get_structure(_bare(a))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
-
-
 def _write_result(out_dir: Path, r: RelaxResult) -> None:
     name = _safe_name(r.id)
     if r.relaxed_structure is not None:
         from pymatgen.io.cif import CifWriter
 
-        _atomic_write(out_dir / f"{name}.cif", str(CifWriter(r.relaxed_structure)))
+        atomic_write_text(out_dir / f"{name}.cif", str(CifWriter(r.relaxed_structure)))
     # the JSON is the completion marker: written last
-    _atomic_write(out_dir / f"{name}.json", json.dumps(r.to_dict(structures=True), indent=1))
+    atomic_write_text(out_dir / f"{name}.json", json.dumps(r.to_dict(structures=True), indent=1))
 
 
 def load_results(out_dir: str | os.PathLike, ids: Iterable[str] | None = None) -> list[RelaxResult]:

@@ -108,9 +108,9 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
         plot_delta_e_histogram({Path(str(path)).stem or "relaxed": results}, path=out_dir / "delta_e_hist.png",
                                energy=energy)
         summary["plot"] = str(out_dir / "delta_e_hist.png")
-    from .ground_state import _atomic_write
+    from .._fileio import atomic_write_text
 
-    _atomic_write(out_dir / "summary.json", json.dumps(_clean(summary), indent=1, default=str))
+    atomic_write_text(out_dir / "summary.json", json.dumps(_clean(summary), indent=1, default=str))
     summary["_results"] = results
     return summary
 
