@@ -114,6 +114,8 @@ def _cmd_sample(a):
 
 
 # ------------------------------------------------------------------------------------------------------ recon
+LATENTS = ("sample", "mean")
+
 def _add_reconstruct(sub):
     p = sub.add_parser("reconstruct", help="reconstruct a split's crystals; writes CIFs named by material_id")
     p.add_argument("--checkpoint", required=True)
@@ -128,15 +130,32 @@ def _add_reconstruct(sub):
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-metrics", action="store_true", help="skip the match-rate computation")
+    p.add_argument("--latent", choices=LATENTS, default="sample",
+                   help="z for each crystal: 'sample' from the encoder posterior (the paper's and CDVAE's protocol, "
+                        "default) or its 'mean'")
     p.set_defaults(func=_cmd_reconstruct)
+
+
+def checkpoint_dataset(checkpoint, model=None) -> Optional[str]:
+    """The dataset a checkpoint was trained on: the card of a shipped model, else ``config.json`` beside the
+    checkpoint file; ``None`` when neither says."""
+    card = getattr(model, "card", None)
+    if isinstance(card, dict) and card.get("dataset"):
+        return card["dataset"]
+    info = Path(str(checkpoint)).parent / "config.json"
+    return json.loads(info.read_text()).get("dataset") if info.is_file() else None
 
 
 def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str = "test",
                       limit: Optional[int] = None, sampler: str = "eq7", steps: Optional[int] = None,
                       batch_size: int = 256, seed: int = 0, root: Optional[str] = None, device: str = "cpu",
-                      metrics: bool = True, command: str = "") -> dict:
+                      metrics: bool = True, command: str = "", latent: str = "sample") -> dict:
     """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
-    reconstruction metrics (match rate, <delta_rms>) into a fresh run folder. Returns the metrics dict."""
+    reconstruction metrics (match rate, <delta_rms>) into a fresh run folder. Returns the metrics dict.
+
+    ``latent``: ``"sample"`` draws z from the encoder posterior (the paper's protocol), ``"mean"`` takes its mean."""
+    if latent not in LATENTS:
+        raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
     from torch_geometric.loader import DataLoader
     from tqdm.auto import tqdm
 
@@ -147,8 +166,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     model = load_model(checkpoint, map_location=device).to(device)
     cfg = model.config
     if dataset is None:
-        info = Path(checkpoint).parent / "config.json"
-        dataset = json.loads(info.read_text())["dataset"] if info.exists() else None
+        dataset = checkpoint_dataset(checkpoint, model)
         if dataset is None:
             raise SystemExit("--dataset is needed (no config.json beside the checkpoint)")
     graph = "crystalnn" if cfg.model.encoder.graph == "crystalnn" else "none"
@@ -157,11 +175,13 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=cfg.model.max_atoms, graph=graph, limit=limit)
     run = new_run_dir(out, "recon")
     writer = SampleWriter(run, meta={"command": command, "checkpoint": str(checkpoint), "dataset": dataset,
-                                     "split": split, "sampler": sampler, "steps": steps, "seed": seed})
+                                     "split": split, "sampler": sampler, "steps": steps, "seed": seed,
+                                     "latent": latent})
     preds, targets = [], []
     t0 = time.time()
     for k, batch in enumerate(tqdm(DataLoader(ds, batch_size=batch_size), desc="reconstructing")):
-        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=True)
+        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=True,
+                                use_mean=latent == "mean")
         writer.add(res)
         preds.extend(res.structures)
         from .crystal import tensors_to_structures
@@ -169,7 +189,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
         targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
                                              batch.num_atoms))
     result = {"out": str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
-              "sampler": sampler, "steps": steps or cfg.model.timesteps}
+              "sampler": sampler, "steps": steps or cfg.model.timesteps, "latent": latent}
     if metrics:
         from .eval.reconstruction import reconstruction_metrics
 
@@ -183,20 +203,28 @@ def _cmd_reconstruct(a):
     res = reconstruct_split(a.checkpoint, a.out, dataset=a.dataset and _dataset_name(a.dataset), split=a.split,
                             limit=a.limit, sampler=a.sampler, steps=a.steps, batch_size=a.batch_size,
                             seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
-                            command=" ".join(sys.argv))
+                            command=" ".join(sys.argv), latent=a.latent)
     print(json.dumps(res))
 
 
 # ------------------------------------------------------------------------------------------------------ demo
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="the main job on a fresh machine: train a compact model a few minutes, "
-                                    "reconstruct and generate a handful of crystals (CIFs, PNG, match rate)")
+    p = sub.add_parser("demo", help="the main job on a fresh machine: the shipped Perov-5 model reconstructs and "
+                                    "generates a handful of crystals (CIFs, PNG, match rate); --train-minutes trains "
+                                    "a fresh one instead")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--minutes", type=float, default=5.0, help="training budget (default 5)")
-    p.add_argument("--dataset", default="auto", help="auto: Perov-5 when found, else the synthetic demo data")
-    p.add_argument("--config", default="compact")
+    p.add_argument("--checkpoint", default="pretrained:perov_5",
+                   help="model to use (default: the shipped pretrained:perov_5)")
+    p.add_argument("--train-minutes", type=float, default=None,
+                   help="train a fresh model for this many minutes instead of using --checkpoint")
+    p.add_argument("--minutes", type=float, default=None, dest="train_minutes_old", help=argparse.SUPPRESS)
+    p.add_argument("--dataset", default="auto",
+                   help="auto: the checkpoint's dataset (or, when training, Perov-5 if found, else the synthetic "
+                        "demo data)")
+    p.add_argument("--config", default="compact", help="config of a freshly trained model (--train-minutes)")
     p.add_argument("--n-recon", type=int, default=32)
     p.add_argument("--n-gen", type=int, default=16)
+    p.add_argument("--latent", choices=LATENTS, default="sample", help="z of the reconstructions")
     p.add_argument("--steps", type=int, default=None,
                    help="use the strided Eq. 7 few-step sampler with this many steps (default: the paper's Eq. 7, "
                         "1000 steps; a few seconds for the demo's handful of crystals)")
@@ -206,9 +234,70 @@ def _add_demo(sub):
 def _cmd_demo(a):
     from .demo import run_demo
 
-    res = run_demo(out=a.out, minutes=a.minutes, dataset=a.dataset, config=a.config, n_recon=a.n_recon,
-                   n_gen=a.n_gen, steps=a.steps)
+    minutes = a.train_minutes if a.train_minutes is not None else a.train_minutes_old
+    res = run_demo(out=a.out, checkpoint=a.checkpoint, train_minutes=minutes, dataset=a.dataset, config=a.config,
+                   n_recon=a.n_recon, n_gen=a.n_gen, steps=a.steps, latent=a.latent)
     print(json.dumps(res))
+
+
+# ------------------------------------------------------------------------------------------------------ pretrained
+def _add_pretrained(sub):
+    p = sub.add_parser("pretrained", help="the models shipped with the package: list their cards, export a new one")
+    ps = p.add_subparsers(dest="pretrained_command", required=True)
+    pl = ps.add_parser("list", help="print each shipped model's card (command, commit, date, data, metrics)")
+    pl.add_argument("--json", action="store_true", help="the cards as JSON")
+    pl.set_defaults(func=_cmd_pretrained_list)
+    pe = ps.add_parser("export", help="write a training checkpoint's sampling weights as a shipped model")
+    pe.add_argument("--checkpoint", required=True)
+    pe.add_argument("--name", required=True, help="e.g. perov_5 (used as pretrained:NAME)")
+    pe.add_argument("--card", required=True, help="JSON file with the card: command, commit, date, machine, "
+                                                   "metrics ... (dataset/train_split are read from config.json)")
+    pe.add_argument("--weights-dir", default=None, help="default: the package's weights folder")
+    pe.set_defaults(func=_cmd_pretrained_export)
+
+
+def format_card(card: dict) -> str:
+    """A model card as indented text (what ``dpcdvae pretrained list`` prints)."""
+    lines = [f"pretrained:{card['name']}  ({card.get('model', '?')}, config {card.get('config_name', '?')}, "
+             f"{card.get('parameters', 0) / 1e6:.2f} M parameters, {card.get('file_mb', '?')} MB)"]
+    for key in ("description", "dataset", "train_split", "date", "commit", "machine", "train_command",
+                "train_wall_minutes", "epochs"):
+        if card.get(key) not in (None, ""):
+            lines.append(f"  {key}: {card[key]}")
+    for m in card.get("metrics", []):
+        lines.append(f"  metric: {m.get('what')}: {m.get('value')}  [{m.get('protocol', '')}]")
+        if m.get("command"):
+            lines.append(f"    command: {m['command']}")
+    return "\n".join(lines)
+
+
+def _cmd_pretrained_list(a):
+    from .pretrained import list_pretrained
+
+    cards = list_pretrained()
+    if a.json:
+        print(json.dumps(cards, indent=1))
+        return 0
+    if not cards:
+        print("no pretrained models are shipped with this installation")
+    for card in cards:
+        print(format_card(card) + "\n")
+    return 0
+
+
+def _cmd_pretrained_export(a):
+    from .pretrained import export_pretrained
+
+    card = json.loads(Path(a.card).read_text())
+    info = Path(a.checkpoint).parent / "config.json"
+    if info.is_file():
+        meta = json.loads(info.read_text())
+        card.setdefault("dataset", meta.get("dataset"))
+        card.setdefault("train_split", meta.get("train_split"))
+    path = export_pretrained(a.checkpoint, a.name, card,
+                             weights_dir=Path(a.weights_dir) if a.weights_dir else None)
+    print(json.dumps({"written": str(path), "card": str(path.with_suffix(".json"))}))
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -222,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_reconstruct(sub)
+    _add_pretrained(sub)
     import importlib
 
     for mod in ("dpcdvae.data.cli", "dpcdvae.eval.cli", "dpcdvae.eval.ground_state_cli", "dpcdvae.eval.property_train",

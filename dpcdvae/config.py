@@ -82,7 +82,10 @@ class ModelConfig:
     type_sigma_begin: float = 5.0
     type_sigma_end: float = 0.01
     type_sigma_levels: int = 1000
-    type_loss: str = "per_atom"  # "per_atom" (paper intent) | "code" (published broadcast bug)
+    type_loss: str = "per_atom"  # "per_atom" (CE / sigma', paper intent) | "code" (published broadcast bug) | "ce"
+    # initial types Z_T from the composition head: "round_residual" (published code: round(p N_a), shortfall drawn
+    # from the residual probabilities) | "largest_remainder" (floor(p N_a), then the largest fractional parts)
+    initial_types: str = "round_residual"
     lattice_scaler: str = "minmax"  # DP-CDVAE: min-max; CDVAE: "standard"
     # loss weights (Eq. S1)
     w_num_atoms: float = 1.0
@@ -112,6 +115,12 @@ class TrainConfig:
     early_stop_patience: int = 300
     max_minutes: Optional[float] = None
     ema_decay: Optional[float] = None  # e.g. 0.999; None = off
+    # learning-rate schedule: "plateau" (ReduceLROnPlateau on val_loss: lr_factor, lr_patience, lr_min) or
+    # "cosine" (linear warm-up over warmup_frac of the run, then cosine down to lr * cosine_final_factor at the end of
+    # the run; the run's length is its wall-clock budget max_minutes when set, else max_epochs)
+    lr_schedule: str = "plateau"
+    warmup_frac: float = 0.02
+    cosine_final_factor: float = 0.01
     seed: int = 42
     num_workers: int = 0
     val_every: int = 1

@@ -23,7 +23,7 @@ from .diffusion.ddpm import STRIDED_VARIANTS, DDPMScheduler, sample_loop
 from .nets.encoder import CrystalEncoder
 from .nets.gemnet import GemNetTDenoiser
 
-__all__ = ["DPCDVAE", "SampleOutput", "build_model"]
+__all__ = ["DPCDVAE", "SampleOutput", "build_model", "initial_type_counts", "INITIAL_TYPES"]
 
 SAMPLERS = ("eq7", "eq6", "strided", "strided_eq7")
 
@@ -98,6 +98,60 @@ def gemnet_kwargs(cfg: ModelConfig) -> dict:
                 max_neighbors=dec.max_neighbors, type_emb_dim=dec.type_emb_dim, time_emb_dim=dec.time_emb_dim,
                 fourier=(dec.fourier_min, dec.fourier_max), project_input=dec.project_input,
                 time_mode=cfg.time_embedding, checkpoint_blocks=dec.checkpoint_blocks)
+
+
+INITIAL_TYPES = ("round_residual", "largest_remainder")
+
+
+def initial_type_counts(p: torch.Tensor, n: int, method: str = "round_residual",
+                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """How many atoms of each element the reverse process starts from, given the composition head's probabilities.
+
+    Args:
+        p: ``[E]`` probabilities over elements (index ``e`` = atomic number ``e + 1``), summing to 1.
+        n: number of atoms N_a (>= 0).
+        method: ``"round_residual"`` (the published code): ``round(p * n)`` per element; if that overshoots ``n``,
+            the rounded multiset is shuffled and truncated to ``n`` atoms; if it falls short, the missing atoms are
+            drawn from the residual probabilities ``max(p - counts / n, 0)`` (renormalised; ``p`` itself when all
+            residuals are 0). ``"largest_remainder"`` (Hamilton's method, deterministic): ``floor(p * n)`` and the
+            remaining atoms to the elements with the largest fractional parts (ties by the larger ``p``, then by the
+            lower atomic number).
+
+    Returns:
+        ``[E]`` non-negative integer counts summing to exactly ``n``. When ``p * n`` lies within 0.5 of integer
+        counts that sum to ``n`` (a confident head with some leakage), both methods return those counts exactly.
+    """
+    if method not in INITIAL_TYPES:
+        raise ValueError(f"unknown initial_types method {method!r}; expected one of {INITIAL_TYPES}")
+    n = int(n)
+    p = p.detach().double().clamp(min=0)
+    E = p.numel()
+    if n <= 0:
+        return torch.zeros(E, dtype=torch.long, device=p.device)
+    p = p / p.sum().clamp(min=1e-300)
+    target = p * n
+    if method == "largest_remainder":
+        counts = torch.floor(target).long()
+        rem = n - int(counts.sum())
+        if rem > 0:
+            frac = target - counts.to(target)
+            # sort by fractional part, then by p, then by index (stable lexicographic key)
+            order = sorted(range(E), key=lambda e: (-float(frac[e]), -float(p[e]), e))
+            for e in order[:rem]:
+                counts[e] += 1
+        return counts
+    counts = torch.round(target).long()
+    total = int(counts.sum())
+    if total > n:  # overshoot: shuffle the rounded multiset and keep n atoms
+        atoms = torch.repeat_interleave(torch.arange(E, device=p.device), counts)
+        keep = atoms[torch.randperm(total, generator=generator, device=p.device)[:n]]
+        return torch.bincount(keep, minlength=E)
+    if total < n:  # shortfall: draw from the residual probabilities
+        resid = (p - counts.to(p) / n).clamp(min=0)
+        w = resid if float(resid.sum()) > 0 else p
+        extra = torch.multinomial(w.float(), n - total, replacement=True, generator=generator)
+        counts = counts + torch.bincount(extra, minlength=E)
+    return counts
 
 
 class DPCDVAE(nn.Module):
@@ -248,28 +302,31 @@ class DPCDVAE(nn.Module):
         return F.mse_loss(eps_pred, eps), type_logits
 
     def _type_loss(self, type_logits, atom_types, sig):
-        """Type loss: CE / sigma' per atom (paper intent) or the published code's broadcast form."""
+        """Type loss: ``per_atom`` CE / sigma' per atom (paper intent), ``code`` the published code's broadcast
+        form mean(1/sigma') x mean(CE), or ``ce`` the plain per-atom CE (all noise levels weighted alike)."""
         ce = F.cross_entropy(type_logits, atom_types - 1, reduction="none")
         if self.cfg.type_loss == "per_atom":
             return (ce / sig).mean()
         if self.cfg.type_loss == "code":
             # the published code's broadcast bug: an N x N matrix whose mean is mean(1/sigma') * mean(CE)
             return (1.0 / sig).mean() * ce.mean()
+        if self.cfg.type_loss == "ce":
+            # every noise level weighted alike (the published code's weighting up to its constant factor)
+            return ce.mean()
         raise ValueError(f"unknown type_loss {self.cfg.type_loss!r}")
 
     # ------------------------------------------------------------------------------------------------ sampling
     def _initial_types(self, comp_probs: torch.Tensor, num_atoms: torch.Tensor, generator=None) -> torch.Tensor:
-        """Initial Z_T: round(composition probabilities x N_a), remainder drawn multinomially (published code)."""
+        """Initial Z_T from the composition head (``cfg.initial_types``); see :func:`initial_type_counts`."""
+        method = getattr(self.cfg, "initial_types", "round_residual")
         out = []
         for p, n in zip(comp_probs, num_atoms.tolist()):
             if n <= 0:
                 continue
-            counts = torch.floor(p * n).long()
-            rem = n - int(counts.sum())
-            if rem > 0:
-                extra = torch.multinomial(p, rem, replacement=True, generator=generator)
-                counts = counts + torch.bincount(extra, minlength=p.numel())
-            out.append(torch.repeat_interleave(torch.arange(p.numel(), device=p.device), counts) + 1)
+            counts = initial_type_counts(p, n, method=method, generator=generator)
+            types = torch.repeat_interleave(torch.arange(p.numel(), device=p.device), counts) + 1
+            # the order of the atoms carries no meaning (random initial positions); shuffle as the published code
+            out.append(types[torch.randperm(n, generator=generator, device=p.device)])
         if not out:
             return torch.zeros(0, dtype=torch.long, device=comp_probs.device)
         return torch.cat(out)

@@ -253,6 +253,13 @@ def ensure_checkpoint(checkpoint: Optional[str], data: DataChoice, config: str =
     exactly these settings (reused, not retrained); else train one now within the budget (``train_minutes`` wall
     clock and/or ``train_epochs``) into ``work_dir/models/<dataset>-<config>-<hash>/`` and return its ``best.ckpt``.
     """
+    if checkpoint and str(checkpoint).startswith("pretrained:"):
+        from .pretrained import pretrained_card
+
+        card = pretrained_card(str(checkpoint))  # fails here, naming what is shipped, for an unknown name
+        print(f"using the shipped model {checkpoint} (trained on {card.get('dataset')} {card.get('train_split')}; "
+              f"`dpcdvae pretrained list` shows its card)")
+        return str(checkpoint)
     if checkpoint:
         p = Path(checkpoint).expanduser()
         if not p.is_file():
@@ -302,7 +309,12 @@ def model_summary(model, checkpoint=None):
     row = {"model": cfg.model, "variant": cfg.variant, "parameters (M)": sum(p.numel() for p in model.parameters()) / 1e6,
            "T (diffusion steps)": cfg.timesteps, "beta schedule": cfg.beta_schedule, "latent dim": cfg.latent_dim,
            "max atoms": cfg.max_atoms}
-    if checkpoint is not None:
+    card = getattr(model, "card", None)
+    if card:
+        row["trained on"] = f"{card.get('dataset')} ({card.get('train_split')})"
+        row["config"] = card.get("config_name")
+        row["shipped model"] = card.get("name")
+    elif checkpoint is not None:
         info = Path(checkpoint).parent / "config.json"
         if info.is_file():
             meta = json.loads(info.read_text())
@@ -413,9 +425,10 @@ def test_structures(data: DataChoice, n: Optional[int] = None, split: str = "tes
 # ================================================================================================================
 def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler: str = "eq7",
                        steps: Optional[int] = None, seed: int = 0, out_dir=None, batch_size: int = 256,
-                       n_workers: int = 2) -> dict:
+                       n_workers: int = 2, latent: str = "sample") -> dict:
     """Reconstruct the first ``n`` test crystals (all when ``None``) with ``sampler`` and compute the Table I / S1
-    metrics. Writes CIFs + ``metrics.json`` into a fresh folder under ``out_dir`` when given.
+    metrics. Writes CIFs + ``metrics.json`` into a fresh folder under ``out_dir`` when given. ``latent``: z drawn
+    from the encoder posterior (``"sample"``, the paper's protocol) or its ``"mean"``.
 
     Returns ``{"metrics" (full dict incl. per_structure), "preds", "targets", "ids", "wall_s", "out"}``.
     """
@@ -433,11 +446,13 @@ def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler
     writer = None
     if out_dir is not None:
         writer = SampleWriter(new_run_dir(Path(out_dir) / f"recon-{sampler}", "run"),
-                              meta={"dataset": data.name, "sampler": sampler, "steps": steps, "seed": seed})
+                              meta={"dataset": data.name, "sampler": sampler, "steps": steps, "seed": seed,
+                                    "latent": latent})
     preds, targets, ids = [], [], []
     t0 = time.time()
     for k, batch in enumerate(DataLoader(ds, batch_size=batch_size)):
-        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=not headless())
+        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=not headless(),
+                                use_mean=latent == "mean")
         if writer is not None:
             writer.add(res)
         preds.extend(res.structures)
@@ -446,7 +461,8 @@ def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler
                                              batch.num_atoms))
     wall = time.time() - t0
     m = reconstruction_metrics(preds, targets, ids=ids, n_workers=n_workers, progress=not headless())
-    m.update({"sampler": sampler, "steps": steps or model.cfg.timesteps, "sample_wall_s": round(wall, 2),
+    m.update({"sampler": sampler, "steps": steps or model.cfg.timesteps, "latent": latent,
+              "sample_wall_s": round(wall, 2),
               "dataset": data.name, "synthetic": data.synthetic})
     out = None
     if writer is not None:

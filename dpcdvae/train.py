@@ -40,9 +40,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, fh)
 
 
+VAL_SEED = 20231  # seed of the validation noise draws (per validation batch: VAL_SEED + batch index)
+
+
 # ---------------------------------------------------------------------------------------------------- module
 class DPCDVAEModule(L.LightningModule):
-    """Lightning wrapper: Adam + ReduceLROnPlateau on ``val_loss`` (coordinate + 0.1 x type loss), optional EMA."""
+    """Lightning wrapper: Adam with ReduceLROnPlateau on ``val_loss`` (coordinate + 0.1 x type loss) or a
+    budget-aware cosine schedule (``train.lr_schedule``), optional EMA. Validation draws its noise from a fixed
+    seed, so ``val_loss`` of two epochs differs only through the weights."""
 
     def __init__(self, config: dict, lattice_scaler_state: Optional[dict] = None):
         super().__init__()
@@ -74,7 +79,10 @@ class DPCDVAEModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         model = self.ema.module if self.ema is not None else self.model
-        out = model(batch, epoch=self.current_epoch)
+        # the same noise draws (t, eps, sigma', Z_t, z) at every validation: val_loss compares weights, not luck
+        gen = torch.Generator(device=batch.frac_coords.device)
+        gen.manual_seed(VAL_SEED + batch_idx)
+        out = model(batch, epoch=self.current_epoch, generator=gen)
         bs = batch.num_graphs
         self.log("val_loss", out["val_loss"], prog_bar=True, batch_size=bs, sync_dist=True)
         for k in ("coord", "type", "lattice", "num_atoms_acc"):
@@ -84,6 +92,10 @@ class DPCDVAEModule(L.LightningModule):
     def configure_optimizers(self):
         t = self.cfg.train
         opt = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        if t.lr_schedule == "cosine":
+            return opt  # the learning rate is set every step by _BudgetCosine (a callback: it knows the deadline)
+        if t.lr_schedule != "plateau":
+            raise ValueError(f"train.lr_schedule must be 'plateau' or 'cosine', got {t.lr_schedule!r}")
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=t.lr_factor,
                                                            patience=t.lr_patience, min_lr=t.lr_min)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
@@ -180,6 +192,52 @@ class _WallClockBudget(Callback):
         self._check(trainer)
 
 
+def cosine_lr(progress: float, lr: float, warmup_frac: float, final_factor: float) -> float:
+    """Learning rate at ``progress`` in [0, 1] of a run: linear warm-up from ``lr * final_factor`` to ``lr`` over
+    the first ``warmup_frac``, then half a cosine from ``lr`` down to ``lr * final_factor`` at ``progress = 1``
+    (held there beyond 1)."""
+    import math
+
+    p = min(max(float(progress), 0.0), 1.0)
+    lo = lr * final_factor
+    if warmup_frac > 0 and p < warmup_frac:
+        return lo + (lr - lo) * p / warmup_frac
+    q = (p - warmup_frac) / max(1.0 - warmup_frac, 1e-12)
+    return lo + 0.5 * (lr - lo) * (1.0 + math.cos(math.pi * q))
+
+
+class _BudgetCosine(Callback):
+    """Sets the learning rate before every optimizer step from the run's progress (``train.lr_schedule=cosine``).
+
+    Progress is the elapsed share of the wall-clock budget ``max_minutes`` when one is set (a run that stops at its
+    deadline ends at the bottom of the cosine), else the share of ``max_epochs`` done. Rank 0's progress is
+    broadcast so every DDP rank uses the same rate. A resumed run starts a new warm-up and cosine over its own
+    budget (a warm restart)."""
+
+    def __init__(self, cfg, minutes: Optional[float]):
+        self.t = cfg
+        self.limit_s = float(minutes) * 60.0 if minutes else None
+        self.t0: Optional[float] = None
+        self.step0 = 0
+
+    def on_train_start(self, trainer, pl_module):
+        self.t0 = time.monotonic()
+        self.step0 = trainer.global_step
+
+    def progress(self, trainer) -> float:
+        if self.limit_s:
+            return (time.monotonic() - self.t0) / self.limit_s
+        per_epoch = max(int(trainer.num_training_batches or 1), 1)
+        return (trainer.global_step - self.step0) / max(self.t.max_epochs * per_epoch, 1)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        p = float(trainer.strategy.broadcast(self.progress(trainer)))
+        lr = cosine_lr(p, self.t.lr, self.t.warmup_frac, self.t.cosine_final_factor)
+        for opt in trainer.optimizers:
+            for g in opt.param_groups:
+                g["lr"] = lr
+
+
 # ---------------------------------------------------------------------------------------------------- API
 def resolve_root(dataset: str, root: Optional[str] = None) -> Optional[str]:
     """The data root to use: ``root`` as given, except for the synthetic demo dataset, which is generated on
@@ -234,6 +292,8 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
                  _WallClockLog(out / "metrics.jsonl")]
     if t.max_minutes:
         callbacks.append(_WallClockBudget(t.max_minutes))
+    if t.lr_schedule == "cosine":
+        callbacks.append(_BudgetCosine(t, t.max_minutes))
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, len(dm.train_ds) // t.batch_size // 20)))
     trainer = L.Trainer(
@@ -262,9 +322,14 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
 def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu", ema: bool = True):
     """Load a trained model (plain ``nn.Module`` in eval mode) from a checkpoint written by :func:`train`.
 
-    Uses the EMA weights when the run had EMA and ``ema=True``.
+    Uses the EMA weights when the run had EMA and ``ema=True``. ``"pretrained:<name>"`` loads a model shipped with
+    the package (:func:`dpcdvae.pretrained.load_pretrained`).
     """
     from .model import build_model
+    from .pretrained import is_pretrained, load_pretrained
+
+    if is_pretrained(checkpoint):
+        return load_pretrained(checkpoint, map_location=map_location)
 
     ck = torch.load(checkpoint, map_location=map_location, weights_only=False)
     hp = ck.get("hyper_parameters", {})

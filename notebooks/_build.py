@@ -374,6 +374,7 @@ def nb03():
             ("n_test", None, "test crystals to reconstruct (None: the whole test split, as the paper)"),
             ("samplers", ["eq7", "eq6"], '"eq7" -> Table I, "eq6" -> Table S1'),
             ("steps", None, "None: all T steps (eq6 and eq7 need all of them)"),
+            ("latent", "sample", '"sample": z from the encoder posterior (the paper\'s protocol) | "mean"'),
             ("n_workers", 2, "processes for StructureMatcher"),
             *COMMON_TAIL,
         ),
@@ -384,7 +385,8 @@ def nb03():
         code("""
             out_dir = Path(work_dir) / "03_table1_reconstruction"
             recon = {s: nb.run_reconstruction(model, data, n=n_test, sampler=s, steps=steps, seed=seed,
-                                              out_dir=out_dir, n_workers=n_workers) for s in samplers}
+                                              out_dir=out_dir, n_workers=n_workers, latent=latent)
+                     for s in samplers}
         """),
         md("## 2. Table I (Eq. 7): ours beside the paper\nPaper rows first (FTCP and CDVAE quoted by the paper from "
            "CDVAE's article), then ours, then `delta (ours - DP-CDVAE)`."),

@@ -14,7 +14,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     from dpcdvae.cli import main
 
     out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--dataset", "demo", "--config", "tiny", "--minutes", "0.1",
+    rc = main(["demo", "--out", str(out), "--dataset", "demo", "--config", "tiny", "--train-minutes", "0.1",
                "--n-recon", "4", "--n-gen", "3", "--steps", "5"])
     assert rc == 0
     summaries = list(out.rglob("summary.json"))

@@ -113,7 +113,7 @@ def test_demo_main_job_small(tmp_path, monkeypatch):
     from dpcdvae.demo import run_demo
 
     monkeypatch.setenv("DPCDVAE_CACHE", str(tmp_path / "cache"))
-    s = run_demo(out=str(tmp_path / "demo"), minutes=0.1, dataset="demo", config="tiny", n_recon=4, n_gen=3,
+    s = run_demo(out=str(tmp_path / "demo"), train_minutes=0.1, dataset="demo", config="tiny", n_recon=4, n_gen=3,
                  steps=5, limit_train=32)
     assert s["synthetic"] is True and s["dataset"] == "demo_synthetic_perovskites"
     assert os.path.isfile(s["picture"]) and os.path.getsize(s["picture"]) > 1000
@@ -138,3 +138,47 @@ def test_crystalnn_encoder_graph_trains(tmp_path, demo_root):
     assert res["epochs"] == 1
     m = load_model(res["best"])
     assert m.cfg.encoder.graph == "crystalnn"
+
+
+def test_cosine_schedule_runs_and_decays(tmp_path, demo_root):
+    """train.lr_schedule=cosine: warm-up then decay to lr * cosine_final_factor by the end of max_epochs."""
+    out = tmp_path / "cos"
+    ov = {**OV, "train.lr_schedule": "cosine", "train.warmup_frac": 0.25, "train.cosine_final_factor": 0.01}
+    train("demo_synthetic_perovskites", "tiny", out=out, overrides=ov, root=demo_root, max_epochs=4, progress=False)
+    lrs = [json.loads(l)["lr"] for l in open(out / "metrics.jsonl")]
+    assert len(lrs) == 4
+    from dpcdvae.config import load_config
+
+    lr0 = load_config("tiny").train.lr
+    assert max(lrs) <= lr0 * 1.0001
+    assert lrs[-1] < 0.2 * lr0, lrs  # near the end of the cosine
+    assert lrs[1] > lrs[-1], lrs
+
+
+def test_validation_loss_is_deterministic(trained, demo_root):
+    """The validation noise is drawn from a fixed seed: the same weights give the same val_loss twice (before, one
+    random t per crystal made val_loss, and so ReduceLROnPlateau and best.ckpt, partly luck)."""
+    from torch_geometric.loader import DataLoader
+
+    from dpcdvae.data import load_split
+    from dpcdvae.train import DPCDVAEModule
+
+    ck = torch.load(trained["best"], map_location="cpu", weights_only=False)
+    module = DPCDVAEModule(**ck["hyper_parameters"])
+    module.load_state_dict(ck["state_dict"])
+    module.eval()
+    logged = []
+    module.log = lambda name, value, **kw: logged.append((name, float(value)))
+    batch = next(iter(DataLoader(load_split("demo_synthetic_perovskites", "val", root=demo_root, graph="none",
+                                            progress=False), batch_size=8)))
+    with torch.no_grad():
+        module.validation_step(batch, 0)
+        first = dict(logged)
+        logged.clear()
+        module.validation_step(batch, 0)
+        second = dict(logged)
+        logged.clear()
+        module.validation_step(batch, 1)  # another batch index draws other noise
+        third = dict(logged)
+    assert first["val_loss"] == second["val_loss"]
+    assert first["val_loss"] != third["val_loss"]

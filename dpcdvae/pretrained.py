@@ -1,0 +1,130 @@
+"""Pretrained models shipped inside the package (``dpcdvae/weights/<name>.pt`` + ``<name>.json``).
+
+Each shipped file holds plain tensors and JSON-able data only, so it loads with ``torch.load(weights_only=True)``:
+a user never runs pickled code to use it. What a file holds::
+
+    {"format": 1, "name": str, "config": <Config.to_dict()>, "state_dict": {key: tensor}, "card_json": str}
+
+The weights are the sampling weights of the training run (the EMA average when the run used EMA). The model card
+(``<name>.json``, also inside the ``.pt``) says how the model was made and what it measured: training command,
+commit, date, machine, data split, parameters, and metrics with the commands that produced them.
+
+Use ``dpcdvae.load_pretrained("perov_5")``, or ``--checkpoint pretrained:perov_5`` wherever the command line takes a
+checkpoint; ``dpcdvae pretrained list`` prints the cards.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ._fileio import atomic_open, atomic_write_text
+from .config import Config
+
+__all__ = ["PREFIX", "WEIGHTS_DIR", "is_pretrained", "list_pretrained", "pretrained_card", "load_pretrained",
+           "export_pretrained", "PretrainedNotFoundError"]
+
+PREFIX = "pretrained:"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+FORMAT = 1
+
+
+class PretrainedNotFoundError(FileNotFoundError):
+    """No shipped model of that name."""
+
+
+def is_pretrained(ref) -> bool:
+    """True for ``"pretrained:<name>"`` references."""
+    return isinstance(ref, str) and ref.startswith(PREFIX)
+
+
+def _name(ref: str) -> str:
+    return ref[len(PREFIX):] if is_pretrained(ref) else ref
+
+
+def _available(weights_dir: Path) -> list[str]:
+    return sorted(p.stem for p in weights_dir.glob("*.pt") if (weights_dir / f"{p.stem}.json").is_file())
+
+
+def _path(name: str, weights_dir: Optional[Path] = None) -> Path:
+    d = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    p = d / f"{name}.pt"
+    if not p.is_file():
+        have = ", ".join(_available(d)) or "none"
+        raise PretrainedNotFoundError(f"no pretrained model {name!r} (shipped: {have}; see `dpcdvae pretrained list`)")
+    return p
+
+
+def list_pretrained(weights_dir: Optional[Path] = None) -> list[dict]:
+    """The model cards of every shipped model (one dict each, with ``name`` and ``file``)."""
+    d = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    out = []
+    for name in _available(d):
+        card = json.loads((d / f"{name}.json").read_text())
+        card.setdefault("name", name)
+        card["file"] = str(d / f"{name}.pt")
+        card["file_mb"] = round((d / f"{name}.pt").stat().st_size / 1e6, 2)
+        out.append(card)
+    return out
+
+
+def pretrained_card(ref: str, weights_dir: Optional[Path] = None) -> dict:
+    """The model card of ``"perov_5"`` or ``"pretrained:perov_5"``."""
+    name = _name(ref)
+    p = _path(name, weights_dir)
+    card = json.loads(p.with_suffix(".json").read_text())
+    card.setdefault("name", name)
+    return card
+
+
+def load_pretrained(ref: str = "perov_5", map_location: str = "cpu", weights_dir: Optional[Path] = None):
+    """Load a shipped model by name (``"perov_5"``, ``"carbon_24"``, ``"carbon_24_cdvae"``; a ``pretrained:``
+    prefix is accepted). Returns the model in eval mode, with ``.config`` (:class:`Config`) and ``.card`` (dict).
+
+    Loaded with ``torch.load(weights_only=True)``: the file holds tensors and plain data only."""
+    from .model import build_model
+
+    name = _name(ref)
+    p = _path(name, weights_dir)
+    try:
+        blob = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise ValueError(f"{p}: not a readable dpcdvae pretrained file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or "state_dict" not in blob:
+        raise ValueError(f"{p}: not a dpcdvae pretrained file of format {FORMAT}")
+    cfg = Config.from_dict(blob["config"])
+    model = build_model(cfg)
+    model.load_state_dict(blob["state_dict"])  # the lattice scaler comes back through the model's extra state
+    model.eval()
+    model.config = cfg
+    model.card = json.loads(blob.get("card_json") or "{}")
+    return model
+
+
+def export_pretrained(checkpoint: str | os.PathLike, name: str, card: dict, weights_dir: Optional[Path] = None,
+                      ema: bool = True) -> Path:
+    """Write the sampling weights of a training checkpoint as a shipped model ``<weights_dir>/<name>.pt`` and its
+    card ``<name>.json``. Only tensors and JSON-able data are stored (checked by re-loading with
+    ``weights_only=True``). ``card`` should hold: command, commit, date, machine, dataset, train_split, metrics."""
+    from .train import load_model
+
+    model = load_model(checkpoint, ema=ema)
+    d = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    card = dict(card)
+    card.setdefault("name", name)
+    card["model"] = model.cfg.model
+    card["config_name"] = model.config.name
+    card["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    sd = {k: (v.detach().cpu().contiguous() if torch.is_tensor(v) else v) for k, v in model.state_dict().items()}
+    blob = {"format": FORMAT, "name": name, "config": model.config.to_dict(), "state_dict": sd,
+            "card_json": json.dumps(card)}
+    path = d / f"{name}.pt"
+    with atomic_open(path, "wb") as fh:
+        torch.save(blob, fh)
+    atomic_write_text(d / f"{name}.json", json.dumps(card, indent=1) + "\n")
+    torch.load(path, weights_only=True)  # fails here, not at a user's, if anything non-plain slipped in
+    return path
