@@ -50,9 +50,11 @@ def params(*items):
     return code("\n".join(out), tags=["parameters"])
 
 
-def train_params(config="compact", minutes=5.0, epochs=None, limit_train=3000, limit_val=256):
+def train_params(config="compact", minutes=5.0, epochs=None, limit_train=3000, limit_val=256,
+                 checkpoint="pretrained:perov_5"):
     return [
-        ("checkpoint", None, "a trained .ckpt; None: reuse a model trained earlier in work_dir with the same"),
+        ("checkpoint", checkpoint, '"pretrained:<name>" (a model shipped with the package: `dpcdvae pretrained'),
+        "list`), a trained .ckpt, or None: reuse a model trained earlier in work_dir with the same",
         "settings, or train one now within the budget below",
         ("config", config, 'model size when training: "tiny" (seconds) | "compact" (2-core CPU) | "paper"'),
         ("train_minutes", minutes, "training budget, wall clock (None: no time limit)"),
@@ -525,8 +527,9 @@ def nb05():
         params(
             ("dataset", "carbon_24", "the paper's Table III is for Carbon-24"),
             ("fallback_to_demo", False, "True: the SYNTHETIC demo data when the dataset is missing (CI)"),
-            *train_params(minutes=60.0, limit_train=None, limit_val=512),
-            ("baseline_checkpoints", {}, 'other models, e.g. {"CDVAE": "runs/cdvae/best.ckpt",'),
+            *train_params(minutes=60.0, limit_train=None, limit_val=512, checkpoint="pretrained:carbon_24"),
+            ("baseline_checkpoints", {"CDVAE": "pretrained:carbon_24_cdvae"},
+             'other models, e.g. {"CDVAE": "pretrained:carbon_24_cdvae",'),
             '"CDVAE+Fourier": "runs/cdvae_fourier/best.ckpt"}',
             ("n_generate", 100, "generated crystals per model (paper: 100)"),
             ("sampler", "eq7", '"eq7" | "eq6" | "strided_eq7" | "strided"'),
