@@ -133,6 +133,10 @@ def _add_reconstruct(sub):
     p.add_argument("--latent", choices=LATENTS, default="sample",
                    help="z for each crystal: 'sample' from the encoder posterior (the paper's and CDVAE's protocol, "
                         "default) or its 'mean'")
+    p.add_argument("--initial-types", choices=["round_residual", "largest_remainder"], default=None,
+                   help="how Z_T is built from the composition head (default: the checkpoint's config)")
+    p.add_argument("--raw-weights", action="store_true",
+                   help="sample with the raw weights of a run trained with EMA (default: the EMA weights)")
     p.set_defaults(func=_cmd_reconstruct)
 
 
@@ -149,11 +153,14 @@ def checkpoint_dataset(checkpoint, model=None) -> Optional[str]:
 def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str = "test",
                       limit: Optional[int] = None, sampler: str = "eq7", steps: Optional[int] = None,
                       batch_size: int = 256, seed: int = 0, root: Optional[str] = None, device: str = "cpu",
-                      metrics: bool = True, command: str = "", latent: str = "sample") -> dict:
+                      metrics: bool = True, command: str = "", latent: str = "sample",
+                      initial_types: Optional[str] = None, ema: bool = True) -> dict:
     """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
     reconstruction metrics (match rate, <delta_rms>) into a fresh run folder. Returns the metrics dict.
 
-    ``latent``: ``"sample"`` draws z from the encoder posterior (the paper's protocol), ``"mean"`` takes its mean."""
+    ``latent``: ``"sample"`` draws z from the encoder posterior (the paper's protocol), ``"mean"`` takes its mean.
+    ``initial_types`` overrides the checkpoint's ``model.initial_types``; ``ema=False`` samples with the raw weights
+    of a run trained with EMA."""
     if latent not in LATENTS:
         raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
     from torch_geometric.loader import DataLoader
@@ -163,8 +170,15 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     from .io import SampleWriter, new_run_dir
     from .train import load_model
 
-    model = load_model(checkpoint, map_location=device).to(device)
+    model = (load_model(checkpoint, map_location=device) if ema
+             else load_model(checkpoint, map_location=device, ema=False)).to(device)
     cfg = model.config
+    if initial_types is not None:
+        from .model import INITIAL_TYPES
+
+        if initial_types not in INITIAL_TYPES:
+            raise ValueError(f"initial_types must be one of {INITIAL_TYPES}, got {initial_types!r}")
+        model.cfg.initial_types = initial_types
     if dataset is None:
         dataset = checkpoint_dataset(checkpoint, model)
         if dataset is None:
@@ -176,7 +190,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     run = new_run_dir(out, "recon")
     writer = SampleWriter(run, meta={"command": command, "checkpoint": str(checkpoint), "dataset": dataset,
                                      "split": split, "sampler": sampler, "steps": steps, "seed": seed,
-                                     "latent": latent})
+                                     "latent": latent, "initial_types": model.cfg.initial_types,
+                                     "weights": "ema" if ema else "raw"})
     preds, targets = [], []
     t0 = time.time()
     for k, batch in enumerate(tqdm(DataLoader(ds, batch_size=batch_size), desc="reconstructing")):
@@ -189,7 +204,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
         targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
                                              batch.num_atoms))
     result = {"out": str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
-              "sampler": sampler, "steps": steps or cfg.model.timesteps, "latent": latent}
+              "sampler": sampler, "steps": steps or cfg.model.timesteps, "latent": latent,
+              "initial_types": model.cfg.initial_types, "weights": "ema" if ema else "raw"}
     if metrics:
         from .eval.reconstruction import reconstruction_metrics
 
@@ -203,7 +219,8 @@ def _cmd_reconstruct(a):
     res = reconstruct_split(a.checkpoint, a.out, dataset=a.dataset and _dataset_name(a.dataset), split=a.split,
                             limit=a.limit, sampler=a.sampler, steps=a.steps, batch_size=a.batch_size,
                             seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
-                            command=" ".join(sys.argv), latent=a.latent)
+                            command=" ".join(sys.argv), latent=a.latent, initial_types=a.initial_types,
+                            ema=not a.raw_weights)
     print(json.dumps(res))
 
 
@@ -289,11 +306,6 @@ def _cmd_pretrained_export(a):
     from .pretrained import export_pretrained
 
     card = json.loads(Path(a.card).read_text())
-    info = Path(a.checkpoint).parent / "config.json"
-    if info.is_file():
-        meta = json.loads(info.read_text())
-        card.setdefault("dataset", meta.get("dataset"))
-        card.setdefault("train_split", meta.get("train_split"))
     path = export_pretrained(a.checkpoint, a.name, card,
                              weights_dir=Path(a.weights_dir) if a.weights_dir else None)
     print(json.dumps({"written": str(path), "card": str(path.with_suffix(".json"))}))

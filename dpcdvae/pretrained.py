@@ -108,13 +108,19 @@ def export_pretrained(checkpoint: str | os.PathLike, name: str, card: dict, weig
                       ema: bool = True) -> Path:
     """Write the sampling weights of a training checkpoint as a shipped model ``<weights_dir>/<name>.pt`` and its
     card ``<name>.json``. Only tensors and JSON-able data are stored (checked by re-loading with
-    ``weights_only=True``). ``card`` should hold: command, commit, date, machine, dataset, train_split, metrics."""
+    ``weights_only=True``). ``card`` should hold: train_command, commit, date, machine, metrics; ``dataset`` and
+    ``train_split`` are read from the run's ``config.json`` when the card does not give them."""
     from .train import load_model
 
     model = load_model(checkpoint, ema=ema)
     d = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     d.mkdir(parents=True, exist_ok=True)
     card = dict(card)
+    info = Path(checkpoint).parent / "config.json"  # written by dpcdvae.train.train beside the checkpoints
+    if info.is_file():
+        meta = json.loads(info.read_text())
+        card.setdefault("dataset", meta.get("dataset"))
+        card.setdefault("train_split", meta.get("train_split"))
     card.setdefault("name", name)
     card["model"] = model.cfg.model
     card["config_name"] = model.config.name

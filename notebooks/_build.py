@@ -110,7 +110,7 @@ MODEL = code("""
 def nb00():
     return [
         md(f"""
-        # 00 &middot; Quickstart: train, generate, look, write CIFs
+        # 00 &middot; Quickstart: load a trained model, generate, look, write CIFs
 
         DP-CDVAE ({PAPER}) is a variational autoencoder that predicts a crystal's lattice, number of atoms and
         composition from a latent vector **z**, plus a denoising diffusion model (DDPM) on the *fractional*
@@ -118,8 +118,9 @@ def nb00():
         step. This notebook runs the whole loop once:
 
         1. install check, 2. pick a dataset (Perov-5 if the data locator finds it, else the **synthetic** demo
-        perovskites), 3. train a small model (or load a checkpoint), 4. generate crystals, 5. look at them,
-        6. write CIFs.
+        perovskites), 3. load the model shipped with the package (`pretrained:perov_5`, trained by this project;
+        `dpcdvae pretrained list` prints its card), 4. generate crystals, 5. look at them, 6. write CIFs.
+        Set `checkpoint = None` to train a small model here instead (notebook 01 is about training).
 
         The same steps run headlessly with `dpcdvae demo --out runs/demo` (the README's main job).
         """),
@@ -138,9 +139,9 @@ def nb00():
         SETUP,
         md("## 2. Data\n`nb.resolve_dataset` says which dataset the run uses and whether it is synthetic."),
         DATA_AUTO,
-        md("## 3. A model\nA checkpoint if given; else one trained earlier in `work_dir` with the same settings; "
-           "else a model trained now within the budget (Lightning; `best.ckpt` and `last.ckpt` are written "
-           "atomically)."),
+        md("## 3. A model\nThe shipped model by default (`pretrained:<name>`), or a `.ckpt` of yours; with "
+           "`checkpoint = None`, one trained earlier in `work_dir` with the same settings, else a model trained now "
+           "within the budget (Lightning; `best.ckpt` and `last.ckpt` are written atomically)."),
         MODEL,
         md("## 4. Generate\n$z \\sim \\mathcal N(0, I)$ &rarr; $N_a$, lattice, composition &rarr; reverse diffusion "
            "of the coordinates. `flag` is non-empty for degenerate outputs (no atoms, collapsed cell)."),

@@ -40,7 +40,8 @@ def test_export_and_load_round_trip(tiny_ckpt, tmp_path):
     assert torch.equal(a.frac_coords, b.frac_coords) and torch.equal(a.atom_types, b.atom_types)
     assert m_ship.card["description"] == "test" and m_ship.card["parameters"] > 0
     cards = list_pretrained(tmp_path)
-    assert [c["name"] for c in cards] == ["tiny_demo"] and cards[0]["dataset"] is None or True
+    assert [c["name"] for c in cards] == ["tiny_demo"]
+    assert cards[0]["dataset"] == "demo_synthetic_perovskites" and cards[0]["train_split"] == "train"
 
 
 def test_unknown_name_says_what_is_shipped(tmp_path):
@@ -115,3 +116,21 @@ def test_shipped_perov5_reconstructs_its_measured_rate(shared_data_dir, monkeypa
     margin = 100.0 * 2 * math.sqrt(max(p * (1 - p), 0.05) / QUALITY_N)
     assert res["n"] == QUALITY_N
     assert res["match_rate"] >= ref["value"] - margin, (res["match_rate"], ref["value"], margin)
+
+
+def test_demo_default_uses_the_shipped_model(tmp_path, monkeypatch):
+    """The README's main job with its defaults (shrunk): no training, the shipped Perov-5 model; real Perov-5 test
+    crystals when the locator finds them, else reconstruction skipped with a note (never silently)."""
+    from dpcdvae.demo import run_demo
+
+    if not any(c["name"] == "perov_5" for c in SHIPPED):
+        pytest.fail("pretrained:perov_5 is not shipped")
+    monkeypatch.setenv("DPCDVAE_CACHE", str(tmp_path / "cache"))
+    s = run_demo(out=str(tmp_path / "demo"), n_recon=4, n_gen=3, steps=20)
+    assert s["trained_here"] is False and s["checkpoint"] == "pretrained:perov_5"
+    assert s["generated_n"] == 3 and s["generated_valid"] >= 1
+    if s["recon_n"]:
+        assert s["dataset"] == "perov_5" and s["recon_n"] == 4 and s["recon_note"] is None
+    else:
+        assert "reconstruction skipped" in s["recon_note"]
+    json.dumps(s, allow_nan=False)  # strict JSON (a NaN would fail here)
