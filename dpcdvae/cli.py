@@ -18,6 +18,43 @@ from pathlib import Path
 from typing import Optional
 
 
+class UserError(ValueError):
+    """A mistake in what the user asked for (argument, incompatible option): printed as one line, exit status 2."""
+
+
+def known_errors() -> tuple:
+    """Exceptions that are the user's to fix (data, files, arguments): ``dpcdvae`` prints them as one line and exits
+    with status 2; ``dpcdvae --debug ...`` shows the traceback instead."""
+    from .data import DataError, DatasetNotFoundError
+    from .pretrained import CheckpointError, PretrainedNotFoundError
+
+    return (UserError, DataError, DatasetNotFoundError, PretrainedNotFoundError, CheckpointError)
+
+
+def _check_sampling_args(model, sampler: Optional[str], steps: Optional[int]) -> str:
+    """The sampler to use with ``model`` (its own default when ``sampler`` is None); a UserError names the argument
+    when the sampler does not fit the model or ``--steps`` would be ignored."""
+    from .diffusion.ddpm import STRIDED_VARIANTS
+
+    is_cdvae = model.cfg.model.startswith("cdvae")
+    if sampler is None:
+        sampler = "langevin" if is_cdvae else "eq7"
+    if is_cdvae and sampler != "langevin":
+        raise UserError(f"--sampler {sampler}: this checkpoint is a {model.cfg.model} model, which samples with "
+                        f"annealed Langevin only (--sampler langevin, --steps = iterations per noise level)")
+    if not is_cdvae and sampler == "langevin":
+        raise UserError("--sampler langevin: this checkpoint is a DP-CDVAE model; use eq7, eq6, strided_eq7 or strided")
+    if steps is not None:
+        if steps < 1:
+            raise UserError(f"--steps {steps}: must be >= 1")
+        if not is_cdvae and sampler not in STRIDED_VARIANTS:
+            raise UserError(f"--steps {steps}: --sampler {sampler} always runs all {model.cfg.timesteps} steps; "
+                            f"use --sampler strided_eq7 (or strided) for fewer")
+        if not is_cdvae and steps > model.cfg.timesteps:
+            raise UserError(f"--steps {steps}: at most T = {model.cfg.timesteps}")
+    return sampler
+
+
 def _parse_set(values) -> dict:
     """``--set train.lr=0.001 model.variant=na`` -> dict with YAML-parsed values."""
     import yaml
@@ -78,8 +115,10 @@ def _add_sample(sub):
     p = sub.add_parser("sample", help="generate crystals from z ~ N(0, I); writes CIFs + extxyz + JSON")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--n", type=int, default=16)
-    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided", "langevin"], default="eq7")
-    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or strided (<= T)")
+    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided", "langevin"], default=None,
+                   help="default: eq7 for DP-CDVAE, langevin for the CDVAE baselines")
+    p.add_argument("--steps", type=int, default=None,
+                   help="network calls for --sampler strided_eq7 or strided (<= T); Langevin iterations per level")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
@@ -91,7 +130,12 @@ def _cmd_sample(a):
     from .io import SampleWriter, new_run_dir
     from .train import load_model
 
+    if a.n < 1:
+        raise UserError(f"--n {a.n}: the number of crystals must be >= 1")
+    if a.batch_size < 1:
+        raise UserError(f"--batch-size {a.batch_size}: must be >= 1")
     model = load_model(a.checkpoint, map_location=a.device).to(a.device)
+    a.sampler = _check_sampling_args(model, a.sampler, a.steps)
     run = new_run_dir(a.out, "sample")
     writer = SampleWriter(run, meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
                                      "sampler": a.sampler, "steps": a.steps, "seed": a.seed})
@@ -122,8 +166,10 @@ def _add_reconstruct(sub):
     p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="only the first N crystals")
-    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided", "langevin"], default="eq7")
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided", "langevin"], default=None,
+                   help="default: eq7 for DP-CDVAE, langevin for the CDVAE baselines")
+    p.add_argument("--steps", type=int, default=None,
+                   help="network calls for --sampler strided_eq7 or strided (<= T); Langevin iterations per level")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
@@ -151,7 +197,7 @@ def checkpoint_dataset(checkpoint, model=None) -> Optional[str]:
 
 
 def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str = "test",
-                      limit: Optional[int] = None, sampler: str = "eq7", steps: Optional[int] = None,
+                      limit: Optional[int] = None, sampler: Optional[str] = None, steps: Optional[int] = None,
                       batch_size: int = 256, seed: int = 0, root: Optional[str] = None, device: str = "cpu",
                       metrics: bool = True, command: str = "", latent: str = "sample",
                       initial_types: Optional[str] = None, ema: bool = True) -> dict:
@@ -170,8 +216,13 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     from .io import SampleWriter, new_run_dir
     from .train import load_model
 
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit {limit}: must be >= 1")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: must be >= 1")
     model = (load_model(checkpoint, map_location=device) if ema
              else load_model(checkpoint, map_location=device, ema=False)).to(device)
+    sampler = _check_sampling_args(model, sampler, steps)
     cfg = model.config
     if initial_types is not None:
         from .model import INITIAL_TYPES
@@ -318,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p.add_argument("--version", action="version", version=f"dpcdvae {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
     _add_demo(sub)
     _add_train(sub)
@@ -338,10 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one ``dpcdvae`` command. A user error (bad argument, missing or unreadable file, bad data row) prints
+    one line, ``dpcdvae: error: ...``, and returns 2; with ``--debug`` the traceback is shown instead."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args._argv = list(argv) if argv is not None else sys.argv[1:]  # the command recorded in outputs
-    rc = args.func(args)
+    try:
+        rc = args.func(args)
+    except known_errors() as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"dpcdvae: error: {exc}", file=sys.stderr)
+        return 2
     return int(rc or 0)
 
 

@@ -25,7 +25,7 @@ from ._fileio import atomic_open, atomic_write_text
 from .config import Config
 
 __all__ = ["PREFIX", "WEIGHTS_DIR", "is_pretrained", "list_pretrained", "pretrained_card", "load_pretrained",
-           "export_pretrained", "PretrainedNotFoundError"]
+           "export_pretrained", "PretrainedNotFoundError", "CheckpointError"]
 
 PREFIX = "pretrained:"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -34,6 +34,11 @@ FORMAT = 1
 
 class PretrainedNotFoundError(FileNotFoundError):
     """No shipped model of that name."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or shipped-model file that is missing, truncated or not written by dpcdvae (the message names
+    the file)."""
 
 
 def is_pretrained(ref) -> bool:
@@ -92,9 +97,9 @@ def load_pretrained(ref: str = "perov_5", map_location: str = "cpu", weights_dir
     try:
         blob = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # a truncated or foreign file
-        raise ValueError(f"{p}: not a readable dpcdvae pretrained file ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{p}: not a readable dpcdvae pretrained file ({type(exc).__name__}: {exc})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or "state_dict" not in blob:
-        raise ValueError(f"{p}: not a dpcdvae pretrained file of format {FORMAT}")
+        raise CheckpointError(f"{p}: not a dpcdvae pretrained file of format {FORMAT}")
     cfg = Config.from_dict(blob["config"])
     model = build_model(cfg)
     model.load_state_dict(blob["state_dict"])  # the lattice scaler comes back through the model's extra state

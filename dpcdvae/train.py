@@ -19,6 +19,7 @@ import torch
 
 from ._fileio import atomic_open
 from .config import Config, load_config
+from .pretrained import CheckpointError
 
 log = logging.getLogger("dpcdvae.train")
 
@@ -331,10 +332,17 @@ def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu", ema: bo
     if is_pretrained(checkpoint):
         return load_pretrained(checkpoint, map_location=map_location)
 
-    ck = torch.load(checkpoint, map_location=map_location, weights_only=False)
-    hp = ck.get("hyper_parameters", {})
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(f"checkpoint {checkpoint} does not exist (a shipped model is `pretrained:<name>`; "
+                              f"`dpcdvae pretrained list`)")
+    try:
+        ck = torch.load(checkpoint, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated / not a torch file
+        raise CheckpointError(f"checkpoint {checkpoint} cannot be read ({type(exc).__name__}: {exc}); is the file "
+                              f"complete?") from None
+    hp = ck.get("hyper_parameters", {}) if isinstance(ck, dict) else {}
     if "config" not in hp:
-        raise ValueError(f"{checkpoint}: not a dpcdvae checkpoint (no config in hyper_parameters)")
+        raise CheckpointError(f"{checkpoint}: not a dpcdvae checkpoint (no config in hyper_parameters)")
     cfg = Config.from_dict(hp["config"])
     from .data.scalers import LatticeScaler
 
