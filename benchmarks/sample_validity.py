@@ -22,15 +22,16 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sampler", default=None, help="default: eq7 (DP-CDVAE) / langevin (CDVAE)")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--raw-weights", action="store_true", help="the raw weights of a run trained with EMA")
     a = ap.parse_args()
-    model = load_model(a.checkpoint)
+    model = load_model(a.checkpoint, ema=not a.raw_weights)
     sampler = a.sampler or ("langevin" if model.cfg.model.startswith("cdvae") else "eq7")
     t0 = time.time()
     out = model.generate(a.n, sampler=sampler, steps=a.steps, seed=a.seed, batch_size=a.n)
     wall = time.time() - t0
     v = validity(out.structures)
     na = collections.Counter(int(n) for n in out.num_atoms.tolist())
-    print(json.dumps({"checkpoint": a.checkpoint, "n": a.n, "sampler": sampler, "steps": a.steps, "seed": a.seed,
+    print(json.dumps({"checkpoint": a.checkpoint, "weights": "raw" if a.raw_weights else "ema", "n": a.n, "sampler": sampler, "steps": a.steps, "seed": a.seed,
                       "struct_valid_pct": round(100 * float(v["struct_valid"].mean()), 2),
                       "comp_valid_pct": round(100 * float(v["comp_valid"].mean()), 2),
                       "num_atoms_hist": dict(sorted(na.items())), "sample_wall_s": round(wall, 1)}))

@@ -321,6 +321,8 @@ def _add_pretrained(sub):
     pe.add_argument("--card", required=True, help="JSON file with the card: command, commit, date, machine, "
                                                    "metrics ... (dataset/train_split are read from config.json)")
     pe.add_argument("--weights-dir", default=None, help="default: the package's weights folder")
+    pe.add_argument("--raw-weights", action="store_true",
+                    help="ship the raw weights of a run trained with EMA (default: the EMA weights)")
     pe.set_defaults(func=_cmd_pretrained_export)
 
 
@@ -357,8 +359,9 @@ def _cmd_pretrained_export(a):
     from .pretrained import export_pretrained
 
     card = json.loads(Path(a.card).read_text())
+    card.setdefault("weights", "raw" if a.raw_weights else "ema (when the run had EMA)")
     path = export_pretrained(a.checkpoint, a.name, card,
-                             weights_dir=Path(a.weights_dir) if a.weights_dir else None)
+                             weights_dir=Path(a.weights_dir) if a.weights_dir else None, ema=not a.raw_weights)
     print(json.dumps({"written": str(path), "card": str(path.with_suffix(".json"))}))
     return 0
 
