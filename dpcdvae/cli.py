@@ -183,6 +183,9 @@ def _add_reconstruct(sub):
                    help="how Z_T is built from the composition head (default: the checkpoint's config)")
     p.add_argument("--raw-weights", action="store_true",
                    help="sample with the raw weights of a run trained with EMA (default: the EMA weights)")
+    p.add_argument("--type-update", choices=["argmax", "fixed"], default=None,
+                   help="atom types during the reverse process: argmax of the type head at every step (paper) or "
+                        "fixed to Z_T (default: the checkpoint's config)")
     p.set_defaults(func=_cmd_reconstruct)
 
 
@@ -200,7 +203,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                       limit: Optional[int] = None, sampler: Optional[str] = None, steps: Optional[int] = None,
                       batch_size: int = 256, seed: int = 0, root: Optional[str] = None, device: str = "cpu",
                       metrics: bool = True, command: str = "", latent: str = "sample",
-                      initial_types: Optional[str] = None, ema: bool = True) -> dict:
+                      initial_types: Optional[str] = None, ema: bool = True,
+                      type_update: Optional[str] = None) -> dict:
     """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
     reconstruction metrics (match rate, <delta_rms>) into a fresh run folder. Returns the metrics dict.
 
@@ -230,6 +234,10 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
         if initial_types not in INITIAL_TYPES:
             raise ValueError(f"initial_types must be one of {INITIAL_TYPES}, got {initial_types!r}")
         model.cfg.initial_types = initial_types
+    if type_update is not None:
+        if type_update not in ("argmax", "fixed"):
+            raise UserError(f"--type-update {type_update!r}: expected argmax or fixed")
+        model.cfg.type_update = type_update
     if dataset is None:
         dataset = checkpoint_dataset(checkpoint, model)
         if dataset is None:
@@ -242,6 +250,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     writer = SampleWriter(run, meta={"command": command, "checkpoint": str(checkpoint), "dataset": dataset,
                                      "split": split, "sampler": sampler, "steps": steps, "seed": seed,
                                      "latent": latent, "initial_types": model.cfg.initial_types,
+                                     "type_update": getattr(model.cfg, "type_update", "argmax"),
                                      "weights": "ema" if ema else "raw"})
     preds, targets = [], []
     t0 = time.time()
@@ -256,7 +265,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                                              batch.num_atoms))
     result = {"out": str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
               "sampler": sampler, "steps": steps or cfg.model.timesteps, "latent": latent,
-              "initial_types": model.cfg.initial_types, "weights": "ema" if ema else "raw"}
+              "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
+              "weights": "ema" if ema else "raw"}
     if metrics:
         from .eval.reconstruction import reconstruction_metrics
 
@@ -271,7 +281,7 @@ def _cmd_reconstruct(a):
                             limit=a.limit, sampler=a.sampler, steps=a.steps, batch_size=a.batch_size,
                             seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
                             command=" ".join(sys.argv), latent=a.latent, initial_types=a.initial_types,
-                            ema=not a.raw_weights)
+                            ema=not a.raw_weights, type_update=a.type_update)
     print(json.dumps(res))
 
 

@@ -86,6 +86,9 @@ class ModelConfig:
     # initial types Z_T from the composition head: "round_residual" (published code: round(p N_a), shortfall drawn
     # from the residual probabilities) | "largest_remainder" (floor(p N_a), then the largest fractional parts)
     initial_types: str = "round_residual"
+    # atom types during the reverse process: "argmax" (the paper: reset to argmax(A_theta) at every step) or "fixed"
+    # (ours: keep Z_T from the composition head; the type head is not used in sampling)
+    type_update: str = "argmax"
     lattice_scaler: str = "minmax"  # DP-CDVAE: min-max; CDVAE: "standard"
     # loss weights (Eq. S1)
     w_num_atoms: float = 1.0

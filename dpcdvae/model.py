@@ -383,11 +383,15 @@ class DPCDVAE(nn.Module):
             x = _recenter(x, atom_batch, B)
 
         state = {"types": types}
+        type_update = getattr(cfg, "type_update", "argmax")
+        if type_update not in ("argmax", "fixed"):
+            raise ValueError(f"model.type_update must be 'argmax' or 'fixed', got {type_update!r}")
 
         def eps_fn(x_wrapped: torch.Tensor, t_atoms: torch.Tensor) -> torch.Tensor:
             t = torch.full((B,), int(t_atoms[0]), device=dev, dtype=torch.long)
             eps_pred, logits = self.decoder(x_wrapped, state["types"], z, t, lattice, atom_batch, na_run)
-            state["types"] = logits.argmax(-1) + 1  # types reset to argmax(A_theta) every step
+            if type_update == "argmax":
+                state["types"] = logits.argmax(-1) + 1  # types reset to argmax(A_theta) every step (paper)
             if progress_bar is not None:
                 progress_bar.update(1)
             return eps_pred

@@ -129,3 +129,35 @@ def test_cosine_lr_shape():
     vals = [cosine_lr(x / 100, lr, 0.1, 0.01) for x in range(10, 101)]
     assert all(a >= b for a, b in zip(vals, vals[1:])), "not monotone after the warm-up"
     assert cosine_lr(0.0, lr, 0.0, 0.01) == pytest.approx(lr) and not math.isnan(cosine_lr(0.5, lr, 0.0, 0.0))
+
+
+def test_type_update_fixed_keeps_the_initial_types():
+    """model.type_update=fixed: the sampled crystals keep Z_T (the composition head's exact counts); with the
+    paper's argmax update an untrained type head rewrites them."""
+    import collections
+
+    import torch.nn.functional as F
+
+    from dpcdvae.config import load_config
+    from dpcdvae.model import DPCDVAE
+
+    from dpcdvae.data import LatticeScaler
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny").model
+    lengths = torch.tensor([[4.0, 4.0, 4.0], [5.0, 5.5, 6.0]])
+    angles = torch.full((2, 3), 90.0)
+    scaler = LatticeScaler(cfg.lattice_scaler).fit((lengths, angles, torch.tensor([5, 6])))
+    model = DPCDVAE(cfg, scaler).eval()
+    z = torch.randn(3, cfg.latent_dim)
+    na = torch.tensor([4, 5, 6])
+    comp = F.softmax(model.decode_stats(z, na)[-1], -1)
+    model.cfg.type_update = "fixed"
+    out = model.sample_from_latent(z, sampler="strided_eq7", steps=4, num_atoms=na,
+                                   generator=torch.Generator().manual_seed(1))
+    expect = model._initial_types(comp, na, torch.Generator().manual_seed(1))
+    for got, want in zip(torch.split(out.atom_types, na.tolist()), torch.split(expect, na.tolist())):
+        assert collections.Counter(got.tolist()) == collections.Counter(want.tolist())
+    model.cfg.type_update = "nonsense"
+    with pytest.raises(ValueError, match="type_update"):
+        model.sample_from_latent(z, sampler="strided_eq7", steps=2, num_atoms=na)
