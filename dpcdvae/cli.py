@@ -26,7 +26,8 @@ def known_errors() -> tuple:
     """Exceptions that are the user's to fix (data, files, arguments): ``dpcdvae`` prints them as one line and exits
     with status 2; ``dpcdvae --debug ...`` shows the traceback instead."""
     from .data import DataError, DatasetNotFoundError
-    from .pretrained import CheckpointError, PretrainedNotFoundError
+    from .errors import CheckpointError
+    from .pretrained import PretrainedNotFoundError
 
     return (UserError, DataError, DatasetNotFoundError, PretrainedNotFoundError, CheckpointError)
 
@@ -370,8 +371,10 @@ def _cmd_pretrained_export(a):
 
     card = json.loads(Path(a.card).read_text())
     card.setdefault("weights", "raw" if a.raw_weights else "ema (when the run had EMA)")
-    path = export_pretrained(a.checkpoint, a.name, card,
-                             weights_dir=Path(a.weights_dir) if a.weights_dir else None, ema=not a.raw_weights)
+    from .train import load_model
+
+    path = export_pretrained(load_model(a.checkpoint, ema=not a.raw_weights), a.name, card,
+                             weights_dir=Path(a.weights_dir) if a.weights_dir else None, checkpoint=a.checkpoint)
     print(json.dumps({"written": str(path), "card": str(path.with_suffix(".json"))}))
     return 0
 

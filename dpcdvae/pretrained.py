@@ -23,6 +23,7 @@ import torch
 
 from ._fileio import atomic_open, atomic_write_text
 from .config import Config
+from .errors import CheckpointError
 
 __all__ = ["PREFIX", "WEIGHTS_DIR", "is_pretrained", "list_pretrained", "pretrained_card", "load_pretrained",
            "export_pretrained", "PretrainedNotFoundError", "CheckpointError"]
@@ -36,9 +37,6 @@ class PretrainedNotFoundError(FileNotFoundError):
     """No shipped model of that name."""
 
 
-class CheckpointError(ValueError):
-    """A checkpoint or shipped-model file that is missing, truncated or not written by dpcdvae (the message names
-    the file)."""
 
 
 def is_pretrained(ref) -> bool:
@@ -109,20 +107,18 @@ def load_pretrained(ref: str = "perov_5", map_location: str = "cpu", weights_dir
     return model
 
 
-def export_pretrained(checkpoint: str | os.PathLike, name: str, card: dict, weights_dir: Optional[Path] = None,
-                      ema: bool = True) -> Path:
-    """Write the sampling weights of a training checkpoint as a shipped model ``<weights_dir>/<name>.pt`` and its
+def export_pretrained(model, name: str, card: dict, weights_dir: Optional[Path] = None,
+                      checkpoint: Optional[str | os.PathLike] = None) -> Path:
+    """Write a loaded model's weights (``dpcdvae.train.load_model(ckpt, ema=...)``; ``checkpoint`` names its file,
+    whose run folder's ``config.json`` fills ``dataset``/``train_split``) as a shipped model ``<weights_dir>/<name>.pt`` and its
     card ``<name>.json``. Only tensors and JSON-able data are stored (checked by re-loading with
     ``weights_only=True``). ``card`` should hold: train_command, commit, date, machine, metrics; ``dataset`` and
     ``train_split`` are read from the run's ``config.json`` when the card does not give them."""
-    from .train import load_model
-
-    model = load_model(checkpoint, ema=ema)
     d = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     d.mkdir(parents=True, exist_ok=True)
     card = dict(card)
-    info = Path(checkpoint).parent / "config.json"  # written by dpcdvae.train.train beside the checkpoints
-    if info.is_file():
+    info = Path(checkpoint).parent / "config.json" if checkpoint is not None else None  # written by train()
+    if info is not None and info.is_file():
         meta = json.loads(info.read_text())
         card.setdefault("dataset", meta.get("dataset"))
         card.setdefault("train_split", meta.get("train_split"))

@@ -19,7 +19,7 @@ import torch
 
 from ._fileio import atomic_open
 from .config import Config, load_config
-from .pretrained import CheckpointError
+from .errors import CheckpointError
 
 log = logging.getLogger("dpcdvae.train")
 

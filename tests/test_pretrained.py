@@ -30,7 +30,7 @@ def test_export_and_load_round_trip(tiny_ckpt, tmp_path):
     from dpcdvae.train import load_model
 
     card = {"description": "test", "metrics": [{"what": "x", "value": 1.0}]}
-    path = export_pretrained(tiny_ckpt, "tiny_demo", card, weights_dir=tmp_path)
+    path = export_pretrained(load_model(tiny_ckpt), "tiny_demo", card, weights_dir=tmp_path, checkpoint=tiny_ckpt)
     blob = torch.load(path, weights_only=True)  # plain data only
     assert blob["format"] == 1 and all(torch.is_tensor(v) or isinstance(v, dict) for v in blob["state_dict"].values())
     m_ship = load_pretrained("pretrained:tiny_demo", weights_dir=tmp_path)
@@ -51,7 +51,9 @@ def test_unknown_name_says_what_is_shipped(tmp_path):
 
 
 def test_truncated_file_is_a_clear_error(tiny_ckpt, tmp_path):
-    path = export_pretrained(tiny_ckpt, "cut", {}, weights_dir=tmp_path)
+    from dpcdvae.train import load_model
+
+    path = export_pretrained(load_model(tiny_ckpt), "cut", {}, weights_dir=tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="not a readable dpcdvae pretrained file"):
