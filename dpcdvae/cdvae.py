@@ -269,7 +269,7 @@ class CDVAE(DPCDVAE):
         state = {"types": types}
         bar = None
         if progress and N > 0:
-            from tqdm.auto import tqdm
+            from .progress import progress_bar as tqdm
             bar = tqdm(total=n_calls, desc="sampling (langevin)", leave=False)
 
         def score_fn(frac_w: torch.Tensor, level: int) -> torch.Tensor:

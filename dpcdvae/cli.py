@@ -18,18 +18,17 @@ from pathlib import Path
 from typing import Optional
 
 
-class UserError(ValueError):
-    """A mistake in what the user asked for (argument, incompatible option): printed as one line, exit status 2."""
+from .errors import UserError  # noqa: F401  (re-exported: dpcdvae.cli.UserError)
 
 
 def known_errors() -> tuple:
     """Exceptions that are the user's to fix (data, files, arguments): ``dpcdvae`` prints them as one line and exits
     with status 2; ``dpcdvae --debug ...`` shows the traceback instead."""
     from .data import DataError, DatasetNotFoundError
-    from .errors import CheckpointError
+    from .errors import CheckpointError, ConfigError
     from .pretrained import PretrainedNotFoundError
 
-    return (UserError, DataError, DatasetNotFoundError, PretrainedNotFoundError, CheckpointError)
+    return (UserError, DataError, DatasetNotFoundError, PretrainedNotFoundError, CheckpointError, ConfigError)
 
 
 def _check_sampling_args(model, sampler: Optional[str], steps: Optional[int]) -> str:
@@ -63,7 +62,7 @@ def _parse_set(values) -> dict:
     out = {}
     for item in values or []:
         if "=" not in item:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
+            raise UserError(f"--set expects key=value, got {item!r}")
         k, v = item.split("=", 1)
         out[k] = yaml.safe_load(v)
     return out
@@ -88,12 +87,20 @@ def _add_train(sub):
     p.add_argument("--devices", default="auto")
     p.add_argument("--strategy", default="auto", help="e.g. ddp for multi-GPU (Lightning strategy flag)")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.batch_size=64")
+    p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                   help="a bad CSV row: stop with its file, row and material_id (raise), or skip it and report "
+                        "the skipped rows (skip)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(a):
+    import warnings
+
+    from .data import DataWarning
     from .train import train
+
+    warnings.simplefilter("ignore", DataWarning)  # the dataset report lists the skipped rows
 
     ov = _parse_set(a.set)
     if a.variant:
@@ -104,7 +111,7 @@ def _cmd_train(a):
     train(dataset=_dataset_name(a.dataset), config=a.config, out=a.out, overrides=ov, root=a.data_root,
           train_split=a.train_split, max_epochs=a.max_epochs, max_minutes=a.max_minutes, resume=a.resume,
           accelerator=a.accelerator, devices=devices, strategy=a.strategy, progress=not a.no_progress,
-          seed=a.seed)
+          seed=a.seed, on_error=a.on_error)
 
 
 def _dataset_name(name: str) -> str:
@@ -142,7 +149,7 @@ def _cmd_sample(a):
                                      "sampler": a.sampler, "steps": a.steps, "seed": a.seed})
     t0 = time.time()
     done = 0
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     bar = tqdm(total=a.n, desc="crystals")
     while done < a.n:
@@ -154,8 +161,9 @@ def _cmd_sample(a):
         done += m
         bar.update(m)
     bar.close()
-    n_valid = sum(r["valid"] for r in writer.records)
-    print(json.dumps({"out": str(run), "n": a.n, "n_valid": n_valid, "wall_s": round(time.time() - t0, 1)}))
+    print(json.dumps({"out": str(run), "n": a.n, "n_valid": writer.n_valid, "n_decoded": writer.n_decoded,
+                      "validity": "paper (structure + composition; see samples.json)",
+                      "wall_s": round(time.time() - t0, 1)}))
 
 
 # ------------------------------------------------------------------------------------------------------ recon
@@ -215,7 +223,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     if latent not in LATENTS:
         raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
     from torch_geometric.loader import DataLoader
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     from .data import load_split
     from .io import SampleWriter, new_run_dir

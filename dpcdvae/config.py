@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 import yaml
 
+from .errors import ConfigError
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 PRESETS = ("paper", "compact", "tiny")
 VARIANTS = ("dpcdvae", "na", "gine", "na_gine")
@@ -157,10 +159,11 @@ class Config:
             parts = key.split(".")
             for p in parts[:-1]:
                 if p not in node or not isinstance(node[p], dict):
-                    raise KeyError(f"unknown config key {key!r}")
+                    raise ConfigError(f"unknown config key {key!r} (--set); known sections: "
+                                      f"{sorted(k for k, v in d.items() if isinstance(v, dict))}")
                 node = node[p]
             if parts[-1] not in node:
-                raise KeyError(f"unknown config key {key!r}; known at this level: {sorted(node)}")
+                raise ConfigError(f"unknown config key {key!r} (--set); known at this level: {sorted(node)}")
             node[parts[-1]] = value
         return Config.from_dict(d)
 

@@ -4,3 +4,16 @@
 class CheckpointError(ValueError):
     """A checkpoint or shipped-model file that is missing, truncated or not written by dpcdvae (the message names
     the file)."""
+
+
+class ConfigError(KeyError):
+    """An unknown configuration key (``--set a.b=...``) or config name. A ``KeyError`` for old callers; its message
+    prints without the quotes ``KeyError`` adds."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UserError(ValueError):
+    """A mistake in what the user asked for (argument, incompatible option, an empty or unreadable input): the
+    command line prints it as one line and exits with status 2."""

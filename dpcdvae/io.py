@@ -11,7 +11,36 @@ from typing import Optional
 from ._fileio import atomic_write_text
 from .crystal import write_cif
 
-__all__ = ["new_run_dir", "SampleWriter", "write_samples"]
+#: what ``valid`` means in samples.json (the paper's, CDVAE's, validity; the same as Table II counts)
+VALIDITY_NOTE = ("valid = structure valid (usable cell, every interatomic distance >= 0.5 A, periodic images "
+                 "included) and composition valid (SMACT charge neutrality + Pauling test), as the paper's Table II; "
+                 "decoded = a crystal was built at all (N_a >= 1, usable cell)")
+
+
+def strict_json_dumps(obj, **kwargs) -> str:
+    """``json.dumps`` that writes standard JSON: NaN and +-inf become ``null`` (jq and JavaScript reject a bare
+    ``NaN``); numpy scalars become numbers."""
+    return json.dumps(_strict(obj), allow_nan=False, **kwargs)
+
+
+def _strict(v):
+    import math
+
+    if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _strict(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict(x) for x in v]
+    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:  # numpy / torch scalar
+        return _strict(v.item())
+    if hasattr(v, "tolist"):
+        return _strict(v.tolist())
+    return str(v)
+
+__all__ = ["new_run_dir", "SampleWriter", "write_samples", "strict_json_dumps", "VALIDITY_NOTE"]
 
 
 def new_run_dir(out: str | os.PathLike, prefix: str = "run") -> Path:
@@ -35,9 +64,10 @@ def new_run_dir(out: str | os.PathLike, prefix: str = "run") -> Path:
 class SampleWriter:
     """Writes :class:`dpcdvae.model.SampleOutput` batches into a run folder as they are produced.
 
-    Layout: ``cif/<id>.cif`` (valid crystals; written exactly as sampled, P1, unless ``symprec`` is given: a
-    symmetrised CIF moves atoms by up to ``symprec`` A, which would bias reconstruction metrics), ``samples.extxyz`` (all valid crystals),
-    ``samples.json`` (every crystal incl. flagged ones: id, flag, formula, lattice), ``run.json`` (metadata).
+    Layout: ``cif/<id>.cif`` (every crystal that could be built, valid or not; written exactly as sampled, P1, unless ``symprec`` is given: a
+    symmetrised CIF moves atoms by up to ``symprec`` A, which would bias reconstruction metrics), ``samples.extxyz`` (the same crystals,
+    ``valid`` in each frame's info), ``samples.json`` (every crystal incl. ones not built: id, ``valid`` in the paper's
+    sense with ``struct_valid``, ``comp_valid`` and ``invalid_reason``, ``decoded``, flag, formula, lattice).
     """
 
     def __init__(self, run_dir: str | os.PathLike, meta: Optional[dict] = None, symprec: Optional[float] = None):
@@ -55,16 +85,20 @@ class SampleWriter:
         from .crystal import structure_to_atoms
 
         frames = []
+        validity = out.validity()
         for i, (sid, s, flag) in enumerate(zip(out.ids, out.structures, out.flags)):
-            rec = {"id": str(sid), "flag": flag, "valid": s is not None and not flag,
-                   "num_atoms": int(out.num_atoms[i]), "lengths": [float(v) for v in out.lengths[i]],
-                   "angles": [float(v) for v in out.angles[i]]}
-            if s is not None and not flag:
+            decoded = s is not None and not flag
+            v = validity[i]
+            rec = {"id": str(sid), "decoded": decoded, "valid": v["valid"], "struct_valid": v["struct_valid"],
+                   "comp_valid": v["comp_valid"], "invalid_reason": v["reason"], "flag": flag,
+                   "num_atoms": int(out.num_atoms[i]), "lengths": [float(x) for x in out.lengths[i]],
+                   "angles": [float(x) for x in out.angles[i]]}
+            if decoded:
                 rec["formula"] = s.composition.reduced_formula
                 rec["cif"] = str(Path("cif") / f"{sid}.cif")
                 write_cif(s, self.dir / rec["cif"], symprec=self.symprec)
                 atoms = structure_to_atoms(s)
-                atoms.info.update({"material_id": str(sid), "flag": flag})
+                atoms.info.update({"material_id": str(sid), "flag": flag, "valid": bool(v["valid"])})
                 frames.append(atoms)
             self.records.append(rec)
         if frames:
@@ -72,9 +106,19 @@ class SampleWriter:
         self._flush()
 
     def _flush(self) -> None:
-        data = {"meta": self.meta, "n": len(self.records),
-                "n_valid": sum(r["valid"] for r in self.records), "crystals": self.records}
-        atomic_write_text(self.dir / "samples.json", json.dumps(data, indent=1))
+        data = {"meta": self.meta, "n": len(self.records), "n_valid": self.n_valid, "n_decoded": self.n_decoded,
+                "validity": VALIDITY_NOTE, "crystals": self.records}
+        atomic_write_text(self.dir / "samples.json", strict_json_dumps(data, indent=1))
+
+    @property
+    def n_valid(self) -> int:
+        """Crystals valid in the paper's sense (structure and composition)."""
+        return sum(r["valid"] for r in self.records)
+
+    @property
+    def n_decoded(self) -> int:
+        """Crystals built at all (written as CIFs), valid or not."""
+        return sum(r["decoded"] for r in self.records)
 
 
 def write_samples(out, run_dir: str | os.PathLike, meta: Optional[dict] = None) -> Path:

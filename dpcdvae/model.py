@@ -78,13 +78,32 @@ class SampleOutput:
     ids: list
     trajectory: Optional[dict] = None
     meta: dict = field(default_factory=dict)
+    _validity: Optional[list] = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.structures)
 
     @property
-    def valid_mask(self) -> list:
+    def decoded_mask(self) -> list:
+        """True where a ``Structure`` was built (N_a >= 1, a usable cell). Not the paper's validity, which also
+        asks for interatomic distances >= 0.5 A and a charge-neutral composition: see :meth:`validity`."""
         return [s is not None and not f for s, f in zip(self.structures, self.flags)]
+
+    def validity(self) -> list[dict]:
+        """The paper's validity of each crystal (:func:`dpcdvae.eval.generation.crystal_validity`): ``{"valid",
+        "struct_valid", "comp_valid", "reason"}``; a crystal that was not built is invalid with its flag as
+        reason. Computed on first call, then cached."""
+        if self._validity is None or len(self._validity) != len(self.structures):
+            from .eval.generation import crystal_validity
+
+            self._validity = [crystal_validity(s if not f else None, not_decoded=f or "not decoded")
+                              for s, f in zip(self.structures, self.flags)]
+        return self._validity
+
+    @property
+    def valid_mask(self) -> list:
+        """The paper's validity per crystal (see :meth:`validity`)."""
+        return [v["valid"] for v in self.validity()]
 
 
 def gemnet_kwargs(cfg: ModelConfig) -> dict:
@@ -400,7 +419,7 @@ class DPCDVAE(nn.Module):
         n_calls = len(self.scheduler.make_timesteps(steps if sampler in STRIDED_VARIANTS else None))
         progress_bar = None
         if progress and N > 0:
-            from tqdm.auto import tqdm
+            from .progress import progress_bar as tqdm
             progress_bar = tqdm(total=n_calls, desc=f"sampling ({sampler})", leave=False)
         traj = None
         if N > 0:

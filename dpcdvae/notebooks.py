@@ -347,19 +347,20 @@ def load_batch(data: DataChoice, model=None, split: str = "test", n: Optional[in
 
 def describe_samples(out) -> "Any":
     """DataFrame, one row per crystal of a ``SampleOutput``: id, formula, N_a, a b c (A), alpha beta gamma (deg),
-    volume (A^3), density (g/cm^3), flag."""
+    volume (A^3), density (g/cm^3), valid (the paper's validity) and why not, flag (not built)."""
     import pandas as pd
 
     rows = []
-    for i, (sid, s, flag) in enumerate(zip(out.ids, out.structures, out.flags)):
-        L = [float(v) for v in out.lengths[i]]
-        A = [float(v) for v in out.angles[i]]
+    for i, (sid, s, flag, v) in enumerate(zip(out.ids, out.structures, out.flags, out.validity())):
+        L = [float(x) for x in out.lengths[i]]
+        A = [float(x) for x in out.angles[i]]
         rows.append({"id": sid, "formula": s.composition.reduced_formula if s is not None else None,
                      "N_a": int(out.num_atoms[i]), "a (A)": L[0], "b (A)": L[1], "c (A)": L[2],
                      "alpha (deg)": A[0], "beta (deg)": A[1], "gamma (deg)": A[2],
                      "volume (A^3)": float(s.volume) if s is not None else None,
                      "density (g/cm^3)": float(s.density) if s is not None else None,
-                     "flag": flag or ("" if s is not None else "invalid")})
+                     "valid": v["valid"], "invalid because": v["reason"] or "",
+                     "flag": flag or ("" if s is not None else "not built")})
     return pd.DataFrame(rows).set_index("id").round(3)
 
 
@@ -370,8 +371,8 @@ def write_samples(out, run_dir, meta: Optional[dict] = None) -> Path:
     d = new_run_dir(run_dir, "samples")
     w = SampleWriter(d, meta=meta)
     w.add(out)
-    n = sum(r["valid"] for r in w.records)
-    print(f"wrote {n} CIF files (+ samples.extxyz, samples.json) to {d / 'cif'}")
+    print(f"wrote {w.n_decoded} CIF files ({w.n_valid} valid in the paper's sense; + samples.extxyz, samples.json) "
+          f"to {d / 'cif'}")
     return d
 
 
@@ -497,7 +498,7 @@ def run_generation(model, n: int, sampler: str = "eq7", steps: Optional[int] = N
     wall = time.time() - t0
     out.meta["wall_s"] = wall
     print(f"generated {n} crystals with {sampler} ({out.meta.get('steps')} network calls) in {wall:.1f} s; "
-          f"{sum(out.valid_mask)} non-degenerate")
+          f"{sum(out.decoded_mask)} built, {sum(out.valid_mask)} valid (structure + composition, as Table II)")
     if out_dir is not None:
         write_samples(out, Path(out_dir), meta={"sampler": sampler, "steps": steps, "seed": seed})
     return out

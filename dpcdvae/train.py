@@ -41,6 +41,48 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, fh)
 
 
+def clean_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files an interrupted checkpoint write leaves (``.last.ckpt.*.tmp``,
+    ``.best.ckpt.*.tmp``: a ``kill -9`` between the write and the rename). Returns what was removed."""
+    removed = []
+    for tmp in sorted(Path(folder).glob(".*.ckpt.*.tmp")):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:  # pragma: no cover - already gone / not ours
+            pass
+    return removed
+
+
+def resume_checkpoint(out: Path) -> Path:
+    """The checkpoint ``--resume`` continues from: ``out/last.ckpt``, or ``out/best.ckpt`` when a kill hit the
+    first ``last.ckpt`` write (said on stdout). :class:`CheckpointError` names the folder when there is neither."""
+    out = Path(out)
+    last, best = out / "last.ckpt", out / "best.ckpt"
+    if last.is_file():
+        return last
+    if best.is_file():
+        print(f"[dpcdvae] {last} is missing (the run was stopped during its first write); resuming from {best}",
+              flush=True)
+        return best
+    raise CheckpointError(f"--resume: no last.ckpt or best.ckpt in {out} to resume from "
+                          f"(run without --resume to start a new training there)")
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's start-up chatter that tells a CPU user nothing: the GPU/TPU availability lines and the
+    logger advert (Lightning's rank-zero INFO messages), the warning that the output folder is not empty (our
+    config.json is written first) and a deprecation warning from Lightning's own pytree helper. Our own device
+    line replaces the availability lines."""
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"The '(train|val)_dataloader' does not have many workers")
+
+
 VAL_SEED = 20231  # seed of the validation noise draws (per validation batch: VAL_SEED + batch index)
 
 
@@ -112,9 +154,9 @@ class CrystalDataModule(L.LightningDataModule):
     datasets whose training split is absent (Carbon-24 here); the choice is printed."""
 
     def __init__(self, dataset: str, cfg: Config, root: Optional[str] = None, train_split: str = "train",
-                 num_workers: int = 0):
+                 num_workers: int = 0, on_error: str = "raise"):
         super().__init__()
-        self.dataset, self.cfg, self.root = dataset, cfg, root
+        self.dataset, self.cfg, self.root, self.on_error = dataset, cfg, root, on_error
         self.train_split, self.num_workers = train_split, num_workers
         self.train_ds = self.val_ds = self.scaler = None
 
@@ -127,7 +169,8 @@ class CrystalDataModule(L.LightningDataModule):
         t = self.cfg.train
         splits = load_dataset_splits(self.dataset, train_split=self.train_split, root=resolve_root(self.dataset,
                                      self.root), max_atoms=self.cfg.model.max_atoms, graph=graph,
-                                     lattice_scaler=self.cfg.model.lattice_scaler, limit=t.limit_train)
+                                     lattice_scaler=self.cfg.model.lattice_scaler, limit=t.limit_train,
+                                     on_error=self.on_error)
         val = splits.val if splits.val is not None else splits.train
         if t.limit_val is not None and len(val) > t.limit_val:
             val = torch.utils.data.Subset(val, range(t.limit_val))
@@ -149,9 +192,27 @@ class CrystalDataModule(L.LightningDataModule):
 class _WallClockLog(Callback):
     """Appends one JSON line per epoch (losses, lr, wall time) to ``metrics.jsonl`` for the training-curve plots."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, print_lines: bool = False):
         self.path = Path(path)
         self.t0 = time.time()
+        self.print_lines = print_lines
+
+    def on_train_start(self, trainer, pl_module):
+        """On a resumed run, drop the rows of epochs that will be trained again (a kill after an epoch's metrics
+        line but before its checkpoint): metrics.jsonl then lists each epoch once."""
+        if trainer.global_rank != 0 or not self.path.is_file():
+            return
+        start = trainer.current_epoch
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut by the kill
+                continue
+            if isinstance(row, dict) and row.get("epoch", -1) < start:
+                keep.append(line)
+        with atomic_open(self.path, "w") as fh:
+            fh.write("".join(k + "\n" for k in keep))
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking or trainer.global_rank != 0:
@@ -162,6 +223,11 @@ class _WallClockLog(Callback):
             row[k] = float(v)
         with open(self.path, "a") as fh:
             fh.write(json.dumps(row) + "\n")
+        if self.print_lines:
+            parts = [f"{k} {row[k]:.4g}" for k in ("train_loss", "val_loss", "val_coord", "val_type") if k in row]
+            lr = f", lr {row['lr']:.3g}" if row.get("lr") is not None else ""
+            print(f"[dpcdvae] epoch {row['epoch']} (step {row['step']}, {row['wall_s'] / 60:.1f} min): "
+                  f"{', '.join(parts)}{lr}", flush=True)
 
 
 class _WallClockBudget(Callback):
@@ -254,14 +320,20 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
           overrides: Optional[dict] = None, root: Optional[str] = None, train_split: str = "train",
           max_epochs: Optional[int] = None, max_minutes: Optional[float] = None, resume: bool = False,
           accelerator: str = "auto", devices: Any = "auto", strategy: str = "auto", progress: bool = True,
-          seed: Optional[int] = None, num_workers: int = 0) -> dict:
+          seed: Optional[int] = None, num_workers: int = 0, on_error: str = "raise") -> dict:
     """Train a model; returns ``{"best": path, "last": path, "out": dir, "epochs": n, "wall_s": s}``.
 
     Checkpoints ``out/best.ckpt`` (lowest val_loss) and ``out/last.ckpt`` are written atomically; ``resume=True``
     continues from ``out/last.ckpt``. ``max_minutes`` is the wall-clock budget of this call (a resumed run gets
     the full budget again). ``strategy="ddp"`` with ``devices=K`` trains on K GPUs (or K CPU
-    processes with ``accelerator="cpu"``, gloo backend).
+    processes with ``accelerator="cpu"``, gloo backend). ``on_error``: ``"raise"`` stops at the first bad CSV row
+    (the message names file, row and material_id), ``"skip"`` skips bad rows and reports them (count, file, rows,
+    reasons). Temporary files of an interrupted checkpoint write are removed on start. ``progress``: a bar in a
+    terminal, one line per epoch when the output is a file or a pipe.
     """
+    from .progress import interactive_output
+
+    quiet_lightning()
     cfg = config if isinstance(config, Config) else load_config(config, dataset=dataset)
     ov = dict(overrides or {})
     if max_epochs is not None:
@@ -273,9 +345,13 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     cfg = cfg.override(ov)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for tmp in clean_stale_temps(out):
+        print(f"[dpcdvae] removed {tmp.name}, left by an interrupted checkpoint write", flush=True)
+    ckpt_path = str(resume_checkpoint(out)) if resume else None
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
-    dm = CrystalDataModule(dataset, cfg, root=root, train_split=train_split, num_workers=num_workers)
+    dm = CrystalDataModule(dataset, cfg, root=root, train_split=train_split, num_workers=num_workers,
+                           on_error=on_error)
     dm.setup("fit")
     print(f"[dpcdvae] dataset {dataset!r}: training on split {train_split!r} ({len(dm.train_ds)} crystals), "
           f"validating on {len(dm.val_ds)} crystals; config {cfg.name!r}", flush=True)
@@ -289,27 +365,24 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     ckpt_best = ModelCheckpoint(dirpath=out, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                                 save_last=True, enable_version_counter=False)
     ckpt_best.CHECKPOINT_NAME_LAST = "last"
+    bar = progress and interactive_output()
     callbacks = [ckpt_best, EarlyStopping(monitor="val_loss", patience=t.early_stop_patience, mode="min"),
-                 _WallClockLog(out / "metrics.jsonl")]
+                 _WallClockLog(out / "metrics.jsonl", print_lines=progress and not bar)]
     if t.max_minutes:
         callbacks.append(_WallClockBudget(t.max_minutes))
     if t.lr_schedule == "cosine":
         callbacks.append(_BudgetCosine(t, t.max_minutes))
-    if progress:
+    if bar:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, len(dm.train_ds) // t.batch_size // 20)))
     trainer = L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=accelerator, devices=devices, strategy=strategy, gradient_clip_val=t.grad_clip_value,
         gradient_clip_algorithm="value", callbacks=callbacks, default_root_dir=str(out), logger=False,
-        enable_progress_bar=progress, check_val_every_n_epoch=t.val_every, plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=bar, check_val_every_n_epoch=t.val_every, plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0, enable_model_summary=False)
-    ckpt_path = None
-    if resume:
-        last = out / "last.ckpt"
-        if not last.exists():
-            raise FileNotFoundError(f"--resume: no {last} to resume from")
-        ckpt_path = str(last)
-        print(f"[dpcdvae] resuming from {last}", flush=True)
+    print(f"[dpcdvae] device: {_device_line(trainer)}", flush=True)
+    if ckpt_path:
+        print(f"[dpcdvae] resuming from {ckpt_path}", flush=True)
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     wall = time.time() - t0
@@ -318,6 +391,14 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
               "best_val_loss": float(ckpt_best.best_model_score) if ckpt_best.best_model_score is not None else None}
     print(f"[dpcdvae] done: {json.dumps(result)}", flush=True)
     return result
+
+
+def _device_line(trainer) -> str:
+    """``"cpu (2 torch threads)"`` or ``"cuda x1 (NVIDIA H200)"``: what the run trains on, in one line."""
+    acc = type(trainer.accelerator).__name__.replace("Accelerator", "").lower()
+    if acc == "cuda" and torch.cuda.is_available():
+        return f"cuda x{trainer.num_devices} ({torch.cuda.get_device_name(0)})"
+    return f"{acc} x{trainer.num_devices} ({torch.get_num_threads()} torch threads)"
 
 
 def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu", ema: bool = True):

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["element_color", "draw_cell", "plot_structures", "plot_trajectory_frames"]
+__all__ = ["element_color", "draw_cell", "plot_structures", "plot_samples", "plot_trajectory_frames"]
 
 # a few familiar colours (Jmol-like); other elements get a stable colour from a colormap
 _COLORS = {"H": "#ffffff", "C": "#404040", "N": "#3050f8", "O": "#ff0d0d", "F": "#90e050", "S": "#ffff30",
@@ -58,9 +58,11 @@ def _draw_structure(ax, s, title: Optional[str] = None) -> None:
 
 
 def plot_structures(structures: Sequence, path: Optional[str | Path] = None, titles: Optional[Sequence[str]] = None,
-                    ncols: int = 4, suptitle: Optional[str] = None):
-    """Grid of 3D pictures of pymatgen structures (``None`` entries are shown as 'invalid'); saves a PNG if
-    ``path`` is given and returns the figure."""
+                    ncols: int = 4, suptitle: Optional[str] = None,
+                    invalid: Optional[Sequence[Optional[str]]] = None):
+    """Grid of 3D pictures of pymatgen structures (``None`` entries are shown as 'not built'); saves a PNG if
+    ``path`` is given and returns the figure. ``invalid``: per structure, None or the reason it is invalid in the
+    paper's sense: the panel's title then says INVALID and why, in red."""
     import matplotlib
 
     if path is not None:
@@ -74,16 +76,33 @@ def plot_structures(structures: Sequence, path: Optional[str | Path] = None, tit
     for k, s in enumerate(structures):
         ax = fig.add_subplot(nrows, ncols, k + 1, projection="3d")
         if s is None:
-            ax.text2D(0.5, 0.5, "invalid", ha="center", transform=ax.transAxes)
+            ax.text2D(0.5, 0.5, "not built", ha="center", transform=ax.transAxes)
             ax.set_axis_off()
             continue
         _draw_structure(ax, s, None if titles is None else titles[k])
+        why = None if invalid is None else invalid[k]
+        if why:
+            head = titles[k] if titles is not None else s.composition.reduced_formula
+            ax.set_title(f"{head}\nINVALID: {why.split(';')[0][:40]}", fontsize=8, color="crimson")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def plot_samples(out, n: int = 8, path: Optional[str | Path] = None, suptitle: Optional[str] = None, ncols: int = 4):
+    """The first ``n`` built crystals of a ``SampleOutput`` (generation or reconstruction), each titled with its
+    formula; crystals invalid in the paper's sense (atoms closer than 0.5 A, not charge neutral) are marked
+    INVALID with the reason. Returns the figure (a PNG at ``path`` if given)."""
+    keep = [i for i, ok in enumerate(out.decoded_mask) if ok][:n]
+    validity = out.validity()
+    n_valid = sum(v["valid"] for v in validity)
+    head = f"{n_valid}/{len(out)} valid (structure + composition)"
+    return plot_structures([out.structures[i] for i in keep], path, ncols=ncols,
+                           suptitle=f"{suptitle}: {head}" if suptitle else head,
+                           invalid=[validity[i]["reason"] for i in keep])
 
 
 def plot_trajectory_frames(traj: dict, crystal: int = 0, frames: Optional[Sequence[int]] = None,

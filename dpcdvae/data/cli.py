@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .csvio import PROPERTY_COLUMNS, scan_symbols
+from .csvio import (DEFAULT_MAX_ATOMS, PROPERTY_COLUMNS, DataError, PreprocessSettings, iter_processed,
+                    read_csv_rows, scan_symbols)
 from .locator import (DEMO_NAME, KNOWN_DATASETS, SPLITS, DatasetNotFoundError, DownloadError, download,
                       locate_dataset)
 
-__all__ = ["add_parser", "dataset_info", "main"]
+__all__ = ["add_parser", "dataset_info", "check_rows", "main", "CHECK_DEFAULT_MAX_ROWS"]
+
+#: ``data info`` checks every row by default for splits up to this many rows (``--check`` / ``--no-check``)
+CHECK_DEFAULT_MAX_ROWS = 5000
 
 
 def _stats(values) -> Optional[dict]:
@@ -30,14 +34,35 @@ def _stats(values) -> Optional[dict]:
             "std": float(finite.std()), "min": float(finite.min()), "max": float(finite.max())}
 
 
+def check_rows(path, name: str, prop: Optional[str], num_workers: Optional[int] = None,
+               progress: bool = False) -> dict:
+    """Run every row of ``path`` through the loader's own checks (CIF parses, cell and distances sane, atom count
+    within the dataset's ``max_atoms``, property a finite number), without Niggli reduction or graphs.
+
+    Returns ``{"checked": n, "bad_rows": [[row, material_id, reason], ...]}``; file-level problems (empty file,
+    header only, missing column) raise :class:`~dpcdvae.data.DataError` naming the file.
+    """
+    rows, _ = read_csv_rows(path, prop=prop)
+    settings = PreprocessSettings(niggli=False, graph="none", max_atoms=DEFAULT_MAX_ATOMS.get(name), prop=prop)
+    bad = [[r, mid, why] for r, mid, ok, why in iter_processed(rows, settings, num_workers=num_workers,
+                                                                progress=progress, desc=f"checking {path.name}")
+           if not ok]
+    return {"checked": len(rows), "bad_rows": bad}
+
+
 def dataset_info(name: str, root: Optional[str] = None, prop: Optional[str] = "auto",
-                 num_workers: Optional[int] = None) -> dict:
+                 num_workers: Optional[int] = None, check: Optional[bool] = None) -> dict:
     """Per-split summary of a dataset's CSVs without Niggli reduction or graphs.
 
     Returns a JSON-ready dict: ``found``, ``directory``, ``synthetic``, ``property`` and per split ``present``,
     ``rows``, ``atoms_min``/``atoms_max`` (atoms per cell), ``n_elements`` and ``elements``, ``unparsable_cifs``,
     and ``property_stats`` (mean/std/min/max of the property column, dataset units, e.g. eV/atom). Absent splits are
     ``{"present": False, "rows": 0}``. CIFs are read with a fast P1 text scan (pymatgen for anything else).
+
+    ``check``: also run every row through the loader's checks (:func:`check_rows`; adds ``checked`` and
+    ``bad_rows``); ``None`` checks splits of up to :data:`CHECK_DEFAULT_MAX_ROWS` rows. A split that cannot be used
+    (unreadable, empty, header only, missing column) carries ``error``; ``ok`` is False when any present split has
+    an error or a bad row.
     """
     import pandas as pd
 
@@ -67,7 +92,9 @@ def dataset_info(name: str, root: Optional[str] = None, prop: Optional[str] = "a
         try:
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
         except Exception as exc:  # empty or broken file: report, do not crash
-            out["splits"][split] = {**info, "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
+            why = ("file is empty" if isinstance(exc, pd.errors.EmptyDataError)
+                   else f"not a readable CSV file ({type(exc).__name__}: {exc})")
+            out["splits"][split] = {**info, "rows": 0, "error": why}
             continue
         info["rows"] = int(len(df))
         if "cif" in df.columns and len(df):
@@ -86,8 +113,17 @@ def dataset_info(name: str, root: Optional[str] = None, prop: Optional[str] = "a
             else:
                 info["property_stats"] = None
                 info["error"] = f"no {prop!r} column"
+        do_check = check if check is not None else info["rows"] <= CHECK_DEFAULT_MAX_ROWS
+        if do_check and not info.get("error"):
+            try:
+                info.update(check_rows(path, name, prop, num_workers=num_workers))
+            except DataError as exc:
+                info["error"] = str(exc).removeprefix(f"{path}: ")
         out["splits"][split] = info
     out["n_elements"] = len(all_elements)
+    out["ok"] = not any(s.get("error") or s.get("bad_rows") for s in out["splits"].values() if s.get("present"))
+    if not any(s.get("present") for s in out["splits"].values()):
+        out["ok"] = False
     return out
 
 
@@ -121,20 +157,34 @@ def format_info(info: dict) -> str:
             row += (f"  {_fmt(st.get('mean')):>16} {_fmt(st.get('std')):>9} {_fmt(st.get('min')):>9} "
                     f"{_fmt(st.get('max')):>9}")
         if s.get("error"):
-            row += f"  ({s['error']})"
+            row += f"  (UNUSABLE: {s['error']})"
+        elif s.get("bad_rows"):
+            row += f"  ({len(s['bad_rows'])} bad rows of {s['checked']} checked)"
+        elif "checked" in s:
+            row += f"  (all {s['checked']} rows checked: ok)"
         elif s.get("unparsable_cifs"):
-            row += f"  ({s['unparsable_cifs']} unparsable CIFs)"
+            row += f"  ({s['unparsable_cifs']} unparsable CIFs; rows not checked: --check)"
+        else:
+            row += "  (rows not checked: --check)"
         lines.append(row)
+        for r, mid, why in (s.get("bad_rows") or [])[:10]:
+            lines.append(f"    {s['path']}: row {r} (material_id={mid!r}): {why}")
+        if len(s.get("bad_rows") or []) > 10:
+            lines.append(f"    ... and {len(s['bad_rows']) - 10} more bad rows (--json lists all)")
+    if not info.get("ok", True):
+        lines.append("NOT USABLE as is: fix the rows above, or train with --on-error skip to skip bad rows"
+                     if any(s.get("bad_rows") for s in info["splits"].values()) else
+                     "NOT USABLE as is: see the split(s) marked UNUSABLE")
     return "\n".join(lines)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = dataset_info(args.name, root=args.root, prop=args.prop, num_workers=args.workers)
+    info = dataset_info(args.name, root=args.root, prop=args.prop, num_workers=args.workers, check=args.check)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info, indent=2, allow_nan=False, default=str))
     else:
         print(format_info(info), file=sys.stdout if info.get("found") else sys.stderr)
-    return 0 if info.get("found") else 1
+    return 0 if info.get("found") and info.get("ok") else 1
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -170,7 +220,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     pi = sub.add_parser("info", help="per-split rows, atoms, elements and property statistics",
                         description="Summarise a dataset's splits (absent splits are reported as absent).")
     pi.add_argument("name", help=f"dataset name, e.g. {', '.join(KNOWN_DATASETS)} or {DEMO_NAME}")
-    pi.add_argument("--root", default=None, help="data root or dataset directory (default: the data locator)")
+    pi.add_argument("--data-root", "--root", dest="root", default=None,
+                    help="data root or dataset directory (default: the data locator)")
+    pi.add_argument("--check", action=argparse.BooleanOptionalAction, default=None,
+                    help=f"run every row through the loader's checks (default: on for splits of up to "
+                         f"{CHECK_DEFAULT_MAX_ROWS} rows); exit status 1 when a row or file is bad")
     pi.add_argument("--prop", default="auto", help="property column (default: the dataset's own)")
     pi.add_argument("--json", action="store_true", help="print JSON")
     pi.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")

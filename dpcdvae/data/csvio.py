@@ -373,7 +373,7 @@ def iter_processed(rows: Sequence[Row], settings: PreprocessSettings, num_worker
     ``num_workers``: processes to use (default ``os.cpu_count()``; 0 or 1: in this process). A tqdm progress bar
     counts crystals. Results are ``(row, material_id, ok, record-or-reason)``.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     _graph_fn(settings.graph)  # fail early (in this process) on a bad graph setting or a missing graph module
     if num_workers is None:

@@ -163,7 +163,7 @@ def _report_skipped(source, skipped: Sequence[Skipped], n_rows: int) -> None:
     shown = "; ".join(f"row {r} (material_id={m!r}): {why}" for r, m, why in skipped[:5])
     more = f"; ... and {len(skipped) - 5} more (see dataset.skipped)" if len(skipped) > 5 else ""
     msg = f"{source}: skipped {len(skipped)} of {n_rows} rows (on_error='skip'): {shown}{more}"
-    log.warning(msg)
+    log.info(msg)
     warnings.warn(msg, DataWarning, stacklevel=4)
 
 
@@ -176,14 +176,15 @@ class CrystalDataset(torch.utils.data.Dataset):
 
     Attributes: ``name``, ``split``, ``source`` (CSV path), ``settings`` (:class:`PreprocessSettings`), ``prop``
     (property column or None), ``skipped`` (list of ``(row, material_id, reason)`` rejected under
-    ``on_error='skip'``), ``n_rows`` (data rows read), ``synthetic`` (True for the self-generated demo data),
+    ``on_error='skip'``), ``n_rows`` (data rows read), ``n_rows_file`` (data rows in the file, more than ``n_rows``
+    under a ``limit``; None when unknown), ``synthetic`` (True for the self-generated demo data),
     ``cache_path`` and ``from_cache`` (whether this instance was loaded from the on-disk cache).
     """
 
     def __init__(self, store: dict, *, name: str = "dataset", split: str = "", source: Optional[PathLike] = None,
                  settings: Optional[PreprocessSettings] = None, skipped: Iterable[Skipped] = (),
                  n_rows: Optional[int] = None, synthetic: bool = False, cache_path: Optional[Path] = None,
-                 from_cache: bool = False):
+                 from_cache: bool = False, n_rows_file: Optional[int] = None):
         self._store = store
         self.name = name
         self.split = split
@@ -191,6 +192,7 @@ class CrystalDataset(torch.utils.data.Dataset):
         self.settings = settings or PreprocessSettings(graph="crystalnn" if "edge_index" in store else "none")
         self.skipped: list[Skipped] = [tuple(s) for s in skipped]
         self.n_rows = int(n_rows) if n_rows is not None else len(store["material_id"]) + len(self.skipped)
+        self.n_rows_file = int(n_rows_file) if n_rows_file is not None else None
         self.synthetic = bool(synthetic)
         self.cache_path = cache_path
         self.from_cache = bool(from_cache)
@@ -254,10 +256,11 @@ class CrystalDataset(torch.utils.data.Dataset):
                     r, mid, why = errors[0]
                     raise DataError(row_error_message(path, r, mid, why)
                                     + (f" [{len(errors)} bad rows in total; " if len(errors) > 1 else " [")
-                                    + "on_error='skip' skips bad rows]")
+                                    + "skip bad rows with on_error='skip' (CLI: --on-error skip)]")
                 log.info("%s/%s: loaded %d crystals from cache %s", name, split, len(store["material_id"]), cfile)
                 _report_skipped(path, errors, n_rows)
-                return cls(store, skipped=errors, n_rows=n_rows, cache_path=cfile, from_cache=True, **common)
+                return cls(store, skipped=errors, n_rows=n_rows, cache_path=cfile, from_cache=True,
+                           n_rows_file=payload.get("n_rows_file"), **common)
 
         rows, n_total = read_csv_rows(path, prop=prop, limit=limit, data=data)
         records: list[tuple[int, str, dict]] = []
@@ -270,7 +273,7 @@ class CrystalDataset(torch.utils.data.Dataset):
                     records.append((row, mid, payload))
                 elif on_error == "raise":
                     raise DataError(row_error_message(path, row, mid, payload)
-                                    + " [on_error='skip' skips bad rows]")
+                                    + " [skip bad rows with on_error='skip' (CLI: --on-error skip)]")
                 else:
                     errors.append((row, mid, payload))
         finally:
@@ -287,7 +290,8 @@ class CrystalDataset(torch.utils.data.Dataset):
                                 "source": str(path), "store": store, "errors": errors}, cfile)
             log.info("%s/%s: cached %d crystals in %s", name, split, len(records), cfile)
         _report_skipped(path, errors, n_rows)
-        return cls(store, skipped=errors, n_rows=n_rows, cache_path=cfile, from_cache=False, **common)
+        return cls(store, skipped=errors, n_rows=n_rows, cache_path=cfile, from_cache=False, n_rows_file=n_total,
+                   **common)
 
     @classmethod
     def from_structures(cls, structures: Sequence, *, y: Optional[Sequence[float]] = None,
@@ -424,6 +428,13 @@ def load_split(name: str, split: str, root: Optional[PathLike] = None, max_atoms
                                    cache=cache, progress=progress)
 
 
+def split_count_line(ds: CrystalDataset) -> str:
+    """``"11356 crystals of 11356 rows"``, or under a row limit ``"3000 crystals (the first 3000 of 11356 rows)"``."""
+    if ds.n_rows_file is not None and ds.n_rows_file > ds.n_rows:
+        return f"{len(ds)} crystals (the first {ds.n_rows} of {ds.n_rows_file} rows: row limit)"
+    return f"{len(ds)} crystals of {ds.n_rows} rows"
+
+
 @dataclass
 class DatasetSplits:
     """Result of :func:`load_dataset_splits`: datasets (``None`` when absent), fitted scalers, and a report."""
@@ -488,7 +499,11 @@ def load_dataset_splits(name: str, train_split: str = "train", root: Optional[Pa
         if s == "val" and train_split == "val":
             role += " (also used for validation)"
         sk = f", skipped {len(ds.skipped)} bad rows (see .skipped)" if ds.skipped else ""
-        lines.append(f"  {s}: {len(ds)} crystals of {ds.n_rows} rows{sk}{role}")
+        lines.append(f"  {s}: {split_count_line(ds)}{sk}{role}")
+        for r, mid, why in ds.skipped[:5]:
+            lines.append(f"    skipped row {r} (material_id={mid!r}): {why}")
+        if len(ds.skipped) > 5:
+            lines.append(f"    ... and {len(ds.skipped) - 5} more skipped rows in {ds.source}")
     if train.synthetic:
         lines.append("  NOTE: this dataset is SYNTHETIC (generated by dpcdvae.data.demo), not DFT data")
 

@@ -146,7 +146,7 @@ def parallel_map(func: Callable[[Any], Any], items: Sequence, n_workers: int = 2
     is called in this process as each new chunk finishes (e.g. to write it to disk). ``n_workers <= 1`` runs in
     this process. Chunk ``k`` covers ``items[k*chunk_size:(k+1)*chunk_size]``.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     items = list(items)
     bounds = _chunks(len(items), chunk_size)
@@ -623,7 +623,7 @@ def composition_fingerprints(structures: Sequence, progress: bool = False, desc:
     ``errors[i]`` is ``None`` on success; a failed row (``None`` structure, unknown element) is all NaN. A
     successful row may still hold NaN features (missing element data): :class:`CompScaler` maps those to 0.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     keys = [composition_key(s) if s is not None else None for s in structures]
     cache: dict = {}

@@ -862,7 +862,7 @@ def relax_structures(structures, ids: Sequence[str] | None = None, pressure_gpa:
 
     bar = None
     if progress and todo:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar as tqdm
 
         bar = tqdm(total=len(todo), desc=f"relax @ {pressure_gpa:g} GPa", unit="struct")
     try:

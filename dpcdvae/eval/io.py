@@ -222,7 +222,10 @@ def load_split_structures(dataset: str, split: str = "test", root: str | os.Path
 
     from .reference import canonical_dataset
 
-    ds = canonical_dataset(dataset)
+    try:
+        ds = canonical_dataset(dataset)
+    except KeyError:  # not one of the paper's datasets: the demo data or a user's own (the locator decides)
+        ds = str(dataset)
     d = _locate_dataset(ds, root)
     csv = d / f"{split}.csv"
     if not csv.exists():

@@ -344,7 +344,7 @@ def _prepare_star(args):
 
 
 def _prepare_all(structures: Sequence, niggli: bool, graph: str, n_workers: int, progress: bool) -> list[dict]:
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     tasks = [(s, niggli, graph) for s in structures]
     desc = "CrystalNN graphs"

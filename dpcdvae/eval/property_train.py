@@ -190,7 +190,7 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
         ``predictor`` is also in ``summary.json``).
     """
     import torch
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     from ..data import DEMO_NAME, PROPERTY_COLUMNS
     from ..nets.dimenet import PeriodicDimeNetPlusPlus
