@@ -131,6 +131,9 @@ def _add_sample(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--symprec", type=float, default=None, metavar="A",
+                   help="write symmetrised CIFs with the space group found at this tolerance (A, e.g. 0.1; atoms "
+                        "move by up to this much); default: P1 CIFs, exactly as sampled")
     p.set_defaults(func=_cmd_sample)
 
 
@@ -142,11 +145,14 @@ def _cmd_sample(a):
         raise UserError(f"--n {a.n}: the number of crystals must be >= 1")
     if a.batch_size < 1:
         raise UserError(f"--batch-size {a.batch_size}: must be >= 1")
+    if a.symprec is not None and not a.symprec > 0:
+        raise UserError(f"--symprec {a.symprec}: a tolerance in A, > 0 (e.g. 0.1)")
     model = load_model(a.checkpoint, map_location=a.device).to(a.device)
     a.sampler = _check_sampling_args(model, a.sampler, a.steps)
     run = new_run_dir(a.out, "sample")
     writer = SampleWriter(run, meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
-                                     "sampler": a.sampler, "steps": a.steps, "seed": a.seed})
+                                     "sampler": a.sampler, "steps": a.steps, "seed": a.seed,
+                                     "cif_symprec": a.symprec}, symprec=a.symprec)
     t0 = time.time()
     done = 0
     from .progress import progress_bar as tqdm

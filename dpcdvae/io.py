@@ -17,6 +17,17 @@ VALIDITY_NOTE = ("valid = structure valid (usable cell, every interatomic distan
                  "decoded = a crystal was built at all (N_a >= 1, usable cell)")
 
 
+def spacegroup_symbol(structure, symprec: float) -> str:
+    """Hermann-Mauguin symbol of ``structure`` at tolerance ``symprec`` (A), the space group its symmetrised CIF
+    carries; ``"P1"`` when detection fails (the CIF is then written in P1 too)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        return SpacegroupAnalyzer(structure, symprec=symprec).get_space_group_symbol()
+    except Exception:  # degenerate cell: spglib gives up
+        return "P1"
+
+
 def strict_json_dumps(obj, **kwargs) -> str:
     """``json.dumps`` that writes standard JSON: NaN and +-inf become ``null`` (jq and JavaScript reject a bare
     ``NaN``); numpy scalars become numbers."""
@@ -97,6 +108,8 @@ class SampleWriter:
                 rec["formula"] = s.composition.reduced_formula
                 rec["cif"] = str(Path("cif") / f"{sid}.cif")
                 write_cif(s, self.dir / rec["cif"], symprec=self.symprec)
+                if self.symprec:
+                    rec["spacegroup"] = spacegroup_symbol(s, self.symprec)
                 atoms = structure_to_atoms(s)
                 atoms.info.update({"material_id": str(sid), "flag": flag, "valid": bool(v["valid"])})
                 frames.append(atoms)

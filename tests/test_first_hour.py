@@ -240,3 +240,27 @@ def test_training_log_is_quiet(demo_root, tmp_path):
     for noise in ("litlogger", "GPU available", "TPU available", "exists and is not empty", "LeafSpec", "\r"):
         assert noise not in log, noise
     assert "[dpcdvae] epoch 1 (step" in log and "val_loss" in log and "[dpcdvae] device: cpu" in log
+
+
+# ------------------------------------------------------------------------------------------- --symprec
+def test_symprec_writes_symmetrised_cifs_and_p1_by_default(tmp_path):
+    from dpcdvae.io import SampleWriter
+
+    rocksalt = _crystals()[0].copy()
+    rocksalt.make_supercell([1, 1, 2])  # 4 atoms in P1 coordinates
+    p1 = SampleWriter(tmp_path / "p1")
+    p1.add(_sample_output([rocksalt]))
+    sym = SampleWriter(tmp_path / "sym", symprec=0.1)
+    sym.add(_sample_output([rocksalt]))
+    p1_text = (tmp_path / "p1" / "cif" / "gen-0.cif").read_text()
+    sym_text = (tmp_path / "sym" / "cif" / "gen-0.cif").read_text()
+    # Na at 0, Cl at the body centre: the CsCl structure, Pm-3m; the supercell doubles c
+    assert "_symmetry_space_group_name_H-M   'P 1'" in p1_text and "Pm-3m" not in p1_text
+    assert "_symmetry_space_group_name_H-M   Pm-3m" in sym_text
+    assert sym.records[0]["spacegroup"] == "Pm-3m" and "spacegroup" not in p1.records[0]
+
+
+def test_symprec_must_be_positive(tmp_path, capsys):
+    rc, _, err = _run(["sample", "--checkpoint", "pretrained:perov_5", "--symprec", "0", "--out",
+                       str(tmp_path / "o")], capsys)
+    assert rc == 2 and "--symprec 0" in err
