@@ -106,18 +106,37 @@ GUARD_MARK = "not available"  # what a guarded cell prints when an optional piec
 # ================================================================================================================
 # small helpers used by every notebook
 # ================================================================================================================
+def live_frontend() -> bool:
+    """True when a person's Jupyter front end will draw widgets: this code runs in an IPython kernel that Jupyter
+    Server started for a notebook (JupyterLab, Notebook 7: ``$JPY_SESSION_NAME`` is set) or VS Code started.
+    False under plain papermill / nbclient, ``dpcdvae notebooks`` / ``reproduce`` (``$DPCDVAE_HEADLESS``) and outside
+    a kernel. ``$DPCDVAE_WIDGETS=1`` (or ``0``) overrides the guess."""
+    from .progress import _in_jupyter_kernel
+
+    force = os.environ.get("DPCDVAE_WIDGETS", "").strip()
+    if force in ("0", "1"):
+        return force == "1"
+    if os.environ.get("DPCDVAE_HEADLESS", "") not in ("", "0"):
+        return False
+    if not _in_jupyter_kernel():
+        return False
+    return bool(os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID")
+                or os.environ.get("VSCODE_IPC_HOOK_CLI"))
+
+
 def headless() -> bool:
-    """True when running under ``dpcdvae notebooks`` / ``dpcdvae reproduce`` (no progress bars)."""
-    return os.environ.get("DPCDVAE_HEADLESS", "") not in ("", "0")
+    """True when no person watches a live front end (``dpcdvae notebooks`` / ``reproduce``, plain papermill, a
+    script): no progress bars, and widgets are drawn as their first frame (see :func:`live_frontend`)."""
+    return not live_frontend()
 
 
-HEADLESS_WIDGET_NOTE = ("interactive widget not built in a headless run (nothing can interact with it, and its "
-                        "comm messages stalled papermill here); open the notebook in Jupyter to use it")
+HEADLESS_WIDGET_NOTE = ("no live Jupyter front end (headless run): the widget's first frame is drawn instead; open "
+                        "the notebook in JupyterLab to interact (DPCDVAE_WIDGETS=1 forces the widget)")
 
 
 def _widget_or_static(widget_fn, static_fn=None):
-    """``widget_fn()`` in a live Jupyter session; in a headless run (``dpcdvae notebooks`` / ``reproduce``) draw
-    ``static_fn()`` (the widget's first picture) instead, print why, and return ``None``."""
+    """``widget_fn()`` in a live Jupyter session; without one (``dpcdvae notebooks`` / ``reproduce``, plain
+    papermill) draw ``static_fn()`` (the widget's first picture) instead, print why, and return ``None``."""
     if headless():
         print(HEADLESS_WIDGET_NOTE)
         if static_fn is not None:
@@ -846,6 +865,12 @@ def nglview_trajectory(out, crystal: int = 0):
               for k in range(len(traj["t"]))]
     if headless():
         print(f"nglview: {HEADLESS_WIDGET_NOTE} ({len(frames)} frames ready)")
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        from .viz import plot_structures
+
+        plot_structures([AseAtomsAdaptor.get_structure(frames[0])],
+                        titles=[f"frame 1 of {len(frames)} (t = {int(traj['t'][0])})"])
         return None
     try:
         view = nglview.show_asetraj(frames)
@@ -861,6 +886,9 @@ def nglview_structure(structure):
     headless run)."""
     if headless():
         print(f"nglview: {HEADLESS_WIDGET_NOTE}")
+        from .viz import plot_structures
+
+        plot_structures([structure])
         return None
     try:
         import nglview
@@ -1167,6 +1195,54 @@ def check_html(html_text: str, name: str, nb=None, expect: Optional[Sequence[str
             "images": images, "guarded": guarded}
 
 
+_MATH = None
+
+
+def prerender_math(nb) -> tuple[int, list[str]]:
+    """Replace the ``$...$`` / ``$$...$$`` LaTeX of every markdown cell of ``nb`` (in place) by MathML
+    (``latex2mathml``), which browsers draw natively: the exported HTML then shows its formulas offline, where the
+    MathJax of nbconvert's template (loaded from a CDN) never arrives. Returns ``(n converted, expressions left as
+    they were because they did not convert)``."""
+    global _MATH
+    import re
+
+    from latex2mathml.converter import convert
+
+    if _MATH is None:
+        _MATH = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<![\\$])\$(?!\$)(.+?)(?<![\\$])\$", re.S)
+    n, failed = 0, []
+
+    def sub(m):
+        nonlocal n
+        block = m.group(1) is not None
+        expr = m.group(1) if block else m.group(2)
+        try:
+            out = convert(expr.strip(), display="block" if block else "inline")
+        except Exception:  # leave it as LaTeX (a live MathJax still renders it)
+            failed.append(expr)
+            return m.group(0)
+        n += 1
+        return out
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and "$" in cell.source:
+            cell.source = _MATH.sub(sub, cell.source)
+    return n, failed
+
+
+def export_html(nb) -> str:
+    """The executed notebook as one HTML page (nbconvert), its formulas pre-rendered as MathML
+    (:func:`prerender_math`) so that the page reads the same offline."""
+    import copy
+
+    from nbconvert import HTMLExporter
+
+    nb = copy.deepcopy(nb)
+    prerender_math(nb)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    return body
+
+
 def run_notebook(name: str, out_dir, parameters: dict, notebooks: Optional[str] = None, kernel: Optional[str] = None,
                  timeout: int = 1800, stem: Optional[str] = None, expect: Optional[Sequence[str]] = None) -> dict:
     """Execute ``notebooks/<name>.ipynb`` with papermill and ``parameters`` into ``out_dir/<stem>.ipynb``, export
@@ -1174,7 +1250,6 @@ def run_notebook(name: str, out_dir, parameters: dict, notebooks: Optional[str] 
     cell failed (``error``: index, exception, source)."""
     import nbformat
     import papermill as pm
-    from nbconvert import HTMLExporter
 
     src = notebooks_dir(notebooks) / f"{name}.ipynb"
     out_dir = Path(out_dir).resolve()
@@ -1202,7 +1277,7 @@ def run_notebook(name: str, out_dir, parameters: dict, notebooks: Optional[str] 
     result["wall_s"] = round(time.time() - t0, 1)
     if out_nb.is_file():
         nb = nbformat.read(out_nb, as_version=4)
-        body, _ = HTMLExporter().from_notebook_node(nb)
+        body = export_html(nb)
         out_html.write_text(body)
         result["checks"] = check_html(body, name, nb, expect)
     else:

@@ -157,10 +157,11 @@ def nb00():
                                                    f"trained on {data.label})")
             png = nb.save_fig(fig, Path(work_dir) / "00_quickstart", "generated")
         """),
-        md("... and an interactive 3D view with nglview (it renders in a live Jupyter front end; a headless run "
-           "shows only the widget's name)."),
+        md("... and an interactive 3D view with nglview (in a live JupyterLab; a headless run draws a static "
+           "picture of the same crystal instead)."),
         code("""
-            view = nb.nglview_structure(shown[0]) if shown else None
+            first = next((s for s in gen.structures if s is not None), None)
+            view = nb.nglview_structure(first) if first is not None else None
             view
         """),
         md("## 6. Write CIFs\nOne CIF per valid crystal (symmetrised with `symprec=0.1`), plus one extxyz with all "
@@ -329,7 +330,7 @@ def nb02():
             slider
         """),
         md("## 4. nglview\nThe same trajectory in 3D (wrapped positions in the predicted cell, final atom types). "
-           "nglview renders in a live Jupyter front end only; headless runs show the widget's name."),
+           "nglview renders in a live JupyterLab; a headless run draws the first frame as a static picture."),
         code("""
             view = nb.nglview_trajectory(out)
             view

@@ -170,8 +170,10 @@ def test_widgets_live_and_headless(monkeypatch, capsys):
             "num_atoms": torch.tensor([4])}
     frac = torch.rand(4, 3)
     monkeypatch.delenv("DPCDVAE_HEADLESS", raising=False)
+    monkeypatch.setenv("DPCDVAE_WIDGETS", "1")  # as in a live JupyterLab
     assert isinstance(nbmod.trajectory_slider(traj, types=[8, 8, 22, 38]), widgets.interactive)
     assert isinstance(nbmod.forward_slider(frac, T=50, types=[8, 8, 22, 38]), widgets.interactive)
+    monkeypatch.delenv("DPCDVAE_WIDGETS")
     monkeypatch.setenv("DPCDVAE_HEADLESS", "1")
     import matplotlib.pyplot as plt
 
@@ -181,3 +183,48 @@ def test_widgets_live_and_headless(monkeypatch, capsys):
     assert capsys.readouterr().out.count(nbmod.HEADLESS_WIDGET_NOTE) == 2
     assert len(plt.get_fignums()) == n_figs + 2  # the first picture of each widget was drawn
     plt.close("all")
+
+
+def test_live_frontend_only_in_a_jupyter_server_kernel(monkeypatch):
+    """Plain papermill (an ipykernel without Jupyter Server's $JPY_SESSION_NAME) is headless too: widgets then draw
+    their first frame instead of an empty widget view."""
+    for k in ("DPCDVAE_HEADLESS", "DPCDVAE_WIDGETS", "JPY_SESSION_NAME", "VSCODE_PID", "VSCODE_IPC_HOOK_CLI"):
+        monkeypatch.delenv(k, raising=False)
+    assert nbmod.live_frontend() is False and nbmod.headless() is True  # no kernel at all (pytest)
+    import dpcdvae.progress as prog
+
+    monkeypatch.setattr(prog, "_in_jupyter_kernel", lambda: True)
+    assert nbmod.live_frontend() is False  # a kernel driven by papermill / nbclient
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/u/notebooks/02.ipynb")
+    assert nbmod.live_frontend() is True and nbmod.headless() is False  # JupyterLab's kernel
+    monkeypatch.setenv("DPCDVAE_HEADLESS", "1")
+    assert nbmod.live_frontend() is False
+    monkeypatch.setenv("DPCDVAE_WIDGETS", "1")
+    assert nbmod.live_frontend() is True
+
+
+def test_nglview_headless_draws_a_picture(monkeypatch, capsys, srtio3):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setenv("DPCDVAE_HEADLESS", "1")
+    n_figs = len(plt.get_fignums())
+    assert nbmod.nglview_structure(srtio3) is None
+    assert len(plt.get_fignums()) == n_figs + 1 and "first frame" in capsys.readouterr().out
+    plt.close("all")
+
+
+def test_nglview_front_end_matches_its_python_side():
+    """nglview 4.0.1 asks for front end 4.0 but ships 3.1.5 ("Click to show javascript error" in JupyterLab); the
+    pinned release must ship the front end its Python side asks for."""
+    nglview = pytest.importorskip("nglview")
+    import sys as _sys
+    from pathlib import Path as _P
+
+    from nglview._frontend import __frontend_version__
+
+    found = [_P(p) / "share/jupyter/labextensions/nglview-js-widgets/package.json"
+             for p in {_sys.prefix, _sys.base_prefix}]
+    found = [f for f in found if f.is_file()]
+    if not found:
+        pytest.skip(f"nglview {nglview.__version__}: its JupyterLab extension is not installed under sys.prefix")
+    assert json.loads(found[0].read_text())["version"] == __frontend_version__
