@@ -9,8 +9,8 @@ and the modules they call). Commands (registered by :func:`add_parser`)::
                                                         run the notebook of that table (03/04/05) with those
                                                         parameters and write the executed notebook + HTML
 
-Both need the ``notebooks`` extra (papermill, nbconvert, ipykernel; ``pip install -e ".[notebooks]"``) and a source
-checkout (the ``.ipynb`` files are not part of the wheel); ``--notebooks DIR`` points elsewhere.
+Both use papermill, nbconvert and ipykernel (part of the main install) and a source checkout (the ``.ipynb`` files
+are not part of the wheel); ``--notebooks DIR`` points elsewhere.
 
 This module imports nothing heavy at import time (``dpcdvae`` builds its command line from it).
 """
@@ -1212,7 +1212,7 @@ def prerender_math(nb) -> tuple[int, list[str]]:
         _MATH = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<![\\$])\$(?!\$)(.+?)(?<![\\$])\$", re.S)
     n, failed = 0, []
 
-    def sub(m):
+    def sub(m, text_only=False):
         nonlocal n
         block = m.group(1) is not None
         expr = m.group(1) if block else m.group(2)
@@ -1222,11 +1222,17 @@ def prerender_math(nb) -> tuple[int, list[str]]:
             failed.append(expr)
             return m.group(0)
         n += 1
+        if text_only:  # headings: nbconvert's anchor links drop markup, so write the formula as plain Unicode
+            return _html.unescape(re.sub(r"<[^>]+>", "", out))
         return out
 
     for cell in nb.cells:
         if cell.cell_type == "markdown" and "$" in cell.source:
-            cell.source = _MATH.sub(sub, cell.source)
+            lines = cell.source.split("\n")
+            heads = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("#")]
+            for i in heads:
+                lines[i] = _MATH.sub(lambda m: sub(m, text_only=True), lines[i])
+            cell.source = _MATH.sub(sub, "\n".join(lines))
     return n, failed
 
 

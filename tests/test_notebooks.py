@@ -228,3 +228,23 @@ def test_nglview_front_end_matches_its_python_side():
     if not found:
         pytest.skip(f"nglview {nglview.__version__}: its JupyterLab extension is not installed under sys.prefix")
     assert json.loads(found[0].read_text())["version"] == __frontend_version__
+
+
+def test_exported_html_renders_math_offline():
+    """Every formula of every notebook converts to MathML, and the exported HTML carries MathML where the raw
+    ``$...$`` stood (an offline reader never gets nbconvert's CDN MathJax)."""
+    from dpcdvae.notebooks import NOTEBOOKS, export_html, prerender_math
+
+    total = 0
+    for name in NOTEBOOKS:
+        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        n_dollar = sum(c.source.count("$") for c in nb.cells if c.cell_type == "markdown")
+        n_head = sum(ln.lstrip().startswith("#") and "$" in ln for c in nb.cells if c.cell_type == "markdown"
+                     for ln in c.source.splitlines())  # headings carry the formula as plain text
+        html = export_html(nb)
+        n, failed = prerender_math(nb)
+        assert failed == [], (name, failed)
+        assert not any("$" in c.source for c in nb.cells if c.cell_type == "markdown"), name
+        assert html.count("<math") >= n - n_head and (n > 0) == (n_dollar > 0)
+        total += n
+    assert total > 20
