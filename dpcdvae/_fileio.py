@@ -7,6 +7,7 @@ leaves either the old file or the complete new one, never a truncated file, and 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -55,3 +56,27 @@ def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = False) -> Path
     with atomic_open(path, "wb", fsync=fsync) as fh:
         fh.write(data)
     return Path(path)
+
+
+def strict_json_dumps(obj, **kwargs) -> str:
+    """``json.dumps`` that writes standard JSON: NaN and +-inf become ``null`` (jq and JavaScript reject a bare
+    ``NaN``); numpy scalars become numbers."""
+    return json.dumps(_strict(obj), allow_nan=False, **kwargs)
+
+
+def _strict(v):
+    import math
+
+    if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _strict(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict(x) for x in v]
+    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:  # numpy / torch scalar
+        return _strict(v.item())
+    if hasattr(v, "tolist"):
+        return _strict(v.tolist())
+    return str(v)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-
+from ._fileio import strict_json_dumps
 from .errors import UserError  # noqa: F401  (re-exported: dpcdvae.cli.UserError)
 
 
@@ -287,7 +287,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
 
         m = reconstruction_metrics(preds, targets)
         result.update({k: v for k, v in m.items() if not isinstance(v, (list, dict))})
-    (run / "metrics.json").write_text(json.dumps(result, indent=1))
+    (run / "metrics.json").write_text(strict_json_dumps(result, indent=1))
     return result
 
 
@@ -297,7 +297,7 @@ def _cmd_reconstruct(a):
                             seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
                             command=" ".join(sys.argv), latent=a.latent, initial_types=a.initial_types,
                             ema=not a.raw_weights, type_update=a.type_update)
-    print(json.dumps(res))
+    print(strict_json_dumps(res))
 
 
 # ------------------------------------------------------------------------------------------------------ demo
@@ -330,7 +330,7 @@ def _cmd_demo(a):
     minutes = a.train_minutes if a.train_minutes is not None else a.train_minutes_old
     res = run_demo(out=a.out, checkpoint=a.checkpoint, train_minutes=minutes, dataset=a.dataset, config=a.config,
                    n_recon=a.n_recon, n_gen=a.n_gen, steps=a.steps, latent=a.latent)
-    print(json.dumps(res))
+    print(strict_json_dumps(res))
 
 
 # ------------------------------------------------------------------------------------------------------ pretrained
@@ -371,7 +371,7 @@ def _cmd_pretrained_list(a):
 
     cards = list_pretrained()
     if a.json:
-        print(json.dumps(cards, indent=1))
+        print(strict_json_dumps(cards, indent=1))
         return 0
     if not cards:
         print("no pretrained models are shipped with this installation")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ._fileio import atomic_write_text
+from ._fileio import atomic_write_text, strict_json_dumps  # noqa: F401  (re-exported)
 from .crystal import write_cif
 
 #: what ``valid`` means in samples.json (the paper's, CDVAE's, validity; the same as Table II counts)
@@ -28,28 +28,6 @@ def spacegroup_symbol(structure, symprec: float) -> str:
         return "P1"
 
 
-def strict_json_dumps(obj, **kwargs) -> str:
-    """``json.dumps`` that writes standard JSON: NaN and +-inf become ``null`` (jq and JavaScript reject a bare
-    ``NaN``); numpy scalars become numbers."""
-    return json.dumps(_strict(obj), allow_nan=False, **kwargs)
-
-
-def _strict(v):
-    import math
-
-    if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
-        return v
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {str(k): _strict(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_strict(x) for x in v]
-    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:  # numpy / torch scalar
-        return _strict(v.item())
-    if hasattr(v, "tolist"):
-        return _strict(v.tolist())
-    return str(v)
 
 __all__ = ["new_run_dir", "SampleWriter", "write_samples", "strict_json_dumps", "VALIDITY_NOTE"]
 

@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ._fileio import strict_json_dumps
+
 __all__ = [
     "NOTEBOOKS", "CI_PARAMETERS", "TABLE_NOTEBOOK", "HTML_EXPECT", "DataChoice",
     "setup", "headless", "resolve_dataset", "ensure_checkpoint", "load", "model_summary", "load_batch",
@@ -309,7 +311,7 @@ def ensure_checkpoint(checkpoint: Optional[str], data: DataChoice, config: str =
           f"(split {data.train_split!r}, budget {budget}) into {run}")
     res = train(data.name, config=config, out=run, overrides=ov, train_split=data.train_split,
                 max_epochs=train_epochs, max_minutes=train_minutes, progress=not headless(), seed=seed)
-    done.write_text(json.dumps({**res, "key": key}, indent=1, default=str))
+    done.write_text(strict_json_dumps({**res, "key": key}, indent=1, default=str))
     return Path(res["best"])
 
 
@@ -487,7 +489,7 @@ def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler
     out = None
     if writer is not None:
         out = writer.dir
-        (out / "metrics.json").write_text(json.dumps(m, indent=1, default=str))
+        (out / "metrics.json").write_text(strict_json_dumps(m, indent=1, default=str))
     print(f"{sampler}: reconstructed {len(preds)} crystals in {wall:.1f} s; match rate {m['match_rate']:.2f} %, "
           f"<delta_rms> {m['delta_rms']:.4f}" + (f"; written to {out}" if out else ""))
     return {"metrics": m, "preds": preds, "targets": targets, "ids": ids, "wall_s": wall, "out": out}
@@ -557,7 +559,7 @@ def generation_study(generated: Sequence, data: DataChoice, n_test: Optional[int
     if out_dir is not None:
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "generation_metrics.json").write_text(json.dumps(m, indent=1, default=str))
+        (d / "generation_metrics.json").write_text(strict_json_dumps(m, indent=1, default=str))
     return {"metrics": m, "test": test}
 
 
@@ -1350,7 +1352,7 @@ def run_ci(out, only: Optional[Sequence[str]] = None, notebooks: Optional[str] =
         results.append(r)
     summary = {"ok": all(r["ok"] for r in results), "wall_s": round(time.time() - t0, 1), "out": str(out),
                "notebooks": [{k: v for k, v in r.items() if k != "parameters"} for r in results]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    (out / "summary.json").write_text(strict_json_dumps(summary, indent=1, default=str))
     n_ok = sum(r["ok"] for r in results)
     print(f"[dpcdvae notebooks] {n_ok}/{len(results)} notebooks passed in {summary['wall_s']} s; "
           f"summary: {out / 'summary.json'}", flush=True)

@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-from ._fileio import atomic_open, atomic_write_text
+from ._fileio import atomic_open, atomic_write_text, strict_json_dumps
 from .config import Config
 from .errors import CheckpointError
 
@@ -128,10 +128,10 @@ def export_pretrained(model, name: str, card: dict, weights_dir: Optional[Path] 
     card["parameters"] = int(sum(p.numel() for p in model.parameters()))
     sd = {k: (v.detach().cpu().contiguous() if torch.is_tensor(v) else v) for k, v in model.state_dict().items()}
     blob = {"format": FORMAT, "name": name, "config": model.config.to_dict(), "state_dict": sd,
-            "card_json": json.dumps(card)}
+            "card_json": strict_json_dumps(card)}
     path = d / f"{name}.pt"
     with atomic_open(path, "wb") as fh:
         torch.save(blob, fh)
-    atomic_write_text(d / f"{name}.json", json.dumps(card, indent=1) + "\n")
+    atomic_write_text(d / f"{name}.json", strict_json_dumps(card, indent=1) + "\n")
     torch.load(path, weights_only=True)  # fails here, not at a user's, if anything non-plain slipped in
     return path

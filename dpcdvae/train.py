@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import torch
 
-from ._fileio import atomic_open
+from ._fileio import atomic_open, strict_json_dumps
 from .config import Config, load_config
 from .errors import CheckpointError
 
@@ -222,7 +222,7 @@ class _WallClockLog(Callback):
         for k, v in trainer.callback_metrics.items():
             row[k] = float(v)
         with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(strict_json_dumps(row) + "\n")
         if self.print_lines:
             parts = [f"{k} {row[k]:.4g}" for k in ("train_loss", "val_loss", "val_coord", "val_type") if k in row]
             lr = f", lr {row['lr']:.3g}" if row.get("lr") is not None else ""
@@ -389,7 +389,7 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     result = {"best": str(out / "best.ckpt"), "last": str(out / "last.ckpt"), "out": str(out),
               "epochs": trainer.current_epoch, "wall_s": round(wall, 1),
               "best_val_loss": float(ckpt_best.best_model_score) if ckpt_best.best_model_score is not None else None}
-    print(f"[dpcdvae] done: {json.dumps(result)}", flush=True)
+    print(f"[dpcdvae] done: {strict_json_dumps(result)}", flush=True)
     return result
 
 

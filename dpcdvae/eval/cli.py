@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._fileio import atomic_write_text
+from .._fileio import atomic_write_text, strict_json_dumps
 from ..errors import UserError
 
 
@@ -310,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
         **_versions(),
     })
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "metrics.json", json.dumps(flat, indent=2, sort_keys=True))
+    atomic_write_text(out / "metrics.json", strict_json_dumps(flat, indent=2, sort_keys=True))
     if per is not None:
         name = "per_structure.csv" if args.task == "recon" else "per_sample.csv"
         pd.DataFrame(per).to_csv(out / name, index=False)

@@ -88,7 +88,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .._fileio import atomic_write_text
+from .._fileio import atomic_write_text, strict_json_dumps
 
 __all__ = [
     "RelaxResult", "relax_structures", "relax_structure", "read_structures", "load_results", "load_chgnet",
@@ -541,7 +541,7 @@ def _write_result(out_dir: Path, r: RelaxResult) -> None:
 
         atomic_write_text(out_dir / f"{name}.cif", str(CifWriter(r.relaxed_structure)))
     # the JSON is the completion marker: written last
-    atomic_write_text(out_dir / f"{name}.json", json.dumps(r.to_dict(structures=True), indent=1))
+    atomic_write_text(out_dir / f"{name}.json", strict_json_dumps(r.to_dict(structures=True), indent=1))
 
 
 def load_results(out_dir: str | os.PathLike, ids: Iterable[str] | None = None) -> list[RelaxResult]:

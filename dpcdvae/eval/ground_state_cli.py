@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from .._fileio import strict_json_dumps
+
 
 def _clean(v):
     """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, recursively."""
@@ -110,7 +112,7 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
         summary["plot"] = str(out_dir / "delta_e_hist.png")
     from .._fileio import atomic_write_text
 
-    atomic_write_text(out_dir / "summary.json", json.dumps(_clean(summary), indent=1, default=str))
+    atomic_write_text(out_dir / "summary.json", strict_json_dumps(_clean(summary), indent=1, default=str))
     summary["_results"] = results
     return summary
 
@@ -158,7 +160,7 @@ def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: fl
     if plot:
         plot_delta_e_histogram(by_model, path=out_dir / "delta_e_hist.png")
         study["plot"] = str(out_dir / "delta_e_hist.png")
-    (out_dir / "study.json").write_text(json.dumps(_clean(study), indent=1, default=str))
+    (out_dir / "study.json").write_text(strict_json_dumps(_clean(study), indent=1, default=str))
     study["table"] = text
     return study
 

@@ -45,7 +45,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .._fileio import atomic_open, atomic_write_text
+from .._fileio import atomic_open, atomic_write_text, strict_json_dumps
 
 # torch and dpcdvae.eval.property are imported inside the functions: `dpcdvae --help` (which registers this
 # subcommand) must not import torch.
@@ -292,7 +292,7 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
                "val_mae": val_mae, "units": units, "best_val_mae": best_mae, "lr": opt.param_groups[0]["lr"],
                "n_train_seen": n_seen, "epoch_s": round(time.time() - t_epoch, 3),
                "elapsed_s": round(time.time() - t_start, 3)}
-        lines.append(json.dumps(rec))
+        lines.append(strict_json_dumps(rec))
         atomic_write_text(metrics_path, "\n".join(lines) + "\n")
         bar.set_postfix(loss=f"{rec['train_loss']:.3g}", val_mae=f"{val_mae:.3g}", best=f"{best_mae:.3g}")
         if out_of_time or time.time() > deadline:
@@ -318,7 +318,7 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
                "n_excluded_nan": rep_train["n_excluded_nan"] + rep_val["n_excluded_nan"],
                "model_kwargs": mk, "n_parameters": n_params, "checkpoint": str(ckpt_path),
                "metrics": str(metrics_path), "command": meta["command"], "versions": meta["versions"]}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", strict_json_dumps(summary, indent=2))
     _log(f"best val MAE {best_mae:.4g} {units} at epoch {best_epoch} (predict-the-mean {baseline_mae:.4g}, "
          f"val std {val_std:.4g}); {epoch} epochs, {wall:.1f} s, stopped: {stopped}; wrote {ckpt_path}")
     return {**summary, "predictor": predictor}
@@ -372,5 +372,5 @@ def _cmd_train_property(a: argparse.Namespace) -> int:
                          command="dpcdvae " + " ".join(shlex.quote(x) for x in argv))
     keys = ("dataset", "prop", "units", "best_val_mae", "baseline_val_mae", "val_std", "best_epoch", "epochs",
             "stopped", "wall_s", "n_train", "n_val", "n_excluded_nan", "checkpoint")
-    print(json.dumps({k: res[k] for k in keys}))
+    print(strict_json_dumps({k: res[k] for k in keys}))
     return 0
