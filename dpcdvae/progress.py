@@ -9,6 +9,7 @@ at most every ``DPCDVAE_PROGRESS_INTERVAL`` seconds (default 30) and one at the 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any, Iterable, Optional
 
@@ -47,6 +48,9 @@ def interactive_output(stream=None) -> bool:
         return False
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # cursor moves of nested bars
+
+
 class _LineStream:
     """A file-like wrapper that turns tqdm's carriage-return redraws into whole lines (blank redraws dropped)."""
 
@@ -54,7 +58,7 @@ class _LineStream:
         self.stream = stream
 
     def write(self, s: str) -> int:
-        text = s.replace("\r", "").strip()
+        text = _ANSI.sub("", s.replace("\r", "")).strip()
         if text:
             self.stream.write(text + "\n")
         return len(s)

@@ -224,8 +224,12 @@ def test_progress_in_a_file_is_lines_not_redraws(monkeypatch):
     buf = io.StringIO()
     for _ in progress_bar(range(500), desc="work", file=buf):
         pass
+    for _ in progress_bar(range(3), desc="outer", file=buf):  # nested bars move the cursor: no escapes either
+        for _ in progress_bar(range(3), desc="inner", leave=False, file=buf):
+            pass
     text = buf.getvalue()
-    assert "\r" not in text
+    assert "\r" not in text and "\x1b" not in text
+    text = text.split("outer")[0]
     lines = text.strip().splitlines()
     assert 1 <= len(lines) <= 2 and lines[-1].startswith("work: 100%") and "500/500" in lines[-1]
 
