@@ -56,11 +56,13 @@ class _LineStream:
 
     def __init__(self, stream):
         self.stream = stream
+        self._last = None
 
     def write(self, s: str) -> int:
         text = _ANSI.sub("", s.replace("\r", "")).strip()
-        if text:
+        if text and text != self._last:  # close() repeats the final state
             self.stream.write(text + "\n")
+            self._last = text
         return len(s)
 
     def flush(self) -> None:
