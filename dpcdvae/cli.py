@@ -201,6 +201,8 @@ def _add_reconstruct(sub):
     p.add_argument("--type-update", choices=["argmax", "fixed"], default=None,
                    help="atom types during the reverse process: argmax of the type head at every step (paper) or "
                         "fixed to Z_T (default: the checkpoint's config)")
+    p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                   help="a bad CSV row: stop with its file, row and material_id (raise), or skip and list it (skip)")
     p.set_defaults(func=_cmd_reconstruct)
 
 
@@ -219,19 +221,21 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                       batch_size: int = 256, seed: int = 0, root: Optional[str] = None, device: str = "cpu",
                       metrics: bool = True, command: str = "", latent: str = "sample",
                       initial_types: Optional[str] = None, ema: bool = True,
-                      type_update: Optional[str] = None) -> dict:
+                      type_update: Optional[str] = None, on_error: str = "raise") -> dict:
     """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
     reconstruction metrics (match rate, <delta_rms>) into a fresh run folder. Returns the metrics dict.
 
     ``latent``: ``"sample"`` draws z from the encoder posterior (the paper's protocol), ``"mean"`` takes its mean.
     ``initial_types`` overrides the checkpoint's ``model.initial_types``; ``ema=False`` samples with the raw weights
-    of a run trained with EMA."""
+    of a run trained with EMA. ``on_error="skip"`` skips bad CSV rows (listed in the result as ``skipped_rows``)."""
     if latent not in LATENTS:
         raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
     from torch_geometric.loader import DataLoader
     from .progress import progress_bar as tqdm
 
-    from .data import load_split
+    import warnings
+
+    from .data import DataWarning, load_split
     from .io import SampleWriter, new_run_dir
     from .train import load_model
 
@@ -256,11 +260,16 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     if dataset is None:
         dataset = checkpoint_dataset(checkpoint, model)
         if dataset is None:
-            raise SystemExit("--dataset is needed (no config.json beside the checkpoint)")
+            raise UserError("--dataset is needed (no config.json beside the checkpoint and no model card)")
     graph = "crystalnn" if cfg.model.encoder.graph == "crystalnn" else "none"
     from .train import resolve_root
 
-    ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=cfg.model.max_atoms, graph=graph, limit=limit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # listed below and in the result instead
+        ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=cfg.model.max_atoms, graph=graph,
+                        limit=limit, on_error=on_error)
+    for r, mid, why in ds.skipped:
+        print(f"[dpcdvae] skipped {ds.source}: row {r} (material_id={mid!r}): {why}", flush=True)
     run = new_run_dir(out, "recon")
     writer = SampleWriter(run, meta={"command": command, "checkpoint": str(checkpoint), "dataset": dataset,
                                      "split": split, "sampler": sampler, "steps": steps, "seed": seed,
@@ -282,6 +291,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
               "sampler": sampler, "steps": steps or cfg.model.timesteps, "latent": latent,
               "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
               "weights": "ema" if ema else "raw"}
+    if ds.skipped:
+        result["skipped_rows"] = [{"row": r, "material_id": mid, "reason": why} for r, mid, why in ds.skipped]
     if metrics:
         from .eval.reconstruction import reconstruction_metrics
 
@@ -296,7 +307,7 @@ def _cmd_reconstruct(a):
                             limit=a.limit, sampler=a.sampler, steps=a.steps, batch_size=a.batch_size,
                             seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
                             command=" ".join(sys.argv), latent=a.latent, initial_types=a.initial_types,
-                            ema=not a.raw_weights, type_update=a.type_update)
+                            ema=not a.raw_weights, type_update=a.type_update, on_error=a.on_error)
     print(strict_json_dumps(res))
 
 

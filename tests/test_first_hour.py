@@ -268,3 +268,18 @@ def test_symprec_must_be_positive(tmp_path, capsys):
     rc, _, err = _run(["sample", "--checkpoint", "pretrained:perov_5", "--symprec", "0", "--out",
                        str(tmp_path / "o")], capsys)
     assert rc == 2 and "--symprec 0" in err
+
+
+def test_reconstruct_on_error_skip_lists_the_skipped_rows(bad_root, tmp_path, capsys):
+    from dpcdvae.train import train
+
+    ck = train("mini", "tiny", out=tmp_path / "run", overrides={**OV, "train.limit_val": 4}, root=str(bad_root),
+               max_epochs=1, progress=False, on_error="skip")["best"]
+    argv = ["reconstruct", "--checkpoint", ck, "--dataset", "mini", "--data-root", str(bad_root), "--split", "train",
+            "--limit", "6", "--sampler", "strided_eq7", "--steps", "3", "--no-metrics", "--out", str(tmp_path / "r")]
+    rc, out, err = _run(argv, capsys)
+    assert rc == 2 and "row 3" in err
+    rc, out, err = _run(argv + ["--on-error", "skip"], capsys)
+    assert rc == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["n"] == 5 and [r["row"] for r in res["skipped_rows"]] == [3]
