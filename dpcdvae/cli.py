@@ -5,6 +5,7 @@
     dpcdvae train --dataset perov_5 --config compact --out DIR [--max-minutes M] [--resume]
     dpcdvae sample --checkpoint CKPT --n N [--sampler eq7|eq6|strided_eq7|strided --steps S] --out DIR
     dpcdvae reconstruct --checkpoint CKPT --split test --out DIR
+    dpcdvae csp --checkpoint CKPT --composition SrTiO3 [--num-atoms N] --n 20 --out DIR
     dpcdvae evaluate --task recon|gen --samples PATH --dataset NAME --out DIR [--property-model best.pt]
     dpcdvae train-property --dataset NAME [--prop COLUMN] --out DIR    a fresh property regressor (W1(E_form))
 """
@@ -170,6 +171,64 @@ def _cmd_sample(a):
     print(json.dumps({"out": str(run), "n": a.n, "n_valid": writer.n_valid, "n_decoded": writer.n_decoded,
                       "validity": "paper (structure + composition; see samples.json)",
                       "wall_s": round(time.time() - t0, 1)}))
+
+
+# ------------------------------------------------------------------------------------------------------ csp
+def _add_csp(sub):
+    p = sub.add_parser("csp", help="structure prediction from a composition: candidates with exactly that "
+                                   "composition (lattice and coordinates from the model)")
+    p.add_argument("--checkpoint", required=True, help="a DP-CDVAE checkpoint, e.g. pretrained:perov_5")
+    p.add_argument("--composition", required=True, help="chemical formula, e.g. SrTiO3")
+    p.add_argument("--num-atoms", type=int, default=None,
+                   help="atoms per cell (a multiple of the formula's; default: the multiple the model's N_a head "
+                        "finds most probable, per candidate)")
+    p.add_argument("--n", type=int, default=20, help="candidates (default 20)")
+    p.add_argument("--latent", choices=["search", "prior"], default="search",
+                   help="z moved until the N_a and composition heads agree with the request (search, default) "
+                        "or drawn from the prior")
+    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided"], default="eq7")
+    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or strided")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
+    p.add_argument("--symprec", type=float, default=None, metavar="A",
+                   help="symmetrised CIFs at this tolerance (A); default P1, exactly as sampled")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_csp)
+
+
+def _cmd_csp(a):
+    from .csp import allowed_num_atoms, parse_composition
+    from .io import SampleWriter, new_run_dir
+    from .train import load_model
+
+    if a.n < 1:
+        raise UserError(f"--n {a.n}: the number of candidates must be >= 1")
+    if a.symprec is not None and not a.symprec > 0:
+        raise UserError(f"--symprec {a.symprec}: a tolerance in A, > 0 (e.g. 0.1)")
+    try:
+        counts = parse_composition(a.composition)
+    except ValueError as exc:
+        raise UserError(f"--composition {a.composition}: {str(exc).split(': ', 1)[-1]}") from None
+    model = load_model(a.checkpoint, map_location=a.device).to(a.device)
+    if model.cfg.model != "dpcdvae":
+        raise UserError(f"--checkpoint {a.checkpoint}: CSP mode needs a DP-CDVAE model (this is {model.cfg.model})")
+    a.sampler = _check_sampling_args(model, a.sampler, a.steps)
+    try:
+        allowed_num_atoms(counts, int(model.cfg.max_atoms), a.num_atoms)
+    except ValueError as exc:
+        raise UserError(f"--num-atoms / --composition: {exc}") from None
+    t0 = time.time()
+    out = model.predict_structure(a.composition, n=a.n, num_atoms=a.num_atoms, latent=a.latent, sampler=a.sampler,
+                                  steps=a.steps, seed=a.seed, progress=True)
+    run = new_run_dir(a.out, "csp")
+    csp = out.meta["csp"]
+    writer = SampleWriter(run, meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
+                                     "sampler": a.sampler, "steps": a.steps, "seed": a.seed, "csp": csp,
+                                     "cif_symprec": a.symprec}, symprec=a.symprec)
+    writer.add(out)
+    print(strict_json_dumps({"out": str(run), "composition": csp["composition"], "latent": a.latent, "n": a.n,
+                             "num_atoms": sorted(set(csp["num_atoms"])), "n_valid": writer.n_valid,
+                             "wall_s": round(time.time() - t0, 1)}))
 
 
 # ------------------------------------------------------------------------------------------------------ recon
@@ -416,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_reconstruct(sub)
+    _add_csp(sub)
     _add_pretrained(sub)
     import importlib
 

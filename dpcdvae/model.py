@@ -350,7 +350,7 @@ class DPCDVAE(nn.Module):
             return torch.zeros(0, dtype=torch.long, device=comp_probs.device)
         return torch.cat(out)
 
-    def _decode_for_sampling(self, z: torch.Tensor, num_atoms=None, generator=None):
+    def _decode_for_sampling(self, z: torch.Tensor, num_atoms=None, generator=None, atom_types=None):
         """Heads -> what the reverse process starts from: (N_a [B] (>= 0), lengths, angles, lattice [B,3,3] for the
         network, flags [B] (why a crystal is degenerate, "" if fine), batch vector, initial types Z_T).
 
@@ -373,14 +373,20 @@ class DPCDVAE(nn.Module):
         if bad.any():
             lattice = torch.where(bad[:, None, None], 10.0 * torch.eye(3, device=dev, dtype=lattice.dtype), lattice)
         atom_batch = batch_from_num_atoms(na_run)
-        types = self._initial_types(F.softmax(comp_logits, dim=-1), na_run, generator)
+        if atom_types is not None:
+            types = torch.as_tensor(atom_types, device=dev).long()
+            if types.numel() != int(na_run.sum()):
+                raise ValueError(f"atom_types holds {types.numel()} atoms; num_atoms sums to {int(na_run.sum())}")
+        else:
+            types = self._initial_types(F.softmax(comp_logits, dim=-1), na_run, generator)
         return na_run, lengths, angles, lattice, flags, atom_batch, types
 
     @torch.no_grad()
     def sample_from_latent(self, z: torch.Tensor, sampler: str = "eq7", steps: Optional[int] = None,
                            generator: Optional[torch.Generator] = None, num_atoms: Optional[torch.Tensor] = None,
                            trajectory_every: Optional[int] = None, ids: Optional[Sequence[str]] = None,
-                           progress: bool = False, eta: float = 0.0) -> SampleOutput:
+                           progress: bool = False, eta: float = 0.0,
+                           atom_types: Optional[torch.Tensor] = None) -> SampleOutput:
         """Decode latents ``z [B, L]`` into crystals by running the reverse diffusion.
 
         Args:
@@ -389,20 +395,26 @@ class DPCDVAE(nn.Module):
             steps: number of network calls for the strided samplers (<= T); ignored by eq6/eq7 (always T).
             num_atoms: force N_a per crystal instead of the N_a head's argmax.
             trajectory_every: record r_t (unwrapped) and pi(r_t) every k steps.
+            atom_types: force the atom types (atomic numbers, flat ``[sum N_a]`` in crystal order; needs
+                ``num_atoms``): Z_T is these types and they stay fixed during the reverse process (structure
+                prediction from a composition, :meth:`predict_structure`).
         """
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
         cfg = self.cfg
         B = z.shape[0]
         dev = z.device
-        na_run, lengths, angles, lattice, flags, atom_batch, types = self._decode_for_sampling(z, num_atoms, generator)
+        if atom_types is not None and num_atoms is None:
+            raise ValueError("atom_types needs num_atoms")
+        na_run, lengths, angles, lattice, flags, atom_batch, types = self._decode_for_sampling(
+            z, num_atoms, generator, atom_types=atom_types)
         N = int(na_run.sum())
         x = torch.randn(N, 3, device=dev, generator=generator, dtype=z.dtype)
         if cfg.recenter:
             x = _recenter(x, atom_batch, B)
 
         state = {"types": types}
-        type_update = getattr(cfg, "type_update", "argmax")
+        type_update = "fixed" if atom_types is not None else getattr(cfg, "type_update", "argmax")
         if type_update not in ("argmax", "fixed"):
             raise ValueError(f"model.type_update must be 'argmax' or 'fixed', got {type_update!r}")
 
@@ -468,6 +480,18 @@ class DPCDVAE(nn.Module):
             ids = [f"recon-{i}" for i in range(batch.num_graphs)]
         return self.sample_from_latent(z, sampler=sampler, steps=steps, generator=gen, ids=ids,
                                        trajectory_every=trajectory_every, progress=progress)
+
+    def predict_structure(self, composition, n: int = 20, num_atoms: Optional[int] = None, latent: str = "search",
+                          sampler: str = "eq7", steps: Optional[int] = None, seed: Optional[int] = 0,
+                          **kwargs) -> SampleOutput:
+        """Structure prediction from a composition: ``n`` candidates with exactly ``composition`` (e.g. ``"SrTiO3"``;
+        N_a and atom types forced, lattice and coordinates from the model). ``latent``: ``"search"`` (z moved so
+        that the N_a and composition heads agree with the request) or ``"prior"`` (z ~ N(0, I)); see
+        :mod:`dpcdvae.csp`."""
+        from .csp import predict_structure
+
+        return predict_structure(self, composition, n=n, num_atoms=num_atoms, latent=latent, sampler=sampler,
+                                 steps=steps, seed=seed, **kwargs)
 
     @torch.no_grad()
     def generate(self, n: int, sampler: str = "eq7", steps: Optional[int] = None, seed: Optional[int] = None,

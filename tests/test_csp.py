@@ -1,0 +1,92 @@
+"""Structure prediction from a composition (CSP mode): the output always has the requested composition."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dpcdvae.cli import main
+from dpcdvae.csp import allowed_num_atoms, parse_composition
+
+
+@pytest.fixture(scope="module")
+def model():
+    from dpcdvae import load_pretrained
+
+    return load_pretrained("perov_5")
+
+
+def test_parse_composition_reduces_and_refuses_bad_formulas():
+    assert parse_composition("Sr2Ti2O6") == {38: 1, 22: 1, 8: 3}
+    assert parse_composition({"C": 8}) == {6: 1}
+    for bad in ("SrTiO3.5", "", "Xx2"):
+        with pytest.raises(ValueError):
+            parse_composition(bad)
+
+
+def test_allowed_num_atoms():
+    assert allowed_num_atoms({38: 1, 22: 1, 8: 3}, 20) == [5, 10, 15, 20]
+    assert allowed_num_atoms({6: 1}, 4) == [1, 2, 3, 4]
+    assert allowed_num_atoms({38: 1, 22: 1, 8: 3}, 20, num_atoms=10) == [10]
+    for n in (7, 25, 0):
+        with pytest.raises(ValueError):
+            allowed_num_atoms({38: 1, 22: 1, 8: 3}, 20, num_atoms=n)
+
+
+ELEMENTS = list(range(1, 84))  # H..Bi
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(comp=st.dictionaries(st.sampled_from(ELEMENTS), st.integers(1, 3), min_size=1, max_size=3),
+       latent=st.sampled_from(["prior", "search"]), seed=st.integers(0, 10_000))
+def test_candidates_have_exactly_the_requested_composition(model, comp, latent, seed):
+    from pymatgen.core import Composition, Element
+
+    formula = Composition({Element.from_Z(z).symbol: c for z, c in comp.items()})
+    counts = parse_composition(formula)
+    allowed = allowed_num_atoms(counts, model.cfg.max_atoms)
+    out = model.predict_structure(formula, n=3, latent=latent, sampler="strided_eq7", steps=2, seed=seed,
+                                  search_steps=5)
+    n_f = sum(counts.values())
+    assert len(out) == 3 and out.meta["csp"]["latent"] == latent
+    start = 0
+    for b, n in enumerate(out.num_atoms.tolist()):
+        assert n in allowed
+        types = out.atom_types[start:start + n].tolist()
+        start += n
+        assert sorted(types) == sorted(z for z, c in counts.items() for _ in range(c * (n // n_f)))
+        s = out.structures[b]
+        if s is not None:
+            assert s.composition.reduced_composition == formula.reduced_composition
+
+
+def test_search_lowers_the_composition_cross_entropy_and_is_seeded(model):
+    a = model.predict_structure("BaTiO3", n=6, latent="search", sampler="strided_eq7", steps=2, seed=3)
+    b = model.predict_structure("BaTiO3", n=6, latent="search", sampler="strided_eq7", steps=2, seed=3)
+    c = a.meta["csp"]
+    assert all(e < s for s, e in zip(c["comp_ce_start"], c["comp_ce_end"]))
+    assert all(e >= 0.9502 for e in c["comp_ce_end"])  # never below the entropy of (0.2, 0.2, 0.6)
+    assert torch.equal(a.frac_coords, b.frac_coords) and a.meta["csp"] == b.meta["csp"]
+
+
+def test_num_atoms_is_forced(model):
+    out = model.predict_structure("SrTiO3", n=2, num_atoms=10, latent="prior", sampler="strided_eq7", steps=2)
+    assert out.num_atoms.tolist() == [10, 10]
+
+
+def test_cli_csp_writes_candidates_and_refuses_bad_requests(tmp_path, capsys):
+    rc = main(["csp", "--checkpoint", "pretrained:perov_5", "--composition", "KNbO3", "--n", "3",
+               "--sampler", "strided_eq7", "--steps", "2", "--out", str(tmp_path / "o")])
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and res["composition"] == "KNbO3" and res["n"] == 3
+    data = json.loads((tmp_path / "o" / "samples.json").read_text())
+    assert data["meta"]["csp"]["composition"] == "KNbO3" and data["n"] == 3
+    for argv, needle in [(["--composition", "KNbO3.5"], "fractional"), (["--composition", "KNbO3", "--num-atoms", "6"],
+                                                                        "multiple"),
+                         (["--composition", "KNbO3", "--n", "0"], "--n 0")]:
+        rc = main(["csp", "--checkpoint", "pretrained:perov_5", "--out", str(tmp_path / "x"), *argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and "Traceback" not in err
