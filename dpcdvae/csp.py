@@ -24,7 +24,8 @@ import torch
 
 from .crystal import MAX_ATOMIC_NUM
 
-__all__ = ["LATENT_MODES", "parse_composition", "allowed_num_atoms", "search_latent", "predict_structure"]
+__all__ = ["LATENT_MODES", "parse_composition", "allowed_num_atoms", "search_latent", "predict_structure",
+           "predict_structures"]
 
 LATENT_MODES = ("prior", "search")
 
@@ -69,38 +70,54 @@ def allowed_num_atoms(counts: dict[int, int], max_atoms: int, num_atoms: Optiona
     return allowed
 
 
-def _na_choice(na_logits: torch.Tensor, allowed: Sequence[int]) -> torch.Tensor:
+def _allowed_mask(allowed: Sequence[Sequence[int]], n_classes: int, device) -> torch.Tensor:
+    """``[B, n_classes]`` bool: which N_a each row may take."""
+    mask = torch.zeros(len(allowed), n_classes, dtype=torch.bool, device=device)
+    for b, a in enumerate(allowed):
+        mask[b, list(a)] = True
+    return mask
+
+
+def _na_choice(na_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per z, the allowed N_a with the highest N_a-head logit."""
-    idx = torch.as_tensor(list(allowed), device=na_logits.device)
-    return idx[na_logits[:, idx].argmax(-1)]
+    return na_logits.masked_fill(~mask, float("-inf")).argmax(-1)
+
+
+def _fractions(counts: Sequence[dict[int, int]], device, dtype) -> torch.Tensor:
+    """``[B, MAX_ATOMIC_NUM]`` element fractions of each requested reduced formula."""
+    frac = torch.zeros(len(counts), MAX_ATOMIC_NUM, device=device, dtype=dtype)
+    for b, c in enumerate(counts):
+        n_f = sum(c.values())
+        for zz, k in c.items():
+            frac[b, zz - 1] = k / n_f
+    return frac
 
 
 def _objective(model, z: torch.Tensor, na: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
     """Per z: log p(N_a = na | z) + na * sum_e frac_e log p(e | z) - |z|^2 / 2."""
     na_lp = torch.log_softmax(model.fc_num_atoms(z), -1).gather(1, na[:, None]).squeeze(1)
     comp_lp = torch.log_softmax(model.fc_composition(z), -1)
-    return na_lp + na.to(z.dtype) * (comp_lp * frac[None, :]).sum(-1) - 0.5 * (z * z).sum(-1)
+    return na_lp + na.to(z.dtype) * (comp_lp * frac).sum(-1) - 0.5 * (z * z).sum(-1)
 
 
-def search_latent(model, z0: torch.Tensor, counts: dict[int, int], allowed: Sequence[int], steps: int = 100,
-                  lr: float = 0.05) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Move each latent of ``z0 [n, L]`` uphill on :func:`_objective` with Adam (``steps`` steps, rate ``lr``).
+def _comp_ce(model, z: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+    return -(torch.log_softmax(model.fc_composition(z), -1) * frac).sum(-1)
 
-    N_a is chosen from ``allowed`` by the head at the start and held. Returns ``(z, N_a [n], info)`` with
-    ``info = {"objective_start": [n], "objective_end": [n], "comp_ce_start": [n], "comp_ce_end": [n]}``
-    (``comp_ce``: the composition head's cross-entropy against the requested fractions, ``-sum_e f_e log p(e | z)``
-    in nats per atom; its floor is the entropy of the fractions, reached when the head predicts exactly them)."""
-    frac = torch.zeros(MAX_ATOMIC_NUM, device=z0.device, dtype=z0.dtype)
-    n_f = sum(counts.values())
-    for zz, c in counts.items():
-        frac[zz - 1] = c / n_f
 
-    def comp_ce(z):
-        return -(torch.log_softmax(model.fc_composition(z), -1) * frac[None, :]).sum(-1)
+def search_latent(model, z0: torch.Tensor, counts: Sequence[dict[int, int]], allowed: Sequence[Sequence[int]],
+                  steps: int = 100, lr: float = 0.05) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Move each latent of ``z0 [B, L]`` uphill on ``log p(N_a | z) + N_a sum_e f_e log p(e | z) - |z|^2 / 2`` with
+    Adam (``steps`` steps, rate ``lr``); row ``b`` asks for the reduced formula ``counts[b]`` with an N_a from
+    ``allowed[b]``, chosen by the head at the start and then held.
 
+    Returns ``(z, N_a [B], info)`` with ``info = {"objective_start", "objective_end", "comp_ce_start",
+    "comp_ce_end"}`` (lists of B; ``comp_ce``: the composition head's cross-entropy against the requested fractions,
+    ``-sum_e f_e log p(e | z)`` in nats per atom, whose floor is the entropy of the fractions)."""
+    frac = _fractions(counts, z0.device, z0.dtype)
     with torch.no_grad():
-        na = _na_choice(model.fc_num_atoms(z0), allowed)
-        start, p0 = _objective(model, z0, na, frac), comp_ce(z0)
+        logits = model.fc_num_atoms(z0)
+        na = _na_choice(logits, _allowed_mask(allowed, logits.shape[-1], z0.device))
+        start, ce0 = _objective(model, z0, na, frac), _comp_ce(model, z0, frac)
     z = z0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     with torch.enable_grad():
@@ -110,21 +127,77 @@ def search_latent(model, z0: torch.Tensor, counts: dict[int, int], allowed: Sequ
             opt.step()
     z = z.detach()
     with torch.no_grad():
-        end, p1 = _objective(model, z, na, frac), comp_ce(z)
+        end, ce1 = _objective(model, z, na, frac), _comp_ce(model, z, frac)
     return z, na, {"objective_start": start.tolist(), "objective_end": end.tolist(),
-                   "comp_ce_start": p0.tolist(), "comp_ce_end": p1.tolist()}
+                   "comp_ce_start": ce0.tolist(), "comp_ce_end": ce1.tolist()}
 
 
-def _forced_types(counts: dict[int, int], na: torch.Tensor, generator=None) -> torch.Tensor:
-    """Flat atom types for crystals of ``na[b]`` atoms, each exactly ``counts`` x (na[b] / formula atoms),
-    shuffled per crystal (the order carries no meaning)."""
-    n_f = sum(counts.values())
+def _forced_types(counts: Sequence[dict[int, int]], na: torch.Tensor, generator=None) -> torch.Tensor:
+    """Flat atom types: crystal ``b`` has ``na[b]`` atoms, exactly ``counts[b]`` x (na[b] / formula atoms),
+    shuffled (the order carries no meaning)."""
     out = []
-    for n in na.tolist():
-        k = n // n_f
-        types = torch.tensor([zz for zz, c in counts.items() for _ in range(c * k)], dtype=torch.long)
+    for c, n in zip(counts, na.tolist()):
+        k = n // sum(c.values())
+        types = torch.tensor([zz for zz, m in c.items() for _ in range(m * k)], dtype=torch.long)
         out.append(types[torch.randperm(len(types), generator=generator)])
     return torch.cat(out)
+
+
+def _check_model(model) -> None:
+    if getattr(model.cfg, "model", "dpcdvae") != "dpcdvae":
+        raise ValueError(f"CSP mode needs a DP-CDVAE model; this checkpoint is a {model.cfg.model} model")
+
+
+def predict_structures(model, compositions: Sequence, num_atoms: Optional[Sequence[Optional[int]]] = None,
+                       latent: str = "search", sampler: str = "eq7", steps: Optional[int] = None,
+                       seed: Optional[int] = 0, batch_size: int = 256, search_steps: int = 100,
+                       search_lr: float = 0.05, ids: Optional[Sequence[str]] = None, progress: bool = False):
+    """One candidate per entry of ``compositions`` (each with its own ``num_atoms`` or None), batched: the
+    benchmark's form of :func:`predict_structure`. Returns a ``SampleOutput`` with ``meta["csp"]`` per candidate
+    (``composition``, ``num_atoms`` and, for ``"search"``, ``comp_ce_start`` / ``comp_ce_end``)."""
+    from pymatgen.core import Composition, Element
+
+    from .model import concat_outputs
+
+    _check_model(model)
+    if latent not in LATENT_MODES:
+        raise ValueError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
+    if not len(compositions):
+        raise ValueError("no compositions given")
+    num_atoms = list(num_atoms) if num_atoms is not None else [None] * len(compositions)
+    counts = [parse_composition(c) for c in compositions]
+    for comp, c in zip(compositions, counts):
+        if max(c) > MAX_ATOMIC_NUM:
+            raise ValueError(f"composition {comp!r}: the model knows elements Z <= {MAX_ATOMIC_NUM}")
+    allowed = [allowed_num_atoms(c, int(model.cfg.max_atoms), n) for c, n in zip(counts, num_atoms)]
+    dev = model.device
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(0 if seed is None else int(seed))
+    cpu_gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    outs, info_all = [], {"objective_start": [], "objective_end": [], "comp_ce_start": [], "comp_ce_end": []}
+    for start in range(0, len(counts), batch_size):
+        c_b, a_b = counts[start:start + batch_size], allowed[start:start + batch_size]
+        z = torch.randn(len(c_b), model.cfg.latent_dim, generator=gen, device=dev)
+        if latent == "search":
+            z, na, info = search_latent(model, z, c_b, a_b, steps=search_steps, lr=search_lr)
+            for k in info_all:
+                info_all[k] += info[k]
+        else:
+            with torch.no_grad():
+                logits = model.fc_num_atoms(z)
+                na = _na_choice(logits, _allowed_mask(a_b, logits.shape[-1], dev))
+        types = _forced_types(c_b, na.cpu(), cpu_gen).to(dev)
+        names = (list(ids[start:start + len(c_b)]) if ids is not None
+                 else [f"csp-{start + i}" for i in range(len(c_b))])
+        outs.append(model.sample_from_latent(z, sampler=sampler, steps=steps, generator=gen, num_atoms=na,
+                                             atom_types=types, ids=names, progress=progress))
+    out = concat_outputs(outs)
+    formulas = [Composition({Element.from_Z(zz).symbol: k for zz, k in c.items()}).reduced_formula for c in counts]
+    out.meta = {**out.meta, "csp": {"latent": latent, "composition": formulas,
+                                    "num_atoms": [int(x) for x in out.num_atoms.tolist()],
+                                    **({"search_steps": search_steps, "search_lr": search_lr, **info_all}
+                                       if latent == "search" else {})}}
+    return out
 
 
 def predict_structure(model, composition, n: int = 20, num_atoms: Optional[int] = None, latent: str = "search",
@@ -134,45 +207,16 @@ def predict_structure(model, composition, n: int = 20, num_atoms: Optional[int] 
     """``n`` candidate crystals of exactly ``composition`` (N_a and types forced; lattice and coordinates from the
     model). See the module docstring for ``latent`` (``"search"``, default, or ``"prior"``).
 
-    Returns a :class:`~dpcdvae.model.SampleOutput` (ids ``csp-<i>``) whose ``meta["csp"]`` records the request,
-    the latent mode, N_a per candidate and, for ``"search"``, the objective before and after the search."""
-    from .model import concat_outputs
-
-    if getattr(model.cfg, "model", "dpcdvae") != "dpcdvae":
-        raise ValueError(f"CSP mode needs a DP-CDVAE model; this checkpoint is a {model.cfg.model} model")
-    if latent not in LATENT_MODES:
-        raise ValueError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
+    Returns a :class:`~dpcdvae.model.SampleOutput` (ids ``csp-<i>``) whose ``meta["csp"]`` records the request
+    (``composition`` as one reduced formula), the latent mode, N_a per candidate, the N_a the request allows and,
+    for ``"search"``, the composition cross-entropy before and after the search."""
+    _check_model(model)
     if n < 1:
         raise ValueError(f"n = {n}: at least one candidate")
     counts = parse_composition(composition)
-    if max(counts) > MAX_ATOMIC_NUM:
-        raise ValueError(f"composition {composition!r}: the model knows elements Z <= {MAX_ATOMIC_NUM}")
     allowed = allowed_num_atoms(counts, int(model.cfg.max_atoms), num_atoms)
-    dev = model.device
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(0 if seed is None else int(seed))
-    cpu_gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    outs, info_all = [], {"objective_start": [], "objective_end": [], "comp_ce_start": [], "comp_ce_end": []}
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        z = torch.randn(m, model.cfg.latent_dim, generator=gen, device=dev)
-        if latent == "search":
-            z, na, info = search_latent(model, z, counts, allowed, steps=search_steps, lr=search_lr)
-            for k in info_all:
-                info_all[k] += info[k]
-        else:
-            with torch.no_grad():
-                na = _na_choice(model.fc_num_atoms(z), allowed)
-        types = _forced_types(counts, na.cpu(), cpu_gen).to(dev)
-        outs.append(model.sample_from_latent(z, sampler=sampler, steps=steps, generator=gen, num_atoms=na,
-                                             atom_types=types, ids=[f"csp-{start + i}" for i in range(m)],
-                                             progress=progress))
-    out = concat_outputs(outs)
-    from pymatgen.core import Composition, Element
-
-    formula = Composition({Element.from_Z(zz).symbol: c for zz, c in counts.items()}).reduced_formula
-    out.meta = {**out.meta, "csp": {"composition": formula, "latent": latent, "allowed_num_atoms": allowed,
-                                    "num_atoms": [int(x) for x in out.num_atoms.tolist()],
-                                    **({"search_steps": search_steps, "search_lr": search_lr, **info_all}
-                                       if latent == "search" else {})}}
+    out = predict_structures(model, [composition] * n, [num_atoms] * n, latent=latent, sampler=sampler,
+                             steps=steps, seed=seed, batch_size=batch_size, search_steps=search_steps,
+                             search_lr=search_lr, progress=progress)
+    out.meta["csp"].update(composition=out.meta["csp"]["composition"][0], allowed_num_atoms=allowed)
     return out

@@ -90,3 +90,17 @@ def test_cli_csp_writes_candidates_and_refuses_bad_requests(tmp_path, capsys):
         rc = main(["csp", "--checkpoint", "pretrained:perov_5", "--out", str(tmp_path / "x"), *argv])
         err = capsys.readouterr().err
         assert rc == 2 and needle in err and "Traceback" not in err
+
+
+def test_batched_requests_keep_each_composition(model):
+    from dpcdvae.csp import predict_structures
+
+    comps, sizes = ["SrTiO3", "KNbO3", "C", "NaCl"], [5, 10, 4, None]
+    out = predict_structures(model, comps, sizes, latent="search", sampler="strided_eq7", steps=2, seed=1,
+                             search_steps=3, batch_size=3, ids=["a", "b", "c", "d"])
+    assert out.ids == ["a", "b", "c", "d"] and out.num_atoms.tolist()[:3] == [5, 10, 4]
+    assert out.meta["csp"]["composition"] == ["SrTiO3", "KNbO3", "C", "NaCl"]
+    for s, c in zip(out.structures, comps):
+        assert s is None or s.composition.reduced_formula == c
+    with pytest.raises(ValueError, match="Z <= 100"):
+        predict_structures(model, ["Og2"], latent="prior", sampler="strided_eq7", steps=2)

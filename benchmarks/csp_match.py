@@ -1,0 +1,79 @@
+"""CSP benchmark (DiffCSP's protocol): for each test crystal, predict structures from its composition and atom count
+alone, and match them with StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) against the true crystal.
+
+Match rate with 1 sample (the first) and with the best of ``--samples`` (a crystal counts when any of its samples
+matches; RMS = the smallest over matching samples). Prints progress, then one JSON line.
+
+    python benchmarks/csp_match.py --checkpoint pretrained:perov_5 --dataset perov_5 --samples 20
+    python benchmarks/csp_match.py --checkpoint pretrained:perov_5 --limit 200 --samples 20 --sampler strided_eq7 --steps 100
+
+Anchors (quoted from the DiffCSP paper, Perov-5, for orientation): CDVAE used as a CSP model 45.31 % (1 sample),
+DiffCSP 52.02 % (1 sample) and 98.60 % (20 samples).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+
+def main() -> None:
+    from torch_geometric.loader import DataLoader
+
+    from dpcdvae.crystal import tensors_to_structures
+    from dpcdvae.csp import predict_structures
+    from dpcdvae.data import load_split
+    from dpcdvae.eval.reconstruction import reconstruction_metrics
+    from dpcdvae.train import load_model, resolve_root
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--dataset", default="perov_5")
+    ap.add_argument("--limit", type=int, default=None, help="first N test crystals (default: the whole split)")
+    ap.add_argument("--samples", type=int, default=20, help="candidates per crystal (best of k)")
+    ap.add_argument("--latent", choices=["search", "prior"], default="search")
+    ap.add_argument("--sampler", default="eq7")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-workers", type=int, default=1)
+    a = ap.parse_args()
+
+    t0 = time.time()
+    model = load_model(a.checkpoint)
+    ds = load_split(a.dataset, "test", root=resolve_root(a.dataset), max_atoms=model.cfg.max_atoms, graph="none",
+                    limit=a.limit, progress=False)
+    targets = []
+    for batch in DataLoader(ds, batch_size=1024):
+        targets += tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
+                                         batch.num_atoms)
+    formulas = [t.composition.formula for t in targets]
+    sizes = [len(t) for t in targets]
+    best = [math.inf] * len(targets)
+    first = None
+    for k in range(a.samples):
+        out = predict_structures(model, formulas, sizes, latent=a.latent, sampler=a.sampler, steps=a.steps,
+                                 seed=a.seed + 1000 * k, batch_size=a.batch_size)
+        m = reconstruction_metrics(out.structures, targets, n_workers=a.n_workers, progress=False)
+        for i, p in enumerate(m["per_structure"]):
+            if p["matched"] and p["rms_dist"] is not None:
+                best[i] = min(best[i], float(p["rms_dist"]))
+        if first is None:
+            first = m
+        n_best = sum(b < math.inf for b in best)
+        print(f"sample {k + 1}/{a.samples}: match rate this sample {m['match_rate']:.2f} %, best of {k + 1} "
+              f"{100 * n_best / len(targets):.2f} % ({time.time() - t0:.0f} s)", flush=True)
+    matched = [b for b in best if b < math.inf]
+    print(json.dumps({
+        "checkpoint": a.checkpoint, "dataset": a.dataset, "n_targets": len(targets), "samples": a.samples,
+        "latent": a.latent, "sampler": a.sampler, "steps": a.steps, "seed": a.seed,
+        "match_rate_1": first["match_rate"], "rms_1": None if math.isnan(first["delta_rms"]) else first["delta_rms"],
+        "validity_1": first["n_valid"] / len(targets) * 100,
+        f"match_rate_best_{a.samples}": 100 * len(matched) / len(targets),
+        f"rms_best_{a.samples}": sum(matched) / len(matched) if matched else None,
+        "matcher": "StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)", "wall_s": round(time.time() - t0, 1)}))
+
+
+if __name__ == "__main__":
+    main()
