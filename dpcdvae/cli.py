@@ -302,10 +302,17 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
         raise UserError(f"--limit {limit}: must be >= 1")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be >= 1")
+    from .pretrained import is_pretrained
+
+    if not ema and is_pretrained(checkpoint):
+        raise UserError(f"--raw-weights: {checkpoint} is a shipped model, which holds one set of weights (its card "
+                        f"says which: `dpcdvae pretrained list`)")
     model = (load_model(checkpoint, map_location=device) if ema
              else load_model(checkpoint, map_location=device, ema=False)).to(device)
     sampler = _check_sampling_args(model, sampler, steps)
     cfg = model.config
+    card = getattr(model, "card", None)  # a shipped model holds one set of weights: its card says which
+    weights = card.get("weights", "shipped") if isinstance(card, dict) else ("ema" if ema else "raw")
     if initial_types is not None:
         from .model import INITIAL_TYPES
 
@@ -334,7 +341,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                                      "split": split, "sampler": sampler, "steps": steps, "seed": seed,
                                      "latent": latent, "initial_types": model.cfg.initial_types,
                                      "type_update": getattr(model.cfg, "type_update", "argmax"),
-                                     "weights": "ema" if ema else "raw"})
+                                     "weights": weights})
     preds, targets = [], []
     t0 = time.time()
     for k, batch in enumerate(tqdm(DataLoader(ds, batch_size=batch_size), desc="reconstructing")):
@@ -349,7 +356,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     result = {"out": str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
               "sampler": sampler, "steps": steps or cfg.model.timesteps, "latent": latent,
               "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
-              "weights": "ema" if ema else "raw"}
+              "weights": weights}
     if ds.skipped:
         result["skipped_rows"] = [{"row": r, "material_id": mid, "reason": why} for r, mid, why in ds.skipped]
     if metrics:

@@ -283,3 +283,9 @@ def test_reconstruct_on_error_skip_lists_the_skipped_rows(bad_root, tmp_path, ca
     assert rc == 0, err
     res = json.loads(out.strip().splitlines()[-1])
     assert res["n"] == 5 and [r["row"] for r in res["skipped_rows"]] == [3]
+
+
+def test_raw_weights_on_a_shipped_model_is_refused(tmp_path, capsys):
+    rc, _, err = _run(["reconstruct", "--checkpoint", "pretrained:carbon_24", "--raw-weights", "--limit", "2",
+                       "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "one set of weights" in err
