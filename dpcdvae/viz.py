@@ -83,7 +83,8 @@ def plot_structures(structures: Sequence, path: Optional[str | Path] = None, tit
         why = None if invalid is None else invalid[k]
         if why:
             head = titles[k] if titles is not None else s.composition.reduced_formula
-            ax.set_title(f"{head}\nINVALID: {why.split(';')[0][:40]}", fontsize=8, color="crimson")
+            short = why.split(";")[0].split(": ", 1)[-1].split(" (")[0].split(" with ")[0][:34]
+            ax.set_title(f"{head}\nINVALID: {short}", fontsize=8, color="crimson")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
