@@ -96,19 +96,31 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(jupyterlab, timeout=120_000)
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-            # the kernel must be up before Run All (its status shows in the toolbar)
-            page.wait_for_function("() => !!document.querySelector('.jp-Notebook-ExecutionIndicator')"
-                                   " || !!document.querySelector('.jp-KernelStatus')", timeout=120_000)
+            # the kernel must be up (idle) before Run All: on a loaded machine it takes minutes to start
+            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=420_000)
+            # JupyterLab may still ask which kernel to use (a modal dialog that blocks the menus): accept its
+            # preselected choice, the notebook's own Python 3 kernel
+            page.wait_for_timeout(2000)
+            dialog = page.locator(".jp-Dialog .jp-mod-accept")
+            if dialog.count():
+                dialog.first.click()
+                page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=420_000)
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            page.wait_for_selector("text=live front end: True", timeout=240_000)
-            page.wait_for_selector(".jp-OutputArea-output .widget-hslider, .jp-OutputArea-output .widget-slider",
-                                   timeout=240_000)
-            page.wait_for_selector(".jp-OutputArea-output canvas", timeout=240_000)
+            try:
+                page.wait_for_selector("text=live front end:", timeout=420_000)
+                page.wait_for_selector(".jp-OutputArea-output .widget-hslider, .jp-OutputArea-output .widget-slider",
+                                       timeout=420_000)
+                page.wait_for_selector(".jp-OutputArea-output canvas", timeout=420_000)
+            except sync_api.TimeoutError:
+                page.screenshot(path=str(tmp_path / "lab.png"))
+                pytest.fail("JupyterLab did not show the widgets; page text:\n" + page.inner_text("body")[-3000:]
+                            + "\nserver log:\n" + (tmp_path / "lab.log").read_text()[-2000:])
             page.wait_for_timeout(3000)  # let a late widget error surface
             text = page.inner_text(".jp-NotebookPanel")
             page.screenshot(path=str(tmp_path / "lab.png"))
         finally:
             browser.close()
+    assert "live front end: True" in text, text[-3000:]
     assert not [e for e in WIDGET_ERRORS if e in text], text[-3000:]
     assert "first frame is drawn instead" not in text  # a live front end gets the widget, not the static picture
