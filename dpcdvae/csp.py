@@ -157,8 +157,6 @@ def predict_structures(model, compositions: Sequence, num_atoms: Optional[Sequen
     (``composition``, ``num_atoms`` and, for ``"search"``, ``comp_ce_start`` / ``comp_ce_end``)."""
     from pymatgen.core import Composition, Element
 
-    from .model import concat_outputs
-
     _check_model(model)
     if latent not in LATENT_MODES:
         raise ValueError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
@@ -191,7 +189,7 @@ def predict_structures(model, compositions: Sequence, num_atoms: Optional[Sequen
                  else [f"csp-{start + i}" for i in range(len(c_b))])
         outs.append(model.sample_from_latent(z, sampler=sampler, steps=steps, generator=gen, num_atoms=na,
                                              atom_types=types, ids=names, progress=progress))
-    out = concat_outputs(outs)
+    out = outs[0].concat(outs)
     formulas = [Composition({Element.from_Z(zz).symbol: k for zz, k in c.items()}).reduced_formula for c in counts]
     out.meta = {**out.meta, "csp": {"latent": latent, "composition": formulas,
                                     "num_atoms": [int(x) for x in out.num_atoms.tolist()],

@@ -83,6 +83,11 @@ class SampleOutput:
     def __len__(self) -> int:
         return len(self.structures)
 
+    @staticmethod
+    def concat(outs: list) -> "SampleOutput":
+        """Several outputs as one (see :func:`concat_outputs`)."""
+        return concat_outputs(outs)
+
     @property
     def decoded_mask(self) -> list:
         """True where a ``Structure`` was built (N_a >= 1, a usable cell). Not the paper's validity, which also
