@@ -105,10 +105,19 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
             if dialog.count():
                 dialog.first.click()
                 page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=420_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            # Run All; on a loaded machine the first request can be lost while the kernel connection settles
+            # (cells stay "[ ]" with the kernel idle): ask again until the first cell prints
+            for attempt in range(6):
+                page.locator(".jp-NotebookPanel .jp-Cell").first.click()
+                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+                page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+                try:
+                    page.wait_for_selector("text=live front end:", timeout=90_000)
+                    break
+                except sync_api.TimeoutError:
+                    continue
             try:
-                page.wait_for_selector("text=live front end:", timeout=420_000)
+                page.wait_for_selector("text=live front end:", timeout=60_000)
                 page.wait_for_selector(".jp-OutputArea-output .widget-hslider, .jp-OutputArea-output .widget-slider",
                                        timeout=420_000)
                 page.wait_for_selector(".jp-OutputArea-output canvas", timeout=420_000)
