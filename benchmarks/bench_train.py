@@ -24,7 +24,7 @@ from _common import machine_info, print_json, sync  # noqa: E402
 
 from dpcdvae.config import load_config  # noqa: E402
 from dpcdvae.data import DatasetNotFoundError, LatticeScaler, ensure_demo_dataset, load_split  # noqa: E402
-from dpcdvae.model import DPCDVAE  # noqa: E402
+from dpcdvae.models import DPCDVAE  # noqa: E402
 
 
 def _data(n: int, graph: str):

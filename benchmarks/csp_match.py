@@ -25,7 +25,8 @@ def main() -> None:
     from dpcdvae.csp import predict_structures
     from dpcdvae.data import load_split
     from dpcdvae.eval.reconstruction import reconstruction_metrics
-    from dpcdvae.train import load_model, resolve_root
+    from dpcdvae.models import load_model
+    from dpcdvae.train import resolve_root
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)

@@ -29,8 +29,8 @@ def main():
     from torch_geometric.loader import DataLoader
 
     from dpcdvae.data import load_split
-    from dpcdvae.model import initial_type_counts
-    from dpcdvae.train import load_model
+    from dpcdvae.models import initial_type_counts
+    from dpcdvae.models import load_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", required=True)

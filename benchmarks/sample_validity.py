@@ -14,7 +14,7 @@ import time
 
 def main():
     from dpcdvae.eval.generation import validity
-    from dpcdvae.train import load_model
+    from dpcdvae.models import load_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", required=True)

@@ -205,7 +205,7 @@ def predict_structure(model, composition, n: int = 20, num_atoms: Optional[int] 
     """``n`` candidate crystals of exactly ``composition`` (N_a and types forced; lattice and coordinates from the
     model). See the module docstring for ``latent`` (``"search"``, default, or ``"prior"``).
 
-    Returns a :class:`~dpcdvae.model.SampleOutput` (ids ``csp-<i>``) whose ``meta["csp"]`` records the request
+    Returns a :class:`~dpcdvae.models.SampleOutput` (ids ``csp-<i>``) whose ``meta["csp"]`` records the request
     (``composition`` as one reduced formula), the latent mode, N_a per candidate, the N_a the request allows and,
     for ``"search"``, the composition cross-entropy before and after the search."""
     _check_model(model)

@@ -17,3 +17,12 @@ class ConfigError(KeyError):
 class UserError(ValueError):
     """A mistake in what the user asked for (argument, incompatible option, an empty or unreadable input): the
     command line prints it as one line and exits with status 2."""
+
+
+class SamplerError(UserError):
+    """A sampler name the model does not run (e.g. ``eq6`` on a CDVAE checkpoint, ``langevin`` on DP-CDVAE); the
+    message lists the ones it does."""
+
+
+class PretrainedNotFoundError(FileNotFoundError):
+    """No shipped model of that name (``pretrained:<name>``)."""

@@ -33,6 +33,8 @@ from typing import Optional
 
 import torch
 
+from .crystalnn import fast_crystalnn
+
 
 __all__ = ["PeriodicGraph", "radius_graph_pbc", "graph_from_edges", "build_triplets", "crystalnn_edges",
            "edge_vectors"]
@@ -627,8 +629,6 @@ def crystalnn_edges(structure, max_neighbors: Optional[int] = None,
 
     settings = dict(distance_cutoffs=None, x_diff_weight=-1, porous_adjustment=False)
     if fast:
-        from .eval.fingerprints import fast_crystalnn
-
         cnn = fast_crystalnn(**settings)
     else:
         cnn = CrystalNN(**settings)

@@ -51,7 +51,7 @@ def new_run_dir(out: str | os.PathLike, prefix: str = "run") -> Path:
 
 
 class SampleWriter:
-    """Writes :class:`dpcdvae.model.SampleOutput` batches into a run folder as they are produced.
+    """Writes :class:`dpcdvae.models.SampleOutput` batches into a run folder as they are produced.
 
     Layout: ``cif/<id>.cif`` (every crystal that could be built, valid or not; written exactly as sampled, P1, unless ``symprec`` is given: a
     symmetrised CIF moves atoms by up to ``symprec`` A, which would bias reconstruction metrics), ``samples.extxyz`` (the same crystals,

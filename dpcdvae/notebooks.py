@@ -275,7 +275,7 @@ def ensure_checkpoint(checkpoint: Optional[str], data: DataChoice, config: str =
     clock and/or ``train_epochs``) into ``work_dir/models/<dataset>-<config>-<hash>/`` and return its ``best.ckpt``.
     """
     if checkpoint and str(checkpoint).startswith("pretrained:"):
-        from .pretrained import pretrained_card
+        from .models.pretrained import pretrained_card
 
         card = pretrained_card(str(checkpoint))  # fails here, naming what is shipped, for an unknown name
         print(f"using the shipped model {checkpoint} (trained on {card.get('dataset')} {card.get('train_split')}; "
@@ -317,7 +317,7 @@ def ensure_checkpoint(checkpoint: Optional[str], data: DataChoice, config: str =
 
 def load(checkpoint, device: str = "cpu"):
     """``dpcdvae.train.load_model`` (plain ``nn.Module`` in eval mode)."""
-    from .train import load_model
+    from .models import load_model
 
     return load_model(checkpoint, map_location=device).to(device)
 
@@ -449,50 +449,30 @@ def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler
                        steps: Optional[int] = None, seed: int = 0, out_dir=None, batch_size: int = 256,
                        n_workers: int = 2, latent: str = "sample") -> dict:
     """Reconstruct the first ``n`` test crystals (all when ``None``) with ``sampler`` and compute the Table I / S1
-    metrics. Writes CIFs + ``metrics.json`` into a fresh folder under ``out_dir`` when given. ``latent``: z drawn
-    from the encoder posterior (``"sample"``, the paper's protocol) or its ``"mean"``.
+    metrics (:func:`dpcdvae.workflows.reconstruct_split`). Writes CIFs + ``metrics.json`` into a fresh folder under
+    ``out_dir`` when given. ``latent``: z drawn from the encoder posterior (``"sample"``, the paper's protocol) or
+    its ``"mean"``.
 
     Returns ``{"metrics" (full dict incl. per_structure), "preds", "targets", "ids", "wall_s", "out"}``.
     """
-    from torch_geometric.loader import DataLoader
+    from .workflows import reconstruct_split
 
-    from .crystal import tensors_to_structures
-    from .data import load_split
-    from .eval.reconstruction import reconstruction_metrics
-    from .io import SampleWriter, new_run_dir
-    from .train import resolve_root
-
-    graph = "crystalnn" if model.cfg.encoder.graph == "crystalnn" else "none"
-    ds = load_split(data.name, "test", root=resolve_root(data.name), max_atoms=model.cfg.max_atoms, graph=graph,
-                    limit=n, progress=not headless())
-    writer = None
-    if out_dir is not None:
-        writer = SampleWriter(new_run_dir(Path(out_dir) / f"recon-{sampler}", "run"),
-                              meta={"dataset": data.name, "sampler": sampler, "steps": steps, "seed": seed,
-                                    "latent": latent})
-    preds, targets, ids = [], [], []
-    t0 = time.time()
-    for k, batch in enumerate(DataLoader(ds, batch_size=batch_size)):
-        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=not headless(),
-                                use_mean=latent == "mean")
-        if writer is not None:
-            writer.add(res)
-        preds.extend(res.structures)
-        ids.extend(res.ids)
-        targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
-                                             batch.num_atoms))
-    wall = time.time() - t0
-    m = reconstruction_metrics(preds, targets, ids=ids, n_workers=n_workers, progress=not headless())
-    m.update({"sampler": sampler, "steps": steps or model.cfg.timesteps, "latent": latent,
-              "sample_wall_s": round(wall, 2),
+    res = reconstruct_split(model, None if out_dir is None else Path(out_dir) / f"recon-{sampler}",
+                            dataset=data.name, split="test", limit=n, sampler=sampler, steps=steps,
+                            batch_size=batch_size, seed=seed, latent=latent, n_workers=n_workers,
+                            progress=not headless(), keep_structures=True, run_prefix="run",
+                            extra_meta={"synthetic": data.synthetic})
+    m = res["_metrics"]
+    wall = res["sample_wall_s"]
+    m.update({"sampler": res["sampler"], "steps": res["steps"], "latent": latent, "sample_wall_s": wall,
               "dataset": data.name, "synthetic": data.synthetic})
-    out = None
-    if writer is not None:
-        out = writer.dir
+    out = None if res["out"] is None else Path(res["out"])
+    if out is not None:
         (out / "metrics.json").write_text(strict_json_dumps(m, indent=1, default=str))
-    print(f"{sampler}: reconstructed {len(preds)} crystals in {wall:.1f} s; match rate {m['match_rate']:.2f} %, "
+    print(f"{sampler}: reconstructed {res['n']} crystals in {wall:.1f} s; match rate {m['match_rate']:.2f} %, "
           f"<delta_rms> {m['delta_rms']:.4f}" + (f"; written to {out}" if out else ""))
-    return {"metrics": m, "preds": preds, "targets": targets, "ids": ids, "wall_s": wall, "out": out}
+    return {"metrics": m, "preds": res["_preds"], "targets": res["_targets"], "ids": res["_ids"], "wall_s": wall,
+            "out": out}
 
 
 def reconstruction_details(metrics: dict):
@@ -512,16 +492,27 @@ def reconstruction_details(metrics: dict):
 # ================================================================================================================
 def run_generation(model, n: int, sampler: str = "eq7", steps: Optional[int] = None, seed: int = 0,
                    out_dir=None, batch_size: int = 256):
-    """Generate ``n`` crystals (z ~ N(0, I)); write them (CIFs, extxyz, JSON) to a fresh folder under ``out_dir``.
-    Returns the ``SampleOutput``."""
+    """Generate ``n`` crystals (z ~ N(0, I)); write them (CIFs, extxyz, JSON) to a fresh folder under ``out_dir``
+    (:func:`dpcdvae.workflows.generate_to_folder`). Returns the ``SampleOutput``."""
+    from .io import new_run_dir
+    from .workflows import generate_to_folder
+
     t0 = time.time()
-    out = model.generate(n, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, progress=not headless())
+    writer = None
+    if out_dir is not None:
+        out, writer = generate_to_folder(model, n, new_run_dir(Path(out_dir), "samples"), sampler=sampler,
+                                         steps=steps, seed=seed, batch_size=batch_size, progress=not headless())
+    else:
+        out = model.generate(n, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size,
+                             progress=not headless())
     wall = time.time() - t0
     out.meta["wall_s"] = wall
-    print(f"generated {n} crystals with {sampler} ({out.meta.get('steps')} network calls) in {wall:.1f} s; "
-          f"{sum(out.decoded_mask)} built, {sum(out.valid_mask)} valid (structure + composition, as Table II)")
-    if out_dir is not None:
-        write_samples(out, Path(out_dir), meta={"sampler": sampler, "steps": steps, "seed": seed})
+    print(f"generated {n} crystals with {out.meta.get('sampler')} ({out.meta.get('steps')} network calls) in "
+          f"{wall:.1f} s; {sum(out.decoded_mask)} built, {sum(out.valid_mask)} valid (structure + composition, as "
+          f"Table II)")
+    if writer is not None:
+        print(f"wrote {writer.n_decoded} CIF files ({writer.n_valid} valid in the paper's sense; + samples.extxyz, "
+              f"samples.json) to {writer.dir / 'cif'}")
     return out
 
 
@@ -609,8 +600,13 @@ def ground_state_study(models: dict, n: int = 100, sampler: str = "eq7", steps: 
     from .eval.ground_state import ground_state_metrics, relax_structures
 
     out = {}
+    from .workflows import sampler_for
+
     for name, model in models.items():
-        gen = run_generation(model, n, sampler=sampler, steps=steps, seed=seed)
+        smp, smp_steps, note = sampler_for(model, sampler, steps)
+        if note:
+            print(f"{name}: {note}")
+        gen = run_generation(model, n, sampler=smp, steps=smp_steps, seed=seed)
         keep = [(i, s) for i, s in zip(gen.ids, gen.structures) if s is not None]
         print(f"{name}: relaxing {len(keep)} generated crystals at {pressure_gpa:g} GPa with {calculator} "
               f"({optimizer}, fmax {fmax} eV/A, at most {max_steps} steps)")
@@ -990,7 +986,7 @@ def eps_study(model, batch, ts: Sequence[int], seed: int = 0, arrows_t: Optional
     import torch
 
     from .crystal import lattice_params_to_matrix
-    from .model import _recenter
+    from .models.dpcdvae import _recenter
 
     g = torch.Generator().manual_seed(seed)
     B = batch.num_graphs

@@ -1,6 +1,6 @@
 """Training with Lightning: module, data module, atomic checkpoints, resume, EMA, DDP through a flag.
 
-The model itself (:class:`dpcdvae.model.DPCDVAE`) does not depend on Lightning; this module only wraps it.
+The model itself (:class:`dpcdvae.models.DPCDVAE`) does not depend on Lightning; this module only wraps it.
 A checkpoint holds the config (``hyper_parameters["config"]``) and the lattice scaler (in the model's extra
 state), so :func:`load_model` needs nothing else.
 
@@ -96,7 +96,7 @@ class DPCDVAEModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         from .data.scalers import LatticeScaler
-        from .model import build_model
+        from .models import build_model
 
         self.cfg = Config.from_dict(config)
         scaler = LatticeScaler.from_state_dict(lattice_scaler_state) if lattice_scaler_state else None
@@ -401,38 +401,3 @@ def _device_line(trainer) -> str:
     return f"{acc} x{trainer.num_devices} ({torch.get_num_threads()} torch threads)"
 
 
-def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu", ema: bool = True):
-    """Load a trained model (plain ``nn.Module`` in eval mode) from a checkpoint written by :func:`train`.
-
-    Uses the EMA weights when the run had EMA and ``ema=True``. ``"pretrained:<name>"`` loads a model shipped with
-    the package (:func:`dpcdvae.pretrained.load_pretrained`).
-    """
-    from .model import build_model
-    from .pretrained import is_pretrained, load_pretrained
-
-    if is_pretrained(checkpoint):
-        return load_pretrained(checkpoint, map_location=map_location)
-
-    if not Path(checkpoint).is_file():
-        raise CheckpointError(f"checkpoint {checkpoint} does not exist (a shipped model is `pretrained:<name>`; "
-                              f"`dpcdvae pretrained list`)")
-    try:
-        ck = torch.load(checkpoint, map_location=map_location, weights_only=False)
-    except Exception as exc:  # truncated / not a torch file
-        raise CheckpointError(f"checkpoint {checkpoint} cannot be read ({type(exc).__name__}: {exc}); is the file "
-                              f"complete?") from None
-    hp = ck.get("hyper_parameters", {}) if isinstance(ck, dict) else {}
-    if "config" not in hp:
-        raise CheckpointError(f"{checkpoint}: not a dpcdvae checkpoint (no config in hyper_parameters)")
-    cfg = Config.from_dict(hp["config"])
-    from .data.scalers import LatticeScaler
-
-    scaler_state = hp.get("lattice_scaler_state")
-    model = build_model(cfg, LatticeScaler.from_state_dict(scaler_state) if scaler_state else None)
-    sd = ck["state_dict"]
-    prefix = "ema.module." if ema and any(k.startswith("ema.module.") for k in sd) else "model."
-    own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    model.load_state_dict(own)
-    model.eval()
-    model.config = cfg
-    return model

@@ -8,15 +8,17 @@ from __future__ import annotations
 import math
 
 import pytest
+
 import torch
 from torch_geometric.loader import DataLoader
 
-from dpcdvae.cdvae import CDVAE, langevin_sample_frac, min_image_displacement
+from dpcdvae.errors import SamplerError
+from dpcdvae.models.cdvae import CDVAE, langevin_sample_frac, min_image_displacement
 from dpcdvae.config import load_config
 from dpcdvae.crystal import lattice_params_to_matrix
 from dpcdvae.data import LatticeScaler
 from dpcdvae.diffusion import AnnealedLangevin
-from dpcdvae.model import SampleOutput, build_model
+from dpcdvae.models import SampleOutput, build_model
 
 MODELS = ("cdvae", "cdvae_fourier")
 
@@ -212,11 +214,12 @@ def test_reconstruct_and_generate_shapes(demo_train):
 
     gen = model.generate(2, steps=1, seed=0, num_atoms=[3, 4])
     assert len(gen) == 2 and gen.num_atoms.tolist() == [3, 4] and gen.frac_coords.shape == (7, 3)
-    # the DDPM sampler names of `dpcdvae sample` are aliases; `steps` is then iterations per level
-    alias = model.generate(2, sampler="strided", steps=1, seed=0, num_atoms=[3, 4])
-    assert torch.equal(alias.frac_coords, gen.frac_coords) and alias.meta["requested_sampler"] == "strided"
-    with pytest.raises(ValueError, match="sampler"):
-        model.generate(1, sampler="euler", steps=1, seed=0)
+    # "langevin" named explicitly is the default; DP-CDVAE's DDPM samplers are refused, not silently replaced
+    same = model.generate(2, sampler="langevin", steps=1, seed=0, num_atoms=[3, 4])
+    assert torch.equal(same.frac_coords, gen.frac_coords)
+    for name in ("eq7", "eq6", "strided", "strided_eq7", "euler"):
+        with pytest.raises(SamplerError, match="langevin"):
+            model.generate(1, sampler=name, steps=1, seed=0)
 
 
 def test_degenerate_decodes_flagged(demo_train):
@@ -317,7 +320,8 @@ def test_state_dict_round_trip_identical_samples(demo_train, tmp_path, model_nam
 
 def test_lightning_train_and_load_model(demo_root, tmp_path):
     """`dpcdvae train --model cdvae` path: one tiny epoch through Lightning, then `load_model` rebuilds a CDVAE."""
-    from dpcdvae.train import load_model, train
+    from dpcdvae.models import load_model
+    from dpcdvae.train import train
 
     out = tmp_path / "run_cdvae"
     res = train("demo_synthetic_perovskites", "tiny", out=out, root=str(demo_root), max_epochs=1, progress=False,

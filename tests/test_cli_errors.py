@@ -54,7 +54,7 @@ def test_missing_and_truncated_checkpoint(tmp_path, capsys, ckpt):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    from dpcdvae.pretrained import CheckpointError
+    from dpcdvae.models.pretrained import CheckpointError
 
     with pytest.raises(CheckpointError):
         main(["--debug", "sample", "--checkpoint", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "o")])

@@ -130,7 +130,7 @@ def test_row_limit_is_reported_with_the_file_rows(demo_root):
 
 # ------------------------------------------------------------------------------------------- one validity
 def _sample_output(structures):
-    from dpcdvae.model import SampleOutput
+    from dpcdvae.models import SampleOutput
 
     n = len(structures)
     return SampleOutput(structures=list(structures), frac_coords=torch.zeros(0, 3), atom_types=torch.zeros(0),

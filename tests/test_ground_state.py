@@ -287,7 +287,7 @@ def test_cli_relax_folder_and_extxyz(tmp_path, capsys):
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.cif import CifWriter
 
-    from dpcdvae.eval.ground_state_cli import add_parser
+    from dpcdvae.cli.relax import add_parser
 
     cifs = tmp_path / "cifs"
     cifs.mkdir()
@@ -327,7 +327,7 @@ def test_ground_state_study_two_models(tmp_path):
     import json as _json
 
     from dpcdvae.data import make_demo_dataset
-    from dpcdvae.eval.ground_state_cli import run_ground_state_study
+    from dpcdvae.workflows import run_ground_state_study
     from dpcdvae.train import train
 
     root = make_demo_dataset(tmp_path / "demo", n=(16, 4, 4)).parent

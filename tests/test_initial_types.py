@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpcdvae.model import INITIAL_TYPES, initial_type_counts
+from dpcdvae.models import INITIAL_TYPES, initial_type_counts
 from dpcdvae.train import cosine_lr
 
 E = 100
@@ -106,7 +106,7 @@ def test_unknown_method():
 def test_model_initial_types_follow_counts():
     """DPCDVAE._initial_types lays out one block per crystal with exactly the counts (order shuffled)."""
     from dpcdvae.config import load_config
-    from dpcdvae.model import DPCDVAE
+    from dpcdvae.models import DPCDVAE
 
     cfg = load_config("tiny").model
     model = DPCDVAE(cfg)
@@ -139,7 +139,7 @@ def test_type_update_fixed_keeps_the_initial_types():
     import torch.nn.functional as F
 
     from dpcdvae.config import load_config
-    from dpcdvae.model import DPCDVAE
+    from dpcdvae.models import DPCDVAE
 
     from dpcdvae.data import LatticeScaler
 

@@ -9,7 +9,7 @@ from torch_geometric.loader import DataLoader
 
 from dpcdvae.config import load_config
 from dpcdvae.data import LatticeScaler, load_split
-from dpcdvae.model import DPCDVAE, SampleOutput
+from dpcdvae.models import DPCDVAE, SampleOutput
 
 
 DEMO_SIZES = (48, 8, 8)  # conftest's demo_root / demo_train

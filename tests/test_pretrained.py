@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from dpcdvae.pretrained import (PretrainedNotFoundError, export_pretrained, is_pretrained, list_pretrained,
+from dpcdvae.models.pretrained import (PretrainedNotFoundError, export_pretrained, is_pretrained, list_pretrained,
                                 load_pretrained)
 
 SHIPPED = list_pretrained()
@@ -27,7 +27,7 @@ def tiny_ckpt(tmp_path_factory, demo_root):
 
 
 def test_export_and_load_round_trip(tiny_ckpt, tmp_path):
-    from dpcdvae.train import load_model
+    from dpcdvae.models import load_model
 
     card = {"description": "test", "metrics": [{"what": "x", "value": 1.0}]}
     path = export_pretrained(load_model(tiny_ckpt), "tiny_demo", card, weights_dir=tmp_path, checkpoint=tiny_ckpt)
@@ -51,7 +51,7 @@ def test_unknown_name_says_what_is_shipped(tmp_path):
 
 
 def test_truncated_file_is_a_clear_error(tiny_ckpt, tmp_path):
-    from dpcdvae.train import load_model
+    from dpcdvae.models import load_model
 
     path = export_pretrained(load_model(tiny_ckpt), "cut", {}, weights_dir=tmp_path)
     data = path.read_bytes()
@@ -104,7 +104,7 @@ def test_shipped_perov5_reconstructs_its_measured_rate(shared_data_dir, monkeypa
     """The shipped Perov-5 model reconstructs the first 64 Perov-5 test crystals (Eq. 7, 1000 steps, z sampled,
     seed 0) at >= its measured rate on them minus 2 binomial standard errors (the measured value is in the card;
     the same seed gives the same draws on one machine, the margin absorbs float differences across machines)."""
-    from dpcdvae.cli import reconstruct_split
+    from dpcdvae.workflows import reconstruct_split
 
     card = next((c for c in SHIPPED if c["name"] == "perov_5"), None)
     if card is None:

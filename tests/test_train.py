@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from dpcdvae.data import make_demo_dataset
-from dpcdvae.train import load_model, train
+from dpcdvae.models import load_model
+from dpcdvae.train import train
 
 OV = {"train.batch_size": 16, "train.limit_val": 8}
 

@@ -78,12 +78,14 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
+from .samplers import Sampler, get_sampler, sampler_names
 from .schedules import make_betas
 
 __all__ = ["periodic_wrap", "DDPMScheduler", "Trajectory", "sample_loop", "VARIANTS", "STRIDED_VARIANTS"]
 
-VARIANTS = ("eq7", "eq6", "strided", "strided_eq7")
-STRIDED_VARIANTS = ("strided", "strided_eq7")
+#: The DDPM samplers' names (from the registry, :mod:`dpcdvae.diffusion.samplers`) and the strided ones.
+VARIANTS = sampler_names("ddpm")
+STRIDED_VARIANTS = tuple(n for n in VARIANTS if get_sampler(n).strided)
 TimeLike = Union[int, torch.Tensor]
 
 
@@ -262,7 +264,7 @@ class DDPMScheduler:
 
     # ------------------------------------------------------------------ reverse process
     def step(self, eps_pred: torch.Tensor, t: TimeLike, x_t: torch.Tensor,
-             generator: Optional[torch.Generator] = None, variant: str = "eq7",
+             generator: Optional[torch.Generator] = None, variant: Union[str, Sampler] = "eq7",
              noise: Optional[torch.Tensor] = None, t_prev: Optional[TimeLike] = None,
              eta: float = 0.0) -> torch.Tensor:
         """One reverse step ``x_t -> x_{t_prev}`` (``t_prev = t - 1`` for Eq. 6 / Eq. 7).
@@ -281,44 +283,25 @@ class DDPMScheduler:
 
         Returns ``x_{t_prev}`` (unwrapped), same shape and dtype as ``x_t``.
         """
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+        sampler = _ddpm_sampler(variant, eta)
         tt = self._as_long(t)
         self._check_t(tt, 1)
         if noise is None:
             noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
-        abar = self._coef(self._abar, tt, x_t)
+        return sampler.step(self, eps_pred, tt, x_t, noise, t_prev=t_prev).prev_sample
 
-        if variant == "eq6":
-            if t_prev is not None and bool((self._as_long(t_prev) != tt - 1).any()):
-                raise ValueError("variant 'eq6' only steps t -> t - 1; use variant='strided' for strides")
-            alpha = self._coef(self._alpha, tt, x_t)
-            beta = self._coef(self._beta, tt, x_t)
-            sigma = self._coef(self._posterior_var, tt, x_t).sqrt()
-            mean = (x_t - beta / (1.0 - abar).sqrt() * eps_pred) / alpha.sqrt()
-            return mean + sigma * noise
 
-        if variant == "eq7":
-            if t_prev is not None and bool((self._as_long(t_prev) != tt - 1).any()):
-                raise ValueError("variant 'eq7' only steps t -> t - 1; use variant='strided' for strides")
-            sigma = self._coef(self._posterior_var, tt, x_t).sqrt()
-            x0_hat = (self.wrap(x_t) - (1.0 - abar).sqrt() * eps_pred) / abar.sqrt()
-            return x0_hat + sigma * noise
-
-        tp = self._prev[tt] if t_prev is None else self._as_long(t_prev)
-        if bool((tp >= tt).any()) or bool((tp < 0).any()):
-            raise ValueError("t_prev must satisfy 0 <= t_prev < t")
-        x0_hat = (self.wrap(x_t) - (1.0 - abar).sqrt() * eps_pred) / abar.sqrt()
-        if variant == "strided_eq7":
-            # posterior std of step t'+1 (_posterior_var is indexed by t, entry 0 = t 0 = no noise)
-            sigma = self._coef(self._posterior_var, (tp + 1) * (tp > 0), x_t).sqrt()
-            return x0_hat + sigma * noise
-
-        # strided DDIM
-        abar_prev = self._coef(self._abar, tp, x_t)
-        s2 = (eta ** 2) * (1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev)
-        direction = (1.0 - abar_prev - s2).clamp(min=0.0).sqrt() * eps_pred
-        return abar_prev.sqrt() * x0_hat + direction + s2.sqrt() * noise
+def _ddpm_sampler(variant: Union[str, Sampler], eta: float = 0.0) -> Sampler:
+    """The sampler object of a DDPM ``variant`` name (or the object itself)."""
+    if isinstance(variant, Sampler):
+        smp = variant
+    elif variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+    else:
+        smp = get_sampler(variant, eta=eta)
+    if smp.family != "ddpm":
+        raise ValueError(f"sampler {smp.name!r} is not a DDPM sampler; choose one of {VARIANTS}")
+    return smp
 
 
 @dataclass
@@ -340,7 +323,7 @@ class Trajectory:
 
 @torch.no_grad()
 def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
-                eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], variant: str = "eq7",
+                eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], variant: Union[str, Sampler] = "eq7",
                 steps: Optional[int] = None, generator: Optional[torch.Generator] = None,
                 return_trajectory_every: Optional[int] = None,
                 post_step: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, eta: float = 0.0):
@@ -363,15 +346,8 @@ def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
     Returns ``x_0`` wrapped (``pi(x_0)``; unchanged if the scheduler does not wrap), or ``(x_0, Trajectory)``
     when ``return_trajectory_every`` is given. The scheduler's state is not changed.
     """
-    T = scheduler.num_train_timesteps
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
-    if variant in STRIDED_VARIANTS:
-        timesteps = scheduler.make_timesteps(steps)
-    else:
-        if steps is not None and int(steps) != T:
-            raise ValueError(f"variant {variant!r} needs all {T} steps; use variant='strided' for fewer")
-        timesteps = list(range(T, 0, -1))
+    sampler = _ddpm_sampler(variant, eta)
+    timesteps = sampler.timesteps(scheduler, steps)
     every = None if return_trajectory_every is None else int(return_trajectory_every)
     if every is not None and every < 1:
         raise ValueError("return_trajectory_every must be >= 1")
@@ -385,8 +361,8 @@ def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else 0
         t_vec = torch.full((n,), t, dtype=torch.long, device=x.device)
         eps = eps_fn(scheduler.wrap(x), t_vec)
-        x = scheduler.step(eps, t, x, generator=generator, variant=variant,
-                           t_prev=t_prev if variant in STRIDED_VARIANTS else None, eta=eta)
+        x = scheduler.step(eps, t, x, generator=generator, variant=sampler,
+                           t_prev=t_prev if sampler.strided else None)
         if post_step is not None:
             x = post_step(x)
         if traj is not None and ((i + 1) % every == 0 or t_prev == 0):

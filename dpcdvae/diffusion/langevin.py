@@ -26,9 +26,12 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from .samplers import LangevinSampler
+
 __all__ = ["AnnealedLangevin"]
 
 TimeLike = Union[int, torch.Tensor]
+_STEP = LangevinSampler()  # x <- x + h_i score + sqrt(2 h_i) z
 
 
 class AnnealedLangevin:
@@ -124,10 +127,9 @@ class AnnealedLangevin:
         for level in range(self.num_levels):
             if float(self.sigmas[level]) < self.min_sigma:
                 continue
-            h = self.step_size(level)
             for _ in range(self.steps_per_level):
                 z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-                x = x + h * score_fn(x, level) + math.sqrt(2.0 * h) * z
+                x = _STEP.step(self, score_fn(x, level), level, x, z).prev_sample
                 if post_step is not None:
                     x = post_step(x)
                 it += 1

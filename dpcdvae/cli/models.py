@@ -1,14 +1,4 @@
-"""The ``dpcdvae`` command line: thin wrappers around the package (each subcommand calls one function).
-
-    dpcdvae demo [--out DIR]                    the main job: data -> train -> reconstruct -> generate, <= 10 min CPU
-    dpcdvae data info|download|demo ...         datasets
-    dpcdvae train --dataset perov_5 --config compact --out DIR [--max-minutes M] [--resume]
-    dpcdvae sample --checkpoint CKPT --n N [--sampler eq7|eq6|strided_eq7|strided --steps S] --out DIR
-    dpcdvae reconstruct --checkpoint CKPT --split test --out DIR
-    dpcdvae csp --checkpoint CKPT --composition SrTiO3 [--num-atoms N] --n 20 --out DIR
-    dpcdvae evaluate --task recon|gen --samples PATH --dataset NAME --out DIR [--property-model best.pt]
-    dpcdvae train-property --dataset NAME [--prop COLUMN] --out DIR    a fresh property regressor (W1(E_form))
-"""
+"""The model commands of ``dpcdvae``: demo, train, sample, reconstruct, csp, pretrained (parse, call, print)."""
 from __future__ import annotations
 
 import argparse
@@ -16,44 +6,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
-from ._fileio import strict_json_dumps
-from .errors import UserError  # noqa: F401  (re-exported: dpcdvae.cli.UserError)
-
-
-def known_errors() -> tuple:
-    """Exceptions that are the user's to fix (data, files, arguments): ``dpcdvae`` prints them as one line and exits
-    with status 2; ``dpcdvae --debug ...`` shows the traceback instead."""
-    from .data import DataError, DatasetNotFoundError
-    from .errors import CheckpointError, ConfigError
-    from .pretrained import PretrainedNotFoundError
-
-    return (UserError, DataError, DatasetNotFoundError, PretrainedNotFoundError, CheckpointError, ConfigError)
-
-
-def _check_sampling_args(model, sampler: Optional[str], steps: Optional[int]) -> str:
-    """The sampler to use with ``model`` (its own default when ``sampler`` is None); a UserError names the argument
-    when the sampler does not fit the model or ``--steps`` would be ignored."""
-    from .diffusion.ddpm import STRIDED_VARIANTS
-
-    is_cdvae = model.cfg.model.startswith("cdvae")
-    if sampler is None:
-        sampler = "langevin" if is_cdvae else "eq7"
-    if is_cdvae and sampler != "langevin":
-        raise UserError(f"--sampler {sampler}: this checkpoint is a {model.cfg.model} model, which samples with "
-                        f"annealed Langevin only (--sampler langevin, --steps = iterations per noise level)")
-    if not is_cdvae and sampler == "langevin":
-        raise UserError("--sampler langevin: this checkpoint is a DP-CDVAE model; use eq7, eq6, strided_eq7 or strided")
-    if steps is not None:
-        if steps < 1:
-            raise UserError(f"--steps {steps}: must be >= 1")
-        if not is_cdvae and sampler not in STRIDED_VARIANTS:
-            raise UserError(f"--steps {steps}: --sampler {sampler} always runs all {model.cfg.timesteps} steps; "
-                            f"use --sampler strided_eq7 (or strided) for fewer")
-        if not is_cdvae and steps > model.cfg.timesteps:
-            raise UserError(f"--steps {steps}: at most T = {model.cfg.timesteps}")
-    return sampler
+from .._fileio import strict_json_dumps
+from ..diffusion.samplers import sampler_names
+from ..errors import UserError  # noqa: F401  (re-exported: dpcdvae.cli.UserError)
 
 
 def _parse_set(values) -> dict:
@@ -98,8 +54,8 @@ def _add_train(sub):
 def _cmd_train(a):
     import warnings
 
-    from .data import DataWarning
-    from .train import train
+    from ..data import DataWarning
+    from ..train import train
 
     warnings.simplefilter("ignore", DataWarning)  # the dataset report lists the skipped rows
 
@@ -124,7 +80,7 @@ def _add_sample(sub):
     p = sub.add_parser("sample", help="generate crystals from z ~ N(0, I); writes CIFs + extxyz + JSON")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--n", type=int, default=16)
-    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided", "langevin"], default=None,
+    p.add_argument("--sampler", choices=sampler_names(), default=None,
                    help="default: eq7 for DP-CDVAE, langevin for the CDVAE baselines")
     p.add_argument("--steps", type=int, default=None,
                    help="network calls for --sampler strided_eq7 or strided (<= T); Langevin iterations per level")
@@ -139,8 +95,10 @@ def _add_sample(sub):
 
 
 def _cmd_sample(a):
-    from .io import SampleWriter, new_run_dir
-    from .train import load_model
+    from ..workflows import check_sampling_args, generate_to_folder
+
+    from ..io import new_run_dir
+    from ..models import load_model
 
     if a.n < 1:
         raise UserError(f"--n {a.n}: the number of crystals must be >= 1")
@@ -149,25 +107,13 @@ def _cmd_sample(a):
     if a.symprec is not None and not a.symprec > 0:
         raise UserError(f"--symprec {a.symprec}: a tolerance in A, > 0 (e.g. 0.1)")
     model = load_model(a.checkpoint, map_location=a.device).to(a.device)
-    a.sampler = _check_sampling_args(model, a.sampler, a.steps)
+    a.sampler = check_sampling_args(model, a.sampler, a.steps)
     run = new_run_dir(a.out, "sample")
-    writer = SampleWriter(run, meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
-                                     "sampler": a.sampler, "steps": a.steps, "seed": a.seed,
-                                     "cif_symprec": a.symprec}, symprec=a.symprec)
     t0 = time.time()
-    done = 0
-    from .progress import progress_bar as tqdm
-
-    bar = tqdm(total=a.n, desc="crystals")
-    while done < a.n:
-        m = min(a.batch_size, a.n - done)
-        out = model.generate(m, sampler=a.sampler, steps=a.steps, seed=a.seed + done, batch_size=m,
-                             progress=True)
-        out.ids = [f"gen-{done + i:05d}" for i in range(m)]
-        writer.add(out)
-        done += m
-        bar.update(m)
-    bar.close()
+    _, writer = generate_to_folder(model, a.n, run, sampler=a.sampler, steps=a.steps, seed=a.seed,
+                                   batch_size=a.batch_size, symprec=a.symprec, reseed_batches=True,
+                                   meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
+                                         "cif_symprec": a.symprec})
     print(json.dumps({"out": str(run), "n": a.n, "n_valid": writer.n_valid, "n_decoded": writer.n_decoded,
                       "validity": "paper (structure + composition; see samples.json)",
                       "wall_s": round(time.time() - t0, 1)}))
@@ -186,7 +132,7 @@ def _add_csp(sub):
     p.add_argument("--latent", choices=["search", "prior"], default="search",
                    help="z moved until the N_a and composition heads agree with the request (search, default) "
                         "or drawn from the prior")
-    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided"], default="eq7")
+    p.add_argument("--sampler", choices=sampler_names("ddpm"), default="eq7")
     p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or strided")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
@@ -197,9 +143,11 @@ def _add_csp(sub):
 
 
 def _cmd_csp(a):
-    from .csp import allowed_num_atoms, parse_composition
-    from .io import SampleWriter, new_run_dir
-    from .train import load_model
+    from ..workflows import check_sampling_args
+
+    from ..csp import allowed_num_atoms, parse_composition
+    from ..io import SampleWriter, new_run_dir
+    from ..models import load_model
 
     if a.n < 1:
         raise UserError(f"--n {a.n}: the number of candidates must be >= 1")
@@ -212,7 +160,7 @@ def _cmd_csp(a):
     model = load_model(a.checkpoint, map_location=a.device).to(a.device)
     if model.cfg.model != "dpcdvae":
         raise UserError(f"--checkpoint {a.checkpoint}: CSP mode needs a DP-CDVAE model (this is {model.cfg.model})")
-    a.sampler = _check_sampling_args(model, a.sampler, a.steps)
+    a.sampler = check_sampling_args(model, a.sampler, a.steps)
     try:
         allowed_num_atoms(counts, int(model.cfg.max_atoms), a.num_atoms)
     except ValueError as exc:
@@ -232,15 +180,13 @@ def _cmd_csp(a):
 
 
 # ------------------------------------------------------------------------------------------------------ recon
-LATENTS = ("sample", "mean")
-
 def _add_reconstruct(sub):
     p = sub.add_parser("reconstruct", help="reconstruct a split's crystals; writes CIFs named by material_id")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="only the first N crystals")
-    p.add_argument("--sampler", choices=["eq7", "eq6", "strided_eq7", "strided", "langevin"], default=None,
+    p.add_argument("--sampler", choices=sampler_names(), default=None,
                    help="default: eq7 for DP-CDVAE, langevin for the CDVAE baselines")
     p.add_argument("--steps", type=int, default=None,
                    help="network calls for --sampler strided_eq7 or strided (<= T); Langevin iterations per level")
@@ -250,7 +196,7 @@ def _add_reconstruct(sub):
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-metrics", action="store_true", help="skip the match-rate computation")
-    p.add_argument("--latent", choices=LATENTS, default="sample",
+    p.add_argument("--latent", choices=("sample", "mean"), default="sample",
                    help="z for each crystal: 'sample' from the encoder posterior (the paper's and CDVAE's protocol, "
                         "default) or its 'mean'")
     p.add_argument("--initial-types", choices=["round_residual", "largest_remainder"], default=None,
@@ -265,110 +211,9 @@ def _add_reconstruct(sub):
     p.set_defaults(func=_cmd_reconstruct)
 
 
-def checkpoint_dataset(checkpoint, model=None) -> Optional[str]:
-    """The dataset a checkpoint was trained on: the card of a shipped model, else ``config.json`` beside the
-    checkpoint file; ``None`` when neither says."""
-    card = getattr(model, "card", None)
-    if isinstance(card, dict) and card.get("dataset"):
-        return card["dataset"]
-    info = Path(str(checkpoint)).parent / "config.json"
-    return json.loads(info.read_text()).get("dataset") if info.is_file() else None
-
-
-def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str = "test",
-                      limit: Optional[int] = None, sampler: Optional[str] = None, steps: Optional[int] = None,
-                      batch_size: int = 256, seed: int = 0, root: Optional[str] = None, device: str = "cpu",
-                      metrics: bool = True, command: str = "", latent: str = "sample",
-                      initial_types: Optional[str] = None, ema: bool = True,
-                      type_update: Optional[str] = None, on_error: str = "raise") -> dict:
-    """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
-    reconstruction metrics (match rate, <delta_rms>) into a fresh run folder. Returns the metrics dict.
-
-    ``latent``: ``"sample"`` draws z from the encoder posterior (the paper's protocol), ``"mean"`` takes its mean.
-    ``initial_types`` overrides the checkpoint's ``model.initial_types``; ``ema=False`` samples with the raw weights
-    of a run trained with EMA. ``on_error="skip"`` skips bad CSV rows (listed in the result as ``skipped_rows``)."""
-    if latent not in LATENTS:
-        raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
-    from torch_geometric.loader import DataLoader
-    from .progress import progress_bar as tqdm
-
-    import warnings
-
-    from .data import DataWarning, load_split
-    from .io import SampleWriter, new_run_dir
-    from .train import load_model
-
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit {limit}: must be >= 1")
-    if batch_size < 1:
-        raise UserError(f"--batch-size {batch_size}: must be >= 1")
-    from .pretrained import is_pretrained
-
-    if not ema and is_pretrained(checkpoint):
-        raise UserError(f"--raw-weights: {checkpoint} is a shipped model, which holds one set of weights (its card "
-                        f"says which: `dpcdvae pretrained list`)")
-    model = (load_model(checkpoint, map_location=device) if ema
-             else load_model(checkpoint, map_location=device, ema=False)).to(device)
-    sampler = _check_sampling_args(model, sampler, steps)
-    cfg = model.config
-    card = getattr(model, "card", None)  # a shipped model holds one set of weights: its card says which
-    weights = card.get("weights", "shipped") if isinstance(card, dict) else ("ema" if ema else "raw")
-    if initial_types is not None:
-        from .model import INITIAL_TYPES
-
-        if initial_types not in INITIAL_TYPES:
-            raise ValueError(f"initial_types must be one of {INITIAL_TYPES}, got {initial_types!r}")
-        model.cfg.initial_types = initial_types
-    if type_update is not None:
-        if type_update not in ("argmax", "fixed"):
-            raise UserError(f"--type-update {type_update!r}: expected argmax or fixed")
-        model.cfg.type_update = type_update
-    if dataset is None:
-        dataset = checkpoint_dataset(checkpoint, model)
-        if dataset is None:
-            raise UserError("--dataset is needed (no config.json beside the checkpoint and no model card)")
-    graph = "crystalnn" if cfg.model.encoder.graph == "crystalnn" else "none"
-    from .train import resolve_root
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)  # listed below and in the result instead
-        ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=cfg.model.max_atoms, graph=graph,
-                        limit=limit, on_error=on_error)
-    for r, mid, why in ds.skipped:
-        print(f"[dpcdvae] skipped {ds.source}: row {r} (material_id={mid!r}): {why}", flush=True)
-    run = new_run_dir(out, "recon")
-    writer = SampleWriter(run, meta={"command": command, "checkpoint": str(checkpoint), "dataset": dataset,
-                                     "split": split, "sampler": sampler, "steps": steps, "seed": seed,
-                                     "latent": latent, "initial_types": model.cfg.initial_types,
-                                     "type_update": getattr(model.cfg, "type_update", "argmax"),
-                                     "weights": weights})
-    preds, targets = [], []
-    t0 = time.time()
-    for k, batch in enumerate(tqdm(DataLoader(ds, batch_size=batch_size), desc="reconstructing")):
-        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=True,
-                                use_mean=latent == "mean")
-        writer.add(res)
-        preds.extend(res.structures)
-        from .crystal import tensors_to_structures
-
-        targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
-                                             batch.num_atoms))
-    result = {"out": str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
-              "sampler": sampler, "steps": steps or cfg.model.timesteps, "latent": latent,
-              "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
-              "weights": weights}
-    if ds.skipped:
-        result["skipped_rows"] = [{"row": r, "material_id": mid, "reason": why} for r, mid, why in ds.skipped]
-    if metrics:
-        from .eval.reconstruction import reconstruction_metrics
-
-        m = reconstruction_metrics(preds, targets)
-        result.update({k: v for k, v in m.items() if not isinstance(v, (list, dict))})
-    (run / "metrics.json").write_text(strict_json_dumps(result, indent=1))
-    return result
-
-
 def _cmd_reconstruct(a):
+    from ..workflows import reconstruct_split
+
     res = reconstruct_split(a.checkpoint, a.out, dataset=a.dataset and _dataset_name(a.dataset), split=a.split,
                             limit=a.limit, sampler=a.sampler, steps=a.steps, batch_size=a.batch_size,
                             seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
@@ -394,7 +239,7 @@ def _add_demo(sub):
     p.add_argument("--config", default="compact", help="config of a freshly trained model (--train-minutes)")
     p.add_argument("--n-recon", type=int, default=32)
     p.add_argument("--n-gen", type=int, default=16)
-    p.add_argument("--latent", choices=LATENTS, default="sample", help="z of the reconstructions")
+    p.add_argument("--latent", choices=("sample", "mean"), default="sample", help="z of the reconstructions")
     p.add_argument("--steps", type=int, default=None,
                    help="use the strided Eq. 7 few-step sampler with this many steps (default: the paper's Eq. 7, "
                         "1000 steps; a few seconds for the demo's handful of crystals)")
@@ -402,7 +247,7 @@ def _add_demo(sub):
 
 
 def _cmd_demo(a):
-    from .demo import run_demo
+    from ..demo import run_demo
 
     minutes = a.train_minutes if a.train_minutes is not None else a.train_minutes_old
     res = run_demo(out=a.out, checkpoint=a.checkpoint, train_minutes=minutes, dataset=a.dataset, config=a.config,
@@ -444,7 +289,7 @@ def format_card(card: dict) -> str:
 
 
 def _cmd_pretrained_list(a):
-    from .pretrained import list_pretrained
+    from ..models.pretrained import list_pretrained
 
     cards = list_pretrained()
     if a.json:
@@ -458,11 +303,11 @@ def _cmd_pretrained_list(a):
 
 
 def _cmd_pretrained_export(a):
-    from .pretrained import export_pretrained
+    from ..models.pretrained import export_pretrained
 
     card = json.loads(Path(a.card).read_text())
     card.setdefault("weights", "raw" if a.raw_weights else "ema (when the run had EMA)")
-    from .train import load_model
+    from ..models import load_model
 
     path = export_pretrained(load_model(a.checkpoint, ema=not a.raw_weights), a.name, card,
                              weights_dir=Path(a.weights_dir) if a.weights_dir else None, checkpoint=a.checkpoint)
@@ -470,48 +315,7 @@ def _cmd_pretrained_export(a):
     return 0
 
 
-# ------------------------------------------------------------------------------------------------------ main
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dpcdvae", description="DP-CDVAE crystal generation companion")
-    from . import __version__
-
-    p.add_argument("--version", action="version", version=f"dpcdvae {__version__}")
-    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    sub = p.add_subparsers(dest="command", required=True)
-    _add_demo(sub)
-    _add_train(sub)
-    _add_sample(sub)
-    _add_reconstruct(sub)
-    _add_csp(sub)
-    _add_pretrained(sub)
-    import importlib
-
-    for mod in ("dpcdvae.data.cli", "dpcdvae.eval.cli", "dpcdvae.eval.ground_state_cli", "dpcdvae.eval.property_train",
-                "dpcdvae.notebooks"):
-        try:
-            module = importlib.import_module(mod)
-        except ImportError as exc:  # a subpackage that is missing its optional dependencies
-            print(f"[dpcdvae] note: {mod} unavailable ({exc})", file=sys.stderr)
-            continue
-        module.add_parser(sub)
-    return p
-
-
-def main(argv=None) -> int:
-    """Run one ``dpcdvae`` command. A user error (bad argument, missing or unreadable file, bad data row) prints
-    one line, ``dpcdvae: error: ...``, and returns 2; with ``--debug`` the traceback is shown instead."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args._argv = list(argv) if argv is not None else sys.argv[1:]  # the command recorded in outputs
-    try:
-        rc = args.func(args)
-    except known_errors() as exc:
-        if getattr(args, "debug", False):
-            raise
-        print(f"dpcdvae: error: {exc}", file=sys.stderr)
-        return 2
-    return int(rc or 0)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def add_parser(sub) -> None:
+    """Register the model commands: demo, train, sample, reconstruct, csp, pretrained."""
+    for add in (_add_demo, _add_train, _add_sample, _add_reconstruct, _add_csp, _add_pretrained):
+        add(sub)

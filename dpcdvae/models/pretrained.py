@@ -21,20 +21,17 @@ from typing import Optional
 
 import torch
 
-from ._fileio import atomic_open, atomic_write_text, strict_json_dumps
-from .config import Config
-from .errors import CheckpointError
+from .._fileio import atomic_open, atomic_write_text, strict_json_dumps
+from ..config import Config
+from ..errors import CheckpointError, PretrainedNotFoundError
+from .registry import build_model
 
 __all__ = ["PREFIX", "WEIGHTS_DIR", "is_pretrained", "list_pretrained", "pretrained_card", "load_pretrained",
            "export_pretrained", "PretrainedNotFoundError", "CheckpointError"]
 
 PREFIX = "pretrained:"
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 FORMAT = 1
-
-
-class PretrainedNotFoundError(FileNotFoundError):
-    """No shipped model of that name."""
 
 
 
@@ -88,8 +85,6 @@ def load_pretrained(ref: str = "perov_5", map_location: str = "cpu", weights_dir
     prefix is accepted). Returns the model in eval mode, with ``.config`` (:class:`Config`) and ``.card`` (dict).
 
     Loaded with ``torch.load(weights_only=True)``: the file holds tensors and plain data only."""
-    from .model import build_model
-
     name = _name(ref)
     p = _path(name, weights_dir)
     try:

@@ -1,9 +1,9 @@
 """The CDVAE baselines (Xie et al., ICLR 2022) in the DP-CDVAE code base: ``cdvae`` and ``cdvae_fourier``.
 
-:class:`CDVAE` subclasses :class:`dpcdvae.model.DPCDVAE` and shares everything except the coordinate diffusion:
+:class:`CDVAE` subclasses :class:`dpcdvae.models.DPCDVAE` and shares everything except the coordinate diffusion:
 encoder, ``fc_mu``/``fc_var``, the N_a / lattice / composition heads, the atom-type perturbation and loss (Eq. 9
 as in DP-CDVAE), the lattice scaler (extra state), the GemNet-T denoiser (same blocks, same config), the
-reconstruction / generation API and :class:`dpcdvae.model.SampleOutput`. What changes:
+reconstruction / generation API and :class:`dpcdvae.models.SampleOutput`. What changes:
 
 **Noise** (CDVAE's noise-conditional score matching on *Cartesian* displacements): per crystal a level
 ``i ~ U{0..L-1}`` of the geometric sequence ``sigma_i`` (``cdvae_sigma_begin`` 10 A -> ``cdvae_sigma_end`` 0.01 A,
@@ -55,12 +55,14 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig
-from .crystal import cart_to_frac, frac_to_cart, lattice_params_to_matrix, wrap
-from .data.scalers import LatticeScaler
-from .diffusion.langevin import AnnealedLangevin
-from .model import DPCDVAE, SampleOutput, gemnet_kwargs
-from .nets.gemnet import GemNetTDenoiser
+from ..config import ModelConfig
+from ..crystal import cart_to_frac, frac_to_cart, lattice_params_to_matrix, wrap
+from ..data.scalers import LatticeScaler
+from ..diffusion.langevin import AnnealedLangevin
+from ..diffusion.samplers import sampler_names
+from .dpcdvae import DPCDVAE, gemnet_kwargs
+from .output import SampleOutput
+from ..nets.gemnet import GemNetTDenoiser
 
 __all__ = ["CDVAE", "CDVAEDenoiser", "min_image_displacement", "langevin_sample_frac", "CDVAE_MODELS",
            "LANGEVIN_STEPS_PER_LEVEL", "LANGEVIN_STEP_LR"]
@@ -68,8 +70,6 @@ __all__ = ["CDVAE", "CDVAEDenoiser", "min_image_displacement", "langevin_sample_
 CDVAE_MODELS = ("cdvae", "cdvae_fourier")
 LANGEVIN_STEPS_PER_LEVEL = 100  # CDVAE's n_step_each
 LANGEVIN_STEP_LR = 1e-4  # CDVAE's step_lr
-_SAMPLER_ALIASES = ("langevin", "eq7", "eq6", "strided", "strided_eq7")
-
 _IMAGES = torch.tensor(list(itertools.product((-1.0, 0.0, 1.0), repeat=3)))  # [27, 3]
 
 
@@ -171,6 +171,9 @@ class CDVAE(DPCDVAE):
     in the state dict (extra state). See the module docstring for the diffusion part.
     """
 
+    supported_samplers: tuple[str, ...] = sampler_names("langevin")
+    default_sampler: str = "langevin"
+
     def __init__(self, cfg: ModelConfig, lattice_scaler: Optional[LatticeScaler] = None):
         if cfg.model not in CDVAE_MODELS:
             raise ValueError(f"CDVAE got model={cfg.model!r}; expected one of {CDVAE_MODELS}")
@@ -235,7 +238,7 @@ class CDVAE(DPCDVAE):
 
     # ------------------------------------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def sample_from_latent(self, z: torch.Tensor, sampler: str = "langevin", steps: Optional[int] = None,
+    def sample_from_latent(self, z: torch.Tensor, sampler: Optional[str] = None, steps: Optional[int] = None,
                            generator: Optional[torch.Generator] = None, num_atoms: Optional[torch.Tensor] = None,
                            trajectory_every: Optional[int] = None, ids: Optional[Sequence[str]] = None,
                            progress: bool = False, eta: float = 0.0, step_lr: float = LANGEVIN_STEP_LR,
@@ -243,7 +246,7 @@ class CDVAE(DPCDVAE):
         """Decode latents ``z [B, L]`` into crystals with CDVAE's annealed Langevin dynamics.
 
         Args:
-            sampler: ``"langevin"``; the DDPM names ``"eq7"``, ``"eq6"``, ``"strided"``, ``"strided_eq7"`` are accepted as aliases.
+            sampler: ``"langevin"`` (or ``None``); the DDPM samplers of DP-CDVAE are refused (:class:`SamplerError`).
             steps: Langevin iterations per noise level (default 100, CDVAE); network calls = levels x steps.
             num_atoms: force N_a per crystal instead of the N_a head's argmax.
             trajectory_every: record the wrapped fractional coordinates every k iterations (``t`` = iterations
@@ -251,9 +254,7 @@ class CDVAE(DPCDVAE):
                 of each frame; ``unwrapped`` equals ``wrapped``: the Langevin state is wrapped every step).
             eta: ignored (DDIM parameter of the DP-CDVAE samplers). step_lr, min_sigma: CDVAE's Langevin options.
         """
-        if sampler not in _SAMPLER_ALIASES:
-            raise ValueError(f"unknown sampler {sampler!r}; CDVAE samples with 'langevin' "
-                             f"(aliases: {_SAMPLER_ALIASES[1:]})")
+        sampler = self.check_sampler(sampler)
         spl = int(steps) if steps is not None else LANGEVIN_STEPS_PER_LEVEL
         if spl < 1:
             raise ValueError(f"steps (Langevin iterations per level) must be >= 1, got {steps}")
@@ -269,7 +270,7 @@ class CDVAE(DPCDVAE):
         state = {"types": types}
         bar = None
         if progress and N > 0:
-            from .progress import progress_bar as tqdm
+            from ..progress import progress_bar as tqdm
             bar = tqdm(total=n_calls, desc="sampling (langevin)", leave=False)
 
         def score_fn(frac_w: torch.Tensor, level: int) -> torch.Tensor:
@@ -299,11 +300,11 @@ class CDVAE(DPCDVAE):
             traj = {"t": torch.tensor([n_calls - it for it in its]), "level": torch.tensor(lv),
                     "sigma": lang.sigmas[lv].float(), "unwrapped": wrapped, "wrapped": wrapped.clone()}
         return self._sample_output(frac, state["types"], lengths, angles, na_run, flags, ids, traj,
-                                   meta={"sampler": "langevin", "requested_sampler": sampler, "steps": n_calls,
+                                   meta={"sampler": sampler, "steps": n_calls,
                                          "steps_per_level": spl, "step_lr": step_lr, "model": self.cfg.model})
 
     @torch.no_grad()
-    def reconstruct(self, batch, sampler: str = "langevin", steps: Optional[int] = None,
+    def reconstruct(self, batch, sampler: Optional[str] = None, steps: Optional[int] = None,
                     seed: Optional[int] = None, use_mean: bool = False, trajectory_every: Optional[int] = None,
                     progress: bool = False) -> SampleOutput:
         """As :meth:`DPCDVAE.reconstruct`, sampling with annealed Langevin (``steps`` = iterations per level)."""
@@ -311,7 +312,7 @@ class CDVAE(DPCDVAE):
                                    trajectory_every=trajectory_every, progress=progress)
 
     @torch.no_grad()
-    def generate(self, n: int, sampler: str = "langevin", steps: Optional[int] = None, seed: Optional[int] = None,
+    def generate(self, n: int, sampler: Optional[str] = None, steps: Optional[int] = None, seed: Optional[int] = None,
                  num_atoms: Optional[Sequence[int]] = None, batch_size: int = 512,
                  trajectory_every: Optional[int] = None, progress: bool = False) -> SampleOutput:
         """As :meth:`DPCDVAE.generate`, sampling with annealed Langevin (``steps`` = iterations per level)."""

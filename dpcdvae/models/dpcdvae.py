@@ -9,23 +9,24 @@ Shapes: ``N`` atoms, ``B`` crystals. Units: Angstrom, degrees; fractional coordi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import Config, ModelConfig
-from .crystal import MAX_ATOMIC_NUM, batch_from_num_atoms, lattice_params_to_matrix, tensors_to_structures, wrap
-from .data.scalers import LatticeScaler
-from .diffusion.ddpm import STRIDED_VARIANTS, DDPMScheduler, sample_loop
-from .nets.encoder import CrystalEncoder
-from .nets.gemnet import GemNetTDenoiser
+from ..config import ModelConfig
+from ..crystal import MAX_ATOMIC_NUM, batch_from_num_atoms, lattice_params_to_matrix, tensors_to_structures, wrap
+from ..data.scalers import LatticeScaler
+from ..diffusion.ddpm import DDPMScheduler, sample_loop
+from ..diffusion.samplers import get_sampler, sampler_names
+from ..errors import SamplerError
+from ..nets.encoder import CrystalEncoder
+from ..nets.gemnet import GemNetTDenoiser
+from .output import SampleOutput, concat_outputs
 
-__all__ = ["DPCDVAE", "SampleOutput", "build_model", "initial_type_counts", "INITIAL_TYPES"]
+__all__ = ["DPCDVAE", "initial_type_counts", "INITIAL_TYPES", "gemnet_kwargs"]
 
-SAMPLERS = ("eq7", "eq6", "strided", "strided_eq7")
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -53,62 +54,6 @@ MIN_SPACING = 0.5  # A: thinner cells would need thousands of periodic images in
 def _recenter(x: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
     """Remove the per-crystal mean (the published code's non-periodic recentring of coordinates / noise)."""
     return x - _segment_mean(x, batch, num_graphs)[batch]
-
-
-@dataclass
-class SampleOutput:
-    """What :meth:`DPCDVAE.reconstruct` / :meth:`DPCDVAE.generate` return.
-
-    Attributes:
-        structures: one pymatgen ``Structure`` per crystal, ``None`` where degenerate (see ``flags``).
-        frac_coords [N,3] (wrapped), atom_types [N] (Z), lengths [B,3] (A), angles [B,3] (deg), num_atoms [B].
-        flags: per crystal, ``""`` if fine, else why it is degenerate (``"N_a = 0"``, ``"volume ..."``).
-        trajectory: if requested, ``{"t": [K], "unwrapped": [K,N,3], "wrapped": [K,N,3], "num_atoms", ...}``
-            recorded every ``trajectory_every`` reverse steps (first frame = r_T, last = the final r_0).
-        ids: material ids of the inputs (reconstruction) or ``gen-<i>`` names (generation).
-    """
-
-    structures: list
-    frac_coords: torch.Tensor
-    atom_types: torch.Tensor
-    lengths: torch.Tensor
-    angles: torch.Tensor
-    num_atoms: torch.Tensor
-    flags: list
-    ids: list
-    trajectory: Optional[dict] = None
-    meta: dict = field(default_factory=dict)
-    _validity: Optional[list] = field(default=None, repr=False, compare=False)
-
-    def __len__(self) -> int:
-        return len(self.structures)
-
-    @staticmethod
-    def concat(outs: list) -> "SampleOutput":
-        """Several outputs as one (see :func:`concat_outputs`)."""
-        return concat_outputs(outs)
-
-    @property
-    def decoded_mask(self) -> list:
-        """True where a ``Structure`` was built (N_a >= 1, a usable cell). Not the paper's validity, which also
-        asks for interatomic distances >= 0.5 A and a charge-neutral composition: see :meth:`validity`."""
-        return [s is not None and not f for s, f in zip(self.structures, self.flags)]
-
-    def validity(self) -> list[dict]:
-        """The paper's validity of each crystal (:func:`dpcdvae.eval.generation.crystal_validity`): ``{"valid",
-        "struct_valid", "comp_valid", "reason"}``; a crystal that was not built is invalid with its flag as
-        reason. Computed on first call, then cached."""
-        if self._validity is None or len(self._validity) != len(self.structures):
-            from .eval.generation import crystal_validity
-
-            self._validity = [crystal_validity(s if not f else None, not_decoded=f or "not decoded")
-                              for s, f in zip(self.structures, self.flags)]
-        return self._validity
-
-    @property
-    def valid_mask(self) -> list:
-        """The paper's validity per crystal (see :meth:`validity`)."""
-        return [v["valid"] for v in self.validity()]
 
 
 def gemnet_kwargs(cfg: ModelConfig) -> dict:
@@ -185,6 +130,20 @@ class DPCDVAE(nn.Module):
     checkpoint holds everything needed to sample.
     """
 
+    #: the samplers this model runs (names of :data:`dpcdvae.diffusion.samplers.SAMPLERS`) and its default
+    supported_samplers: tuple[str, ...] = sampler_names("ddpm")
+    default_sampler: str = "eq7"
+
+    @classmethod
+    def check_sampler(cls, sampler: Optional[str] = None) -> str:
+        """``sampler`` (or the model's default when ``None``) if this model runs it, else a :class:`SamplerError`
+        naming the ones it does."""
+        name = cls.default_sampler if sampler is None else sampler
+        if name not in cls.supported_samplers:
+            raise SamplerError(f"sampler {name!r}: a {cls.__name__} model samples with "
+                               f"{', '.join(cls.supported_samplers)}")
+        return name
+
     def __init__(self, cfg: ModelConfig, lattice_scaler: Optional[LatticeScaler] = None):
         super().__init__()
         if cfg.model != "dpcdvae":
@@ -253,7 +212,7 @@ class DPCDVAE(nn.Module):
     def forward(self, batch, epoch: int = 0, generator=None) -> dict:
         """Training losses for a batch (Eq. S1). Returns a dict with ``loss`` and each weighted term's raw value.
 
-        The pieces are methods so that the CDVAE baselines (:mod:`dpcdvae.cdvae`) replace only the coordinate term.
+        The pieces are methods so that the CDVAE baselines (:mod:`dpcdvae.models.cdvae`) replace only the coordinate term.
         """
         cfg = self.cfg
         v = self._vae_terms(batch, generator)
@@ -387,7 +346,7 @@ class DPCDVAE(nn.Module):
         return na_run, lengths, angles, lattice, flags, atom_batch, types
 
     @torch.no_grad()
-    def sample_from_latent(self, z: torch.Tensor, sampler: str = "eq7", steps: Optional[int] = None,
+    def sample_from_latent(self, z: torch.Tensor, sampler: Optional[str] = None, steps: Optional[int] = None,
                            generator: Optional[torch.Generator] = None, num_atoms: Optional[torch.Tensor] = None,
                            trajectory_every: Optional[int] = None, ids: Optional[Sequence[str]] = None,
                            progress: bool = False, eta: float = 0.0,
@@ -395,8 +354,9 @@ class DPCDVAE(nn.Module):
         """Decode latents ``z [B, L]`` into crystals by running the reverse diffusion.
 
         Args:
-            sampler: ``"eq7"`` (paper, default), ``"eq6"`` (standard DDPM, Table S1), ``"strided_eq7"`` (Eq. 7 on a
-                sub-sequence of steps: the few-step sampler) or ``"strided"`` (DDIM on a sub-sequence).
+            sampler: ``"eq7"`` (paper; the default, ``None``), ``"eq6"`` (standard DDPM, Table S1),
+                ``"strided_eq7"`` (Eq. 7 on a sub-sequence of steps: the few-step sampler) or ``"strided"`` (DDIM on a
+                sub-sequence); see :mod:`dpcdvae.diffusion.samplers`.
             steps: number of network calls for the strided samplers (<= T); ignored by eq6/eq7 (always T).
             num_atoms: force N_a per crystal instead of the N_a head's argmax.
             trajectory_every: record r_t (unwrapped) and pi(r_t) every k steps.
@@ -404,8 +364,8 @@ class DPCDVAE(nn.Module):
                 ``num_atoms``): Z_T is these types and they stay fixed during the reverse process (structure
                 prediction from a composition, :meth:`predict_structure`).
         """
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
+        sampler = self.check_sampler(sampler)
+        strided = get_sampler(sampler).strided
         cfg = self.cfg
         B = z.shape[0]
         dev = z.device
@@ -433,15 +393,15 @@ class DPCDVAE(nn.Module):
             return eps_pred
 
         post = (lambda v: _recenter(v, atom_batch, B)) if cfg.recenter else None
-        n_calls = len(self.scheduler.make_timesteps(steps if sampler in STRIDED_VARIANTS else None))
+        n_calls = len(self.scheduler.make_timesteps(steps if strided else None))
         progress_bar = None
         if progress and N > 0:
-            from .progress import progress_bar as tqdm
+            from ..progress import progress_bar as tqdm
             progress_bar = tqdm(total=n_calls, desc=f"sampling ({sampler})", leave=False)
         traj = None
         if N > 0:
             res = sample_loop(self.scheduler, x, eps_fn, variant=sampler,
-                              steps=steps if sampler in STRIDED_VARIANTS else None, generator=generator,
+                              steps=steps if strided else None, generator=generator,
                               return_trajectory_every=trajectory_every, post_step=post, eta=eta)
             frac, traj = res if trajectory_every else (res, None)
         else:
@@ -471,7 +431,7 @@ class DPCDVAE(nn.Module):
                             trajectory=traj, meta=meta)
 
     @torch.no_grad()
-    def reconstruct(self, batch, sampler: str = "eq7", steps: Optional[int] = None, seed: Optional[int] = None,
+    def reconstruct(self, batch, sampler: Optional[str] = None, steps: Optional[int] = None, seed: Optional[int] = None,
                     use_mean: bool = False, trajectory_every: Optional[int] = None, progress: bool = False
                     ) -> SampleOutput:
         """Reconstruct the crystals of a batch: z from the encoder posterior (sampled, as the published code;
@@ -487,19 +447,19 @@ class DPCDVAE(nn.Module):
                                        trajectory_every=trajectory_every, progress=progress)
 
     def predict_structure(self, composition, n: int = 20, num_atoms: Optional[int] = None, latent: str = "search",
-                          sampler: str = "eq7", steps: Optional[int] = None, seed: Optional[int] = 0,
+                          sampler: Optional[str] = None, steps: Optional[int] = None, seed: Optional[int] = 0,
                           **kwargs) -> SampleOutput:
         """Structure prediction from a composition: ``n`` candidates with exactly ``composition`` (e.g. ``"SrTiO3"``;
         N_a and atom types forced, lattice and coordinates from the model). ``latent``: ``"search"`` (z moved so
         that the N_a and composition heads agree with the request) or ``"prior"`` (z ~ N(0, I)); see
         :mod:`dpcdvae.csp`."""
-        from .csp import predict_structure
+        from ..csp import predict_structure
 
         return predict_structure(self, composition, n=n, num_atoms=num_atoms, latent=latent, sampler=sampler,
                                  steps=steps, seed=seed, **kwargs)
 
     @torch.no_grad()
-    def generate(self, n: int, sampler: str = "eq7", steps: Optional[int] = None, seed: Optional[int] = None,
+    def generate(self, n: int, sampler: Optional[str] = None, steps: Optional[int] = None, seed: Optional[int] = None,
                  num_atoms: Optional[Sequence[int]] = None, batch_size: int = 512,
                  trajectory_every: Optional[int] = None, progress: bool = False) -> SampleOutput:
         """Generate ``n`` crystals from z ~ N(0, I). Batched internally (``batch_size`` crystals per pass)."""
@@ -516,34 +476,9 @@ class DPCDVAE(nn.Module):
         return concat_outputs(outs)
 
 
-def concat_outputs(outs: list) -> SampleOutput:
-    """Concatenate several :class:`SampleOutput` (the trajectory of the first one is kept)."""
-    if len(outs) == 1:
-        return outs[0]
-    return SampleOutput(
-        structures=sum((o.structures for o in outs), []),
-        frac_coords=torch.cat([o.frac_coords for o in outs]), atom_types=torch.cat([o.atom_types for o in outs]),
-        lengths=torch.cat([o.lengths for o in outs]), angles=torch.cat([o.angles for o in outs]),
-        num_atoms=torch.cat([o.num_atoms for o in outs]), flags=sum((o.flags for o in outs), []),
-        ids=sum((o.ids for o in outs), []), trajectory=outs[0].trajectory, meta=outs[0].meta)
-
-
 def _generator(seed: Optional[int], device) -> Optional[torch.Generator]:
     if seed is None:
         return None
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
-
-
-def build_model(cfg: Config | ModelConfig, lattice_scaler: Optional[LatticeScaler] = None) -> nn.Module:
-    """Build the model named by ``cfg.model``: ``dpcdvae`` or the CDVAE baselines ``cdvae`` / ``cdvae_fourier``
-    (:class:`dpcdvae.cdvae.CDVAE`)."""
-    mcfg = cfg.model if isinstance(cfg, Config) else cfg
-    if mcfg.model == "dpcdvae":
-        return DPCDVAE(mcfg, lattice_scaler)
-    if mcfg.model in ("cdvae", "cdvae_fourier"):
-        from .cdvae import CDVAE  # late import: dpcdvae.cdvae imports this module
-
-        return CDVAE(mcfg, lattice_scaler)
-    raise NotImplementedError(f"model {mcfg.model!r} is not implemented yet (CDVAE baselines: issue 5)")

@@ -1,0 +1,344 @@
+"""Workflows: the jobs the command line, the demo and the notebooks run, one implementation each.
+
+- :func:`reconstruct_split`: Table I / S1: reconstruct a split with a model, write the crystals and the metrics;
+- :func:`generate_to_folder`: Table II: generate crystals in batches and write them (CIFs, extxyz, JSON);
+- :func:`checkpoint_dataset`: the dataset a checkpoint was trained on.
+
+- :func:`run_relax`: relax a folder or file of structures (``dpcdvae relax``) and compute the Table III metrics;
+- :func:`run_ground_state_study`: Table III for several checkpoints (generate, relax, tabulate, Fig. S2).
+
+Layering: this module sits above the models, data and metrics and below the command line and the notebooks.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch_geometric.loader import DataLoader
+
+from ._fileio import atomic_write_text, strict_json_dumps
+from .crystal import tensors_to_structures
+from .data import DataWarning, load_split
+from .diffusion.samplers import get_sampler
+from .errors import SamplerError, UserError
+from .eval.ground_state import (ground_state_metrics, plot_delta_e_histogram, relax_structures, render_table3,
+                                 table3)
+from .eval.reconstruction import reconstruction_metrics
+from .io import SampleWriter, new_run_dir
+from .models import INITIAL_TYPES, concat_outputs, load_model
+from .models.pretrained import is_pretrained
+from .progress import progress_bar
+from .train import resolve_root
+
+__all__ = ["LATENTS", "checkpoint_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
+
+#: how z is taken in reconstruction: a posterior sample (the paper's protocol) or the posterior mean
+LATENTS = ("sample", "mean")
+
+
+def check_sampling_args(model, sampler: Optional[str], steps: Optional[int]) -> str:
+    """The sampler to use with ``model`` (its own default when ``sampler`` is None); a UserError names the argument
+    when the sampler does not fit the model or ``--steps`` would be ignored."""
+    try:
+        sampler = model.check_sampler(sampler)
+    except SamplerError as exc:
+        raise UserError(f"--sampler {sampler}: this checkpoint is a {model.cfg.model} model, which samples with "
+                        f"{', '.join(model.supported_samplers)} only"
+                        + (" (--steps = iterations per noise level)" if "langevin" in model.supported_samplers
+                           else "")) from exc
+    smp = get_sampler(sampler)
+    if steps is not None:
+        if steps < 1:
+            raise UserError(f"--steps {steps}: must be >= 1")
+        if smp.family == "ddpm" and not smp.strided:
+            raise UserError(f"--steps {steps}: --sampler {sampler} always runs all {model.cfg.timesteps} steps; "
+                            f"use --sampler strided_eq7 (or strided) for fewer")
+        if smp.family == "ddpm" and steps > model.cfg.timesteps:
+            raise UserError(f"--steps {steps}: at most T = {model.cfg.timesteps}")
+    return sampler
+
+
+def sampler_for(model, sampler: Optional[str], steps: Optional[int] = None) -> tuple[str, Optional[int], str]:
+    """For a study over several model kinds (Table III): ``(sampler, steps, note)`` for ``model``. ``sampler`` is
+    used when the model runs it; a model that does not (a CDVAE baseline asked for ``eq7``) uses its own default
+    with its default number of steps, and ``note`` says so (print it; empty when nothing was replaced)."""
+    if sampler is None or sampler in model.supported_samplers:
+        return model.check_sampler(sampler), steps, ""
+    own = model.default_sampler
+    return own, None, (f"{type(model).__name__} does not run {sampler!r}: it samples with its own {own!r} "
+                       f"(default steps)")
+
+
+def checkpoint_dataset(checkpoint, model=None) -> Optional[str]:
+    """The dataset a checkpoint was trained on: the card of a shipped model, else ``config.json`` beside the
+    checkpoint file; ``None`` when neither says."""
+    card = getattr(model, "card", None)
+    if isinstance(card, dict) and card.get("dataset"):
+        return card["dataset"]
+    info = Path(str(checkpoint)).parent / "config.json"
+    return json.loads(info.read_text()).get("dataset") if info.is_file() else None
+
+
+def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str = "test",
+                      limit: Optional[int] = None, sampler: Optional[str] = None, steps: Optional[int] = None,
+                      batch_size: int = 256, seed: int = 0, root: Optional[str] = None, device: str = "cpu",
+                      metrics: bool = True, command: str = "", latent: str = "sample",
+                      initial_types: Optional[str] = None, ema: bool = True,
+                      type_update: Optional[str] = None, on_error: str = "raise", n_workers: int = 1,
+                      progress: bool = True, keep_structures: bool = False, extra_meta: Optional[dict] = None,
+                      run_prefix: str = "recon") -> dict:
+    """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
+    reconstruction metrics (match rate, <delta_rms>) into a fresh run folder inside ``out`` (``out=None``: write
+    nothing). Returns the metrics dict.
+
+    ``checkpoint``: a path, ``"pretrained:<name>"`` or an already loaded model. ``latent``: ``"sample"`` draws z from
+    the encoder posterior (the paper's protocol), ``"mean"`` takes its mean. ``n_workers``: processes of the
+    StructureMatcher step (the numbers do not depend on it). ``keep_structures=True`` adds ``_preds``,
+    ``_targets``, ``_ids`` and ``_metrics`` (the full metrics dict, per-structure rows included) to the result.
+    ``initial_types`` overrides the checkpoint's ``model.initial_types``; ``ema=False`` samples with the raw weights
+    of a run trained with EMA. ``on_error="skip"`` skips bad CSV rows (listed in the result as ``skipped_rows``)."""
+    if latent not in LATENTS:
+        raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit {limit}: must be >= 1")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: must be >= 1")
+    if not ema and isinstance(checkpoint, (str, Path)) and is_pretrained(checkpoint):
+        raise UserError(f"--raw-weights: {checkpoint} is a shipped model, which holds one set of weights (its card "
+                        f"says which: `dpcdvae pretrained list`)")
+    if isinstance(checkpoint, torch.nn.Module):
+        model = checkpoint
+    else:
+        model = (load_model(checkpoint, map_location=device) if ema
+                 else load_model(checkpoint, map_location=device, ema=False)).to(device)
+    sampler = check_sampling_args(model, sampler, steps)
+    card = getattr(model, "card", None)  # a shipped model holds one set of weights: its card says which
+    weights = card.get("weights", "shipped") if isinstance(card, dict) else ("ema" if ema else "raw")
+    if initial_types is not None:
+        if initial_types not in INITIAL_TYPES:
+            raise ValueError(f"initial_types must be one of {INITIAL_TYPES}, got {initial_types!r}")
+        model.cfg.initial_types = initial_types
+    if type_update is not None:
+        if type_update not in ("argmax", "fixed"):
+            raise UserError(f"--type-update {type_update!r}: expected argmax or fixed")
+        model.cfg.type_update = type_update
+    if dataset is None:
+        dataset = checkpoint_dataset(checkpoint, model)
+        if dataset is None:
+            raise UserError("--dataset is needed (no config.json beside the checkpoint and no model card)")
+    graph = "crystalnn" if model.cfg.encoder.graph == "crystalnn" else "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # listed below and in the result instead
+        ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=model.cfg.max_atoms, graph=graph,
+                        limit=limit, on_error=on_error, progress=progress)
+    for r, mid, why in ds.skipped:
+        print(f"[dpcdvae] skipped {ds.source}: row {r} (material_id={mid!r}): {why}", flush=True)
+    ck_label = str(checkpoint) if not isinstance(checkpoint, torch.nn.Module) else "(a loaded model)"
+    run = new_run_dir(out, run_prefix) if out is not None else None
+    writer = None if run is None else SampleWriter(run, meta={"command": command, "checkpoint": ck_label, "dataset": dataset,
+                                     "split": split, "sampler": sampler, "steps": steps, "seed": seed,
+                                     "latent": latent, "initial_types": model.cfg.initial_types,
+                                     "type_update": getattr(model.cfg, "type_update", "argmax"),
+                                     "weights": weights, **(extra_meta or {})})
+    preds, targets = [], []
+    t0 = time.time()
+    ids = []
+    loader = DataLoader(ds, batch_size=batch_size)
+    for k, batch in enumerate(progress_bar(loader, desc="reconstructing") if progress else loader):
+        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=progress,
+                                use_mean=latent == "mean")
+        if writer is not None:
+            writer.add(res)
+        preds.extend(res.structures)
+        ids.extend(res.ids)
+        targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
+                                             batch.num_atoms))
+    result = {"out": None if run is None else str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
+              "sampler": sampler, "steps": steps or model.cfg.timesteps, "latent": latent,
+              "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
+              "weights": weights}
+    if ds.skipped:
+        result["skipped_rows"] = [{"row": r, "material_id": mid, "reason": why} for r, mid, why in ds.skipped]
+    m = None
+    if metrics:
+        m = reconstruction_metrics(preds, targets, ids=ids, n_workers=n_workers, progress=progress)
+        result.update({k: v for k, v in m.items() if not isinstance(v, (list, dict))})
+    if run is not None:
+        (run / "metrics.json").write_text(strict_json_dumps(result, indent=1))
+    if keep_structures:
+        result.update({"_preds": preds, "_targets": targets, "_ids": ids, "_metrics": m})
+    return result
+
+
+def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, steps: Optional[int] = None,
+                       seed: int = 0, batch_size: int = 256, meta: Optional[dict] = None,
+                       symprec: Optional[float] = None, progress: bool = True, reseed_batches: bool = False):
+    """Generate ``n`` crystals from z ~ N(0, I) with ``model`` and write them into ``run_dir`` as they come (CIFs,
+    ``samples.extxyz``, ``samples.json``: :class:`~dpcdvae.io.SampleWriter`). Returns ``(SampleOutput, writer)``;
+    ``writer.n_valid`` / ``writer.n_decoded`` count the paper-valid and the built crystals.
+
+    ``sampler=None``: the model's default. Seeding: one random stream seeded with ``seed`` over all batches
+    (default; ids ``gen-<i>``), or, with ``reseed_batches=True`` (``dpcdvae sample``), batch ``k`` seeded with
+    ``seed + first index of the batch`` so that any batch can be redone alone (ids ``gen-<iiiii>``). The two give
+    the same crystals when ``n <= batch_size``."""
+    sampler = model.check_sampler(sampler)
+    writer = SampleWriter(run_dir, meta={"sampler": sampler, "steps": steps, "seed": seed, **(meta or {})},
+                          symprec=symprec)
+    if not reseed_batches:
+        out = model.generate(n, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
+        writer.add(out)
+        return out, writer
+    outs, done = [], 0
+    bar = progress_bar(total=n, desc="crystals") if progress else None
+    while done < n:
+        m = min(batch_size, n - done)
+        out = model.generate(m, sampler=sampler, steps=steps, seed=seed + done, batch_size=m, progress=progress)
+        out.ids = [f"gen-{done + i:05d}" for i in range(m)]
+        writer.add(out)
+        outs.append(out)
+        done += m
+        if bar is not None:
+            bar.update(m)
+    if bar is not None:
+        bar.close()
+    return concat_outputs(outs), writer
+
+
+# --------------------------------------------------------------------------------------------------------------
+# relaxation (Table III)
+# --------------------------------------------------------------------------------------------------------------
+def _json_clean(v):
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, recursively."""
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {str(k): _json_clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_clean(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _fmt(v, nd=4):
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.{nd}f}"
+    return str(v)
+
+
+def summary_table(results, energy: str = "enthalpy") -> str:
+    """Fixed-width text table: one row per result (energies eV/atom, volumes A^3/atom, dE meV/atom)."""
+    head = ["id", "N", "E0", "E", "H0", "H", "V0", "V", f"d{'H' if energy == 'enthalpy' else 'E'}", "steps", "conv",
+            "s", "error"]
+    rows = []
+    for r in results:
+        de = r.delta_energy_mev(energy) if r.ok else None
+        rows.append([r.id, str(r.n_atoms), _fmt(r.initial_energy_per_atom), _fmt(r.relaxed_energy_per_atom),
+                     _fmt(r.initial_enthalpy_per_atom), _fmt(r.relaxed_enthalpy_per_atom),
+                     _fmt(r.initial_volume_per_atom, 3), _fmt(r.relaxed_volume_per_atom, 3), _fmt(de, 1),
+                     str(r.steps), _fmt(bool(r.converged)), _fmt(r.wall_time_s, 1) + ("*" if r.resumed else ""),
+                     (r.error or "")[:60]])
+    w = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    lines = ["  ".join(h.ljust(k) for h, k in zip(head, w)), "  ".join("-" * k for k in w)]
+    lines += ["  ".join(c.ljust(k) for c, k in zip(r, w)) for r in rows]
+    return "\n".join(lines)
+
+
+def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = "chgnet", fmax: float = 0.05,
+              max_steps: int = 500, optimizer: str = "FIRE", batch: bool = True, batch_size: int = 32,
+              device: str = "cpu", resume: bool = True, retry_failed: bool = False, energy: str = "enthalpy",
+              plot: bool = False, progress: bool = True, command: str = "") -> dict:
+    """The API behind ``dpcdvae relax``: relax, compute the metrics, write ``<out>/summary.json``; returns it."""
+    out_dir = Path(out)
+    earlier = 0.0  # wall time of earlier (interrupted or finished) runs into the same folder
+    if resume and (out_dir / "summary.json").is_file():
+        try:
+            old = json.loads((out_dir / "summary.json").read_text())
+            earlier = float(old.get("wall_s_total", old.get("wall_s", 0.0)))
+        except (ValueError, TypeError, OSError):
+            earlier = 0.0
+    t0 = time.time()
+    results = relax_structures(path, pressure_gpa=pressure_gpa, calculator=calculator, optimizer=optimizer,
+                               fmax=fmax, max_steps=max_steps, out_dir=out_dir, batch=batch, progress=progress,
+                               batch_size=batch_size, resume=resume, retry_failed=retry_failed, device=device)
+    wall = time.time() - t0
+    metrics = ground_state_metrics(results, energy=energy)
+    per = metrics.pop("per_structure")
+    summary = {
+        "command": command,
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "input": str(path),
+        "settings": {"pressure_gpa": pressure_gpa, "calculator": calculator, "optimizer": optimizer, "fmax": fmax,
+                     "max_steps": max_steps, "batch": batch, "batch_size": batch_size, "device": device,
+                     "energy_measure": energy},
+        "wall_s": round(wall, 2),
+        "wall_s_total": round(earlier + wall, 2),  # this run plus the earlier runs it resumed
+        "n_resumed": sum(1 for r in results if r.resumed),
+        "metrics": metrics,
+        "results": [{**r.to_dict(structures=False), "resumed": r.resumed, **{k: p[k] for k in
+                     ("matched", "rms_dist", "dV", "dE_meV")}} for r, p in zip(results, per)],
+    }
+    if plot:
+        plot_delta_e_histogram({Path(str(path)).stem or "relaxed": results}, path=out_dir / "delta_e_hist.png",
+                               energy=energy)
+        summary["plot"] = str(out_dir / "delta_e_hist.png")
+    atomic_write_text(out_dir / "summary.json", strict_json_dumps(_json_clean(summary), indent=1, default=str))
+    summary["_results"] = results
+    return summary
+
+
+def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: float = 10.0, seed: int = 0,
+                           sampler: str | None = None, steps: int | None = None, fmax: float = 0.05,
+                           max_steps: int = 500, batch_size: int = 32, device: str = "cpu", plot: bool = True,
+                           progress: bool = True, command: str = "") -> dict:
+    """Table III for several models: for each checkpoint generate ``n`` crystals (seeded), relax them with CHGNet at
+    ``pressure_gpa`` and compute the ground-state metrics; then one table with the paper's DFT rows beside ours, and
+    the Fig. S2 histograms. Layout: ``<out>/<model label>/{generated,relaxed}``, ``<out>/table3.md``,
+    ``<out>/study.json``, ``<out>/delta_e_hist.png``. Resumable (finished relaxations are not redone)."""
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    ours, by_model, rows = {}, {}, {}
+    for ck in checkpoints:
+        model = load_model(ck, map_location=device).to(device)
+        kind = model.cfg.model
+        label = {"dpcdvae": "DP-CDVAE", "cdvae": "CDVAE", "cdvae_fourier": "CDVAE+Fourier"}.get(kind, kind)
+        if label in ours:
+            label = f"{label} ({Path(ck).parent.name})"
+        smp, smp_steps, note = sampler_for(model, sampler, steps)
+        if note:
+            print(f"[dpcdvae] {label}: {note}", flush=True)
+        mdir = out_dir / label.replace(" ", "_").replace("+", "plus")
+        gen_dir = mdir / "generated"
+        if not (gen_dir / "samples.extxyz").exists():
+            generate_to_folder(model, n, gen_dir, sampler=smp, steps=smp_steps, seed=seed, batch_size=512,
+                               progress=progress, meta={"command": command, "checkpoint": str(ck)})
+        s = run_relax(str(gen_dir / "samples.extxyz"), str(mdir / "relaxed"), pressure_gpa=pressure_gpa,
+                      fmax=fmax, max_steps=max_steps, batch_size=batch_size, device=device, progress=progress,
+                      command=command)
+        by_model[label] = s.pop("_results")
+        ours[label] = s["metrics"]
+        rows[label] = {"checkpoint": str(ck), "sampler": smp, "n_generated": n, **s["metrics"]}
+    df = table3(ours)
+    text = render_table3(df, markdown=True)
+    (out_dir / "table3.md").write_text(text + "\n")
+    study = {"command": command, "date": _dt.datetime.now().isoformat(timespec="seconds"), "n": n,
+             "pressure_gpa": pressure_gpa, "seed": seed, "wall_s": round(time.time() - t0, 1), "models": rows}
+    if plot:
+        plot_delta_e_histogram(by_model, path=out_dir / "delta_e_hist.png")
+        study["plot"] = str(out_dir / "delta_e_hist.png")
+    (out_dir / "study.json").write_text(strict_json_dumps(_json_clean(study), indent=1, default=str))
+    study["table"] = text
+    return study
