@@ -83,7 +83,8 @@ from .schedules import make_betas
 
 __all__ = ["periodic_wrap", "DDPMScheduler", "Trajectory", "sample_loop", "VARIANTS", "STRIDED_VARIANTS"]
 
-#: The DDPM samplers' names (from the registry, :mod:`dpcdvae.diffusion.samplers`) and the strided ones.
+#: The built-in DDPM samplers' names (the registry, :mod:`dpcdvae.diffusion.samplers`, may hold more) and the
+#: strided ones.
 VARIANTS = sampler_names("ddpm")
 STRIDED_VARIANTS = tuple(n for n in VARIANTS if get_sampler(n).strided)
 TimeLike = Union[int, torch.Tensor]
@@ -295,12 +296,13 @@ def _ddpm_sampler(variant: Union[str, Sampler], eta: float = 0.0) -> Sampler:
     """The sampler object of a DDPM ``variant`` name (or the object itself)."""
     if isinstance(variant, Sampler):
         smp = variant
-    elif variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
     else:
-        smp = get_sampler(variant, eta=eta)
+        try:
+            smp = get_sampler(variant, eta=eta)
+        except ValueError:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {sampler_names('ddpm')}") from None
     if smp.family != "ddpm":
-        raise ValueError(f"sampler {smp.name!r} is not a DDPM sampler; choose one of {VARIANTS}")
+        raise ValueError(f"sampler {smp.name!r} is not a DDPM sampler; choose one of {sampler_names('ddpm')}")
     return smp
 
 

@@ -59,7 +59,6 @@ from ..config import ModelConfig
 from ..crystal import cart_to_frac, frac_to_cart, lattice_params_to_matrix, wrap
 from ..data.scalers import LatticeScaler
 from ..diffusion.langevin import AnnealedLangevin
-from ..diffusion.samplers import sampler_names
 from .dpcdvae import DPCDVAE, gemnet_kwargs
 from .output import SampleOutput
 from ..nets.gemnet import GemNetTDenoiser
@@ -171,7 +170,7 @@ class CDVAE(DPCDVAE):
     in the state dict (extra state). See the module docstring for the diffusion part.
     """
 
-    supported_samplers: tuple[str, ...] = sampler_names("langevin")
+    sampler_family: str = "langevin"
     default_sampler: str = "langevin"
 
     def __init__(self, cfg: ModelConfig, lattice_scaler: Optional[LatticeScaler] = None):

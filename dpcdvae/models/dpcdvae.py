@@ -130,18 +130,23 @@ class DPCDVAE(nn.Module):
     checkpoint holds everything needed to sample.
     """
 
-    #: the samplers this model runs (names of :data:`dpcdvae.diffusion.samplers.SAMPLERS`) and its default
-    supported_samplers: tuple[str, ...] = sampler_names("ddpm")
+    #: the family of samplers this model runs (:data:`dpcdvae.diffusion.samplers.SAMPLERS`) and its default
+    sampler_family: str = "ddpm"
     default_sampler: str = "eq7"
+
+    @property
+    def supported_samplers(self) -> tuple[str, ...]:
+        """Names of the registered samplers this model runs (every sampler of its family)."""
+        return sampler_names(self.sampler_family)
 
     @classmethod
     def check_sampler(cls, sampler: Optional[str] = None) -> str:
         """``sampler`` (or the model's default when ``None``) if this model runs it, else a :class:`SamplerError`
         naming the ones it does."""
         name = cls.default_sampler if sampler is None else sampler
-        if name not in cls.supported_samplers:
-            raise SamplerError(f"sampler {name!r}: a {cls.__name__} model samples with "
-                               f"{', '.join(cls.supported_samplers)}")
+        names = sampler_names(cls.sampler_family)
+        if name not in names:
+            raise SamplerError(f"sampler {name!r}: a {cls.__name__} model samples with {', '.join(names)}")
         return name
 
     def __init__(self, cfg: ModelConfig, lattice_scaler: Optional[LatticeScaler] = None):

@@ -1,0 +1,127 @@
+"""Sampler objects and their registry (dpcdvae.diffusion.samplers): one source of names, one class per algorithm,
+a new sampler is one class plus one registration, and the models refuse samplers of the other family."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dpcdvae.cli import build_parser
+from dpcdvae.config import load_config
+from dpcdvae.diffusion import DDPMScheduler, sample_loop
+from dpcdvae.diffusion.samplers import (SAMPLERS, Eq7Sampler, Sampler, StepOutput, get_sampler, register_sampler,
+                                        sampler_names)
+from dpcdvae.errors import SamplerError, UserError
+from dpcdvae.models import CDVAE, DPCDVAE, build_model
+from dpcdvae.workflows import check_sampling_args, sampler_for
+
+
+def _eps_fn(W):
+    return lambda x, t: torch.tanh(x @ W) * (t[:, None].to(x.dtype) / 1000.0)
+
+
+def test_registry_names_and_families():
+    assert sampler_names("ddpm")[:4] == ("eq7", "eq6", "strided_eq7", "strided")
+    assert sampler_names("langevin") == ("langevin",)
+    assert get_sampler("strided_eq7").strided and not get_sampler("eq7").strided
+    with pytest.raises(ValueError, match="unknown sampler 'euler'.*eq7"):
+        get_sampler("euler")
+    with pytest.raises(ValueError, match="already registered"):
+        @register_sampler
+        class Clash(Eq7Sampler):  # noqa: F811 - a second class under an existing name
+            name = "eq7"
+
+
+def test_cli_choices_come_from_the_registry():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for cmd in ("sample", "reconstruct"):
+        act = next(a for a in sub.choices[cmd]._actions if a.dest == "sampler")
+        assert tuple(act.choices) == sampler_names()
+    act = next(a for a in sub.choices["csp"]._actions if a.dest == "sampler")
+    assert tuple(act.choices) == sampler_names("ddpm")
+
+
+def test_step_output_and_eq7_formula():
+    sch = DDPMScheduler(100, "sigmoid")
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(6, 3, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor(40)
+    out = get_sampler("eq7").step(sch, eps, t, x, noise)
+    assert isinstance(out, StepOutput)
+    abar = float(sch.alpha_bar(40))
+    x0 = ((x - torch.floor(x)) - (1 - abar) ** 0.5 * eps) / abar ** 0.5
+    assert torch.allclose(out.pred_original_sample, x0, atol=1e-6)
+    assert torch.allclose(out.prev_sample, x0 + float(sch.posterior_std(40)) * noise, atol=1e-6)
+    # the scheduler's step is the sampler's step
+    assert torch.equal(sch.step(eps, 40, x, variant="eq7", noise=noise), out.prev_sample)
+    with pytest.raises(ValueError, match="t -> t - 1"):
+        get_sampler("eq6").step(sch, eps, t, x, noise, t_prev=torch.tensor(30))
+
+
+def test_a_new_sampler_is_one_class_and_one_registration():
+    """A deterministic "jump to x0_hat" sampler on a sub-sequence of steps, registered here, runs through the
+    model-agnostic loop and the model's checks without any other edit."""
+
+    @register_sampler
+    class X0Jump(Sampler):
+        name = "test_x0_jump"
+        strided = True
+        description = "jump to the clean-sample estimate, no noise (test only)"
+
+        def step(self, scheduler, eps_pred, t, x_t, noise, t_prev=None):
+            x0 = self._x0_hat(scheduler, eps_pred, t, x_t)
+            return StepOutput(x0, x0)
+
+    try:
+        assert "test_x0_jump" in sampler_names("ddpm")
+        sch = DDPMScheduler(200, "sigmoid")
+        W = torch.randn(3, 3, generator=torch.Generator().manual_seed(3))
+        x_T = torch.randn(10, 3, generator=torch.Generator().manual_seed(4))
+        got = sample_loop(sch, x_T, _eps_fn(W), variant="test_x0_jump", steps=5)
+        # the same loop written out by hand
+        x = x_T
+        for t in sch.make_timesteps(5):
+            tv = torch.full((10,), t, dtype=torch.long)
+            e = _eps_fn(W)(sch.wrap(x), tv)
+            abar = float(sch.alpha_bar(t))
+            x = (sch.wrap(x) - (1 - abar) ** 0.5 * e) / abar ** 0.5
+        assert torch.allclose(got, sch.wrap(x), atol=1e-6)
+        assert DPCDVAE.check_sampler("test_x0_jump") == "test_x0_jump"
+        with pytest.raises(SamplerError):
+            CDVAE.check_sampler("test_x0_jump")
+    finally:
+        SAMPLERS.pop("test_x0_jump", None)
+    assert "test_x0_jump" not in sampler_names()
+
+
+@pytest.fixture(scope="module")
+def models():
+    cfg = load_config("tiny")
+    out = {}
+    for kind in ("dpcdvae", "cdvae"):
+        cfg.model.model = kind
+        out[kind] = build_model(cfg)
+    return out
+
+
+def test_models_refuse_the_other_family(models):
+    dp, cd = models["dpcdvae"], models["cdvae"]
+    assert dp.supported_samplers == sampler_names("ddpm") and cd.supported_samplers == ("langevin",)
+    assert dp.check_sampler(None) == "eq7" and cd.check_sampler(None) == "langevin"
+    with pytest.raises(SamplerError, match="eq7"):
+        dp.check_sampler("langevin")
+    for name in sampler_names("ddpm"):
+        with pytest.raises(SamplerError, match="langevin"):
+            cd.check_sampler(name)
+    # the command line's check names the argument
+    with pytest.raises(UserError, match="--sampler eq6"):
+        check_sampling_args(cd, "eq6", None)
+    with pytest.raises(UserError, match="--steps 5"):
+        check_sampling_args(dp, "eq7", 5)
+    assert check_sampling_args(dp, "strided_eq7", 5) == "strided_eq7"
+
+
+def test_sampler_for_a_mixed_study_says_what_it_replaced(models):
+    assert sampler_for(models["dpcdvae"], "strided_eq7", 10) == ("strided_eq7", 10, "")
+    smp, steps, note = sampler_for(models["cdvae"], "strided_eq7", 10)
+    assert (smp, steps) == ("langevin", None) and "does not run 'strided_eq7'" in note
