@@ -669,26 +669,35 @@ def plot_steps_study(df, T: Optional[int] = None):
     return fig
 
 
-def plot_delta_e_vs_paper(delta_e: dict, paper: dict, bin_mev: float = 64.0):
-    """Fig. S2 beside the paper: per model, the histogram of ``Delta E = E_gen - E_relaxed`` (meV/atom, ``bin_mev``
-    bins anchored at 0) of our relaxations, with the paper's DFT mode bin (shaded) and DFT ``Delta E_rms`` (dashed)
-    for the same model. ``delta_e``: ``{model: array of meV/atom}``; ``paper``: ``{model: {"mode": (lo, hi),
-    "dE_rms": value}}`` (missing models: no paper marks)."""
+def plot_delta_e_vs_paper(delta_e: dict, paper: Optional[dict] = None, bin_mev: float = 64.0,
+                          path: Optional[str | Path] = None, energy: str = "enthalpy", title: Optional[str] = None):
+    """Fig. S2 (the package's one plotter of it): per model, the histogram of ``Delta E = E_gen - E_relaxed``
+    (meV/atom, ``bin_mev`` bins anchored at 0, :func:`dpcdvae.eval.ground_state.delta_e_bins`) of our relaxations,
+    its mode bin and RMS annotated; with ``paper``, the paper's DFT mode bin (shaded) and DFT ``Delta E_rms``
+    (dashed) for the same model. ``delta_e``: ``{model: values in meV/atom}``; ``paper``: ``{model: {"mode": (lo,
+    hi), "dE_rms": value}}`` (missing models: no paper marks). ``energy``: ``"enthalpy"`` (H = E + pV, the
+    default) or ``"energy"``, for the axis label. Saved to ``path`` when given (and then closed); returns the
+    Figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
+    from .eval.ground_state import delta_e_bins
+
+    paper = paper or {}
+    letter_e = "H" if str(energy).lower() in ("enthalpy", "h") else "E"
     models = list(delta_e)
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.6 * max(1, len(models)), 3.5), squeeze=False)
-    for ax, m, letter in zip(axes[0], models, "abcdefgh"):
-        v = np.asarray(delta_e[m], dtype=float)
+    k = max(1, len(models))
+    fig, axes = plt.subplots(1, k, figsize=(4.6 * k, 3.5), squeeze=False)
+    for ax, m, letter in zip(axes[0], models, "abcdefghijklmnopqrstuvwxyz"):
+        v = np.asarray([x for x in delta_e[m] if x is not None], dtype=float)
         v = v[np.isfinite(v)]
-        if len(v):
-            lo = np.floor(min(v.min(), 0.0) / bin_mev) * bin_mev
-            hi = np.floor(v.max() / bin_mev) * bin_mev + bin_mev
-            edges = np.arange(lo, hi + bin_mev / 2, bin_mev)
-            if len(edges) < 2:
-                edges = np.array([lo, lo + bin_mev])
-            ax.hist(v, bins=edges, color=_OURS_COLOR, alpha=0.75, edgecolor="k", lw=0.4,
-                    label=f"ours (n={len(v)}), rms {np.sqrt(np.mean(v ** 2)):.0f} meV/atom")
+        counts, edges = delta_e_bins(v, bin_mev)
+        if len(counts):
+            ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=_OURS_COLOR, alpha=0.75,
+                   edgecolor="k", lw=0.4, label=f"ours (n={len(v)}), rms {np.sqrt(np.mean(v ** 2)):.0f} meV/atom")
+            i = int(np.argmax(counts))
+            ax.annotate(f"mode: {edges[i]:.0f} - {edges[i + 1]:.0f} meV/atom", xy=(0.97, 0.95),
+                        xycoords="axes fraction", ha="right", va="top", fontsize=7)
         else:
             ax.text(0.5, 0.5, "no relaxed structures", transform=ax.transAxes, ha="center")
         p = paper.get(m)
@@ -699,12 +708,22 @@ def plot_delta_e_vs_paper(delta_e: dict, paper: dict, bin_mev: float = 64.0):
             if p.get("dE_rms") is not None:
                 ax.axvline(p["dE_rms"], color=_PAPER_MAIN_COLOR, ls="--", lw=1.2,
                            label=f"paper DFT rms {p['dE_rms']:g} meV/atom")
-        ax.set_xlabel(r"$\Delta E = H_{gen} - H_{relaxed}$ (meV/atom; $H = E + pV$)")
+        unit = "; $H = E + pV$" if letter_e == "H" else ""
+        ax.set_xlabel(rf"$\Delta {letter_e} = {letter_e}_{{gen}} - {letter_e}_{{relaxed}}$ (meV/atom{unit})")
         ax.set_ylabel("count")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"({letter}) {m}", fontsize=9)
-        ax.legend(fontsize=6.5)
+        if len(counts) or p:
+            ax.legend(fontsize=6.5, loc="center right")
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
     return fig
 
 

@@ -27,14 +27,14 @@ from .crystal import tensors_to_structures
 from .data import DataWarning, load_split
 from .diffusion.samplers import get_sampler
 from .errors import SamplerError, UserError
-from .eval.ground_state import (ground_state_metrics, plot_delta_e_histogram, relax_structures, render_table3,
-                                 table3)
+from .eval.ground_state import ground_state_metrics, relax_structures, render_table3, table3
 from .eval.reconstruction import reconstruction_metrics
 from .io import SampleWriter, new_run_dir
 from .models import INITIAL_TYPES, concat_outputs, load_model
 from .models.pretrained import is_pretrained
 from .progress import progress_bar
 from .train import resolve_root
+from .viz import plot_delta_e_vs_paper
 
 __all__ = ["LATENTS", "checkpoint_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
 
@@ -291,8 +291,8 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
                      ("matched", "rms_dist", "dV", "dE_meV")}} for r, p in zip(results, per)],
     }
     if plot:
-        plot_delta_e_histogram({Path(str(path)).stem or "relaxed": results}, path=out_dir / "delta_e_hist.png",
-                               energy=energy)
+        plot_delta_e_vs_paper({Path(str(path)).stem or "relaxed": _delta_e(results, energy)},
+                              path=out_dir / "delta_e_hist.png", energy=energy)
         summary["plot"] = str(out_dir / "delta_e_hist.png")
     atomic_write_text(out_dir / "summary.json", strict_json_dumps(_json_clean(summary), indent=1, default=str))
     summary["_results"] = results
@@ -337,8 +337,13 @@ def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: fl
     study = {"command": command, "date": _dt.datetime.now().isoformat(timespec="seconds"), "n": n,
              "pressure_gpa": pressure_gpa, "seed": seed, "wall_s": round(time.time() - t0, 1), "models": rows}
     if plot:
-        plot_delta_e_histogram(by_model, path=out_dir / "delta_e_hist.png")
+        plot_delta_e_vs_paper({k: _delta_e(v) for k, v in by_model.items()}, path=out_dir / "delta_e_hist.png")
         study["plot"] = str(out_dir / "delta_e_hist.png")
     (out_dir / "study.json").write_text(strict_json_dumps(_json_clean(study), indent=1, default=str))
     study["table"] = text
     return study
+
+
+def _delta_e(results, energy: str = "enthalpy") -> list:
+    """``E_gen - E_relaxed`` (meV/atom) of the successfully relaxed results."""
+    return [r.delta_energy_mev(energy) for r in results if r.ok]

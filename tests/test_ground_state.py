@@ -266,7 +266,10 @@ def test_plot_and_table3(tmp_path):
     s = AseAtomsAdaptor.get_structure(bulk("C", "diamond", a=A_DIAMOND))
     res_a = [_hand_result(f"a{i}", s, -9.0 + d / 1000, -9.0) for i, d in enumerate([10, 80, 90, 300])]
     res_b = [_hand_result(f"b{i}", s, -9.0 + d / 1000, -9.0) for i, d in enumerate([5, 20])]
-    fig = gs.plot_delta_e_histogram({"DP-CDVAE": res_a, "CDVAE": res_b}, path=tmp_path / "s2.png")
+    from dpcdvae.viz import plot_delta_e_vs_paper
+
+    de = {"DP-CDVAE": [r.delta_energy_mev() for r in res_a], "CDVAE": [r.delta_energy_mev() for r in res_b]}
+    fig = plot_delta_e_vs_paper(de, path=tmp_path / "s2.png")
     assert (tmp_path / "s2.png").stat().st_size > 1000
     assert len(fig.axes) == 2
     ours = {"DP-CDVAE": gs.ground_state_metrics(res_a), "CDVAE": gs.ground_state_metrics(res_b)}
