@@ -17,3 +17,12 @@ class ConfigError(KeyError):
 class UserError(ValueError):
     """A mistake in what the user asked for (argument, incompatible option, an empty or unreadable input): the
     command line prints it as one line and exits with status 2."""
+
+
+class UnknownDatasetError(UserError, KeyError):
+    """A dataset name that is neither registered (:mod:`dpcdvae.data.registry`) nor an alias of one. A
+    ``ValueError``/:class:`UserError` (printed as one line) and, for old callers, a ``KeyError`` (printed without
+    the quotes ``KeyError`` adds)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -5,7 +5,7 @@ property columns. Preprocessing of a row (as in CDVAE, primitive-cell search off
 
 ``Structure.from_str(cif, fmt="cif")`` -> ``get_reduced_structure()`` (Niggli) -> canonical ``Structure`` rebuilt
 with ``Lattice.from_parameters(a, b, c, alpha, beta, gamma)`` and the same fractional coordinates and species
-(:func:`dpcdvae.crystal.canonicalize_structure`), fractional coordinates wrapped into [0, 1).
+(:func:`dpcdvae.crystal.canonicalize_structure` with ``wrap=True``: fractional coordinates wrapped into [0, 1)).
 
 Every rejected row raises :class:`DataError` naming the file, the 0-based data row and the ``material_id``, or,
 with ``on_error="skip"``, is skipped and reported (never a silent drop).
@@ -33,20 +33,6 @@ log = logging.getLogger("dpcdvae.data")
 #: Bump when the preprocessing output changes: every cache entry keyed with an older value is rebuilt.
 PREPROCESS_VERSION = 1
 MAX_ATOMIC_NUM = 100
-#: The property column of each known dataset (units: eV/atom; the demo's is synthetic and dimensionless).
-PROPERTY_COLUMNS: dict[str, str] = {
-    "perov_5": "heat_ref",
-    "carbon_24": "energy_per_atom",
-    "mp_20": "formation_energy_per_atom",
-    "demo_synthetic_perovskites": "heat_ref",
-}
-#: Default ``max_atoms`` per dataset (CDVAE's configs); other datasets: no limit.
-DEFAULT_MAX_ATOMS: dict[str, int] = {
-    "perov_5": 20,
-    "carbon_24": 24,
-    "mp_20": 20,
-    "demo_synthetic_perovskites": 20,
-}
 GRAPH_METHODS = ("crystalnn", "none")
 MIN_VOLUME = 0.1  # A^3, below this a cell is treated as degenerate (the paper's validity threshold)
 
@@ -247,23 +233,6 @@ def validate_structure(s) -> None:
         raise RowError(f"zero or negative cell volume ({vol:.4g} A^3; signed, must be >= {MIN_VOLUME} A^3)")
 
 
-def canonical_structure(structure, niggli: bool = True):
-    """CDVAE's canonical form of a ``Structure`` (Niggli-reduced if ``niggli``; primitive search off).
-
-    Returns a new ``Structure`` rebuilt from ``Lattice.from_parameters`` (lengths in Angstrom, angles in degrees)
-    with the same species and fractional coordinates (wrapped into [0, 1)).
-    """
-    from pymatgen.core import Structure
-
-    from ..crystal import canonicalize_structure
-
-    c = canonicalize_structure(structure, niggli=niggli)
-    frac = np.asarray(c.frac_coords, dtype=float)
-    frac = frac - np.floor(frac)
-    frac[frac >= 1.0] = 0.0
-    return Structure(c.lattice, c.species, frac, coords_are_cartesian=False)
-
-
 def _graph_fn(method: str):
     if method == "none":
         return None
@@ -301,12 +270,14 @@ def process_structure(s, y: float, settings: PreprocessSettings, graph_fn=None) 
     validate_structure(s)
     if settings.max_atoms is not None and len(s) > settings.max_atoms:
         raise RowError(f"{len(s)} atoms > max_atoms={settings.max_atoms}")
+    from ..crystal import canonicalize_structure
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            c = canonical_structure(s, niggli=settings.niggli)
+            c = canonicalize_structure(s, niggli=settings.niggli, wrap=True)
             if settings.primitive:  # pragma: no cover - CDVAE setting is off; kept for completeness
-                c = canonical_structure(c.get_primitive_structure(), niggli=settings.niggli)
+                c = canonicalize_structure(c.get_primitive_structure(), niggli=settings.niggli, wrap=True)
     except Exception as exc:
         raise RowError(f"Niggli reduction / canonicalisation failed ({type(exc).__name__}: {_short(exc)})") from None
     validate_structure(c)
