@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.csvio import canonicalize_structure  # noqa: F401 - the one canonicaliser (torch-free), re-exported
+
 MAX_ATOMIC_NUM = 100
 
 __all__ = [
@@ -164,28 +166,6 @@ def structure_to_tensors(structure) -> dict:
         "lengths": torch.tensor(lat.abc, dtype=torch.float32),
         "angles": torch.tensor(lat.angles, dtype=torch.float32),
     }
-
-
-def canonicalize_structure(structure, niggli: bool = True, wrap: bool = False):
-    """CDVAE's canonical form: Niggli-reduced lattice (primitive cell search off), rebuilt from lattice parameters.
-
-    The package's only canonicaliser (the data loader, the evaluation's reference splits and the property models
-    all call it). Returns a new ``Structure`` whose lattice is ``Lattice.from_parameters(a, b, c, alpha, beta,
-    gamma)`` (lengths in Angstrom, angles in degrees) and whose fractional coordinates are those of the reduced
-    structure: as they are (``wrap=False``, what the evaluation and the property models use), or wrapped into
-    [0, 1) (``wrap=True``, what the data loader stores: ``x - floor(x)``, and a value that rounds to 1.0 becomes 0).
-    """
-    from pymatgen.core import Lattice, Structure
-
-    s = structure.get_reduced_structure() if niggli else structure
-    lat = Lattice.from_parameters(*s.lattice.abc, *s.lattice.angles)
-    c = Structure(lat, s.species, s.frac_coords, coords_are_cartesian=False)
-    if not wrap:
-        return c
-    frac = np.asarray(c.frac_coords, dtype=float)
-    frac = frac - np.floor(frac)
-    frac[frac >= 1.0] = 0.0
-    return Structure(c.lattice, c.species, frac, coords_are_cartesian=False)
 
 
 def tensors_to_structures(frac_coords, atom_types, lengths, angles, num_atoms, wrap_coords: bool = True,

@@ -5,7 +5,7 @@ property columns. Preprocessing of a row (as in CDVAE, primitive-cell search off
 
 ``Structure.from_str(cif, fmt="cif")`` -> ``get_reduced_structure()`` (Niggli) -> canonical ``Structure`` rebuilt
 with ``Lattice.from_parameters(a, b, c, alpha, beta, gamma)`` and the same fractional coordinates and species
-(:func:`dpcdvae.crystal.canonicalize_structure` with ``wrap=True``: fractional coordinates wrapped into [0, 1)).
+(:func:`canonicalize_structure` with ``wrap=True``: fractional coordinates wrapped into [0, 1)).
 
 Every rejected row raises :class:`DataError` naming the file, the 0-based data row and the ``material_id``, or,
 with ``on_error="skip"``, is skipped and reported (never a silent drop).
@@ -81,13 +81,11 @@ def row_error_message(path, row: Optional[int], material_id: Optional[str], reas
 # CSV reading
 # ---------------------------------------------------------------------------------------------------------------
 
-def read_csv_rows(path, prop: Optional[str] = None, limit: Optional[int] = None,
-                  data: Optional[bytes] = None) -> tuple[list[Row], int]:
-    """Rows ``(row, material_id, cif, y)`` of a CDVAE CSV, and the number of data rows in the file.
+def read_csv_frame(path, data: Optional[bytes] = None, nrows: Optional[int] = None):
+    """A CDVAE CSV as a pandas DataFrame of text columns (``dtype=str``, empty cells stay ``""``).
 
-    ``y`` is the ``prop`` column as float (NaN when ``prop`` is None; unparsable values become NaN and are
-    rejected later with the raw text in the reason). ``data`` may hold the file's bytes (already read for
-    hashing). File-level problems (empty file, no data rows, missing columns, CSV syntax) raise :class:`DataError`.
+    ``data`` may hold the file's bytes (already read for hashing); ``nrows`` reads only the first rows. File-level
+    problems (unreadable, empty, not CSV) raise :class:`DataError` naming the file.
     """
     import pandas as pd
 
@@ -100,10 +98,34 @@ def read_csv_rows(path, prop: Optional[str] = None, limit: Optional[int] = None,
     if not data.strip():
         raise DataError(f"{path}: file is empty (expected a CDVAE CSV with columns material_id, cif, ...)")
     try:
-        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, nrows=nrows)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: not a readable CSV file: {exc}") from exc
-    required = ["material_id", "cif"] + ([prop] if prop else [])
+
+
+ID_MODES = ("material_id", "material_id-or-row")
+
+
+def read_csv_rows(path, prop: Optional[str] = None, limit: Optional[int] = None,
+                  data: Optional[bytes] = None, *, ids: str = "material_id",
+                  count_rows: bool = True) -> tuple[list[Row], int]:
+    """Rows ``(row, material_id, cif, y)`` of a CDVAE CSV, and the number of data rows in the file.
+
+    The package's one reader of split CSVs (the training loader, ``dpcdvae data info``, the evaluation's
+    reference splits and the registry's atom count all use it). ``y`` is the ``prop`` column as float (NaN when
+    ``prop`` is None; unparsable values become NaN and are rejected later with the raw text in the reason).
+    ``data`` may hold the file's bytes (already read for hashing). ``ids``: ``"material_id"`` (the column is
+    required) or ``"material_id-or-row"`` (a file without it gets the 0-based row numbers as ids, what the
+    evaluation accepts). ``count_rows=False`` with a ``limit`` reads only the first ``limit`` rows and then
+    returns their count instead of the file's. File-level problems (empty file, no data rows, missing columns,
+    CSV syntax) raise :class:`DataError`.
+    """
+    if ids not in ID_MODES:
+        raise ValueError(f"ids must be one of {ID_MODES}, got {ids!r}")
+    path = Path(path)
+    nrows = max(int(limit), 0) if (limit is not None and not count_rows) else None
+    df = read_csv_frame(path, data=data, nrows=nrows)
+    required = (["material_id"] if ids == "material_id" else []) + ["cif"] + ([prop] if prop else [])
     missing = [c for c in required if c not in df.columns]
     if missing:
         cols = [c for c in df.columns if not c.startswith("Unnamed")]
@@ -113,7 +135,7 @@ def read_csv_rows(path, prop: Optional[str] = None, limit: Optional[int] = None,
     n_rows = len(df)
     if limit is not None:
         df = df.iloc[: max(int(limit), 0)]
-    mids = df["material_id"].tolist()
+    mids = df["material_id"].tolist() if "material_id" in df.columns else [str(i) for i in range(len(df))]
     cifs = df["cif"].tolist()
     if prop:
         raw = df[prop].tolist()
@@ -248,6 +270,29 @@ def _graph_fn(method: str):
     raise ValueError(f"unknown graph method {method!r}; expected one of {GRAPH_METHODS}")
 
 
+def canonicalize_structure(structure, niggli: bool = True, wrap: bool = False):
+    """CDVAE's canonical form: Niggli-reduced lattice (primitive cell search off), rebuilt from lattice parameters.
+
+    The package's only canonicaliser (the data loader, the evaluation's reference splits and the property models
+    all call it; :mod:`dpcdvae.crystal` re-exports it). Needs pymatgen, not torch. Returns a new ``Structure``
+    whose lattice is ``Lattice.from_parameters(a, b, c, alpha, beta, gamma)`` (lengths in Angstrom, angles in
+    degrees) and whose fractional coordinates are those of the reduced structure: as they are (``wrap=False``,
+    what the evaluation and the property models use), or wrapped into [0, 1) (``wrap=True``, what the data loader
+    stores: ``x - floor(x)``, and a value that rounds to 1.0 becomes 0).
+    """
+    from pymatgen.core import Lattice, Structure
+
+    s = structure.get_reduced_structure() if niggli else structure
+    lat = Lattice.from_parameters(*s.lattice.abc, *s.lattice.angles)
+    c = Structure(lat, s.species, s.frac_coords, coords_are_cartesian=False)
+    if not wrap:
+        return c
+    frac = np.asarray(c.frac_coords, dtype=float)
+    frac = frac - np.floor(frac)
+    frac[frac >= 1.0] = 0.0
+    return Structure(c.lattice, c.species, frac, coords_are_cartesian=False)
+
+
 def process_row(cif: Any, y: Any, settings: PreprocessSettings, graph_fn=None) -> dict:
     """One CSV row (CIF text, property value) -> record of numpy arrays; see :func:`process_structure`.
 
@@ -270,8 +315,6 @@ def process_structure(s, y: float, settings: PreprocessSettings, graph_fn=None) 
     validate_structure(s)
     if settings.max_atoms is not None and len(s) > settings.max_atoms:
         raise RowError(f"{len(s)} atoms > max_atoms={settings.max_atoms}")
-    from ..crystal import canonicalize_structure
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -51,12 +51,12 @@ def dataset_dir(name: str, root: Optional[PathLike] = None) -> Path:
         raise
 
 
-def dataset_root(name: str, root: Optional[PathLike] = None) -> Optional[str]:
+def dataset_root(name: str, root: Optional[PathLike] = None) -> Optional[PathLike]:
     """The data root to load ``name`` from: ``root`` as given, except for a synthetic dataset without a root, which
     is generated on first use and read from its generated copy (``$DPCDVAE_CACHE/demo`` for the demo)."""
     if root is None and _synthetic_spec(name) is not None:
         return str(build_synthetic(name).parent)
-    return None if root is None else str(root)
+    return root
 
 
 def split_file(name: str, split: str, root: Optional[PathLike] = None) -> Path:
