@@ -178,11 +178,13 @@ def _deep_update(base: dict, upd: dict) -> dict:
 
 
 def load_config(name_or_path: str = "paper", overrides: Optional[dict[str, Any]] = None,
-                dataset: Optional[str] = None) -> Config:
+                dataset: Optional[Any] = None, root: Optional[str] = None) -> Config:
     """Load a preset (``paper``, ``compact``, ``tiny``) or a YAML file, then apply dotted-key ``overrides``.
 
-    ``dataset`` applies the per-dataset settings of the paper configuration: batch size (Perov-5 512, Carbon-24 256,
-    MP-20 256) and ``max_atoms`` (20, 24, 20).
+    ``dataset`` (a name, a folder, or a :class:`~dpcdvae.data.registry.DatasetSpec`) applies its settings from the
+    dataset registry: ``max_atoms`` (Perov-5 20, Carbon-24 24, MP-20 20; a dataset of one's own, located under
+    ``root`` like the loaders do: the largest crystal in its CSVs) and, for the ``paper`` config, the paper's batch
+    size (Perov-5 512, Carbon-24 256, MP-20 256; others 256).
     """
     path = Path(name_or_path)
     if not path.suffix:
@@ -195,10 +197,14 @@ def load_config(name_or_path: str = "paper", overrides: Optional[dict[str, Any]]
     d.setdefault("name", path.stem)
     cfg = Config.from_dict(d)
     if dataset is not None:
-        per = raw.get("datasets", {}).get(dataset, {}) if isinstance(raw.get("datasets"), dict) else {}
-        ds_over = {"model.max_atoms": 24 if dataset == "carbon_24" else 20}
+        from .data.resolve import dataset_spec
+
+        spec = dataset_spec(dataset, root)
+        key = dataset if isinstance(dataset, str) else spec.name
+        per = raw.get("datasets", {}).get(key, {}) if isinstance(raw.get("datasets"), dict) else {}
+        ds_over = {"model.max_atoms": spec.max_atoms}
         if cfg.name == "paper":
-            ds_over["train.batch_size"] = 512 if dataset == "perov_5" else 256
+            ds_over["train.batch_size"] = spec.batch_size
         ds_over.update(per)
         cfg = cfg.override(ds_over)
     return cfg.override(overrides)

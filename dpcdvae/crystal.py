@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .validity import canonicalize_structure  # noqa: F401 - the one canonicaliser (torch-free), re-exported
+
 MAX_ATOMIC_NUM = 100
 
 __all__ = [
@@ -164,19 +166,6 @@ def structure_to_tensors(structure) -> dict:
         "lengths": torch.tensor(lat.abc, dtype=torch.float32),
         "angles": torch.tensor(lat.angles, dtype=torch.float32),
     }
-
-
-def canonicalize_structure(structure, niggli: bool = True):
-    """CDVAE's canonical form: Niggli-reduced lattice (primitive cell search off), rebuilt from lattice parameters.
-
-    Returns a new ``Structure`` whose lattice is ``Lattice.from_parameters(a, b, c, alpha, beta, gamma)`` and whose
-    fractional coordinates are those of the reduced structure.
-    """
-    from pymatgen.core import Lattice, Structure
-
-    s = structure.get_reduced_structure() if niggli else structure
-    lat = Lattice.from_parameters(*s.lattice.abc, *s.lattice.angles)
-    return Structure(lat, s.species, s.frac_coords, coords_are_cartesian=False)
 
 
 def tensors_to_structures(frac_coords, atom_types, lengths, angles, num_atoms, wrap_coords: bool = True,

@@ -26,3 +26,12 @@ class SamplerError(UserError):
 
 class PretrainedNotFoundError(FileNotFoundError):
     """No shipped model of that name (``pretrained:<name>``)."""
+
+
+class UnknownDatasetError(UserError, KeyError):
+    """A dataset name that is neither registered (:mod:`dpcdvae.data.registry`) nor an alias of one. A
+    ``ValueError``/:class:`UserError` (printed as one line) and, for old callers, a ``KeyError`` (printed without
+    the quotes ``KeyError`` adds)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

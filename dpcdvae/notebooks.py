@@ -239,25 +239,21 @@ def resolve_dataset(dataset: str = "auto", fallback_to_demo: bool = False) -> Da
             note = (f"{name} was not found by the data locator (see above): falling back to the SYNTHETIC demo "
                     "perovskites so that the notebook still runs end to end. ")
             name, synthetic = DEMO_NAME, True
-    if synthetic:
-        from .data import ensure_demo_dataset
+    from .data.registry import benchmark_datasets, find_spec
 
-        ensure_demo_dataset()
+    if synthetic:
+        from .data.resolve import build_synthetic
+
+        build_synthetic(name)
         note += ("SYNTHETIC data (generated perovskite-like cells, not DFT structures): the paper's Perov-5 numbers "
                  "are shown for orientation only, they are not comparable.")
-        return DataChoice(name, True, "train", "perov_5", "SYNTHETIC demo perovskites", note.strip())
+        return DataChoice(name, True, "train", find_spec(name).scored_as, "SYNTHETIC demo perovskites", note.strip())
     splits = set(available_splits(name))
     train_split = "train" if "train" in splits else "val"
     if train_split == "val":
         note += f"{name} has no training split here: the model is trained on its 'val' split (test is untouched)."
-    from .eval.reference import DATASETS, canonical_dataset
-
-    try:
-        paper = canonical_dataset(name)
-    except KeyError:
-        paper = "perov_5"
-    if paper not in DATASETS:
-        paper = "perov_5"
+    spec = find_spec(name)  # a paper dataset under any alias scores as itself; anything else shows Perov-5's rows
+    paper = spec.scored_as if spec is not None and spec.scored_as in benchmark_datasets() else "perov_5"
     return DataChoice(name, False, train_split, paper, name, note.strip())
 
 

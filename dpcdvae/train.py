@@ -309,11 +309,9 @@ class _BudgetCosine(Callback):
 def resolve_root(dataset: str, root: Optional[str] = None) -> Optional[str]:
     """The data root to use: ``root`` as given, except for the synthetic demo dataset, which is generated on
     first use (``$DPCDVAE_CACHE/demo``) when no root is given."""
-    from .data import DEMO_NAME, ensure_demo_dataset
+    from .data.resolve import dataset_root
 
-    if dataset == DEMO_NAME and root is None:
-        return str(ensure_demo_dataset().parent)
-    return root
+    return dataset_root(dataset, root)
 
 
 def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike = "runs/dpcdvae",
@@ -334,7 +332,7 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     from .progress import interactive_output
 
     quiet_lightning()
-    cfg = config if isinstance(config, Config) else load_config(config, dataset=dataset)
+    cfg = config if isinstance(config, Config) else load_config(config, dataset=dataset, root=root)
     ov = dict(overrides or {})
     if max_epochs is not None:
         ov["train.max_epochs"] = int(max_epochs)

@@ -1,5 +1,5 @@
 """Validity of one crystal, the paper's (CDVAE's) definitions: a usable cell, interatomic distances, SMACT charge
-neutrality. Low-level (pymatgen / SMACT only): used by the models' outputs (:meth:`SampleOutput.validity`), the
+neutrality; and CDVAE's canonical form of a structure (:func:`canonicalize_structure`). Low-level (pymatgen / SMACT only): used by the models' outputs (:meth:`SampleOutput.validity`), the
 sample writers and the Table II metrics (:mod:`dpcdvae.eval.generation`, where the definitions are spelled out).
 
 Units: Angstrom, A^3.
@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["DIST_CUTOFF", "MIN_VOLUME", "degenerate_reason", "composition_key", "structure_invalid_reason",
+__all__ = ["canonicalize_structure", "DIST_CUTOFF", "MIN_VOLUME", "degenerate_reason", "composition_key", "structure_invalid_reason",
            "structure_validity", "composition_validity", "composition_invalid_reason", "crystal_validity"]
 
 DIST_CUTOFF = 0.5  # A, minimum allowed interatomic distance
@@ -189,3 +189,26 @@ def crystal_validity(structure, not_decoded: str = "not decoded") -> dict:
                        if r) or None
     return {"valid": sr is None and cr is None, "struct_valid": sr is None, "comp_valid": cr is None,
             "reason": reason}
+
+
+def canonicalize_structure(structure, niggli: bool = True, wrap: bool = False):
+    """CDVAE's canonical form: Niggli-reduced lattice (primitive cell search off), rebuilt from lattice parameters.
+
+    The package's only canonicaliser (the data loader, the evaluation's reference splits and the property models
+    all call it; :mod:`dpcdvae.crystal` and :mod:`dpcdvae.data.csvio` re-export it). Needs pymatgen, not torch. Returns a new ``Structure``
+    whose lattice is ``Lattice.from_parameters(a, b, c, alpha, beta, gamma)`` (lengths in Angstrom, angles in
+    degrees) and whose fractional coordinates are those of the reduced structure: as they are (``wrap=False``,
+    what the evaluation and the property models use), or wrapped into [0, 1) (``wrap=True``, what the data loader
+    stores: ``x - floor(x)``, and a value that rounds to 1.0 becomes 0).
+    """
+    from pymatgen.core import Lattice, Structure
+
+    s = structure.get_reduced_structure() if niggli else structure
+    lat = Lattice.from_parameters(*s.lattice.abc, *s.lattice.angles)
+    c = Structure(lat, s.species, s.frac_coords, coords_are_cartesian=False)
+    if not wrap:
+        return c
+    frac = np.asarray(c.frac_coords, dtype=float)
+    frac = frac - np.floor(frac)
+    frac[frac >= 1.0] = 0.0
+    return Structure(c.lattice, c.species, frac, coords_are_cartesian=False)

@@ -12,9 +12,9 @@ PKG = Path(__file__).resolve().parents[1] / "dpcdvae"
 #: module (dotted, without the "dpcdvae." prefix) or package prefix -> layer; the longest matching prefix wins.
 #: Keep in sync with the table in docs/ARCHITECTURE.md.
 LAYERS = {
-    "": 0, "errors": 0, "_fileio": 0, "progress": 0, "config": 0,
+    "": 0, "errors": 0, "_fileio": 0, "progress": 0,
     "crystal": 1, "validity": 1, "crystalnn": 1, "graph": 1,
-    "data": 2, "nets": 2, "diffusion": 2,
+    "data": 2, "nets": 2, "diffusion": 2, "config": 2,
     "models": 3, "csp": 3,
     "eval": 4,
     "io": 5, "train": 5, "viz": 5,

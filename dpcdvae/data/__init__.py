@@ -7,6 +7,10 @@ Quick start::
     test = load_split("perov_5", "test")                 # CrystalDataset of Data, cached on disk
     splits = load_dataset_splits("carbon_24", train_split="val")   # train here on 'val' (train absent)
 
+Which datasets exist, and every fact about them (property column and units, ``max_atoms``, batch size, COV
+thresholds, property model, download address, synthetic or not), is :mod:`dpcdvae.data.registry`
+(``get_spec("perov_5")``; ``spec_for_folder(path)`` for a folder of one's own).
+
 Units: lengths in Angstrom, angles in degrees, properties in the dataset's unit (eV/atom for the CDVAE
 benchmarks; the demo's ``heat_ref`` is synthetic and dimensionless).
 """
@@ -15,12 +19,14 @@ from typing import Any
 
 # Exports are loaded lazily (PEP 562) so that `dpcdvae data info` and the locator do not import torch.
 _EXPORTS = {
-    "csvio": ["DEFAULT_MAX_ATOMS", "PREPROCESS_VERSION", "PROPERTY_COLUMNS", "DataError", "DataWarning",
-              "PreprocessSettings", "canonical_structure", "parse_cif", "read_csv_rows"],
+    "csvio": ["PREPROCESS_VERSION", "DataError", "DataWarning", "PreprocessSettings", "parse_cif", "read_csv_rows"],
     "dataset": ["CrystalDataset", "DatasetSplits", "cache_key", "load_dataset_splits", "load_split"],
     "demo": ["ensure_demo_dataset", "make_demo_dataset"],
-    "locator": ["DEMO_NAME", "KNOWN_DATASETS", "SPLITS", "DatasetNotFoundError", "DownloadError", "available_splits",
-                "cache_dir", "candidate_roots", "download", "locate_dataset", "split_path"],
+    "locator": ["DownloadError", "available_splits", "candidate_roots", "download", "locate_dataset", "split_path"],
+    "paths": ["SPLITS", "DatasetNotFoundError", "cache_dir"],
+    "registry": ["DEMO_NAME", "DatasetSpec", "PropertyModelSpec", "find_spec", "get_spec", "known_datasets",
+                 "register_dataset", "spec_for_folder"],
+    "resolve": ["dataset_dir", "dataset_root", "dataset_spec"],
     "scalers": ["LatticeScaler", "StandardScaler", "lattice_features"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
@@ -45,6 +51,7 @@ __all__ = [
     "DatasetNotFoundError", "DownloadError", "DataError", "DataWarning",
     "LatticeScaler", "StandardScaler", "lattice_features",
     "make_demo_dataset", "ensure_demo_dataset", "DEMO_NAME",
-    "PreprocessSettings", "parse_cif", "canonical_structure", "read_csv_rows",
-    "PROPERTY_COLUMNS", "DEFAULT_MAX_ATOMS", "PREPROCESS_VERSION", "KNOWN_DATASETS", "SPLITS",
+    "PreprocessSettings", "parse_cif", "read_csv_rows", "PREPROCESS_VERSION", "SPLITS",
+    "DatasetSpec", "PropertyModelSpec", "get_spec", "find_spec", "known_datasets", "register_dataset",
+    "spec_for_folder", "dataset_dir", "dataset_root", "dataset_spec",
 ]

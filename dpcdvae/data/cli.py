@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .csvio import (DEFAULT_MAX_ATOMS, PROPERTY_COLUMNS, DataError, PreprocessSettings, iter_processed,
-                    read_csv_rows, scan_symbols)
-from .locator import (DEMO_NAME, KNOWN_DATASETS, SPLITS, DatasetNotFoundError, DownloadError, download,
-                      locate_dataset)
+from .csvio import DataError, PreprocessSettings, iter_processed, read_csv_rows, scan_symbols
+from .locator import DownloadError, download
+from .paths import SPLITS, DatasetNotFoundError
+from .registry import DEMO_NAME, default_max_atoms, default_prop, downloadable_datasets, find_spec
+from .resolve import dataset_dir
 
 __all__ = ["add_parser", "dataset_info", "check_rows", "main", "CHECK_DEFAULT_MAX_ROWS"]
 
@@ -43,7 +44,7 @@ def check_rows(path, name: str, prop: Optional[str], num_workers: Optional[int] 
     header only, missing column) raise :class:`~dpcdvae.data.DataError` naming the file.
     """
     rows, _ = read_csv_rows(path, prop=prop)
-    settings = PreprocessSettings(niggli=False, graph="none", max_atoms=DEFAULT_MAX_ATOMS.get(name), prop=prop)
+    settings = PreprocessSettings(niggli=False, graph="none", max_atoms=default_max_atoms(name), prop=prop)
     bad = [[r, mid, why] for r, mid, ok, why in iter_processed(rows, settings, num_workers=num_workers,
                                                                 progress=progress, desc=f"checking {path.name}")
            if not ok]
@@ -67,15 +68,16 @@ def dataset_info(name: str, root: Optional[str] = None, prop: Optional[str] = "a
     import pandas as pd
 
     if prop == "auto":
-        prop = PROPERTY_COLUMNS.get(name)
+        prop = default_prop(name)
     out: dict[str, Any] = {"name": name, "property": prop, "splits": {}}
     try:
-        directory = locate_dataset(name, root)
+        directory = dataset_dir(name, root)
     except DatasetNotFoundError as exc:
         out.update(found=False, message=str(exc), splits={s: {"present": False, "rows": 0} for s in SPLITS})
         return out
     meta = directory / "dataset.json"
-    synthetic = name == DEMO_NAME
+    spec = find_spec(name, aliases=False)
+    synthetic = spec is not None and spec.synthetic
     if meta.is_file():
         try:
             synthetic = synthetic or bool(json.loads(meta.read_text()).get("synthetic", False))
@@ -219,7 +221,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     pi = sub.add_parser("info", help="per-split rows, atoms, elements and property statistics",
                         description="Summarise a dataset's splits (absent splits are reported as absent).")
-    pi.add_argument("name", help=f"dataset name, e.g. {', '.join(KNOWN_DATASETS)} or {DEMO_NAME}")
+    pi.add_argument("name", help=f"dataset name, e.g. {', '.join(downloadable_datasets())} or {DEMO_NAME}")
     pi.add_argument("--data-root", "--root", dest="root", default=None,
                     help="data root or dataset directory (default: the data locator)")
     pi.add_argument("--check", action=argparse.BooleanOptionalAction, default=None,
@@ -232,7 +234,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     pd_ = sub.add_parser("download", help="fetch {train,val,test}.csv from the public CDVAE repository",
                          description="Download a CDVAE benchmark dataset (needs internet).")
-    pd_.add_argument("name", choices=KNOWN_DATASETS)
+    pd_.add_argument("name", choices=downloadable_datasets())
     pd_.add_argument("--dest", default=None, help="data root to write NAME/ into (default: $DPCDVAE_DATA or ./data)")
     pd_.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     pd_.add_argument("--timeout", type=float, default=30.0, help="seconds per request")

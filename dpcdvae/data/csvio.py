@@ -5,7 +5,7 @@ property columns. Preprocessing of a row (as in CDVAE, primitive-cell search off
 
 ``Structure.from_str(cif, fmt="cif")`` -> ``get_reduced_structure()`` (Niggli) -> canonical ``Structure`` rebuilt
 with ``Lattice.from_parameters(a, b, c, alpha, beta, gamma)`` and the same fractional coordinates and species
-(:func:`dpcdvae.crystal.canonicalize_structure`), fractional coordinates wrapped into [0, 1).
+(:func:`canonicalize_structure` with ``wrap=True``: fractional coordinates wrapped into [0, 1)).
 
 Every rejected row raises :class:`DataError` naming the file, the 0-based data row and the ``material_id``, or,
 with ``on_error="skip"``, is skipped and reported (never a silent drop).
@@ -28,25 +28,13 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..validity import canonicalize_structure  # noqa: F401 (the one canonicaliser; re-exported)
+
 log = logging.getLogger("dpcdvae.data")
 
 #: Bump when the preprocessing output changes: every cache entry keyed with an older value is rebuilt.
 PREPROCESS_VERSION = 1
 MAX_ATOMIC_NUM = 100
-#: The property column of each known dataset (units: eV/atom; the demo's is synthetic and dimensionless).
-PROPERTY_COLUMNS: dict[str, str] = {
-    "perov_5": "heat_ref",
-    "carbon_24": "energy_per_atom",
-    "mp_20": "formation_energy_per_atom",
-    "demo_synthetic_perovskites": "heat_ref",
-}
-#: Default ``max_atoms`` per dataset (CDVAE's configs); other datasets: no limit.
-DEFAULT_MAX_ATOMS: dict[str, int] = {
-    "perov_5": 20,
-    "carbon_24": 24,
-    "mp_20": 20,
-    "demo_synthetic_perovskites": 20,
-}
 GRAPH_METHODS = ("crystalnn", "none")
 MIN_VOLUME = 0.1  # A^3, below this a cell is treated as degenerate (the paper's validity threshold)
 
@@ -95,13 +83,11 @@ def row_error_message(path, row: Optional[int], material_id: Optional[str], reas
 # CSV reading
 # ---------------------------------------------------------------------------------------------------------------
 
-def read_csv_rows(path, prop: Optional[str] = None, limit: Optional[int] = None,
-                  data: Optional[bytes] = None) -> tuple[list[Row], int]:
-    """Rows ``(row, material_id, cif, y)`` of a CDVAE CSV, and the number of data rows in the file.
+def read_csv_frame(path, data: Optional[bytes] = None, nrows: Optional[int] = None):
+    """A CDVAE CSV as a pandas DataFrame of text columns (``dtype=str``, empty cells stay ``""``).
 
-    ``y`` is the ``prop`` column as float (NaN when ``prop`` is None; unparsable values become NaN and are
-    rejected later with the raw text in the reason). ``data`` may hold the file's bytes (already read for
-    hashing). File-level problems (empty file, no data rows, missing columns, CSV syntax) raise :class:`DataError`.
+    ``data`` may hold the file's bytes (already read for hashing); ``nrows`` reads only the first rows. File-level
+    problems (unreadable, empty, not CSV) raise :class:`DataError` naming the file.
     """
     import pandas as pd
 
@@ -114,10 +100,34 @@ def read_csv_rows(path, prop: Optional[str] = None, limit: Optional[int] = None,
     if not data.strip():
         raise DataError(f"{path}: file is empty (expected a CDVAE CSV with columns material_id, cif, ...)")
     try:
-        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, nrows=nrows)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: not a readable CSV file: {exc}") from exc
-    required = ["material_id", "cif"] + ([prop] if prop else [])
+
+
+ID_MODES = ("material_id", "material_id-or-row")
+
+
+def read_csv_rows(path, prop: Optional[str] = None, limit: Optional[int] = None,
+                  data: Optional[bytes] = None, *, ids: str = "material_id",
+                  count_rows: bool = True) -> tuple[list[Row], int]:
+    """Rows ``(row, material_id, cif, y)`` of a CDVAE CSV, and the number of data rows in the file.
+
+    The package's one reader of split CSVs (the training loader, ``dpcdvae data info``, the evaluation's
+    reference splits and the registry's atom count all use it). ``y`` is the ``prop`` column as float (NaN when
+    ``prop`` is None; unparsable values become NaN and are rejected later with the raw text in the reason).
+    ``data`` may hold the file's bytes (already read for hashing). ``ids``: ``"material_id"`` (the column is
+    required) or ``"material_id-or-row"`` (a file without it gets the 0-based row numbers as ids, what the
+    evaluation accepts). ``count_rows=False`` with a ``limit`` reads only the first ``limit`` rows and then
+    returns their count instead of the file's. File-level problems (empty file, no data rows, missing columns,
+    CSV syntax) raise :class:`DataError`.
+    """
+    if ids not in ID_MODES:
+        raise ValueError(f"ids must be one of {ID_MODES}, got {ids!r}")
+    path = Path(path)
+    nrows = max(int(limit), 0) if (limit is not None and not count_rows) else None
+    df = read_csv_frame(path, data=data, nrows=nrows)
+    required = (["material_id"] if ids == "material_id" else []) + ["cif"] + ([prop] if prop else [])
     missing = [c for c in required if c not in df.columns]
     if missing:
         cols = [c for c in df.columns if not c.startswith("Unnamed")]
@@ -127,7 +137,7 @@ def read_csv_rows(path, prop: Optional[str] = None, limit: Optional[int] = None,
     n_rows = len(df)
     if limit is not None:
         df = df.iloc[: max(int(limit), 0)]
-    mids = df["material_id"].tolist()
+    mids = df["material_id"].tolist() if "material_id" in df.columns else [str(i) for i in range(len(df))]
     cifs = df["cif"].tolist()
     if prop:
         raw = df[prop].tolist()
@@ -247,23 +257,6 @@ def validate_structure(s) -> None:
         raise RowError(f"zero or negative cell volume ({vol:.4g} A^3; signed, must be >= {MIN_VOLUME} A^3)")
 
 
-def canonical_structure(structure, niggli: bool = True):
-    """CDVAE's canonical form of a ``Structure`` (Niggli-reduced if ``niggli``; primitive search off).
-
-    Returns a new ``Structure`` rebuilt from ``Lattice.from_parameters`` (lengths in Angstrom, angles in degrees)
-    with the same species and fractional coordinates (wrapped into [0, 1)).
-    """
-    from pymatgen.core import Structure
-
-    from ..crystal import canonicalize_structure
-
-    c = canonicalize_structure(structure, niggli=niggli)
-    frac = np.asarray(c.frac_coords, dtype=float)
-    frac = frac - np.floor(frac)
-    frac[frac >= 1.0] = 0.0
-    return Structure(c.lattice, c.species, frac, coords_are_cartesian=False)
-
-
 def _graph_fn(method: str):
     if method == "none":
         return None
@@ -304,9 +297,9 @@ def process_structure(s, y: float, settings: PreprocessSettings, graph_fn=None) 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            c = canonical_structure(s, niggli=settings.niggli)
+            c = canonicalize_structure(s, niggli=settings.niggli, wrap=True)
             if settings.primitive:  # pragma: no cover - CDVAE setting is off; kept for completeness
-                c = canonical_structure(c.get_primitive_structure(), niggli=settings.niggli)
+                c = canonicalize_structure(c.get_primitive_structure(), niggli=settings.niggli, wrap=True)
     except Exception as exc:
         raise RowError(f"Niggli reduction / canonicalisation failed ({type(exc).__name__}: {_short(exc)})") from None
     validate_structure(c)

@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from .csvio import (DEFAULT_MAX_ATOMS, GRAPH_METHODS, PROPERTY_COLUMNS, DataError, DataWarning,
-                    PreprocessSettings, RowError, _graph_fn, iter_processed, process_structure, read_csv_rows,
-                    row_error_message)
-from .locator import (DEMO_NAME, SPLITS, DatasetNotFoundError, PathLike, available_splits, cache_dir,
-                      locate_dataset, split_path)
+from .csvio import (GRAPH_METHODS, DataError, DataWarning, PreprocessSettings, RowError, _graph_fn, iter_processed,
+                    process_structure, read_csv_rows, row_error_message)
+from .paths import SPLITS, DatasetNotFoundError, PathLike, cache_dir
+from .locator import splits_in
+from .registry import default_max_atoms, default_prop, find_spec
+from .resolve import dataset_dir, split_file
 from .._fileio import atomic_open
 from .scalers import LatticeScaler, StandardScaler
 
@@ -145,7 +146,8 @@ def _load_cache(path: Path, csv_sha: str, settings: PreprocessSettings) -> Optio
 # ---------------------------------------------------------------------------------------------------------------
 
 def _is_synthetic(csv_path: Optional[Path], name: Optional[str]) -> bool:
-    if name == DEMO_NAME:
+    spec = find_spec(name, aliases=False) if name else None
+    if spec is not None and spec.synthetic:
         return True
     if csv_path is not None:
         meta = csv_path.parent / "dataset.json"
@@ -208,10 +210,11 @@ class CrystalDataset(torch.utils.data.Dataset):
                  progress: bool = True) -> "CrystalDataset":
         """Read and preprocess one CDVAE CSV (cached).
 
-        ``name``: dataset name (default: the CSV's folder name); it selects the default property column
-        (``prop='auto'``: perov_5 ``heat_ref``, carbon_24 ``energy_per_atom``, mp_20 ``formation_energy_per_atom``,
-        other datasets none; pass a column name, or ``None`` for no property) and the default ``max_atoms``
-        (``'auto'``: 20 / 24 / 20; other datasets no limit; ``None``: no limit). ``graph``: ``'crystalnn'`` or
+        ``name``: dataset name (default: the CSV's folder name); a name registered in
+        :mod:`dpcdvae.data.registry` selects the default property column (``prop='auto'``: perov_5 ``heat_ref``,
+        carbon_24 ``energy_per_atom``, mp_20 ``formation_energy_per_atom``, other datasets none; pass a column name,
+        or ``None`` for no property) and the default ``max_atoms`` (``'auto'``: 20 / 24 / 20; other datasets no
+        limit; ``None``: no limit). ``graph``: ``'crystalnn'`` or
         ``'none'``. ``on_error``: ``'raise'`` (:class:`DataError` at the first bad row) or ``'skip'`` (bad rows are
         skipped, warned about and listed in :attr:`skipped`). ``limit``: only the first ``limit`` data rows.
         ``num_workers``: worker processes (default ``os.cpu_count()``). ``cache``: read/write the disk cache
@@ -227,9 +230,9 @@ class CrystalDataset(torch.utils.data.Dataset):
         if limit is not None and int(limit) < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         if prop == _AUTO:
-            prop = PROPERTY_COLUMNS.get(name)
+            prop = default_prop(name)
         if max_atoms == _AUTO:
-            max_atoms = DEFAULT_MAX_ATOMS.get(name)
+            max_atoms = default_max_atoms(name)
         settings = PreprocessSettings(niggli=bool(niggli), graph=graph,
                                       max_atoms=None if max_atoms is None else int(max_atoms), prop=prop)
         try:
@@ -415,14 +418,15 @@ def load_split(name: str, split: str, root: Optional[PathLike] = None, max_atoms
                graph: str = "crystalnn", on_error: str = "raise", num_workers: Optional[int] = None,
                limit: Optional[int] = None, *, prop: Optional[str] = _AUTO, niggli: bool = True,
                cache: bool = True, progress: bool = True) -> CrystalDataset:
-    """Locate (see :func:`dpcdvae.data.locate_dataset`) and load one split of a dataset as a :class:`CrystalDataset`.
+    """Locate (:func:`dpcdvae.data.dataset_dir`: the synthetic demo is generated on first use) and load one split
+    of a dataset as a :class:`CrystalDataset`.
 
     ``max_atoms``: ``'auto'`` (default) takes the dataset's limit (Perov-5 / MP-20: 20, Carbon-24: 24, other
     datasets none); ``None`` means no limit; an int is a limit. ``prop``: ``'auto'`` (the dataset's property
     column), a column name, or ``None``. Other arguments as :meth:`CrystalDataset.from_csv`.
     Raises :class:`DatasetNotFoundError` when the dataset or split is absent.
     """
-    path = split_path(name, split, root)
+    path = split_file(name, split, root)
     return CrystalDataset.from_csv(path, name=name, split=split, prop=prop, max_atoms=max_atoms, graph=graph,
                                    niggli=niggli, on_error=on_error, num_workers=num_workers, limit=limit,
                                    cache=cache, progress=progress)
@@ -466,8 +470,8 @@ def load_dataset_splits(name: str, train_split: str = "train", root: Optional[Pa
     """
     if train_split not in ("train", "val"):
         raise ValueError(f"train_split must be 'train' or 'val', got {train_split!r}")
-    directory = locate_dataset(name, root)
-    present = available_splits(name, root)
+    directory = dataset_dir(name, root)
+    present = splits_in(directory)
     if train_split not in present:
         raise DatasetNotFoundError(
             f"dataset {name!r} in {directory} has no {train_split!r} split (present: {', '.join(present) or 'none'})."

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from .._fileio import atomic_write_bytes
-from .locator import DEMO_NAME, SPLITS, cache_dir
+from .paths import SPLITS, cache_dir
+from .registry import DEMO_NAME
 
 __all__ = ["DEMO_NAME", "IONIC_RADII", "DEMO_VERSION", "demo_compositions", "demo_rows", "make_demo_dataset",
            "ensure_demo_dataset"]

@@ -10,8 +10,11 @@ CSV format. The data root is looked up in this order (first hit wins):
 
 ``<repository>`` is the checkout holding this package (``Path(__file__).parents[2]``, used only when it has a
 ``pyproject.toml``), so the locator works from any working directory. A directory that exists but holds no split
-CSV (e.g. a folder with only a README) does not count as the dataset. The self-generated demo dataset
-(:data:`DEMO_NAME`) is generated into the cache on first use when it is not found anywhere else.
+CSV (e.g. a folder with only a README) does not count as the dataset.
+
+The locator only locates: it never generates data. Generating the SYNTHETIC demo dataset on first use is
+:func:`dpcdvae.data.resolve.dataset_dir`; which datasets exist, and where they are downloaded from, is
+:mod:`dpcdvae.data.registry`.
 """
 from __future__ import annotations
 
@@ -20,42 +23,19 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional
 
 from .._fileio import atomic_write_bytes
+from .paths import ENV_CACHE, ENV_DATA, SPLITS, DatasetNotFoundError, PathLike, cache_dir  # noqa: F401
+from .registry import downloadable_datasets, find_spec
 
 log = logging.getLogger("dpcdvae.data")
-
-PathLike = Union[str, "os.PathLike[str]"]
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-#: Datasets published in the public CDVAE repository (txie-93/cdvae, folder ``data/``).
-KNOWN_DATASETS: tuple[str, ...] = ("perov_5", "carbon_24", "mp_20")
-#: Name of the self-generated, clearly synthetic demo dataset (see :mod:`dpcdvae.data.demo`).
-DEMO_NAME = "demo_synthetic_perovskites"
-DOWNLOAD_URL = "https://raw.githubusercontent.com/txie-93/cdvae/main/data/{name}/{split}.csv"
-ENV_DATA = "DPCDVAE_DATA"
-ENV_CACHE = "DPCDVAE_CACHE"
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset (or one of its splits) is not on disk; the message lists every place looked at."""
-
-
 class DownloadError(RuntimeError):
     """Fetching a dataset failed (offline, HTTP error, or the server sent something that is not a CDVAE CSV)."""
-
-
-def cache_dir() -> Path:
-    """The cache directory: ``$DPCDVAE_CACHE``, else ``$XDG_CACHE_HOME/dpcdvae``, else ``~/.cache/dpcdvae``."""
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "dpcdvae"
 
 
 def _repo_root() -> Optional[Path]:
@@ -88,25 +68,27 @@ def candidate_roots(root: Optional[PathLike] = None) -> list[tuple[Path, str]]:
     return out
 
 
-def _splits_in(directory: Path) -> list[str]:
-    return [s for s in SPLITS if (directory / f"{s}.csv").is_file()]
+def splits_in(directory: Path) -> list[str]:
+    """Splits whose CSV is in ``directory``, in the order train, val, test."""
+    return [s for s in SPLITS if (Path(directory) / f"{s}.csv").is_file()]
 
 
 def _how_to_get(name: str) -> str:
-    if name == DEMO_NAME:
+    spec = find_spec(name, aliases=False)
+    if spec is not None and spec.synthetic:
         return "build it with `dpcdvae data demo` (it is generated locally, never downloaded)"
     hint = (f"set ${ENV_DATA} to a directory holding {name}/{{train,val,test}}.csv, or pass root=DIR")
-    if name in KNOWN_DATASETS:
+    if spec is not None and spec.download_url:
         return f"get the files with `dpcdvae data download {name}` (needs internet), or {hint}"
-    return f"{hint} (known downloadable datasets: {', '.join(KNOWN_DATASETS)})"
+    return f"{hint} (known downloadable datasets: {', '.join(downloadable_datasets())})"
 
 
 def locate_dataset(name: str, root: Optional[PathLike] = None) -> Path:
     """Directory of dataset ``name`` (``<root>/<name>`` holding at least one of train/val/test.csv).
 
     ``root`` may be a data root (holding ``<name>/``) or the dataset directory itself. Raises
-    :class:`DatasetNotFoundError` naming every place looked at and how to get the files. For :data:`DEMO_NAME`,
-    a missing dataset is generated into ``<cache>/demo`` (no network needed).
+    :class:`DatasetNotFoundError` naming every place looked at and how to get the files. Never generates anything
+    (for the synthetic demo, :func:`dpcdvae.data.resolve.dataset_dir` does).
     """
     looked: list[str] = []
     for base, why in candidate_roots(root):
@@ -115,17 +97,13 @@ def locate_dataset(name: str, root: Optional[PathLike] = None) -> Path:
             options.append(base)  # the explicit path may be the dataset directory itself
         for d in options:
             if d.is_dir():
-                found = _splits_in(d)
+                found = splits_in(d)
                 if found:
                     log.debug("dataset %s found in %s (%s)", name, d, why)
                     return d
                 looked.append(f"  {d}  [{why}]: directory exists but holds no train/val/test.csv")
             else:
                 looked.append(f"  {d}  [{why}]: not found")
-    if name == DEMO_NAME and root is None:
-        from .demo import ensure_demo_dataset
-
-        return ensure_demo_dataset()
     raise DatasetNotFoundError(
         f"dataset {name!r} not found. Looked in:\n" + "\n".join(looked) + f"\nTo fix: {_how_to_get(name)}."
     )
@@ -134,7 +112,7 @@ def locate_dataset(name: str, root: Optional[PathLike] = None) -> Path:
 def available_splits(name: str, root: Optional[PathLike] = None) -> list[str]:
     """Splits of ``name`` present on disk, in the order train, val, test; ``[]`` when the dataset is absent."""
     try:
-        return _splits_in(locate_dataset(name, root))
+        return splits_in(locate_dataset(name, root))
     except DatasetNotFoundError:
         return []
 
@@ -143,10 +121,18 @@ def split_path(name: str, split: str, root: Optional[PathLike] = None) -> Path:
     """Path of ``<dataset>/<split>.csv``; :class:`DatasetNotFoundError` if the dataset or that split is absent."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    d = locate_dataset(name, root)
+    return split_file_in(locate_dataset(name, root), name, split)
+
+
+def split_file_in(directory: PathLike, name: str, split: str) -> Path:
+    """Path of ``<directory>/<split>.csv`` of dataset ``name`` (already located); :class:`DatasetNotFoundError`
+    naming the splits present when that file is absent."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    d = Path(directory)
     p = d / f"{split}.csv"
     if not p.is_file():
-        present = ", ".join(_splits_in(d)) or "none"
+        present = ", ".join(splits_in(d)) or "none"
         raise DatasetNotFoundError(
             f"split {split!r} of dataset {name!r} is absent: {p} does not exist (present in {d}: {present}). "
             f"To fix: {_how_to_get(name)}"
@@ -173,7 +159,7 @@ def default_download_dest() -> Path:
 
 
 def download(name: str, dest: Optional[PathLike] = None, splits: Iterable[str] = SPLITS, *,
-             timeout: float = 30.0, overwrite: bool = False, url_template: str = DOWNLOAD_URL) -> Path:
+             timeout: float = 30.0, overwrite: bool = False, url_template: Optional[str] = None) -> Path:
     """Fetch ``{train,val,test}.csv`` of a CDVAE benchmark dataset from the public CDVAE GitHub repository.
 
     Files go to ``<dest>/<name>/<split>.csv`` (``dest`` defaults to ``$DPCDVAE_DATA`` or ``./data``), written
@@ -181,11 +167,14 @@ def download(name: str, dest: Optional[PathLike] = None, splits: Iterable[str] =
     Existing files are kept unless ``overwrite=True``. Raises :class:`DownloadError` with a clear message when the
     server cannot be reached (offline), answers with an HTTP error, or sends something that is not a CDVAE CSV.
     Returns the dataset directory. This is the only function in the package that touches the network.
+    ``url_template`` (``{name}``, ``{split}``) defaults to the dataset's own (:mod:`dpcdvae.data.registry`).
     """
-    if name == DEMO_NAME:
-        raise DownloadError(f"{DEMO_NAME!r} is generated locally, not downloaded: run `dpcdvae data demo`.")
-    if name not in KNOWN_DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; downloadable: {', '.join(KNOWN_DATASETS)}")
+    spec = find_spec(name, aliases=False)
+    if spec is not None and spec.synthetic:
+        raise DownloadError(f"{name!r} is generated locally, not downloaded: run `dpcdvae data demo`.")
+    if spec is None or not spec.download_url:
+        raise ValueError(f"unknown dataset {name!r}; downloadable: {', '.join(downloadable_datasets())}")
+    url_template = url_template or spec.download_url
     splits = list(splits)
     for s in splits:
         if s not in SPLITS:

@@ -150,22 +150,20 @@ TASKS = ("recon", "gen", "baseline")
 def resolve_eval_dataset(name: str, data_root: str | None = None) -> tuple[str, str, str | None]:
     """``(dataset to read, paper dataset, data root)`` for ``--dataset name``: a paper dataset (any spelling:
     ``Perov-5``, ``perov_5``) is itself; ``demo`` is the SYNTHETIC demo data (generated on first use) scored with
-    Perov-5's COV thresholds and property model. Anything else is a :class:`UserError` naming the choices."""
-    from ..data.locator import DEMO_NAME
-    from .reference import DATASETS, canonical_dataset
+    Perov-5's COV thresholds and property model (its ``scored_as`` in :mod:`dpcdvae.data.registry`). Anything
+    else is a :class:`UserError` naming the choices."""
+    from ..data.registry import find_spec, known_datasets
+    from ..data.resolve import dataset_root
 
-    if str(name).strip().lower() in ("demo", DEMO_NAME):
-        if data_root is None:
-            from ..data import ensure_demo_dataset
-
-            data_root = str(ensure_demo_dataset().parent)
-        return DEMO_NAME, "perov_5", data_root
-    try:
-        ds = canonical_dataset(name)
-    except KeyError:
-        raise UserError(f"--dataset {name}: evaluate knows {', '.join(DATASETS)} and demo (the COV thresholds and "
-                        f"property models of the paper are per dataset)") from None
-    return ds, ds, data_root
+    spec = find_spec(name)
+    if spec is None or spec.scored_as is None:
+        scored = [find_spec(n) for n in known_datasets() if find_spec(n).scored_as]
+        names = [s.aliases[0] if s.synthetic and s.aliases else s.name for s in scored]
+        raise UserError(f"--dataset {name}: evaluate knows {', '.join(names[:-1])} and {names[-1]} (the COV "
+                        f"thresholds and property models of the paper are per dataset)")
+    if spec.synthetic:
+        data_root = dataset_root(spec.name, data_root)
+    return spec.name, spec.scored_as, data_root
 
 
 def read_checked_samples(samples: str | None, task: str) -> tuple[list, list, list]:

@@ -36,14 +36,13 @@ from ..validity import (DIST_CUTOFF, composition_invalid_reason, composition_val
                         crystal_validity, structure_invalid_reason, structure_validity)
 from .fingerprints import (CompScaler, composition_fingerprints, pack,
                            parallel_map, structure_fingerprints, unpack)
+from ..data.registry import get_spec, known_datasets
 from .reference import canonical_dataset
 
-#: COV thresholds (structure fingerprint distance, standardised composition fingerprint distance) per dataset
+#: COV thresholds (structure fingerprint distance, standardised composition fingerprint distance) per paper
+#: dataset: a read-only view of :mod:`dpcdvae.data.registry` (``get_spec(name).cov_cutoffs``), kept for callers
 COV_CUTOFFS: dict[str, tuple[float, float]] = {
-    "perov_5": (0.2, 4.0),
-    "carbon_24": (0.2, 4.0),
-    "mp_20": (0.4, 10.0),
-}
+    n: get_spec(n).cov_cutoffs for n in known_datasets(synthetic=False) if get_spec(n).cov_cutoffs is not None}
 
 
 def _validity_worker(packed, self_images: bool = True) -> tuple[str | None, str | None]:
@@ -281,9 +280,9 @@ def generation_metrics(generated: Sequence, test: Sequence, dataset: str, n_work
     if len(test) == 0:
         raise ValueError("generation_metrics: empty test set")
     if cov_cutoffs is None:
-        if dataset not in COV_CUTOFFS:
+        cov_cutoffs = get_spec(dataset).cov_cutoffs
+        if cov_cutoffs is None:
             raise KeyError(f"no COV thresholds for {dataset!r}: pass cov_cutoffs=(d_struct, d_comp)")
-        cov_cutoffs = COV_CUTOFFS[dataset]
     timings = {}
 
     t = time.time()

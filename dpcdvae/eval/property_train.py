@@ -15,9 +15,9 @@ or from Python::
 What is trained is exactly what predicts later:
 
 * data: :func:`dpcdvae.data.load_split` with ``graph='crystalnn'`` (Niggli-canonical cell, CDVAE's symmetric
-  CrystalNN graph); ``y`` = the property column (default :data:`dpcdvae.data.PROPERTY_COLUMNS`). Rows whose property
-  is NaN / missing / not a number are excluded and their number printed; so are rows the preprocessing rejects and
-  crystals with an element beyond the embedding (Z > 94, as CDVAE's models).
+  CrystalNN graph); ``y`` = the property column (default: the dataset's, from :mod:`dpcdvae.data.registry`). Rows
+  whose property is NaN / missing / not a number are excluded and their number printed; so are rows the
+  preprocessing rejects and crystals with an element beyond the embedding (Z > 94, as CDVAE's models).
 * model: :class:`dpcdvae.nets.dimenet.PeriodicDimeNetPlusPlus` with ``out_channels=1`` and mean readout. Default size
   (trains on a 2-core CPU): hidden 64, 2 interaction blocks, int_emb 32, basis_emb 8, out_emb 128, 7 spherical,
   6 radial, cutoff 7 A (CDVAE's published models: hidden 128, 4 blocks, out_emb 256).
@@ -61,20 +61,16 @@ DEFAULT_MODEL_KWARGS: dict = {
     "num_before_skip": 1, "num_after_skip": 2, "num_output_layers": 3, "num_atom_types": 95, "readout": "mean",
 }
 
-#: Units of the properties of the known datasets (anything else: ``"unknown"``).
-_UNITS = {("perov_5", "heat_ref"): "eV/atom", ("carbon_24", "energy_per_atom"): "eV/atom",
-          ("mp_20", "formation_energy_per_atom"): "eV/atom", ("mp_20", "e_above_hull"): "eV/atom",
-          ("mp_20", "band_gap"): "eV"}
-
-
 def property_units(dataset: str, prop: str) -> str:
-    """Units of ``prop`` in ``dataset``: eV/atom for the CDVAE benchmark properties (MP-20's ``band_gap``: eV);
-    the synthetic demo's ``heat_ref`` is dimensionless; ``"unknown"`` for any other dataset or column."""
-    from ..data import DEMO_NAME
+    """Units of ``prop`` in ``dataset``, from :mod:`dpcdvae.data.registry`: eV/atom for the CDVAE benchmark
+    properties (MP-20's ``band_gap``: eV); every column of a synthetic dataset (the demo's ``heat_ref``) is
+    dimensionless; ``"unknown"`` for any other dataset or column."""
+    from ..data.registry import find_spec
 
-    if dataset == DEMO_NAME:
-        return "dimensionless (SYNTHETIC)"
-    return _UNITS.get((dataset, prop), "unknown")
+    spec = find_spec(dataset, aliases=False)
+    if spec is None:
+        return "unknown"
+    return spec.prop_units if spec.synthetic else spec.units_of(prop)
 
 
 def _log(msg: str) -> None:
@@ -162,7 +158,7 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
         dataset: dataset name (``perov_5``, ``carbon_24``, ``mp_20``, ``demo_synthetic_perovskites`` or any folder
             of CDVAE CSVs the data locator finds under ``root``).
         out: output folder (created): ``best.pt``, ``metrics.jsonl``, ``summary.json``.
-        prop: property column (default: the dataset's, :data:`dpcdvae.data.PROPERTY_COLUMNS`; required otherwise).
+        prop: property column (default: the dataset's in :mod:`dpcdvae.data.registry`; required otherwise).
         train_split, val_split: splits to fit on and to select / early-stop on (Carbon-24 here has no ``train``:
             use ``train_split='val', val_split='test'`` and say so).
         root: data root (default: the data locator).
@@ -192,16 +188,17 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
     import torch
     from ..progress import progress_bar as tqdm
 
-    from ..data import DEMO_NAME, PROPERTY_COLUMNS
+    from ..data.registry import default_prop, find_spec
     from ..nets.dimenet import PeriodicDimeNetPlusPlus
     from .property import CHECKPOINT_FORMAT, PropertyModelSpec, PropertyPredictor
 
     t_start = time.time()
     if graph != "crystalnn":
         raise ValueError(f"graph must be 'crystalnn' (the graph PropertyPredictor builds), got {graph!r}")
-    if dataset == "demo":
-        dataset = DEMO_NAME
-    prop = prop or PROPERTY_COLUMNS.get(dataset)
+    alias = find_spec(dataset)
+    if alias is not None and alias.synthetic:  # "demo" -> the demo's registered name
+        dataset = alias.name
+    prop = prop or default_prop(dataset)
     if not prop:
         raise ValueError(f"dataset {dataset!r} has no default property column: pass prop=COLUMN (--prop)")
     if train_split == val_split:
@@ -330,7 +327,7 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``dpcdvae train-property`` on an ``argparse`` subparsers object; sets ``func``."""
-    from ..data.locator import SPLITS
+    from ..data.paths import SPLITS
 
     p = subparsers.add_parser(
         "train-property", help="train a DimeNet++ property regressor (for W1(E_form) without a published model)",

@@ -35,6 +35,9 @@ dE_rms                RMS energy change on relaxation                        meV
 """
 from __future__ import annotations
 
+from ..data.registry import benchmark_datasets, get_spec
+from ..errors import UnknownDatasetError
+
 CITATION = (
     'Pakornchote et al., "Diffusion probabilistic models enhance variational autoencoder for crystal structure '
     'generative modeling" (2023)'
@@ -42,7 +45,8 @@ CITATION = (
 QUOTED_FROM_CDVAE = "quoted from [8] via DP-CDVAE paper"
 OWN_ROW = "DP-CDVAE paper"
 
-DATASETS = ("perov_5", "carbon_24", "mp_20")
+#: The paper's datasets, in its tables' column order (from :mod:`dpcdvae.data.registry`).
+DATASETS = benchmark_datasets()
 TABLES = ("I", "S1", "II", "III")
 
 #: metric keys per table, in the paper's column order
@@ -82,19 +86,15 @@ _MODEL_ALIASES = {
     "p-g-schnet": "P-G-SchNet",
 }
 
-_DATASET_ALIASES = {
-    "perov_5": "perov_5", "perov-5": "perov_5", "perov5": "perov_5", "perovskite": "perov_5", "perov": "perov_5",
-    "carbon_24": "carbon_24", "carbon-24": "carbon_24", "carbon24": "carbon_24", "carbon": "carbon_24",
-    "mp_20": "mp_20", "mp-20": "mp_20", "mp20": "mp_20",
-}
-
-
 def canonical_dataset(name: str) -> str:
-    """Normalise a dataset name (``"Perov-5"``, ``"perovskite"``, ``"perov_5"`` ...) to ``perov_5`` style."""
-    key = str(name).strip().lower()
-    if key not in _DATASET_ALIASES:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return _DATASET_ALIASES[key]
+    """Normalise the name of one of the paper's datasets (``"Perov-5"``, ``"perovskite"``, ``"perov_5"`` ...) to
+    ``perov_5`` style (aliases: :mod:`dpcdvae.data.registry`). Any other name, the synthetic demo included, raises
+    :class:`~dpcdvae.errors.UnknownDatasetError` (a ``KeyError``)."""
+    spec = get_spec(name)
+    if spec.name not in DATASETS:
+        raise UnknownDatasetError(f"dataset {name!r} has no numbers in the paper's tables; known: "
+                                  f"{', '.join(DATASETS)}")
+    return spec.name
 
 
 def canonical_model(name: str) -> str:
