@@ -48,10 +48,12 @@ def check_sampling_args(model, sampler: Optional[str], steps: Optional[int]) -> 
     try:
         sampler = model.check_sampler(sampler)
     except SamplerError as exc:
-        raise UserError(f"--sampler {sampler}: this checkpoint is a {model.cfg.model} model, which samples with "
-                        f"{', '.join(model.supported_samplers)} only"
-                        + (" (--steps = iterations per noise level)" if "langevin" in model.supported_samplers
-                           else "")) from exc
+        if model.sampler_family == "langevin":
+            raise UserError(f"--sampler {sampler}: this checkpoint is a {model.cfg.model} model, which samples with "
+                            f"annealed Langevin only (--sampler langevin, --steps = iterations per noise level)"
+                            ) from exc
+        raise UserError(f"--sampler {sampler}: this checkpoint is a DP-CDVAE model; use "
+                        f"{', '.join(model.supported_samplers)}") from exc
     smp = get_sampler(sampler)
     if steps is not None:
         if steps < 1:
