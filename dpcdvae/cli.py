@@ -487,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     for mod in ("dpcdvae.data.cli", "dpcdvae.eval.cli", "dpcdvae.eval.ground_state_cli", "dpcdvae.eval.property_train",
-                "dpcdvae.notebooks"):
+                "dpcdvae.notebook_runner"):
         try:
             module = importlib.import_module(mod)
         except ImportError as exc:  # a subpackage that is missing its optional dependencies

@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from dpcdvae import notebook_runner as nbrun
 from dpcdvae import notebooks as nbmod
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def _parameter_names(cell) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("name", nbmod.NOTEBOOKS)
+@pytest.mark.parametrize("name", nbrun.NOTEBOOKS)
 def test_notebook_is_clean_and_parameterised(name):
     nb = _read(name)
     nbformat.validate(nb)
@@ -46,7 +47,7 @@ def test_notebook_is_clean_and_parameterised(name):
             assert c.get("execution_count") is None, f"{name}: a cell has an execution count"
     # every CI parameter (and work_dir, which the runner adds) is a parameter of the notebook
     names = _parameter_names(tagged[0])
-    missing = (set(nbmod.CI_PARAMETERS[name]) | {"work_dir"}) - names
+    missing = (set(nbrun.CI_PARAMETERS[name]) | {"work_dir"}) - names
     assert not missing, f"{name}: CI parameters {sorted(missing)} are not in its parameters cell"
     # the parameters cell is plain assignments (papermill overrides them by name)
     for node in ast.parse(tagged[0].source).body:
@@ -55,9 +56,9 @@ def test_notebook_is_clean_and_parameterised(name):
 
 def test_every_notebook_is_listed_and_checked():
     on_disk = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
-    assert on_disk == sorted(nbmod.NOTEBOOKS)
-    assert set(nbmod.CI_PARAMETERS) == set(nbmod.NOTEBOOKS) == set(nbmod.HTML_EXPECT)
-    assert set(nbmod.TABLE_NOTEBOOK.values()) <= set(nbmod.NOTEBOOKS)
+    assert on_disk == sorted(nbrun.NOTEBOOKS)
+    assert set(nbrun.CI_PARAMETERS) == set(nbrun.NOTEBOOKS) == set(nbrun.HTML_EXPECT)
+    assert set(nbrun.TABLE_NOTEBOOK.values()) <= set(nbrun.NOTEBOOKS)
 
 
 def test_notebooks_match_their_generator():
@@ -68,15 +69,15 @@ def test_notebooks_match_their_generator():
 
 def test_check_html_flags_missing_tables_and_errors():
     name = "03_table1_reconstruction"
-    good = " ".join(nbmod.HTML_EXPECT[name]).replace("<delta_rms>", "&lt;delta_rms&gt;")
+    good = " ".join(nbrun.HTML_EXPECT[name]).replace("<delta_rms>", "&lt;delta_rms&gt;")
     good += ' <img src="data:image/png;base64,AAAA">'
-    assert nbmod.check_html(good, name)["ok"]
-    r = nbmod.check_html("<html>no table here</html>", name)
+    assert nbrun.check_html(good, name)["ok"]
+    r = nbrun.check_html("<html>no table here</html>", name)
     assert not r["ok"] and "Match rate (%)" in r["missing"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1/0")])
     nb.cells[0].outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
                                                   traceback=[])]
-    r = nbmod.check_html(good, name, nb)
+    r = nbrun.check_html(good, name, nb)
     assert not r["ok"] and r["errors"][0]["ename"] == "ZeroDivisionError"
 
 
@@ -85,13 +86,13 @@ def test_commands_are_registered():
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command")
-    nbmod.add_parser(sub)
+    nbrun.add_parser(sub)
     a = p.parse_args(["notebooks", "--ci", "--out", "x", "--only", "03"])
     assert a.ci and a.only == ["03"]
     a = p.parse_args(["reproduce", "--table", "I", "--dataset", "perov_5", "-p", "n_test", "10"])
     assert a.table == "I" and a.parameter == [["n_test", "10"]]
-    assert nbmod._match("03") == "03_table1_reconstruction"
-    assert nbmod._match("teaching_diffusion") == "06_teaching_diffusion"
+    assert nbrun._match("03") == "03_table1_reconstruction"
+    assert nbrun._match("teaching_diffusion") == "06_teaching_diffusion"
 
 
 def _run_cli(args, cwd):
@@ -110,7 +111,7 @@ def test_all_notebooks_run_under_papermill(tmp_path):
     assert summary_file.is_file(), proc.stdout[-4000:] + proc.stderr[-4000:]
     summary = json.loads(summary_file.read_text())
     assert proc.returncode == 0 and summary["ok"], proc.stdout[-6000:]
-    assert [r["name"] for r in summary["notebooks"]] == list(nbmod.NOTEBOOKS)
+    assert [r["name"] for r in summary["notebooks"]] == list(nbrun.NOTEBOOKS)
     for r in summary["notebooks"]:
         assert r["checks"]["ok"] and not r["checks"]["errors"], r
         assert Path(r["html"]).is_file() and Path(r["ipynb"]).is_file()
@@ -143,17 +144,17 @@ def test_run_ci_retries_infrastructure_failures_once(tmp_path, monkeypatch):
         n = calls.count(name)
         ok = {"ok": True, "name": name, "executed": True, "wall_s": 0.0, "html": "x", "checks": {
             "ok": True, "images": 1, "missing": [], "errors": [], "guarded": 0}}
-        if name == nbmod.NOTEBOOKS[0] and n == 1:  # lost kernel reply: retried, then fine
+        if name == nbrun.NOTEBOOKS[0] and n == 1:  # lost kernel reply: retried, then fine
             return {**ok, "ok": False, "executed": False,
                     "error": {"cell": None, "ename": "CellTimeoutError", "evalue": "no reply", "source": ""}}
-        if name == nbmod.NOTEBOOKS[1]:  # a cell raised: a real failure, never retried
+        if name == nbrun.NOTEBOOKS[1]:  # a cell raised: a real failure, never retried
             return {**ok, "ok": False, "executed": False,
                     "error": {"cell": 3, "ename": "ValueError", "evalue": "bad", "source": "raise"}}
         return ok
 
-    monkeypatch.setattr(nbmod, "run_notebook", fake_run)
-    s = nbmod.run_ci(tmp_path / "out", only=[nbmod.NOTEBOOKS[0], nbmod.NOTEBOOKS[1], nbmod.NOTEBOOKS[2]])
-    assert calls.count(nbmod.NOTEBOOKS[0]) == 2 and calls.count(nbmod.NOTEBOOKS[1]) == 1
+    monkeypatch.setattr(nbrun, "run_notebook", fake_run)
+    s = nbrun.run_ci(tmp_path / "out", only=[nbrun.NOTEBOOKS[0], nbrun.NOTEBOOKS[1], nbrun.NOTEBOOKS[2]])
+    assert calls.count(nbrun.NOTEBOOKS[0]) == 2 and calls.count(nbrun.NOTEBOOKS[1]) == 1
     first, second, third = s["notebooks"]
     assert first["ok"] and "CellTimeoutError" in first["retried_after"]
     assert not second["ok"] and "retried_after" not in second and third["ok"]
@@ -233,7 +234,7 @@ def test_nglview_front_end_matches_its_python_side():
 def test_exported_html_renders_math_offline():
     """Every formula of every notebook converts to MathML, and the exported HTML carries MathML where the raw
     ``$...$`` stood (an offline reader never gets nbconvert's CDN MathJax)."""
-    from dpcdvae.notebooks import NOTEBOOKS, export_html, prerender_math
+    from dpcdvae.notebook_runner import NOTEBOOKS, export_html, prerender_math
 
     total = 0
     for name in NOTEBOOKS:
