@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 
 from dpcdvae import notebook_runner as nbrun
 from dpcdvae import notebooks as nbmod
+from dpcdvae.notebook_check import (MAX_CELL_LINES, check_notebook_sources, fix_notebook_sources,
+                                    readme_notebooks)
 
 REPO = Path(__file__).resolve().parents[1]
 NB_DIR = REPO / "notebooks"
@@ -61,10 +64,117 @@ def test_every_notebook_is_listed_and_checked():
     assert set(nbrun.TABLE_NOTEBOOK.values()) <= set(nbrun.NOTEBOOKS)
 
 
-def test_notebooks_match_their_generator():
-    """notebooks/_build.py writes the notebooks; the committed files must be what it writes."""
-    proc = subprocess.run([sys.executable, str(NB_DIR / "_build.py"), "--check"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_notebook_sources_pass_their_check():
+    """The .ipynb files are the source: the committed ones pass `python -m dpcdvae.notebook_check`."""
+    assert check_notebook_sources(NB_DIR) == []
+    assert check_notebook_sources() == []  # the default folder is the checkout's notebooks/
+    assert sorted(readme_notebooks(NB_DIR / "README.md")) == sorted(nbrun.NOTEBOOKS)
+    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebook_check"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(": ok"), proc.stdout + proc.stderr
+
+
+def _copy_notebooks(tmp_path) -> Path:
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    for p in [*NB_DIR.glob("*.ipynb"), NB_DIR / "README.md"]:
+        shutil.copyfile(p, d / p.name)
+    return d
+
+
+def _code_cell(nb, tagged: bool = False) -> int:
+    """Index of the first code cell that is (tagged) / is not (not tagged) the parameters cell."""
+    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                and ("parameters" in c.metadata.get("tags", [])) == tagged)
+
+
+def _output(nb, i):
+    nb.cells[i].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
+    return f"cell {i}: has 1 output(s)"
+
+
+def _execution_count(nb, i):
+    nb.cells[i].execution_count = 7
+    return f"cell {i}: has execution count 7"
+
+
+def _second_parameters_cell(nb, i):
+    nb.cells[i].metadata["tags"] = ["parameters"]
+    return f"2 code cells tagged 'parameters' (cells {min(i, _code_cell(nb, True))}"
+
+
+def _no_parameters_cell(nb, i):
+    nb.cells[_code_cell(nb, True)].metadata["tags"] = []
+    return "0 code cells tagged 'parameters', expected exactly 1"
+
+
+def _other_kernel(nb, i):
+    nb.metadata["kernelspec"]["name"] = "julia-1.10"
+    return "kernelspec name is 'julia-1.10', expected 'python3'"
+
+
+def _long_cell(nb, i):
+    nb.cells[i].source += "\n" + "\n".join(f"x{k} = {k}" for k in range(MAX_CELL_LINES))
+    return f"cell {i}: code cell of {len(nb.cells[i].source.splitlines())} lines, at most {MAX_CELL_LINES}"
+
+
+@pytest.mark.parametrize("corrupt", [_output, _execution_count, _second_parameters_cell, _no_parameters_cell,
+                                     _other_kernel, _long_cell])
+@pytest.mark.parametrize("name", ["03_table1_reconstruction", "06_teaching_diffusion"])
+def test_notebook_check_flags_a_corrupted_copy(tmp_path, corrupt, name):
+    d = _copy_notebooks(tmp_path)
+    assert check_notebook_sources(d) == []
+    path = d / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    expected = corrupt(nb, _code_cell(nb))
+    nbformat.write(nb, path)
+    problems = check_notebook_sources(d)
+    assert len(problems) == 1 and problems[0].startswith(f"{name}.ipynb: ") and expected in problems[0], problems
+    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebook_check", str(d)], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 1 and expected in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_notebook_check_wants_every_notebook_in_the_readme(tmp_path):
+    d = _copy_notebooks(tmp_path)
+    shutil.copyfile(d / "01_training.ipynb", d / "07_new.ipynb")
+    readme = d / "README.md"
+    readme.write_text(readme.read_text().replace("| `02_reverse_trajectory` |", "| `02_gone` |"))
+    assert sorted(check_notebook_sources(d)) == [
+        "02_reverse_trajectory.ipynb: not listed in the table of README.md",
+        "07_new.ipynb: not listed in the table of README.md",
+        "README.md: lists 02_gone, but 02_gone.ipynb does not exist"]
+
+
+def test_notebook_check_lesson_cells_only_in_the_teaching_notebook(tmp_path):
+    """A cell tagged 'lesson' may be longer in notebook 06, not elsewhere."""
+    d = _copy_notebooks(tmp_path)
+    long_source = "\n".join(f"x{k} = {k}" for k in range(MAX_CELL_LINES + 5))
+    for name in ("06_teaching_diffusion", "03_table1_reconstruction"):
+        path = d / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell(long_source, metadata={"tags": ["lesson"]}))
+        nbformat.write(nb, path)
+    problems = check_notebook_sources(d)
+    assert len(problems) == 1 and problems[0].startswith("03_table1_reconstruction.ipynb: cell "), problems
+
+
+def test_notebook_check_fix_strips_outputs_and_counts_byte_stably(tmp_path):
+    d = _copy_notebooks(tmp_path)
+    name = "06_teaching_diffusion.ipynb"
+    nb = nbformat.read(d / name, as_version=4)
+    i = _code_cell(nb)
+    _output(nb, i)
+    _execution_count(nb, i)
+    _execution_count(nb, _code_cell(nb, True))
+    nbformat.write(nb, d / name)
+    assert len(check_notebook_sources(d)) == 3
+    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebook_check", "--fix", str(d)], capture_output=True,
+                          text=True, cwd=REPO)
+    assert proc.returncode == 0 and f"fixed {name}" in proc.stdout, proc.stdout + proc.stderr
+    assert check_notebook_sources(d) == []
+    for p in NB_DIR.glob("*.ipynb"):  # the repaired file is the committed one again, byte for byte
+        assert (d / p.name).read_bytes() == p.read_bytes(), p.name
+    assert fix_notebook_sources(d) == []  # nothing left to fix: nothing rewritten
 
 
 def test_check_html_flags_missing_tables_and_errors():
