@@ -27,9 +27,8 @@ __all__ = [
     "describe_samples", "write_samples", "save_fig", "save_table", "paper_vs_ours", "test_structures",
     "run_reconstruction", "run_generation", "generation_study", "ground_state_study", "sampler_pair",
     "trajectory_run", "checkpoint_summary", "dataset_overview", "config_table", "train_run",
-    "schedule_summary", "forward_trajectory", "prior_mismatch", "eps_study", "oracle_sampler_study",
-    "steps_study", "trajectory_slider", "forward_slider", "nglview_trajectory", "nglview_structure",
-    "show_animation", "eform_available_offline", "table3_frame", "unique_rows", "delta_e_values", "paper_fig_s2",
+    "forward_trajectory", "eps_study", "steps_study", "trajectory_slider", "forward_slider", "nglview_trajectory",
+    "nglview_structure", "show_animation", "eform_available_offline", "table3_frame", "unique_rows", "delta_e_values", "paper_fig_s2",
     "property_panels", "reconstruction_details",
 ]
 
@@ -839,30 +838,15 @@ def nglview_structure(structure):
 
 
 # ================================================================================================================
-# 06: teaching
+# 06: teaching (the lesson's arithmetic, the schedules' summary, the prior-mismatch integral and the oracle
+# E[eps | pi(r_t)] with its sampler study, is written out in the notebook's cells; here: model runs and widgets)
 # ================================================================================================================
-def schedule_summary(T: int = 1000, kinds: Sequence[str] = ("sigmoid", "linear", "cosine")):
-    """Per schedule: beta_1, beta_T, sqrt(abar_T) (signal left at t = T), and the step where half the signal
-    amplitude is gone."""
-    import numpy as np
-    import pandas as pd
-
-    from .diffusion.schedules import make_betas
-
-    rows = []
-    for k in kinds:
-        b = make_betas(k, T).numpy()
-        s = np.sqrt(np.cumprod(1 - b))
-        rows.append({"schedule": k, "beta_1": b[0], "beta_T": b[-1], "sqrt(abar_T)": s[-1],
-                     "t where sqrt(abar_t) = 0.5": int(np.argmax(s < 0.5)) + 1 if (s < 0.5).any() else None})
-    return pd.DataFrame(rows).set_index("schedule")
-
-
 def forward_trajectory(frac, T: int = 1000, schedule: str = "sigmoid", ts: Optional[Sequence[int]] = None,
                        seed: int = 0) -> dict:
     """The forward process (Eq. 2-3) of one crystal's fractional coordinates ``frac [N,3]`` with ONE noise draw, at
     the steps ``ts`` (descending, like a reverse trajectory, so :func:`dpcdvae.viz.plot_wrapped_frames` draws it).
-    Returns a trajectory dict (``t``, ``unwrapped``, ``wrapped``, ``num_atoms``)."""
+    Returns a trajectory dict (``t``, ``unwrapped``, ``wrapped``, ``num_atoms``). Draws :func:`forward_slider`'s
+    pictures; notebook 06 writes the same two equations out in its forward-process cell."""
     import torch
 
     from .diffusion import DDPMScheduler
@@ -874,41 +858,6 @@ def forward_trajectory(frac, T: int = 1000, schedule: str = "sigmoid", ts: Optio
     ts = sorted(ts or [T, int(0.8 * T), int(0.5 * T), int(0.3 * T), int(0.1 * T), 0], reverse=True)
     U = torch.stack([sch.add_noise(x0, t, eps) for t in ts])
     return {"t": ts, "unwrapped": U, "wrapped": sch.wrap(U), "num_atoms": torch.tensor([len(x0)])}
-
-
-def prior_mismatch(T: int = 1000, kinds: Sequence[str] = ("sigmoid", "linear", "cosine"), n_t: int = 60,
-                   x0_values: Sequence[float] = (0.0, 0.25, 0.5, 0.75), images: int = 12):
-    """Total-variation distance, averaged over clean coordinates ``x0_values``, between the forward marginal
-    q(r_t | r_0) = N(sqrt(abar_t) r_0, 1 - abar_t) and the sampling prior N(0, 1) (unwrapped), and between their
-    wrapped versions on [0, 1) (wrapped normals, ``images`` periodic images summed). Returns a DataFrame with
-    columns ``schedule, t, tv_unwrapped, tv_wrapped``."""
-    import numpy as np
-    import pandas as pd
-
-    from .diffusion.schedules import make_betas
-
-    xs = np.linspace(-10, 10, 8001)
-    us = (np.arange(4000) + 0.5) / 4000
-    ks = np.arange(-images, images + 1)
-
-    def npdf(x, m, s):
-        return np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
-
-    def wrapped(m, s):
-        return npdf(us[:, None] + ks[None, :], m, s).sum(1)
-
-    prior_u, prior_w = npdf(xs, 0, 1), wrapped(0.0, 1.0)
-    rows = []
-    for kind in kinds:
-        abar = np.cumprod(1 - make_betas(kind, T).numpy())
-        for t in np.unique(np.linspace(1, T, n_t).round().astype(int)):
-            a = abar[t - 1]
-            m_s = np.sqrt(1 - a)
-            tvu = np.mean([0.5 * np.trapezoid(np.abs(npdf(xs, np.sqrt(a) * x0, m_s) - prior_u), xs)
-                           for x0 in x0_values])
-            tvw = np.mean([0.5 * np.mean(np.abs(wrapped(np.sqrt(a) * x0, m_s) - prior_w)) for x0 in x0_values])
-            rows.append({"schedule": kind, "t": int(t), "tv_unwrapped": tvu, "tv_wrapped": tvw})
-    return pd.DataFrame(rows)
 
 
 def eps_study(model, batch, ts: Sequence[int], seed: int = 0, arrows_t: Optional[int] = None,
@@ -947,59 +896,6 @@ def eps_study(model, batch, ts: Sequence[int], seed: int = 0, arrows_t: Optional
                           "eps": eps[m].numpy(), "eps_pred": pred[m].numpy(),
                           "noise_scale": float((1 - model.scheduler.alpha_bar(int(t))).sqrt())}
     return pd.DataFrame(rows), arrows
-
-
-def oracle_sampler_study(T: int = 1000, schedule: str = "sigmoid", s0: float = 0.02, n_atoms: int = 2000,
-                         steps_list: Sequence[int] = (1, 2, 5, 10, 20, 50, 100, 1000), seed: int = 0,
-                         images: int = 6) -> tuple:
-    """The samplers with a perfect noise predictor, no network: the data are fractional coordinates jittered
-    around perovskite sites, ``r_0 = site + s0 z`` per coordinate. The oracle is the exact minimiser of the training
-    loss (Eq. 10) for a network that sees only the wrapped point ``y = pi(r_t)``: ``E[eps | pi(r_t) = y]``, a
-    mixture over the unwrapped candidates ``r_t = y - k`` (``|k| <= images``). Runs Eq. 6 (T steps), Eq. 7
-    (T steps), and the strided Eq. 7 and strided DDIM samplers with each number of steps from ``x_T ~ N(0, 1)``.
-
-    Returns ``(DataFrame[sampler, steps, std, bias, wall_s], {label: displacements})``; ``std`` is the spread of the
-    final coordinates around their site (fractional; the data have ``s0``)."""
-    import pandas as pd
-    import torch
-
-    from .diffusion import DDPMScheduler, sample_loop
-
-    sch = DDPMScheduler(T, schedule)
-    sites = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]],
-                         dtype=torch.float64)
-    mu = sites.repeat(max(1, n_atoms // len(sites)), 1)
-
-    ks = torch.arange(-images, images + 1, dtype=torch.float64)
-
-    def oracle(y, t):
-        # exact E[eps | pi(r_t) = y]: the unwrapped r_t is one of y - k (k integer), each with its Gaussian
-        # likelihood N(y - k; sqrt(abar) mu, v); for each candidate E[eps | r_t] = sqrt(1-abar)(r_t - sqrt(abar) mu)/v
-        ab = sch.alpha_bar(t)[:, None].to(y)
-        v = (ab * s0 ** 2 + 1 - ab)[..., None]
-        d = y[..., None] - ks - (ab.sqrt() * mu)[..., None]
-        w = torch.softmax(-0.5 * d ** 2 / v, dim=-1)
-        return ((1 - ab).sqrt()[..., None] * d / v * w).sum(-1)
-
-    def disp(x):
-        d = x - mu
-        return (d - torch.round(d)).numpy()
-
-    rows, samples = [], {}
-    runs = [("Eq. 6 (standard DDPM)", "eq6", None), ("Eq. 7 (DP-CDVAE)", "eq7", None)]
-    runs += [("strided Eq. 7", "strided_eq7", int(n)) for n in steps_list if int(n) <= T]
-    runs += [("strided DDIM", "strided", int(n)) for n in steps_list if int(n) <= T]
-    for label, variant, n in runs:
-        g = torch.Generator().manual_seed(seed)
-        xT = torch.randn(mu.shape, generator=g, dtype=torch.float64)
-        t0 = time.time()
-        x = sample_loop(sch, xT, oracle, variant=variant, steps=n, generator=g)
-        d = disp(x)
-        rows.append({"sampler": label, "steps": n or T, "std": float(d.std()), "bias": float(d.mean()),
-                     "wall_s": time.time() - t0})
-        if not variant.startswith("strided") or n == max(s for s in steps_list if s <= T):
-            samples[f"{label} ({n or T} steps)"] = d
-    return pd.DataFrame(rows), samples
 
 
 def steps_study(model, batch, steps_list: Sequence[int], seed: int = 0,

@@ -177,6 +177,48 @@ def test_notebook_check_fix_strips_outputs_and_counts_byte_stably(tmp_path):
     assert fix_notebook_sources(d) == []  # nothing left to fix: nothing rewritten
 
 
+def test_teaching_lesson_cells_show_what_the_text_says():
+    """Notebook 06 computes its lesson in cells tagged 'lesson' (no papermill here: the cells run in this process,
+    with small parameters): the wrap removes the prior mismatch, and with the oracle E[eps | pi(r_t)] Eq. 6 keeps
+    the data's spread s0 while Eq. 7 under-disperses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nb = _read("06_teaching_diffusion")
+    lessons = [c.source for c in nb.cells if "lesson" in c.metadata.get("tags", [])]
+    assert len(lessons) == 2 and "def oracle_eps" in lessons[1] and "np.trapezoid" in lessons[0]
+    setup = next(c.source for c in nb.cells if c.cell_type == "code" and "import dpcdvae.notebooks" in c.source)
+    ns = {"T": 1000, "s0": 0.02, "n_oracle_atoms": 400, "steps_list": [1, 10, 50], "seed": 0, "threads": None}
+    exec(setup.replace("%matplotlib inline", ""), ns)
+    for src in lessons:
+        exec(src, ns)
+    last = ns["mism"].groupby("schedule").tail(1).set_index("schedule")
+    assert set(last.index) == {"sigmoid", "linear", "cosine"}
+    assert last.loc["sigmoid", "tv_unwrapped"] > 0.01 and (last["tv_wrapped"] < 1e-6).all(), last
+    ora = ns["ora"].set_index("sampler")
+    assert abs(ora.loc["Eq. 6 (standard DDPM)", "std"] - 0.02) < 0.004, ora
+    assert ora.loc["Eq. 7 (DP-CDVAE)", "std"] < 0.01, ora
+    assert list(ns["ora_samples"]) == ["Eq. 6 (standard DDPM) (1000 steps)", "Eq. 7 (DP-CDVAE) (1000 steps)",
+                                       "strided Eq. 7 (50 steps)", "strided DDIM (50 steps)"]
+    # the oracle: while the noise is small against the cell (t = 200: std 0.03), only the nearest unwrapped
+    # candidate counts and it is the plain Gaussian posterior mean; at t = T the periodic images change it
+    import torch
+
+    oracle, sch, site = ns["oracle_eps"], ns["sch"], ns["site"]
+    y = site + 0.01
+    n = len(site)
+
+    def plain(t):
+        abar = sch.alpha_bar(torch.full((n,), t))[:, None]
+        return (1 - abar).sqrt() * (y - abar.sqrt() * site) / (abar * 0.02 ** 2 + 1 - abar)
+
+    assert torch.allclose(oracle(y, torch.full((n,), 200)), plain(200), rtol=1e-9, atol=0)
+    assert (oracle(y, torch.full((n,), 1000)) - plain(1000)).abs().max() > 0.05
+    plt.close("all")
+
+
 def test_check_html_flags_missing_tables_and_errors():
     name = "03_table1_reconstruction"
     good = " ".join(nbrun.HTML_EXPECT[name]).replace("<delta_rms>", "&lt;delta_rms&gt;")
