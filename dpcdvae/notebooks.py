@@ -28,8 +28,8 @@ __all__ = [
     "run_reconstruction", "run_generation", "generation_study", "ground_state_study", "sampler_pair",
     "trajectory_run", "checkpoint_summary", "dataset_overview", "config_table", "train_run",
     "forward_trajectory", "eps_study", "steps_study", "trajectory_slider", "forward_slider", "nglview_trajectory",
-    "nglview_structure", "show_animation", "eform_available_offline", "table3_frame", "unique_rows", "delta_e_values", "paper_fig_s2",
-    "property_panels", "reconstruction_details",
+    "nglview_structure", "show_animation", "eform_available_offline", "table3_frame", "unique_rows", "delta_e_values",
+    "paper_fig_s2", "property_panels", "reconstruction_details",
 ]
 
 GUARD_MARK = "not available"  # what a guarded cell prints when an optional piece is missing
