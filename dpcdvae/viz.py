@@ -532,7 +532,7 @@ def plot_schedules(T: int = 1000, kinds: Sequence[str] = ("sigmoid", "linear", "
 
 def plot_prior_mismatch(df):
     """Total-variation distance between the forward marginal q(r_t | r_0) and the sampling prior, with and without
-    the periodic wrap, versus ``t`` (``df`` from :func:`dpcdvae.notebooks.prior_mismatch`: columns ``t``,
+    the periodic wrap, versus ``t`` (``df`` from the prior-mismatch cell of notebook 06: columns ``t``,
     ``schedule``, ``tv_unwrapped``, ``tv_wrapped``)."""
     import matplotlib.pyplot as plt
 
@@ -604,7 +604,8 @@ def plot_eps_study(df, arrows: Optional[dict] = None, plane: tuple[int, int] = (
 def plot_oracle_study(df, samples: Optional[dict] = None, s0: Optional[float] = None):
     """Samplers driven by a perfect (oracle) noise predictor. Left: spread (std) of the final samples around the
     true positions versus the number of network calls, with the data's true spread ``s0``; right: histograms of
-    the final displacements (fractional units) for a few samplers."""
+    the final displacements (fractional units) for a few samplers. ``df`` (columns ``sampler``, ``steps``, ``std``)
+    and ``samples`` (label -> displacements) come from the oracle cell of notebook 06."""
     import matplotlib.pyplot as plt
 
     n = 2 if samples else 1

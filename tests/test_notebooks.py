@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from dpcdvae import notebook_runner as nbrun
 from dpcdvae import notebooks as nbmod
+from dpcdvae.notebook_check import (MAX_CELL_LINES, check_notebook_sources, fix_notebook_sources,
+                                    readme_notebooks)
 
 REPO = Path(__file__).resolve().parents[1]
 NB_DIR = REPO / "notebooks"
@@ -33,7 +37,7 @@ def _parameter_names(cell) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("name", nbmod.NOTEBOOKS)
+@pytest.mark.parametrize("name", nbrun.NOTEBOOKS)
 def test_notebook_is_clean_and_parameterised(name):
     nb = _read(name)
     nbformat.validate(nb)
@@ -46,7 +50,7 @@ def test_notebook_is_clean_and_parameterised(name):
             assert c.get("execution_count") is None, f"{name}: a cell has an execution count"
     # every CI parameter (and work_dir, which the runner adds) is a parameter of the notebook
     names = _parameter_names(tagged[0])
-    missing = (set(nbmod.CI_PARAMETERS[name]) | {"work_dir"}) - names
+    missing = (set(nbrun.CI_PARAMETERS[name]) | {"work_dir"}) - names
     assert not missing, f"{name}: CI parameters {sorted(missing)} are not in its parameters cell"
     # the parameters cell is plain assignments (papermill overrides them by name)
     for node in ast.parse(tagged[0].source).body:
@@ -55,28 +59,177 @@ def test_notebook_is_clean_and_parameterised(name):
 
 def test_every_notebook_is_listed_and_checked():
     on_disk = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
-    assert on_disk == sorted(nbmod.NOTEBOOKS)
-    assert set(nbmod.CI_PARAMETERS) == set(nbmod.NOTEBOOKS) == set(nbmod.HTML_EXPECT)
-    assert set(nbmod.TABLE_NOTEBOOK.values()) <= set(nbmod.NOTEBOOKS)
+    assert on_disk == sorted(nbrun.NOTEBOOKS)
+    assert set(nbrun.CI_PARAMETERS) == set(nbrun.NOTEBOOKS) == set(nbrun.HTML_EXPECT)
+    assert set(nbrun.TABLE_NOTEBOOK.values()) <= set(nbrun.NOTEBOOKS)
 
 
-def test_notebooks_match_their_generator():
-    """notebooks/_build.py writes the notebooks; the committed files must be what it writes."""
-    proc = subprocess.run([sys.executable, str(NB_DIR / "_build.py"), "--check"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_notebook_sources_pass_their_check():
+    """The .ipynb files are the source: the committed ones pass `python -m dpcdvae.notebook_check`."""
+    assert check_notebook_sources(NB_DIR) == []
+    assert check_notebook_sources() == []  # the default folder is the checkout's notebooks/
+    assert sorted(readme_notebooks(NB_DIR / "README.md")) == sorted(nbrun.NOTEBOOKS)
+    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebook_check"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(": ok"), proc.stdout + proc.stderr
+
+
+def _copy_notebooks(tmp_path) -> Path:
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    for p in [*NB_DIR.glob("*.ipynb"), NB_DIR / "README.md"]:
+        shutil.copyfile(p, d / p.name)
+    return d
+
+
+def _code_cell(nb, tagged: bool = False) -> int:
+    """Index of the first code cell that is (tagged) / is not (not tagged) the parameters cell."""
+    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                and ("parameters" in c.metadata.get("tags", [])) == tagged)
+
+
+def _output(nb, i):
+    nb.cells[i].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
+    return f"cell {i}: has 1 output(s)"
+
+
+def _execution_count(nb, i):
+    nb.cells[i].execution_count = 7
+    return f"cell {i}: has execution count 7"
+
+
+def _second_parameters_cell(nb, i):
+    nb.cells[i].metadata["tags"] = ["parameters"]
+    return f"2 code cells tagged 'parameters' (cells {min(i, _code_cell(nb, True))}"
+
+
+def _no_parameters_cell(nb, i):
+    nb.cells[_code_cell(nb, True)].metadata["tags"] = []
+    return "0 code cells tagged 'parameters', expected exactly 1"
+
+
+def _other_kernel(nb, i):
+    nb.metadata["kernelspec"]["name"] = "julia-1.10"
+    return "kernelspec name is 'julia-1.10', expected 'python3'"
+
+
+def _long_cell(nb, i):
+    nb.cells[i].source += "\n" + "\n".join(f"x{k} = {k}" for k in range(MAX_CELL_LINES))
+    return f"cell {i}: code cell of {len(nb.cells[i].source.splitlines())} lines, at most {MAX_CELL_LINES}"
+
+
+@pytest.mark.parametrize("corrupt", [_output, _execution_count, _second_parameters_cell, _no_parameters_cell,
+                                     _other_kernel, _long_cell])
+@pytest.mark.parametrize("name", ["03_table1_reconstruction", "06_teaching_diffusion"])
+def test_notebook_check_flags_a_corrupted_copy(tmp_path, corrupt, name):
+    d = _copy_notebooks(tmp_path)
+    assert check_notebook_sources(d) == []
+    path = d / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    expected = corrupt(nb, _code_cell(nb))
+    nbformat.write(nb, path)
+    problems = check_notebook_sources(d)
+    assert len(problems) == 1 and problems[0].startswith(f"{name}.ipynb: ") and expected in problems[0], problems
+    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebook_check", str(d)], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 1 and expected in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_notebook_check_wants_every_notebook_in_the_readme(tmp_path):
+    d = _copy_notebooks(tmp_path)
+    shutil.copyfile(d / "01_training.ipynb", d / "07_new.ipynb")
+    readme = d / "README.md"
+    readme.write_text(readme.read_text().replace("| `02_reverse_trajectory` |", "| `02_gone` |"))
+    assert sorted(check_notebook_sources(d)) == [
+        "02_reverse_trajectory.ipynb: not listed in the table of README.md",
+        "07_new.ipynb: not listed in the table of README.md",
+        "README.md: lists 02_gone, but 02_gone.ipynb does not exist"]
+
+
+def test_notebook_check_lesson_cells_only_in_the_teaching_notebook(tmp_path):
+    """A cell tagged 'lesson' may be longer in notebook 06, not elsewhere."""
+    d = _copy_notebooks(tmp_path)
+    long_source = "\n".join(f"x{k} = {k}" for k in range(MAX_CELL_LINES + 5))
+    for name in ("06_teaching_diffusion", "03_table1_reconstruction"):
+        path = d / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell(long_source, metadata={"tags": ["lesson"]}))
+        nbformat.write(nb, path)
+    problems = check_notebook_sources(d)
+    assert len(problems) == 1 and problems[0].startswith("03_table1_reconstruction.ipynb: cell "), problems
+
+
+def test_notebook_check_fix_strips_outputs_and_counts_byte_stably(tmp_path):
+    d = _copy_notebooks(tmp_path)
+    name = "06_teaching_diffusion.ipynb"
+    nb = nbformat.read(d / name, as_version=4)
+    i = _code_cell(nb)
+    _output(nb, i)
+    _execution_count(nb, i)
+    _execution_count(nb, _code_cell(nb, True))
+    nbformat.write(nb, d / name)
+    assert len(check_notebook_sources(d)) == 3
+    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebook_check", "--fix", str(d)], capture_output=True,
+                          text=True, cwd=REPO)
+    assert proc.returncode == 0 and f"fixed {name}" in proc.stdout, proc.stdout + proc.stderr
+    assert check_notebook_sources(d) == []
+    for p in NB_DIR.glob("*.ipynb"):  # the repaired file is the committed one again, byte for byte
+        assert (d / p.name).read_bytes() == p.read_bytes(), p.name
+    assert fix_notebook_sources(d) == []  # nothing left to fix: nothing rewritten
+
+
+def test_teaching_lesson_cells_show_what_the_text_says():
+    """Notebook 06 computes its lesson in cells tagged 'lesson' (no papermill here: the cells run in this process,
+    with small parameters): the wrap removes the prior mismatch, and with the oracle E[eps | pi(r_t)] Eq. 6 keeps
+    the data's spread s0 while Eq. 7 under-disperses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nb = _read("06_teaching_diffusion")
+    lessons = [c.source for c in nb.cells if "lesson" in c.metadata.get("tags", [])]
+    assert len(lessons) == 2 and "def oracle_eps" in lessons[1] and "np.trapezoid" in lessons[0]
+    setup = next(c.source for c in nb.cells if c.cell_type == "code" and "import dpcdvae.notebooks" in c.source)
+    ns = {"T": 1000, "s0": 0.02, "n_oracle_atoms": 400, "steps_list": [1, 10, 50], "seed": 0, "threads": None}
+    exec(setup.replace("%matplotlib inline", ""), ns)
+    for src in lessons:
+        exec(src, ns)
+    last = ns["mism"].groupby("schedule").tail(1).set_index("schedule")
+    assert set(last.index) == {"sigmoid", "linear", "cosine"}
+    assert last.loc["sigmoid", "tv_unwrapped"] > 0.01 and (last["tv_wrapped"] < 1e-6).all(), last
+    ora = ns["ora"].set_index("sampler")
+    assert abs(ora.loc["Eq. 6 (standard DDPM)", "std"] - 0.02) < 0.004, ora
+    assert ora.loc["Eq. 7 (DP-CDVAE)", "std"] < 0.01, ora
+    assert list(ns["ora_samples"]) == ["Eq. 6 (standard DDPM) (1000 steps)", "Eq. 7 (DP-CDVAE) (1000 steps)",
+                                       "strided Eq. 7 (50 steps)", "strided DDIM (50 steps)"]
+    # the oracle: while the noise is small against the cell (t = 200: std 0.03), only the nearest unwrapped
+    # candidate counts and it is the plain Gaussian posterior mean; at t = T the periodic images change it
+    import torch
+
+    oracle, sch, site = ns["oracle_eps"], ns["sch"], ns["site"]
+    y = site + 0.01
+    n = len(site)
+
+    def plain(t):
+        abar = sch.alpha_bar(torch.full((n,), t))[:, None]
+        return (1 - abar).sqrt() * (y - abar.sqrt() * site) / (abar * 0.02 ** 2 + 1 - abar)
+
+    assert torch.allclose(oracle(y, torch.full((n,), 200)), plain(200), rtol=1e-9, atol=0)
+    assert (oracle(y, torch.full((n,), 1000)) - plain(1000)).abs().max() > 0.05
+    plt.close("all")
 
 
 def test_check_html_flags_missing_tables_and_errors():
     name = "03_table1_reconstruction"
-    good = " ".join(nbmod.HTML_EXPECT[name]).replace("<delta_rms>", "&lt;delta_rms&gt;")
+    good = " ".join(nbrun.HTML_EXPECT[name]).replace("<delta_rms>", "&lt;delta_rms&gt;")
     good += ' <img src="data:image/png;base64,AAAA">'
-    assert nbmod.check_html(good, name)["ok"]
-    r = nbmod.check_html("<html>no table here</html>", name)
+    assert nbrun.check_html(good, name)["ok"]
+    r = nbrun.check_html("<html>no table here</html>", name)
     assert not r["ok"] and "Match rate (%)" in r["missing"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1/0")])
     nb.cells[0].outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
                                                   traceback=[])]
-    r = nbmod.check_html(good, name, nb)
+    r = nbrun.check_html(good, name, nb)
     assert not r["ok"] and r["errors"][0]["ename"] == "ZeroDivisionError"
 
 
@@ -85,13 +238,13 @@ def test_commands_are_registered():
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command")
-    nbmod.add_parser(sub)
+    nbrun.add_parser(sub)
     a = p.parse_args(["notebooks", "--ci", "--out", "x", "--only", "03"])
     assert a.ci and a.only == ["03"]
     a = p.parse_args(["reproduce", "--table", "I", "--dataset", "perov_5", "-p", "n_test", "10"])
     assert a.table == "I" and a.parameter == [["n_test", "10"]]
-    assert nbmod._match("03") == "03_table1_reconstruction"
-    assert nbmod._match("teaching_diffusion") == "06_teaching_diffusion"
+    assert nbrun._match("03") == "03_table1_reconstruction"
+    assert nbrun._match("teaching_diffusion") == "06_teaching_diffusion"
 
 
 def _run_cli(args, cwd):
@@ -110,7 +263,7 @@ def test_all_notebooks_run_under_papermill(tmp_path):
     assert summary_file.is_file(), proc.stdout[-4000:] + proc.stderr[-4000:]
     summary = json.loads(summary_file.read_text())
     assert proc.returncode == 0 and summary["ok"], proc.stdout[-6000:]
-    assert [r["name"] for r in summary["notebooks"]] == list(nbmod.NOTEBOOKS)
+    assert [r["name"] for r in summary["notebooks"]] == list(nbrun.NOTEBOOKS)
     for r in summary["notebooks"]:
         assert r["checks"]["ok"] and not r["checks"]["errors"], r
         assert Path(r["html"]).is_file() and Path(r["ipynb"]).is_file()
@@ -143,17 +296,17 @@ def test_run_ci_retries_infrastructure_failures_once(tmp_path, monkeypatch):
         n = calls.count(name)
         ok = {"ok": True, "name": name, "executed": True, "wall_s": 0.0, "html": "x", "checks": {
             "ok": True, "images": 1, "missing": [], "errors": [], "guarded": 0}}
-        if name == nbmod.NOTEBOOKS[0] and n == 1:  # lost kernel reply: retried, then fine
+        if name == nbrun.NOTEBOOKS[0] and n == 1:  # lost kernel reply: retried, then fine
             return {**ok, "ok": False, "executed": False,
                     "error": {"cell": None, "ename": "CellTimeoutError", "evalue": "no reply", "source": ""}}
-        if name == nbmod.NOTEBOOKS[1]:  # a cell raised: a real failure, never retried
+        if name == nbrun.NOTEBOOKS[1]:  # a cell raised: a real failure, never retried
             return {**ok, "ok": False, "executed": False,
                     "error": {"cell": 3, "ename": "ValueError", "evalue": "bad", "source": "raise"}}
         return ok
 
-    monkeypatch.setattr(nbmod, "run_notebook", fake_run)
-    s = nbmod.run_ci(tmp_path / "out", only=[nbmod.NOTEBOOKS[0], nbmod.NOTEBOOKS[1], nbmod.NOTEBOOKS[2]])
-    assert calls.count(nbmod.NOTEBOOKS[0]) == 2 and calls.count(nbmod.NOTEBOOKS[1]) == 1
+    monkeypatch.setattr(nbrun, "run_notebook", fake_run)
+    s = nbrun.run_ci(tmp_path / "out", only=[nbrun.NOTEBOOKS[0], nbrun.NOTEBOOKS[1], nbrun.NOTEBOOKS[2]])
+    assert calls.count(nbrun.NOTEBOOKS[0]) == 2 and calls.count(nbrun.NOTEBOOKS[1]) == 1
     first, second, third = s["notebooks"]
     assert first["ok"] and "CellTimeoutError" in first["retried_after"]
     assert not second["ok"] and "retried_after" not in second and third["ok"]
@@ -233,7 +386,7 @@ def test_nglview_front_end_matches_its_python_side():
 def test_exported_html_renders_math_offline():
     """Every formula of every notebook converts to MathML, and the exported HTML carries MathML where the raw
     ``$...$`` stood (an offline reader never gets nbconvert's CDN MathJax)."""
-    from dpcdvae.notebooks import NOTEBOOKS, export_html, prerender_math
+    from dpcdvae.notebook_runner import NOTEBOOKS, export_html, prerender_math
 
     total = 0
     for name in NOTEBOOKS:

@@ -19,14 +19,14 @@ from ..data import cli as data_cli
 from ..errors import CheckpointError, ConfigError, PretrainedNotFoundError, UserError
 from ..eval import cli as eval_cli
 from ..eval import property_train
-from .. import notebooks
+from .. import notebook_runner
 from . import models, relax
 
 __all__ = ["main", "build_parser", "known_errors", "COMMAND_GROUPS"]
 
 #: Every command group's ``add_parser(subparsers)``, in the order ``dpcdvae --help`` lists them.
 COMMAND_GROUPS = (models.add_parser, data_cli.add_parser, eval_cli.add_parser, relax.add_parser,
-                  property_train.add_parser, notebooks.add_parser)
+                  property_train.add_parser, notebook_runner.add_parser)
 
 
 def known_errors() -> tuple:
