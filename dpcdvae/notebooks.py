@@ -462,7 +462,7 @@ def generation_study(generated: Sequence, data: DataChoice, n_test: Optional[int
     download). ``comp_scaler``: the Magpie standardiser of COV, ``"cdvae"`` (CDVAE's fixed constants, as
     ``dpcdvae evaluate`` and the papers) or ``"test"`` (fitted on the test crystals). Returns ``{"metrics",
     "test"}`` and writes ``metrics.json`` to ``out_dir``."""
-    from .eval.cli import load_comp_scaler
+    from .eval.evaluate import load_comp_scaler
     from .eval.generation import COV_CUTOFFS, generation_metrics
 
     _, test = test_structures(data, n_test)
@@ -590,13 +590,13 @@ def paper_fig_s2() -> dict:
 # ================================================================================================================
 def dataset_overview(data: DataChoice, limit: Optional[int] = 2000):
     """``(table, panels)``: per split rows, atoms per cell, elements and property statistics (fast CSV scan,
-    :func:`dpcdvae.data.cli.dataset_info`), and histogram panels of atoms per cell and lattice lengths (A) of the
+    :func:`dpcdvae.data.info.dataset_info`), and histogram panels of atoms per cell and lattice lengths (A) of the
     first ``limit`` crystals of the training split (preprocessed as for training, so the cache is shared)."""
     import numpy as np
     import pandas as pd
 
     from .data import load_split
-    from .data.cli import dataset_info
+    from .data.info import dataset_info
     from .train import resolve_root
 
     root = resolve_root(data.name)

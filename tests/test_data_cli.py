@@ -1,4 +1,4 @@
-"""`dpcdvae data info|download|demo` via dpcdvae.data.cli.add_parser on a parser built here."""
+"""`dpcdvae data info|download|demo` via dpcdvae.cli.data.add_parser on a parser built here."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import urllib.error
 import pytest
 
 from dpcdvae.data import DEMO_NAME, locator
-from dpcdvae.data.cli import add_parser
+from dpcdvae.cli.data import add_parser
 
 
 def run(argv, capsys):

@@ -9,7 +9,7 @@ pytest.importorskip("pymatgen")
 from pymatgen.core import Lattice, Structure  # noqa: E402
 from pymatgen.io.cif import CifWriter  # noqa: E402
 
-from dpcdvae.eval.cli import main  # noqa: E402
+from dpcdvae.cli.evaluate import main  # noqa: E402
 
 
 def _structs():

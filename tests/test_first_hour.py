@@ -87,7 +87,7 @@ def test_evaluate_missing_samples_and_unknown_dataset(tmp_path, capsys):
 
 def test_evaluate_accepts_the_demo_dataset(demo_root):
     from dpcdvae.data import DEMO_NAME
-    from dpcdvae.eval.cli import resolve_eval_dataset
+    from dpcdvae.eval.evaluate import resolve_eval_dataset
 
     assert resolve_eval_dataset("demo", str(demo_root)) == (DEMO_NAME, "perov_5", str(demo_root))
     assert resolve_eval_dataset("Perov-5") == ("perov_5", "perov_5", None)

@@ -197,7 +197,7 @@ def test_demo_scores_as_perov_5(tmp_path, isolated_cache, monkeypatch):
     from dpcdvae.data.locator import locate_dataset
     from dpcdvae.data.paths import DatasetNotFoundError
     from dpcdvae.data.resolve import dataset_dir
-    from dpcdvae.eval.cli import resolve_eval_dataset
+    from dpcdvae.eval.evaluate import resolve_eval_dataset
     from dpcdvae.eval.property_train import property_units
 
     spec = get_spec("demo")

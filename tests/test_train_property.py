@@ -208,6 +208,6 @@ def test_evaluate_gen_with_property_model(trained, env):
                                   pred.predict(test_structs, n_workers=1, progress=False))
     assert m["w1_eform"] == pytest.approx(expect, rel=1e-6, abs=1e-9)
     with pytest.raises(ValueError, match="--task gen and baseline only"):
-        from dpcdvae.eval.cli import evaluate
+        from dpcdvae.eval.evaluate import evaluate
 
         evaluate("recon", "perov_5", samples=str(samples), data_root=str(root), property_model="x.pt")

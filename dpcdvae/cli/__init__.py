@@ -15,18 +15,14 @@ import argparse
 import sys
 
 from ..data import DataError, DatasetNotFoundError
-from ..data import cli as data_cli
 from ..errors import CheckpointError, ConfigError, PretrainedNotFoundError, UserError
-from ..eval import cli as eval_cli
-from ..eval import property_train
-from .. import notebook_runner
-from . import models, relax
+from . import data, evaluate, models, notebooks, relax
 
 __all__ = ["main", "build_parser", "known_errors", "COMMAND_GROUPS"]
 
 #: Every command group's ``add_parser(subparsers)``, in the order ``dpcdvae --help`` lists them.
-COMMAND_GROUPS = (models.add_parser, data_cli.add_parser, eval_cli.add_parser, relax.add_parser,
-                  property_train.add_parser, notebook_runner.add_parser)
+COMMAND_GROUPS = (models.add_parser, data.add_parser, evaluate.add_parser, relax.add_parser,
+                  evaluate.add_train_property_parser, notebooks.add_parser)
 
 
 def known_errors() -> tuple:

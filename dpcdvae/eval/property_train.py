@@ -32,9 +32,7 @@ Outputs in ``out``: ``best.pt`` (written atomically whenever the validation MAE 
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
-import json
 import math
 import os
 import random
@@ -50,7 +48,7 @@ from .._fileio import atomic_open, atomic_write_text, strict_json_dumps
 # torch and dpcdvae.eval.property are imported inside the functions: `dpcdvae --help` (which registers this
 # subcommand) must not import torch.
 
-__all__ = ["DEFAULT_MODEL_KWARGS", "property_units", "train_property", "add_parser"]
+__all__ = ["DEFAULT_MODEL_KWARGS", "property_units", "train_property"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -319,55 +317,3 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
     _log(f"best val MAE {best_mae:.4g} {units} at epoch {best_epoch} (predict-the-mean {baseline_mae:.4g}, "
          f"val std {val_std:.4g}); {epoch} epochs, {wall:.1f} s, stopped: {stopped}; wrote {ckpt_path}")
     return {**summary, "predictor": predictor}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# command line
-# ----------------------------------------------------------------------------------------------------------------
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``dpcdvae train-property`` on an ``argparse`` subparsers object; sets ``func``."""
-    from ..data.paths import SPLITS
-
-    p = subparsers.add_parser(
-        "train-property", help="train a DimeNet++ property regressor (for W1(E_form) without a published model)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, help="perov_5, carbon_24, mp_20, demo or a dataset under --data-root")
-    p.add_argument("--prop", default=None, help="property column (default: the dataset's, e.g. heat_ref)")
-    p.add_argument("--train-split", default="train", choices=SPLITS)
-    p.add_argument("--val-split", default="val", choices=SPLITS)
-    p.add_argument("--max-epochs", type=int, default=300)
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock limit of the training loop")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--hidden-channels", type=int, default=DEFAULT_MODEL_KWARGS["hidden_channels"])
-    p.add_argument("--num-blocks", type=int, default=DEFAULT_MODEL_KWARGS["num_blocks"])
-    p.add_argument("--patience", type=int, default=30, help="early stopping: epochs without a better val MAE")
-    p.add_argument("--limit-train", type=int, default=None, help="only the first N training rows")
-    p.add_argument("--limit-val", type=int, default=None, help="only the first N validation rows")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--num-workers", type=int, default=None,
-                   help="processes for the CrystalNN preprocessing (default: one per core; 1: in this process)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True, help="output folder: best.pt, metrics.jsonl, summary.json")
-    p.set_defaults(func=_cmd_train_property)
-    return p
-
-
-def _cmd_train_property(a: argparse.Namespace) -> int:
-    import shlex
-
-    argv = getattr(a, "_argv", None) or sys.argv[1:]
-    res = train_property(a.dataset, a.out, prop=a.prop, train_split=a.train_split, val_split=a.val_split,
-                         root=a.data_root, max_epochs=a.max_epochs, max_minutes=a.max_minutes,
-                         batch_size=a.batch_size, lr=a.lr, hidden_channels=a.hidden_channels,
-                         num_blocks=a.num_blocks, seed=a.seed, progress=not a.no_progress,
-                         limit_train=a.limit_train, limit_val=a.limit_val, patience=a.patience, device=a.device,
-                         num_workers=a.num_workers,
-                         command="dpcdvae " + " ".join(shlex.quote(x) for x in argv))
-    keys = ("dataset", "prop", "units", "best_val_mae", "baseline_val_mae", "val_std", "best_epoch", "epochs",
-            "stopped", "wall_s", "n_train", "n_val", "n_excluded_nan", "checkpoint")
-    print(strict_json_dumps({k: res[k] for k in keys}))
-    return 0

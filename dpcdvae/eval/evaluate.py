@@ -1,30 +1,14 @@
-"""``dpcdvae evaluate``: metrics of reconstructions / generated samples, written to ``metrics.json``.
-
-Examples::
-
-    dpcdvae evaluate --task recon --samples runs/x/recon_cifs --dataset perov_5 --out runs/x/eval_recon
-    dpcdvae evaluate --task gen --samples runs/x/gen.extxyz --dataset carbon_24 --n-workers 2
-    dpcdvae evaluate --task baseline --dataset perov_5          # validation split as "generated" (data vs data)
-    dpcdvae evaluate --task gen --samples runs/x/gen --dataset perov_5 --property-model runs/prop/best.pt
-
-Writes ``<out>/metrics.json`` (flat keys: every metric, counts, ``command``, package versions, date, wall time),
-``<out>/per_structure.csv`` (recon) or ``<out>/per_sample.csv`` (gen) and ``<out>/table.md``, and prints our numbers
-beside the paper's table. An existing ``metrics.json`` is never overwritten unless ``--overwrite`` is given.
-"""
+"""Metrics of a samples file or folder against a split: :func:`evaluate` (what ``dpcdvae evaluate`` runs,
+:mod:`dpcdvae.cli.evaluate`), the dataset it is scored as, the samples reader with its checks, the COV
+standardiser."""
 from __future__ import annotations
 
-import argparse
-import datetime as _dt
 import json
 import math
-import shlex
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from .._fileio import atomic_write_text, strict_json_dumps
 from ..errors import UserError
 
 
@@ -239,112 +223,3 @@ def load_comp_scaler(spec: str, dataset: str, data_root: str | None = None, spli
     fps, errs = composition_fingerprints([s for s in structs if s is not None])
     return CompScaler().fit(fps, fitted_on=f"{spec} split (n={sum(e is None for e in errs)})",
                             ok=[e is None for e in errs])
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``evaluate`` subcommand on an ``argparse`` subparsers object; sets ``func``."""
-    p = subparsers.add_parser(
-        "evaluate", help="reconstruction (Table I) / generation (Table II) metrics of samples",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, choices=["recon", "gen", "baseline"],
-                   help="recon: samples named <material_id>.cif vs the test split; gen: generated samples; "
-                        "baseline: the validation split as 'generated' (data vs data)")
-    p.add_argument("--samples", help="folder of CIFs, a CIF file or an extxyz file")
-    p.add_argument("--dataset", required=True, help="perov_5, carbon_24, mp_20 or demo (SYNTHETIC, scored as "
-                                                     "perov_5)")
-    p.add_argument("--data-root", default=None, help="folder holding <dataset>/test.csv (default: data locator)")
-    p.add_argument("--out", default=None, help="output folder (default: ./eval-<task>-<dataset>-<timestamp>)")
-    p.add_argument("--n-workers", type=int, default=2, help="worker processes (default 2)")
-    p.add_argument("--split", default="test", help="reference split (default test)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the 1000-sample property subset (default 0)")
-    p.add_argument("--n-property-samples", type=int, default=1000)
-    p.add_argument("--comp-scaler", default="cdvae",
-                   help="Magpie standardiser for COV: 'cdvae' (CDVAE's fixed constants, default: comparable with "
-                        "the papers), 'test' (fit on the reference split), 'train' (fit on the train split) or a "
-                        "JSON file with 132 'mean' and 'std' values; reported as comp_scaler in metrics.json")
-    p.add_argument("--compare-model", default="DP-CDVAE", help="paper row to compute deltas against")
-    p.add_argument("--table", default=None, help="paper table to compare with (default I for recon, II for gen; "
-                                                  "S1 for an Eq. 6 sampler)")
-    p.add_argument("--structure-only-validity", action="store_true",
-                   help="recon: match every structure-valid prediction (CDVAE also requires SMACT validity)")
-    p.add_argument("--no-eform", action="store_true", help="skip the E_form predictor")
-    p.add_argument("--property-model", default=None, metavar="PATH",
-                   help="--task gen / baseline: W1(E_form) with this checkpoint from `dpcdvae train-property` (best.pt) instead "
-                        "of CDVAE's pretrained regressor; recorded as property_model.* in metrics.json")
-    p.add_argument("--no-cache", action="store_true", help="do not use the fingerprint cache")
-    p.add_argument("--overwrite", action="store_true", help="overwrite an existing metrics.json")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Execute a parsed ``evaluate`` command; returns the exit status."""
-    import pandas as pd
-
-    from .tables import compare_table, render_markdown, render_text
-
-    t0 = time.time()
-    dataset, paper_dataset, _ = resolve_eval_dataset(args.dataset, args.data_root)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else Path(f"eval-{args.task}-{dataset}-{stamp}")
-    if (out / "metrics.json").exists() and not args.overwrite:
-        print(f"error: {out / 'metrics.json'} exists (use --overwrite or another --out)", file=sys.stderr)
-        return 2
-    m, per = evaluate(args.task, dataset, samples=args.samples, data_root=args.data_root, split=args.split,
-                      n_workers=args.n_workers, seed=args.seed, n_property_samples=args.n_property_samples,
-                      require_comp_valid=not args.structure_only_validity, compute_eform=not args.no_eform,
-                      cache=not args.no_cache, progress=not args.quiet, comp_scaler=args.comp_scaler,
-                      property_model=getattr(args, "property_model", None))
-    flat = flatten(m)
-    flat.update({
-        "task": args.task,
-        "paper_dataset": paper_dataset,
-        "samples": str(Path(args.samples).resolve()) if args.samples else None,
-        "split": args.split,
-        "command": "dpcdvae " + " ".join(shlex.quote(a) for a in getattr(args, "_argv", sys.argv[1:])),
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "wall_time_s": round(time.time() - t0, 1),
-        **_versions(),
-    })
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "metrics.json", strict_json_dumps(flat, indent=2, sort_keys=True))
-    if per is not None:
-        name = "per_structure.csv" if args.task == "recon" else "per_sample.csv"
-        pd.DataFrame(per).to_csv(out / name, index=False)
-    table = args.table or ("I" if args.task == "recon" else "II")
-    shown = flat
-    subset_note = ""
-    if args.task == "recon" and flat.get("n_targets_with_prediction", 0) < flat.get("n_targets", 0):
-        # a subset run: the table shows the match rate over the crystals that have a prediction
-        shown = {**flat, "match_rate": flat["match_rate_over_provided"]}
-        subset_note = (f"\nnote: predictions for {flat['n_targets_with_prediction']} of {flat['n_targets']} test "
-                       f"crystals; 'ours' is the match rate over those (over the whole split: "
-                       f"{flat['match_rate']:.2f} %)")
-    try:
-        df = compare_table(shown, table=table, dataset=paper_dataset, model=args.compare_model)
-        text = render_text(df)
-        (out / "table.md").write_text(render_markdown(df) + "\n")
-    except KeyError as exc:
-        text = f"(no paper table to compare: {exc})"
-    if dataset != paper_dataset:
-        subset_note += (f"\nnote: {dataset} is SYNTHETIC demo data, scored with {paper_dataset}'s thresholds and "
-                        f"shown beside the paper's {paper_dataset} rows for orientation only")
-    print(text + subset_note)
-    print(f"\nwrote {out / 'metrics.json'}  ({flat['wall_time_s']} s)")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: ``python -m dpcdvae.eval.cli evaluate ...``."""
-    parser = argparse.ArgumentParser(prog="dpcdvae")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    args._argv = argv
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
