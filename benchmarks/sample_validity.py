@@ -25,7 +25,7 @@ def main():
     ap.add_argument("--raw-weights", action="store_true", help="the raw weights of a run trained with EMA")
     a = ap.parse_args()
     model = load_model(a.checkpoint, ema=not a.raw_weights)
-    sampler = a.sampler or ("langevin" if model.cfg.model.startswith("cdvae") else "eq7")
+    sampler = model.check_sampler(a.sampler)
     t0 = time.time()
     out = model.generate(a.n, sampler=sampler, steps=a.steps, seed=a.seed, batch_size=a.n)
     wall = time.time() - t0

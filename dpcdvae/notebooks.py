@@ -281,7 +281,7 @@ def load_batch(data: DataChoice, model=None, split: str = "test", n: Optional[in
     kw = {"graph": "none"}
     if model is not None:
         kw["max_atoms"] = model.cfg.max_atoms
-        kw["graph"] = "crystalnn" if model.cfg.encoder.graph == "crystalnn" else "none"
+        kw["graph"] = model.data_graph
     ds = load_split(data.name, split, root=resolve_root(data.name), limit=(start + n) if n else None,
                     progress=not headless(), **kw)
     if start:
@@ -518,36 +518,18 @@ def property_panels(generated: Sequence, test: Sequence, data: DataChoice, eform
 def ground_state_study(models: dict, n: int = 100, sampler: str = "eq7", steps: Optional[int] = None, seed: int = 0,
                        pressure_gpa: float = 10.0, calculator: str = "chgnet", optimizer: str = "FIRE",
                        fmax: float = 0.05, max_steps: int = 500, out_dir="runs/notebooks/ground_state") -> dict:
-    """For each ``{name: model}``: generate ``n`` crystals, relax the non-degenerate ones under ``pressure_gpa``
-    (resumable: results are written per structure to ``out_dir/<name>/``) and compute the Table III metrics.
+    """For each ``{name: model}``: generate ``n`` crystals, relax them under ``pressure_gpa`` (resumable: results
+    are written per structure under ``out_dir/<name>/``) and compute the Table III metrics: the same study as
+    ``dpcdvae ground-state`` (:func:`dpcdvae.workflows.run_ground_state_study`).
 
-    Returns ``{name: {"results": [RelaxResult], "metrics": dict, "generated": SampleOutput}}``.
+    Returns ``{name: {"results": [RelaxResult], "metrics": dict}}``.
     """
-    from .eval.ground_state import ground_state_metrics, relax_structures
+    from .workflows import run_ground_state_study
 
-    out = {}
-    from .workflows import sampler_for
-
-    for name, model in models.items():
-        smp, smp_steps, note = sampler_for(model, sampler, steps)
-        if note:
-            print(f"{name}: {note}")
-        gen = run_generation(model, n, sampler=smp, steps=smp_steps, seed=seed)
-        keep = [(i, s) for i, s in zip(gen.ids, gen.structures) if s is not None]
-        print(f"{name}: relaxing {len(keep)} generated crystals at {pressure_gpa:g} GPa with {calculator} "
-              f"({optimizer}, fmax {fmax} eV/A, at most {max_steps} steps)")
-        t0 = time.time()
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        results = relax_structures([s for _, s in keep], ids=[i for i, _ in keep], pressure_gpa=pressure_gpa,
-                                   calculator=calculator, optimizer=optimizer, fmax=fmax, max_steps=max_steps,
-                                   out_dir=Path(out_dir) / safe, progress=not headless())
-        m = ground_state_metrics(results)
-        m["n_generated"] = n
-        m["n_degenerate"] = n - len(keep)
-        m["relax_wall_s"] = round(time.time() - t0, 1)
-        print(f"{name}: {m['n_relaxed']} relaxed ({m['n_converged']} converged) in {m['relax_wall_s']} s")
-        out[name] = {"results": results, "metrics": m, "generated": gen}
-    return out
+    study = run_ground_state_study(models, out_dir, n=n, pressure_gpa=pressure_gpa, seed=seed, sampler=sampler,
+                                   steps=steps, fmax=fmax, max_steps=max_steps, progress=not headless(),
+                                   calculator=calculator, optimizer=optimizer, plot=False)
+    return {name: {"results": study["_results"][name], "metrics": row} for name, row in study["models"].items()}
 
 
 def table3_frame(study: dict, calculator: str = "chgnet", data: Optional[DataChoice] = None):

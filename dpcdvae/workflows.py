@@ -134,7 +134,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
         dataset = checkpoint_dataset(checkpoint, model)
         if dataset is None:
             raise UserError("--dataset is needed (no config.json beside the checkpoint and no model card)")
-    graph = "crystalnn" if model.cfg.encoder.graph == "crystalnn" else "none"
+    graph = model.data_graph
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # listed below and in the result instead
         ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=model.cfg.max_atoms, graph=graph,
@@ -304,21 +304,28 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
 def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: float = 10.0, seed: int = 0,
                            sampler: str | None = None, steps: int | None = None, fmax: float = 0.05,
                            max_steps: int = 500, batch_size: int = 32, device: str = "cpu", plot: bool = True,
-                           progress: bool = True, command: str = "") -> dict:
-    """Table III for several models: for each checkpoint generate ``n`` crystals (seeded), relax them with CHGNet at
-    ``pressure_gpa`` and compute the ground-state metrics; then one table with the paper's DFT rows beside ours, and
-    the Fig. S2 histograms. Layout: ``<out>/<model label>/{generated,relaxed}``, ``<out>/table3.md``,
-    ``<out>/study.json``, ``<out>/delta_e_hist.png``. Resumable (finished relaxations are not redone)."""
+                           progress: bool = True, command: str = "", calculator: str = "chgnet",
+                           optimizer: str = "FIRE") -> dict:
+    """Table III for several models: for each model generate ``n`` crystals (seeded), relax them at ``pressure_gpa``
+    (GPa; CHGNet by default, ``fmax`` in eV/A) and compute the ground-state metrics; then one table with the paper's
+    DFT rows beside ours, and the Fig. S2 histograms. Layout: ``<out>/<model label>/{generated,relaxed}``,
+    ``<out>/table3.md``, ``<out>/study.json``, ``<out>/delta_e_hist.png``. Resumable (finished relaxations are not
+    redone).
+
+    ``checkpoints``: a list of checkpoints (paths or ``pretrained:<name>``; labelled by the model kind) or a dict
+    ``{label: checkpoint or loaded model}``. ``sampler``: used by the models that run it; the others use their own
+    (printed, :func:`sampler_for`). The returned dict also holds ``"_results"`` (``{label: [RelaxResult]}``), not
+    written to ``study.json``."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     ours, by_model, rows = {}, {}, {}
-    for ck in checkpoints:
-        model = load_model(ck, map_location=device).to(device)
-        kind = model.cfg.model
-        label = {"dpcdvae": "DP-CDVAE", "cdvae": "CDVAE", "cdvae_fourier": "CDVAE+Fourier"}.get(kind, kind)
-        if label in ours:
-            label = f"{label} ({Path(ck).parent.name})"
+    items = checkpoints.items() if isinstance(checkpoints, dict) else [(None, ck) for ck in checkpoints]
+    for given_label, ck in items:
+        model = ck if isinstance(ck, torch.nn.Module) else load_model(ck, map_location=device).to(device)
+        label = given_label or model.label
+        if given_label is None and label in ours:
+            label = f"{label} ({Path(str(ck)).parent.name})"
         smp, smp_steps, note = sampler_for(model, sampler, steps)
         if note:
             print(f"[dpcdvae] {label}: {note}", flush=True)
@@ -326,13 +333,16 @@ def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: fl
         gen_dir = mdir / "generated"
         if not (gen_dir / "samples.extxyz").exists():
             generate_to_folder(model, n, gen_dir, sampler=smp, steps=smp_steps, seed=seed, batch_size=512,
-                               progress=progress, meta={"command": command, "checkpoint": str(ck)})
+                               progress=progress, meta={"command": command, "checkpoint": ck_name(ck)})
         s = run_relax(str(gen_dir / "samples.extxyz"), str(mdir / "relaxed"), pressure_gpa=pressure_gpa,
-                      fmax=fmax, max_steps=max_steps, batch_size=batch_size, device=device, progress=progress,
-                      command=command)
+                      calculator=calculator, optimizer=optimizer, fmax=fmax, max_steps=max_steps,
+                      batch_size=batch_size, device=device, progress=progress, command=command)
         by_model[label] = s.pop("_results")
-        ours[label] = s["metrics"]
-        rows[label] = {"checkpoint": str(ck), "sampler": smp, "n_generated": n, **s["metrics"]}
+        m = {**s["metrics"], "n_generated": n, "n_degenerate": n - len(by_model[label]), "relax_wall_s": s["wall_s"]}
+        ours[label] = m
+        rows[label] = {"checkpoint": ck_name(ck), "sampler": smp, **m}
+        if progress:
+            print(f"{label}: {m['n_relaxed']} relaxed ({m['n_converged']} converged) in {s['wall_s']} s", flush=True)
     df = table3(ours)
     text = render_table3(df, markdown=True)
     (out_dir / "table3.md").write_text(text + "\n")
@@ -343,7 +353,17 @@ def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: fl
         study["plot"] = str(out_dir / "delta_e_hist.png")
     (out_dir / "study.json").write_text(strict_json_dumps(_json_clean(study), indent=1, default=str))
     study["table"] = text
+    study["_results"] = by_model
     return study
+
+
+def ck_name(checkpoint) -> str:
+    """How a checkpoint is named in output files: its path or ``pretrained:<name>``, or the card's name of a loaded
+    shipped model, or ``"(a loaded model)"``."""
+    if isinstance(checkpoint, torch.nn.Module):
+        card = getattr(checkpoint, "card", None)
+        return f"pretrained:{card['name']}" if isinstance(card, dict) and card.get("name") else "(a loaded model)"
+    return str(checkpoint)
 
 
 def _delta_e(results, energy: str = "enthalpy") -> list:

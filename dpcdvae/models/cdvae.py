@@ -173,6 +173,10 @@ class CDVAE(DPCDVAE):
     sampler_family: str = "langevin"
     default_sampler: str = "langevin"
 
+    @property
+    def label(self) -> str:
+        return "CDVAE+Fourier" if self.cfg.model == "cdvae_fourier" else "CDVAE"
+
     def __init__(self, cfg: ModelConfig, lattice_scaler: Optional[LatticeScaler] = None):
         if cfg.model not in CDVAE_MODELS:
             raise ValueError(f"CDVAE got model={cfg.model!r}; expected one of {CDVAE_MODELS}")

@@ -187,6 +187,18 @@ class DPCDVAE(nn.Module):
             self.lattice_scaler = LatticeScaler.from_state_dict(state["lattice_scaler"])
 
     @property
+    def label(self) -> str:
+        """The model's name in tables and figures (``"DP-CDVAE"``, ``"CDVAE"``, ``"CDVAE+Fourier"``)."""
+        return "DP-CDVAE"
+
+    @property
+    def data_graph(self) -> str:
+        """The graph the model's data needs: ``"crystalnn"`` (CDVAE's CrystalNN bonds, precomputed when the data is
+        loaded) or ``"none"`` (the encoder builds its radius graph on the fly). Pass it as ``load_split(...,
+        graph=model.data_graph)``."""
+        return "crystalnn" if self.cfg.encoder.graph == "crystalnn" else "none"
+
+    @property
     def device(self) -> torch.device:
         return self.fc_mu.weight.device
 
