@@ -75,17 +75,22 @@ def _dataset_name(name: str) -> str:
     return "demo_synthetic_perovskites" if name in ("demo", "demo_synthetic_perovskites") else name
 
 
+def _add_sampling_args(p) -> None:
+    """--sampler (choices: the sampler registry), --steps, --batch-size, --seed: shared by sample and reconstruct."""
+    p.add_argument("--sampler", choices=sampler_names(), default=None,
+                   help="default: the model's own (eq7 for DP-CDVAE, langevin for the CDVAE baselines)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="network calls for --sampler strided_eq7 or strided (<= T); Langevin iterations per level")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+
+
 # ------------------------------------------------------------------------------------------------------ sample
 def _add_sample(sub):
     p = sub.add_parser("sample", help="generate crystals from z ~ N(0, I); writes CIFs + extxyz + JSON")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--n", type=int, default=16)
-    p.add_argument("--sampler", choices=sampler_names(), default=None,
-                   help="default: eq7 for DP-CDVAE, langevin for the CDVAE baselines")
-    p.add_argument("--steps", type=int, default=None,
-                   help="network calls for --sampler strided_eq7 or strided (<= T); Langevin iterations per level")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    _add_sampling_args(p)
     p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
     p.add_argument("--device", default="cpu")
     p.add_argument("--symprec", type=float, default=None, metavar="A",
@@ -186,12 +191,7 @@ def _add_reconstruct(sub):
     p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="only the first N crystals")
-    p.add_argument("--sampler", choices=sampler_names(), default=None,
-                   help="default: eq7 for DP-CDVAE, langevin for the CDVAE baselines")
-    p.add_argument("--steps", type=int, default=None,
-                   help="network calls for --sampler strided_eq7 or strided (<= T); Langevin iterations per level")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    _add_sampling_args(p)
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
