@@ -15,6 +15,6 @@ __version__ = "0.1.0"
 def load_pretrained(name: str = "perov_5", map_location: str = "cpu"):
     """Load a model shipped with the package (``"perov_5"``, ``"carbon_24"``, ``"carbon_24_cdvae"``); see
     :mod:`dpcdvae.models.pretrained` and ``dpcdvae pretrained list``."""
-    from .models.pretrained import load_pretrained as _load
+    from .models.pretrained import load_pretrained as _load  # local: upward (foundation -> models), a convenience alias
 
     return _load(name, map_location=map_location)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -65,8 +66,6 @@ def strict_json_dumps(obj, **kwargs) -> str:
 
 
 def _strict(v):
-    import math
-
     if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
         return v
     if isinstance(v, float):

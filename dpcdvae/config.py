@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
+from .data.resolve import dataset_spec
 from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -197,8 +198,6 @@ def load_config(name_or_path: str = "paper", overrides: Optional[dict[str, Any]]
     d.setdefault("name", path.stem)
     cfg = Config.from_dict(d)
     if dataset is not None:
-        from .data.resolve import dataset_spec
-
         spec = dataset_spec(dataset, root)
         key = dataset if isinstance(dataset, str) else spec.name
         per = raw.get("datasets", {}).get(key, {}) if isinstance(raw.get("datasets"), dict) else {}

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# local: heavy -- pymatgen (and ase through it) is imported inside the converters; the models import this module
+from ._fileio import atomic_write_text
 from .validity import canonicalize_structure  # noqa: F401 - the one canonicaliser (torch-free), re-exported
 
 MAX_ATOMIC_NUM = 100
@@ -263,6 +265,4 @@ def write_cif(structure, path: str | os.PathLike, symprec: float | None = 0.1) -
         text = str(CifWriter(structure, symprec=symprec)) if symprec else str(CifWriter(structure))
     except Exception:
         text = str(CifWriter(structure))
-    from ._fileio import atomic_write_text
-
     return atomic_write_text(path, text)

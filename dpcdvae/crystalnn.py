@@ -5,9 +5,13 @@ Table II structure fingerprints (:mod:`dpcdvae.eval.fingerprints`). pymatgen is 
 """
 from __future__ import annotations
 
+import functools
 import os
+import types
 
 import numpy as np
+
+# local: heavy -- pymatgen is imported on first use (graph.py imports this module, and the models import graph.py)
 
 __all__ = ["fast_crystalnn"]
 
@@ -56,9 +60,6 @@ def _voronoi_classes():
     global _FAST_CLASSES
     if _FAST_CLASSES is not None:
         return _FAST_CLASSES
-    import functools
-    import types
-
     from pymatgen.analysis.local_env import CrystalNN, VoronoiNN
 
     class _RecordingVoronoiNN(VoronoiNN):

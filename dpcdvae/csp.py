@@ -24,6 +24,8 @@ import torch
 
 from .crystal import MAX_ATOMIC_NUM
 
+# local: heavy -- pymatgen is imported inside the two composition parsers; the sampling path imports this module
+
 __all__ = ["LATENT_MODES", "parse_composition", "allowed_num_atoms", "search_latent", "predict_structure",
            "predict_structures"]
 

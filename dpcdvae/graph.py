@@ -35,6 +35,8 @@ import torch
 
 from .crystalnn import fast_crystalnn
 
+# local: heavy -- pymatgen is imported inside crystalnn_edges (the models import this module for the graphs alone)
+
 
 __all__ = ["PeriodicGraph", "radius_graph_pbc", "graph_from_edges", "build_triplets", "crystalnn_edges",
            "edge_vectors"]
@@ -622,8 +624,6 @@ def crystalnn_edges(structure, max_neighbors: Optional[int] = None,
     instead of once per site (:func:`dpcdvae.eval.fingerprints.fast_crystalnn`: the same neighbour lists, tested);
     ``fast=False`` is pymatgen's own per-site path.
     """
-    import warnings as _warnings
-
     from pymatgen.analysis.graphs import StructureGraph
     from pymatgen.analysis.local_env import CrystalNN
 
@@ -634,8 +634,8 @@ def crystalnn_edges(structure, max_neighbors: Optional[int] = None,
         cnn = CrystalNN(**settings)
     build = getattr(StructureGraph, "from_local_env_strategy", None) or getattr(StructureGraph,
                                                                                  "with_local_env_strategy")
-    with _warnings.catch_warnings():
-        _warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
             if fast:
                 cnn.prepare(structure)

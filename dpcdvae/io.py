@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Optional
 
 from ._fileio import atomic_write_text, strict_json_dumps  # noqa: F401  (re-exported)
-from .crystal import write_cif
+from .crystal import structure_to_atoms, write_cif
+
+# local: heavy -- pymatgen and ase are imported inside the writers (the workflows import this module)
 
 #: what ``valid`` means in samples.json (the paper's, CDVAE's, validity; the same as Table II counts)
 VALIDITY_NOTE = ("valid = structure valid (usable cell, every interatomic distance >= 0.5 A, periodic images "
@@ -70,8 +72,6 @@ class SampleWriter:
 
     def add(self, out) -> None:
         from ase.io import write as ase_write
-
-        from .crystal import structure_to_atoms
 
         frames = []
         validity = out.validity()

@@ -13,6 +13,8 @@ import re
 import sys
 from typing import Any, Iterable, Optional
 
+from tqdm import tqdm as plain_tqdm
+
 __all__ = ["progress_bar", "interactive_output", "log_interval_s"]
 
 
@@ -28,7 +30,7 @@ def _in_jupyter_kernel() -> bool:
     if "ipykernel" not in sys.modules:
         return False
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # local: optional (only present with Jupyter)
 
         ip = get_ipython()
     except Exception:  # pragma: no cover - IPython broken
@@ -76,15 +78,11 @@ def progress_bar(iterable: Optional[Iterable] = None, **kwargs: Any):
     """tqdm with the same arguments; see the module docstring for how it draws. ``disable=True`` hides it."""
     stream = kwargs.pop("file", None) or sys.stderr
     if _in_jupyter_kernel():
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # local: picks the notebook bar at import; only wanted inside a kernel
 
         return tqdm(iterable, **kwargs)
     if kwargs.get("disable") or interactive_output(stream):
-        from tqdm import tqdm
-
-        return tqdm(iterable, file=stream, **kwargs)
-    from tqdm import tqdm as plain_tqdm
-
+        return plain_tqdm(iterable, file=stream, **kwargs)
     kwargs.pop("dynamic_ncols", None)
     kwargs["mininterval"] = max(float(kwargs.get("mininterval", 0.1)), log_interval_s())
     kwargs.setdefault("maxinterval", max(kwargs["mininterval"], 10.0))

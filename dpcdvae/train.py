@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch_geometric.loader import DataLoader
 
 from ._fileio import atomic_open, strict_json_dumps
 from .config import Config, load_config
+from .data import load_dataset_splits
+from .data.resolve import dataset_root
+from .data.scalers import LatticeScaler
 from .errors import CheckpointError
+from .models import build_model
+from .progress import interactive_output
 
 log = logging.getLogger("dpcdvae.train")
 
@@ -74,8 +83,6 @@ def quiet_lightning() -> None:
     logger advert (Lightning's rank-zero INFO messages), the warning that the output folder is not empty (our
     config.json is written first) and a deprecation warning from Lightning's own pytree helper. Our own device
     line replaces the availability lines."""
-    import warnings
-
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -95,16 +102,11 @@ class DPCDVAEModule(L.LightningModule):
     def __init__(self, config: dict, lattice_scaler_state: Optional[dict] = None):
         super().__init__()
         self.save_hyperparameters()
-        from .data.scalers import LatticeScaler
-        from .models import build_model
-
         self.cfg = Config.from_dict(config)
         scaler = LatticeScaler.from_state_dict(lattice_scaler_state) if lattice_scaler_state else None
         self.model = build_model(self.cfg, scaler)
         self.ema = None
         if self.cfg.train.ema_decay:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.train.ema_decay),
                                      use_buffers=True)
 
@@ -163,8 +165,6 @@ class CrystalDataModule(L.LightningDataModule):
     def setup(self, stage: Optional[str] = None):
         if self.train_ds is not None:
             return
-        from .data import load_dataset_splits
-
         graph = "crystalnn" if self.cfg.model.encoder.graph == "crystalnn" else "none"
         t = self.cfg.train
         splits = load_dataset_splits(self.dataset, train_split=self.train_split, root=resolve_root(self.dataset,
@@ -177,8 +177,6 @@ class CrystalDataModule(L.LightningDataModule):
         self.train_ds, self.val_ds, self.scaler = splits.train, val, splits.lattice_scaler
 
     def _loader(self, ds, shuffle):
-        from torch_geometric.loader import DataLoader
-
         return DataLoader(ds, batch_size=self.cfg.train.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, drop_last=False)
 
@@ -263,8 +261,6 @@ def cosine_lr(progress: float, lr: float, warmup_frac: float, final_factor: floa
     """Learning rate at ``progress`` in [0, 1] of a run: linear warm-up from ``lr * final_factor`` to ``lr`` over
     the first ``warmup_frac``, then half a cosine from ``lr`` down to ``lr * final_factor`` at ``progress = 1``
     (held there beyond 1)."""
-    import math
-
     p = min(max(float(progress), 0.0), 1.0)
     lo = lr * final_factor
     if warmup_frac > 0 and p < warmup_frac:
@@ -309,8 +305,6 @@ class _BudgetCosine(Callback):
 def resolve_root(dataset: str, root: Optional[str] = None) -> Optional[str]:
     """The data root to use: ``root`` as given, except for the synthetic demo dataset, which is generated on
     first use (``$DPCDVAE_CACHE/demo``) when no root is given."""
-    from .data.resolve import dataset_root
-
     return dataset_root(dataset, root)
 
 
@@ -329,8 +323,6 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     reasons). Temporary files of an interrupted checkpoint write are removed on start. ``progress``: a bar in a
     terminal, one line per epoch when the output is a file or a pipe.
     """
-    from .progress import interactive_output
-
     quiet_lightning()
     cfg = config if isinstance(config, Config) else load_config(config, dataset=dataset, root=root)
     ov = dict(overrides or {})

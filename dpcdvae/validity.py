@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import itertools
 from functools import lru_cache
+from math import gcd
 
 import numpy as np
+
+# local: heavy, keeps the CLI start fast (pymatgen, smact: the command line imports this module at start)
 
 __all__ = ["canonicalize_structure", "DIST_CUTOFF", "MIN_VOLUME", "degenerate_reason", "composition_key", "structure_invalid_reason",
            "structure_validity", "composition_validity", "composition_invalid_reason", "crystal_validity"]
@@ -46,8 +49,6 @@ def degenerate_reason(structure) -> str | None:
 
 def composition_key(structure_or_comp) -> tuple[tuple[str, int], ...] | None:
     """``((symbol, count // gcd), ...)`` sorted by symbol: the reduced composition, or ``None`` if unavailable."""
-    from math import gcd
-
     from pymatgen.core import Composition, Structure
 
     if structure_or_comp is None:

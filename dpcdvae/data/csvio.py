@@ -18,6 +18,7 @@ import math
 import multiprocessing
 import os
 import re
+import shlex
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -28,7 +29,10 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..progress import progress_bar
 from ..validity import canonicalize_structure  # noqa: F401 (the one canonicaliser; re-exported)
+
+# local: heavy, keeps the CLI start fast (pandas, pymatgen: the command line imports this module at start)
 
 log = logging.getLogger("dpcdvae.data")
 
@@ -262,7 +266,7 @@ def _graph_fn(method: str):
         return None
     if method == "crystalnn":
         try:
-            from ..graph import crystalnn_edges
+            from ..graph import crystalnn_edges  # local: guarded; graph needs torch, this reader does not
         except ImportError as exc:  # pragma: no cover - depends on the rest of the package
             raise RuntimeError(
                 "graph='crystalnn' needs dpcdvae.graph.crystalnn_edges, which could not be imported "
@@ -366,14 +370,12 @@ def iter_processed(rows: Sequence[Row], settings: PreprocessSettings, num_worker
     ``num_workers``: processes to use (default ``os.cpu_count()``; 0 or 1: in this process). A tqdm progress bar
     counts crystals. Results are ``(row, material_id, ok, record-or-reason)``.
     """
-    from ..progress import progress_bar as tqdm
-
     _graph_fn(settings.graph)  # fail early (in this process) on a bad graph setting or a missing graph module
     if num_workers is None:
         num_workers = os.cpu_count() or 1
     chunks = [list(rows[i:i + chunksize]) for i in range(0, len(rows), chunksize)]
     tasks = [(settings.as_dict(), ch) for ch in chunks]
-    bar = tqdm(total=len(rows), desc=desc, unit="crystal", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(rows), desc=desc, unit="crystal", disable=not progress, dynamic_ncols=True)
     try:
         if num_workers <= 1 or len(chunks) <= 1:
             for t in tasks:
@@ -442,8 +444,6 @@ def scan_cif_symbols(cif: str) -> Optional[list[str]]:
                 if s.lower() == "loop_" or s.startswith("_") or s.lower().startswith("data_"):
                     break
                 if "'" in s or '"' in s:
-                    import shlex
-
                     try:
                         vals.extend(shlex.split(s))
                     except ValueError:

@@ -39,6 +39,8 @@ from .resolve import dataset_dir, split_file
 from .._fileio import atomic_open
 from .scalers import LatticeScaler, StandardScaler
 
+# local: heavy -- pymatgen only in CrystalDataset.get_structure (training and sampling import this module)
+
 log = logging.getLogger("dpcdvae.data")
 
 CACHE_FORMAT = 1

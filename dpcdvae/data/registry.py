@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .._fileio import atomic_write_bytes
 from ..errors import UnknownDatasetError, UserError
+from .csvio import read_csv_rows, scan_symbols
 from .paths import SPLITS, DatasetNotFoundError, PathLike, cache_dir
 
 log = logging.getLogger("dpcdvae.data")
@@ -257,9 +259,6 @@ def _max_atoms_of_csv(path: Path) -> Optional[int]:
     """Most atoms in any crystal of one CDVAE CSV (None: no readable crystal). Read with the project's CSV reader
     and CIF scan (pymatgen for CIFs that are not plain P1 cells); cached per file content (SHA-256) in memory and
     under ``<cache>/datasets/atom_counts/``."""
-    from .._fileio import atomic_write_bytes
-    from .csvio import read_csv_rows, scan_symbols
-
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     if sha in _ATOMS_MEMO:

@@ -27,18 +27,24 @@ in ``<hash>.npz``, the hash taken over the structures' lattices, species and fra
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from .._fileio import atomic_open
+from ..progress import progress_bar
 from ..crystalnn import _voronoi_classes, fast_crystalnn  # noqa: F401 (fast_crystalnn re-exported)
 from ..validity import MIN_VOLUME, composition_key, degenerate_reason  # noqa: F401 (re-exported)
+
+# local: heavy -- pymatgen and matminer (~6 s) are imported where used: the pool workers build their featurizers
+# on first use, and the workflows import this module (through reconstruction and generation)
 
 N_STRUCT_FEATURES = 61
 N_COMP_FEATURES = 132
@@ -121,8 +127,6 @@ def parallel_map(func: Callable[[Any], Any], items: Sequence, n_workers: int = 2
     is called in this process as each new chunk finishes (e.g. to write it to disk). ``n_workers <= 1`` runs in
     this process. Chunk ``k`` covers ``items[k*chunk_size:(k+1)*chunk_size]``.
     """
-    from ..progress import progress_bar as tqdm
-
     items = list(items)
     bounds = _chunks(len(items), chunk_size)
     results: list = [None] * len(items)
@@ -134,7 +138,7 @@ def parallel_map(func: Callable[[Any], Any], items: Sequence, n_workers: int = 2
         else:
             todo.append(k)
     n_todo = sum(bounds[k][1] - bounds[k][0] for k in todo)
-    bar = tqdm(total=len(items), initial=len(items) - n_todo, desc=desc, disable=not progress or not items,
+    bar = progress_bar(total=len(items), initial=len(items) - n_todo, desc=desc, disable=not progress or not items,
                dynamic_ncols=True, leave=False)
     try:
         if n_workers <= 1 or len(todo) <= 1:
@@ -261,8 +265,6 @@ def _struct_fp_worker(packed: Packed | None, method: str = "fast") -> tuple[np.n
 
 
 def _versions_tag() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     parts = []
     for pkg in ("matminer", "pymatgen"):
         try:
@@ -327,8 +329,6 @@ def structure_fingerprints(structures: Sequence, n_workers: int = 2, chunk_size:
         with atomic_open(parts / f"chunk_{k:06d}.npz", "wb") as fh:
             np.savez(fh, fps=np.stack([o[0] for o in out]), errors=np.array([o[1] or "" for o in out]))
 
-    import functools
-
     results = parallel_map(functools.partial(_struct_fp_worker, method=method), packed, n_workers=n_workers, chunk_size=chunk_size, desc=desc,
                            progress=progress, done=done, on_chunk=_save_chunk if cache else None)
     fps = np.stack([r[0] for r in results]).astype(np.float64)
@@ -386,11 +386,9 @@ def composition_fingerprints(structures: Sequence, progress: bool = False, desc:
     ``errors[i]`` is ``None`` on success; a failed row (``None`` structure, unknown element) is all NaN. A
     successful row may still hold NaN features (missing element data): :class:`CompScaler` maps those to 0.
     """
-    from ..progress import progress_bar as tqdm
-
     keys = [composition_key(s) if s is not None else None for s in structures]
     cache: dict = {}
-    for k in tqdm(sorted({k for k in keys if k is not None}, key=str), desc=desc, disable=not progress,
+    for k in progress_bar(sorted({k for k in keys if k is not None}, key=str), desc=desc, disable=not progress,
                   leave=False):
         try:
             cache[k] = (magpie_fingerprint(k), None)

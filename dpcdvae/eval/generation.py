@@ -31,12 +31,15 @@ from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy.spatial.distance import cdist
+from scipy.stats import wasserstein_distance
 
 from ..validity import (DIST_CUTOFF, composition_invalid_reason, composition_validity,  # noqa: F401 (re-exported)
                         crystal_validity, structure_invalid_reason, structure_validity)
 from .fingerprints import (CompScaler, composition_fingerprints, pack,
                            parallel_map, structure_fingerprints, unpack)
 from ..data.registry import get_spec, known_datasets
+from .io import load_split_structures
 from .reference import canonical_dataset
 
 #: COV thresholds (structure fingerprint distance, standardised composition fingerprint distance) per paper
@@ -88,8 +91,6 @@ def _nn_dists(gen: np.ndarray, gen_ok: np.ndarray, ref: np.ndarray, ref_ok: np.n
               ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-neighbour Euclidean distances: (for each gen row: min over ref, for each ref row: min over gen).
     Rows that are not ok never take part (their own distance is +inf). Computed in blocks (low memory)."""
-    from scipy.spatial.distance import cdist
-
     d_gen = np.full(len(gen), np.inf)
     d_ref = np.full(len(ref), np.inf)
     gi = np.flatnonzero(gen_ok)
@@ -155,8 +156,6 @@ def coverage(gen_struct_fps: np.ndarray, gen_comp_fps: np.ndarray, ref_struct_fp
 def wasserstein(a: Sequence[float], b: Sequence[float]) -> float:
     """1-D Wasserstein-1 distance (``scipy.stats.wasserstein_distance``), in the unit of the inputs.
     Raises ``ValueError`` on an empty side or non-finite values."""
-    from scipy.stats import wasserstein_distance
-
     a = np.asarray(a, dtype=float).ravel()
     b = np.asarray(b, dtype=float).ravel()
     if len(a) == 0 or len(b) == 0:
@@ -187,7 +186,7 @@ def property_values(structures: Sequence, dataset: str,
     unavailable_cls: tuple = ()
     if property_fn is None:
         try:
-            from . import property as _prop  # noqa: A004 - module name fixed by the design
+            from . import property as _prop  # noqa: A004 - local: guarded, a failing import is reported as the reason
         except Exception as exc:
             return f"unavailable: dpcdvae.eval.property not importable ({type(exc).__name__}: {exc})"
         property_fn = getattr(_prop, "predict_property", None)
@@ -382,8 +381,6 @@ def data_vs_data(dataset: str, root: str | None = None, n_workers: int = 2, seed
     generator would reach under these definitions (COV near 100 %, W1 near 0). ``max_structures`` truncates both
     splits (quick checks only).
     """
-    from .io import load_split_structures
-
     _, gen = load_split_structures(dataset, generated_split, root=root, limit=max_structures)
     _, ref = load_split_structures(dataset, reference_split, root=root, limit=max_structures)
     ref = [s for s in ref if s is not None]

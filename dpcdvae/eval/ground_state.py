@@ -46,9 +46,14 @@ import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from .relax import (CHGNetBatchPredictor, RelaxResult, _blas_single_thread, _err,  # noqa: F401 (re-exported)
                     load_chgnet, load_results, read_structures, relax_structure, relax_structures)
+from .reference import get_reference, models
+from .tables import render_markdown, render_text
+
+# local: heavy -- pymatgen's StructureMatcher is imported inside ground_state_metrics (the workflows import this module)
 
 __all__ = [
     "RelaxResult", "relax_structures", "relax_structure", "read_structures", "load_results", "load_chgnet",
@@ -74,8 +79,6 @@ CAVEAT = (
 def _paper_table3() -> dict[str, dict[str, float]]:
     """Table III of the paper (100 generated Carbon-24 structures per model, DFT at 10 GPa)."""
     try:
-        from .reference import get_reference, models
-
         out = {m: {k: float(v) for k, v in get_reference("III", "carbon_24", m).items()}
                for m in models("III", "carbon_24")}
         if out:
@@ -211,8 +214,6 @@ def table3(ours: Mapping[str, Mapping], label: str = OURS_LABEL, headers: bool =
     metric columns with units. The CHGNet-vs-DFT caveat is in ``df.attrs["footer"]`` (and printed by
     :func:`render_table3`).
     """
-    import pandas as pd
-
     rows, index = [], []
     for model, vals in DFT_PAPER_TABLE3.items():
         rows.append({"source": DFT_PAPER_LABEL, **{k: vals.get(k) for k in TABLE3_METRICS}, "n": 100})
@@ -236,7 +237,5 @@ def table3(ours: Mapping[str, Mapping], label: str = OURS_LABEL, headers: bool =
 
 def render_table3(df, markdown: bool = False) -> str:
     """Text (or markdown) rendering of :func:`table3` with the caveat as a footer."""
-    from .tables import render_markdown, render_text
-
     body = render_markdown(df, caption=False) if markdown else render_text(df)
     return body + "\n\n" + df.attrs.get("footer", CAVEAT)

@@ -26,6 +26,14 @@ from typing import Sequence
 
 import numpy as np
 
+from ..data.csvio import read_csv_frame, read_csv_rows
+from ..data.registry import find_spec
+from ..data.resolve import split_file
+from ..validity import canonicalize_structure
+
+# local: heavy -- pymatgen and ase are imported inside the readers (the relaxation engine imports this module, and
+# the workflows import the relaxation engine)
+
 CIF_SUFFIXES = (".cif",)
 XYZ_SUFFIXES = (".extxyz", ".xyz")
 
@@ -168,8 +176,6 @@ def _parse_canonical(cif: str):
     training loader, nothing is validated beyond parsing: the metrics judge the crystals themselves."""
     from pymatgen.core import Structure
 
-    from ..validity import canonicalize_structure
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -190,10 +196,6 @@ def load_split_structures(dataset: str, split: str = "test", root: str | os.Path
     be parsed gives ``None``. ``limit`` keeps the first rows only. With ``with_frame=True`` the split as a pandas
     DataFrame of text columns is returned as a third element.
     """
-    from ..data.csvio import read_csv_frame, read_csv_rows
-    from ..data.registry import find_spec
-    from ..data.resolve import split_file
-
     spec = find_spec(dataset)
     ds = spec.name if spec is not None and spec.benchmark else str(dataset)  # "Perov-5" -> perov_5
     csv = split_file(ds, split, root)

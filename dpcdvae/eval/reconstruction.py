@@ -26,7 +26,9 @@ from typing import Sequence
 import numpy as np
 
 from .fingerprints import degenerate_reason, pack, parallel_map, unpack
-from .generation import composition_invalid_reason, structure_invalid_reason
+from .generation import _reason_class, composition_invalid_reason, structure_invalid_reason
+
+# local: heavy -- pymatgen's StructureMatcher is imported in the pool worker (the workflows import this module)
 
 MATCHER_KW = {"stol": 0.5, "angle_tol": 10.0, "ltol": 0.3}
 
@@ -170,8 +172,6 @@ def reconstruction_metrics(preds: Sequence, targets: Sequence, ids: Sequence[str
 
 
 def _short_reason(r: str) -> str:
-    from .generation import _reason_class
-
     if r.startswith("composition:"):
         return "composition: " + _reason_class(r.split(":", 1)[1])
     return _reason_class(r)

@@ -39,6 +39,7 @@ max_steps=500, out_dir=None, batch=True, progress=True) -> list[RelaxResult]``
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import math
@@ -52,8 +53,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from .._fileio import atomic_write_text, strict_json_dumps
+from ..progress import progress_bar
+from .io import read_samples_with_errors
+
+# local: heavy -- ase and pymatgen are imported inside the functions (the workflows import this module); chgnet and
+# threadpoolctl are optional
 
 __all__ = ["RelaxResult", "relax_structures", "relax_structure", "read_structures", "load_results", "load_chgnet",
            "CHGNetBatchPredictor"]
@@ -220,7 +227,6 @@ class CHGNetBatchPredictor:
         return graphs
 
     def _fast(self, graphs):
-        import torch
         from chgnet.model.model import BatchedGraph
 
         m = self.model
@@ -373,8 +379,6 @@ def _resolve_calculator(calculator, batch: bool, device: str, batch_size: int):
 
             return "ase", EMT(), "emt"
         if ":" in key:
-            import importlib
-
             mod, _, attr = key.partition(":")
             obj = getattr(importlib.import_module(mod), attr)
             if isinstance(obj, type) or (callable(obj) and not _is_ase_calculator(obj)
@@ -420,8 +424,6 @@ def read_structures(path: str | os.PathLike) -> tuple[list[str], list, list[str 
     Ids are file stems (``<stem>#<k>`` for multi-block CIFs) or, for extxyz frames, ``info["material_id"]`` (else
     the frame index). Unreadable entries are ``None`` with the reason in ``errors``.
     """
-    from .io import read_samples_with_errors
-
     return read_samples_with_errors(path)
 
 
@@ -784,9 +786,7 @@ def relax_structures(structures, ids: Sequence[str] | None = None, pressure_gpa:
 
     bar = None
     if progress and todo:
-        from ..progress import progress_bar as tqdm
-
-        bar = tqdm(total=len(todo), desc=f"relax @ {pressure_gpa:g} GPa", unit="struct")
+        bar = progress_bar(total=len(todo), desc=f"relax @ {pressure_gpa:g} GPa", unit="struct")
     try:
         with _blas_single_thread():
             for idx, res in runner:

@@ -25,11 +25,14 @@ we add it back here).
 from __future__ import annotations
 
 import os
+import pickle
 from functools import partial
 from pathlib import Path
 from typing import Optional
 
+import sympy as sym
 import torch
+import torch_geometric
 from torch import nn
 from torch_geometric.nn.models import DimeNetPlusPlus
 
@@ -74,12 +77,9 @@ _SBF_FUNCS: dict = {}
 
 def _basis_cache_file(num_spherical: int, num_radial: int) -> Optional[Path]:
     try:
-        import sympy
-        import torch_geometric
-
         base = os.environ.get("DPCDVAE_CACHE")
         root = Path(base).expanduser() if base else Path("~/.cache/dpcdvae").expanduser()
-        tag = f"pyg{torch_geometric.__version__}-sympy{sympy.__version__}"
+        tag = f"pyg{torch_geometric.__version__}-sympy{sym.__version__}"
         return root / "dimenet_basis" / f"sbf_{num_spherical}_{num_radial}_{tag}.pkl"
     except Exception:  # noqa: BLE001 - no cache then
         return None
@@ -87,8 +87,6 @@ def _basis_cache_file(num_spherical: int, num_radial: int) -> Optional[Path]:
 
 def _symbolic_basis(num_spherical: int, num_radial: int):
     """PyG's sympy forms (``bessel_basis``, ``real_sph_harm``), cached on disk: deriving them costs 10-60 s."""
-    import pickle
-
     path = _basis_cache_file(num_spherical, num_radial)
     if path is not None and path.is_file():
         try:
@@ -96,6 +94,7 @@ def _symbolic_basis(num_spherical: int, num_radial: int):
                 return pickle.load(f)
         except Exception:  # noqa: BLE001 - corrupt cache: rebuild
             pass
+    # local: heavy (dimenet_utils loads scipy); needed only when the basis is not cached yet
     from torch_geometric.nn.models.dimenet_utils import bessel_basis, real_sph_harm
 
     forms = (bessel_basis(num_spherical, num_radial), real_sph_harm(num_spherical))
@@ -112,8 +111,6 @@ def _basis_functions(num_spherical: int, num_radial: int):
     """The lambdified basis functions, exactly as PyG's ``SphericalBasisLayer.__init__`` builds them."""
     key = (num_spherical, num_radial)
     if key not in _SBF_FUNCS:
-        import sympy as sym
-
         bessel_forms, sph_harm_forms = _symbolic_basis(num_spherical, num_radial)
         x, theta = sym.symbols("x theta")
         modules = {"sin": torch.sin, "cos": torch.cos}
