@@ -9,12 +9,13 @@ import os as _os
 # passive waiting fixes it. Only a default (set before torch is imported); export OMP_WAIT_POLICY to override.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402,F401
 
 
 def load_pretrained(name: str = "perov_5", map_location: str = "cpu"):
     """Load a model shipped with the package (``"perov_5"``, ``"carbon_24"``, ``"carbon_24_cdvae"``); see
     :mod:`dpcdvae.models.pretrained` and ``dpcdvae pretrained list``."""
-    from .models.pretrained import load_pretrained as _load  # local: upward (foundation -> models), a convenience alias
+    # local: the root package is the public facade (importing any submodule imports it first, so it stays light)
+    from .models.pretrained import load_pretrained as _load
 
     return _load(name, map_location=map_location)

@@ -36,13 +36,24 @@ from .eval.optimization import SR_LEVELS, cdvae_thresholds, split_thresholds, su
 from .eval.property import PropertyModelUnavailable, predict_property
 from .io import SampleWriter
 from .models import concat_outputs
+from .models.pretrained import WEIGHTS_DIR, is_pretrained
 from .progress import progress_bar
 from .train import resolve_root
 
 __all__ = ["LatentPropertyHead", "encode_split", "fit_property_head", "save_head", "load_head",
-           "optimize_latents", "run_optimization", "HEAD_FORMAT"]
+           "optimize_latents", "run_optimization", "shipped_head_path", "HEAD_FORMAT", "HEADS_DIR"]
 
 HEAD_FORMAT = 1
+#: property heads fitted for the shipped models: ``<name>.pt`` (``dpcdvae optimize --checkpoint pretrained:<name>``)
+HEADS_DIR = WEIGHTS_DIR / "heads"
+
+
+def shipped_head_path(checkpoint) -> Optional[Path]:
+    """The property head shipped for ``pretrained:<name>`` (``None`` for other checkpoints or when none ships)."""
+    if not is_pretrained(str(checkpoint)):
+        return None
+    p = HEADS_DIR / f"{str(checkpoint).split(':', 1)[1]}.pt"
+    return p if p.is_file() else None
 
 
 class LatentPropertyHead(nn.Module):
@@ -94,14 +105,21 @@ def fit_property_head(model, dataset: str, root: Optional[str] = None, split: st
                       val_split: str = "val", limit: Optional[int] = None, epochs: int = 300, lr: float = 1e-3,
                       batch_size: int = 256, hidden: int = 128, patience: int = 30, seed: int = 0,
                       max_minutes: Optional[float] = None, progress: bool = True) -> tuple[LatentPropertyHead, dict]:
-    """Fit a :class:`LatentPropertyHead` on the frozen encoder of ``model`` (see the module docstring). Returns the
-    head (best validation MAE; eval mode) and a report: MAE (property units) of the head and of the constant
+    """Fit a :class:`LatentPropertyHead` on the frozen encoder of ``model`` (see the module docstring); with
+    ``val_split == split`` every 10th crystal of the split is held out for validation. Returns the head (best
+    validation MAE; eval mode) and a report: MAE (property units) of the head and of the constant
     training mean on the validation split, R^2, epochs, wall time."""
     t0 = time.time()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     tr = encode_split(model, dataset, split, root=root, limit=limit, progress=progress)
-    va = encode_split(model, dataset, val_split, root=root, progress=progress)
+    if val_split == split:  # e.g. Carbon-24 here: only val and test; hold out every 10th crystal of the split
+        hold = torch.zeros(len(tr["y"]), dtype=torch.bool)
+        hold[::10] = True
+        va = {k: tr[k][hold] for k in ("mu", "logvar", "y")}
+        tr = {k: tr[k][~hold] for k in ("mu", "logvar", "y")}
+    else:
+        va = encode_split(model, dataset, val_split, root=root, progress=progress)
     ok_tr, ok_va = torch.isfinite(tr["y"]), torch.isfinite(va["y"])
     if int(ok_tr.sum()) < 10 or int(ok_va.sum()) < 2:
         raise UserError(f"dataset {dataset!r}: too few crystals with a property value in {split!r} / {val_split!r} "

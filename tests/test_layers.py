@@ -12,21 +12,24 @@ PKG = Path(__file__).resolve().parents[1] / "dpcdvae"
 #: module (dotted, without the "dpcdvae." prefix) or package prefix -> layer; the longest matching prefix wins.
 #: Keep in sync with the table in docs/ARCHITECTURE.md.
 LAYERS = {
-    "": 0, "errors": 0, "_fileio": 0, "progress": 0,
+    "": 8,  # the root package: the public facade (load_pretrained), imported by nothing inside
+    "_version": 0, "errors": 0, "_fileio": 0, "progress": 0,
     "crystal": 1, "validity": 1, "crystalnn": 1, "graph": 1,
     "data": 2, "nets": 2, "diffusion": 2, "config": 2,
     "models": 3, "csp": 3,
     "eval": 4,
     "io": 5, "train": 5, "viz": 5,
-    "workflows": 6, "demo": 6,
+    "workflows": 6, "demo": 6, "optimize": 6,
     "notebooks": 7, "notebook_runner": 7, "notebook_check": 7, "cli": 7,
 }
-NAMES = {0: "foundation", 1: "structures", 2: "data / nets / diffusion", 3: "models", 4: "metrics (eval)",
+NAMES = {8: "the package facade", 0: "foundation", 1: "structures", 2: "data / nets / diffusion", 3: "models", 4: "metrics (eval)",
          5: "training, writers, pictures", 6: "workflows", 7: "command line and notebooks"}
 
 
 def layer_of(mod: str) -> int:
-    best = max((p for p in LAYERS if p == "" or mod == p or mod.startswith(p + ".")), key=len)
+    if mod == "":
+        return LAYERS[""]
+    best = max((p for p in LAYERS if p and (mod == p or mod.startswith(p + "."))), key=len)
     return LAYERS[best]
 
 
@@ -43,13 +46,14 @@ def _modules() -> dict[str, Path]:
 
 def _imports(mod: str, path: Path, known: set[str]) -> set[str]:
     """Package modules that ``mod`` imports (top-level or inside functions), as dotted names without the prefix."""
-    pkg_parts = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+    parts = [p for p in mod.split(".") if p]
+    pkg_parts = parts if path.name == "__init__.py" else parts[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = pkg_parts[:len(pkg_parts) - (node.level - 1)] if node.level > 1 else list(pkg_parts)
-                target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                target = ".".join([*base, *(node.module.split(".") if node.module else [])]).strip(".")
             elif node.module and (node.module == "dpcdvae" or node.module.startswith("dpcdvae.")):
                 target = node.module[len("dpcdvae."):] if node.module != "dpcdvae" else ""
             else:
@@ -93,7 +97,7 @@ def test_no_import_cycles(graph):
         state[m] = 1
         stack.append(m)
         for t in sorted(graph.get(m, ())):
-            if t == m or m.startswith(t + ".") or not t:  # a module importing its own package's __init__
+            if t == m or m.startswith(t + ".") or not t:  # a module importing its own package's __init__ / the root
                 continue
             if state.get(t) == 1:
                 cycles.append(stack[stack.index(t):] + [t])

@@ -34,7 +34,7 @@ def known_errors() -> tuple:
 # ------------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dpcdvae", description="DP-CDVAE crystal generation companion")
-    from .. import __version__
+    from .._version import __version__
 
     p.add_argument("--version", action="version", version=f"dpcdvae {__version__}")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")

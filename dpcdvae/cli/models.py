@@ -184,6 +184,83 @@ def _cmd_csp(a):
                              "wall_s": round(time.time() - t0, 1)}))
 
 
+# ------------------------------------------------------------------------------------------------------ optimize
+def _add_optimize(sub):
+    p = sub.add_parser("optimize", help="property-guided generation: gradient steps on z against a property head, "
+                                        "decoded and judged by CDVAE's property model (SR5/SR10/SR15)")
+    p.add_argument("--checkpoint", required=True, help="a DP-CDVAE checkpoint, e.g. pretrained:perov_5")
+    p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
+    p.add_argument("--property", default=None,
+                   help="property column (default and, for now, only choice: the dataset's own, e.g. heat_ref)")
+    p.add_argument("--direction", choices=["min", "max"], default="min")
+    p.add_argument("--n", type=int, default=100, help="starting points (CDVAE: 100)")
+    p.add_argument("--start", choices=["data", "prior"], default="data",
+                   help="z of the first N test crystals (posterior samples, CDVAE's default) or z ~ N(0, I)")
+    p.add_argument("--opt-steps", type=int, default=5000, help="Adam steps on z (CDVAE: 5000)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate on z (CDVAE: 1e-3)")
+    p.add_argument("--saves", type=int, default=10, help="latents decoded along the path (CDVAE: 10, plus the last)")
+    p.add_argument("--prior-weight", type=float, default=0.0, help="weight of |z|^2/2 in the objective (0: none)")
+    p.add_argument("--head", default=None,
+                   help="property head file (dpcdvae optimize writes OUT/property_head.pt); default: the one shipped "
+                        "with a pretrained model, else one is fitted now on the training split")
+    p.add_argument("--head-minutes", type=float, default=10.0, help="time limit for fitting a head (minutes)")
+    p.add_argument("--sampler", choices=sampler_names("ddpm"), default=None)
+    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or strided")
+    p.add_argument("--no-eval", action="store_true", help="skip CDVAE's property model (no SR)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--n-workers", type=int, default=1, help="processes for the property model's graphs")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_optimize)
+
+
+def _cmd_optimize(a):
+    from ..models import load_model
+    from ..optimize import fit_property_head, load_head, run_optimization, save_head, shipped_head_path
+    from ..workflows import check_sampling_args, checkpoint_dataset
+
+    if a.n < 1:
+        raise UserError(f"--n {a.n}: the number of starting points must be >= 1")
+    model = load_model(a.checkpoint, map_location=a.device).to(a.device)
+    if model.sampler_family != "ddpm":
+        raise UserError(f"--checkpoint {a.checkpoint}: optimize needs a DP-CDVAE model (this is {model.cfg.model})")
+    a.sampler = check_sampling_args(model, a.sampler, a.steps)
+    dataset = _dataset_name(a.dataset) if a.dataset else checkpoint_dataset(a.checkpoint, model)
+    if dataset is None:
+        raise UserError("--dataset is needed (no config.json beside the checkpoint and no model card)")
+    out = Path(a.out)
+    head_path = Path(a.head) if a.head else shipped_head_path(a.checkpoint)
+    if head_path is not None and head_path.is_file():
+        head = load_head(head_path)
+        print(f"[dpcdvae] property head {head_path} ({head.meta.get('prop')}, validation MAE "
+              f"{head.meta.get('val_mae', float('nan')):.4g} {head.meta.get('units') or ''})", flush=True)
+    elif a.head:
+        raise UserError(f"--head {a.head}: no such file")
+    else:
+        print(f"[dpcdvae] fitting a property head on the frozen encoder ({dataset}, the model's training split)",
+              flush=True)
+        split = getattr(model, "card", {}).get("train_split") if isinstance(getattr(model, "card", None), dict) \
+            else None
+        split = split or "train"
+        head, report = fit_property_head(model, dataset, root=a.data_root, max_minutes=a.head_minutes,
+                                         seed=a.seed, split=split, val_split="val" if split == "train" else split)
+        head_path = save_head(head, out / "property_head.pt")
+        print(f"[dpcdvae] head: validation MAE {report['val_mae']:.4g} (constant: {report['val_mae_constant']:.4g}), "
+              f"R^2 {report['val_r2']:.3f}; written to {head_path}", flush=True)
+    if a.property and a.property != head.meta.get("prop"):
+        raise UserError(f"--property {a.property}: the head predicts {head.meta.get('prop')!r}")
+    res = run_optimization(model, head, dataset, out, n=a.n, start=a.start, steps=a.opt_steps, lr=a.lr,
+                           num_saved=a.saves, direction=a.direction, prior_weight=a.prior_weight,
+                           sampler=a.sampler, sampler_steps=a.steps, seed=a.seed, root=a.data_root,
+                           evaluate=not a.no_eval, n_workers=a.n_workers, command=" ".join(sys.argv))
+    res["head_file"] = str(head_path)
+    keep = ("dataset", "n", "start", "direction", "validity_all", "head_pred_start_mean", "head_pred_end_mean",
+            "SR5_cdvae", "SR10_cdvae", "SR15_cdvae", "SR5_test_split", "SR10_test_split", "SR15_test_split",
+            "start_property_mean", "best_property_mean", "property_model", "wall_s", "head_file")
+    print(strict_json_dumps({"out": str(out), **{k: res.get(k) for k in keep}}))
+
+
 # ------------------------------------------------------------------------------------------------------ recon
 def _add_reconstruct(sub):
     p = sub.add_parser("reconstruct", help="reconstruct a split's crystals; writes CIFs named by material_id")
@@ -316,6 +393,6 @@ def _cmd_pretrained_export(a):
 
 
 def add_parser(sub) -> None:
-    """Register the model commands: demo, train, sample, reconstruct, csp, pretrained."""
-    for add in (_add_demo, _add_train, _add_sample, _add_reconstruct, _add_csp, _add_pretrained):
+    """Register the model commands: demo, train, sample, reconstruct, csp, optimize, pretrained."""
+    for add in (_add_demo, _add_train, _add_sample, _add_reconstruct, _add_csp, _add_optimize, _add_pretrained):
         add(sub)
