@@ -33,6 +33,7 @@ from .io import SampleWriter, new_run_dir
 from .models import INITIAL_TYPES, concat_outputs, load_model
 from .models.pretrained import is_pretrained
 from .progress import progress_bar
+from .sharding import run_sharded
 from .train import resolve_root
 from .viz import plot_delta_e_vs_paper
 
@@ -94,7 +95,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                       initial_types: Optional[str] = None, ema: bool = True,
                       type_update: Optional[str] = None, on_error: str = "raise", n_workers: int = 1,
                       progress: bool = True, keep_structures: bool = False, extra_meta: Optional[dict] = None,
-                      run_prefix: str = "recon") -> dict:
+                      run_prefix: str = "recon", devices: int = 1, strategy: str = "ddp",
+                      accelerator: str = "cpu") -> dict:
     """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
     reconstruction metrics (match rate, <delta_rms>) into a fresh run folder inside ``out`` (``out=None``: write
     nothing). Returns the metrics dict.
@@ -104,7 +106,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     StructureMatcher step (the numbers do not depend on it). ``keep_structures=True`` adds ``_preds``,
     ``_targets``, ``_ids`` and ``_metrics`` (the full metrics dict, per-structure rows included) to the result.
     ``initial_types`` overrides the checkpoint's ``model.initial_types``; ``ema=False`` samples with the raw weights
-    of a run trained with EMA. ``on_error="skip"`` skips bad CSV rows (listed in the result as ``skipped_rows``)."""
+    of a run trained with EMA. ``on_error="skip"`` skips bad CSV rows (listed in the result as ``skipped_rows``).
+    ``devices=N`` shards the batches over N processes (:mod:`dpcdvae.sharding`; the same crystals whatever N)."""
     if latent not in LATENTS:
         raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
     if limit is not None and limit < 1:
@@ -152,9 +155,19 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     t0 = time.time()
     ids = []
     loader = DataLoader(ds, batch_size=batch_size)
-    for k, batch in enumerate(progress_bar(loader, desc="reconstructing") if progress else loader):
-        res = model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k, progress=progress,
-                                use_mean=latent == "mean")
+    sharded = None
+    if devices > 1:
+        if isinstance(checkpoint, torch.nn.Module):
+            raise UserError("--devices: give a checkpoint path or pretrained:<name> (each process loads the model)")
+        sharded = run_sharded({"job": "reconstruct", "checkpoint": str(checkpoint), "ema": ema,
+                               "initial_types": initial_types, "type_update": type_update, "dataset": dataset,
+                               "split": split, "root": root, "limit": limit, "on_error": on_error,
+                               "n_batches": len(loader), "batch_size": batch_size, "sampler": sampler,
+                               "steps": steps, "seed": seed, "latent": latent, "accelerator": accelerator},
+                              devices, strategy)
+    for k, batch in enumerate(progress_bar(loader, desc="reconstructing") if progress and not sharded else loader):
+        res = sharded[k] if sharded else model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k,
+                                                           progress=progress, use_mean=latent == "mean")
         if writer is not None:
             writer.add(res)
         preds.extend(res.structures)
@@ -164,7 +177,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     result = {"out": None if run is None else str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
               "sampler": sampler, "steps": steps or model.cfg.timesteps, "latent": latent,
               "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
-              "weights": weights}
+              "weights": weights, "devices": devices}
     if ds.skipped:
         result["skipped_rows"] = [{"row": r, "material_id": mid, "reason": why} for r, mid, why in ds.skipped]
     m = None
@@ -180,7 +193,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
 
 def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, steps: Optional[int] = None,
                        seed: int = 0, batch_size: int = 256, meta: Optional[dict] = None,
-                       symprec: Optional[float] = None, progress: bool = True, reseed_batches: bool = False):
+                       symprec: Optional[float] = None, progress: bool = True, reseed_batches: bool = False,
+                       devices: int = 1, checkpoint=None, strategy: str = "ddp", accelerator: str = "cpu"):
     """Generate ``n`` crystals from z ~ N(0, I) with ``model`` and write them into ``run_dir`` as they come (CIFs,
     ``samples.extxyz``, ``samples.json``: :class:`~dpcdvae.io.SampleWriter`). Returns ``(SampleOutput, writer)``;
     ``writer.n_valid`` / ``writer.n_decoded`` count the paper-valid and the built crystals.
@@ -188,7 +202,9 @@ def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, st
     ``sampler=None``: the model's default. Seeding: one random stream seeded with ``seed`` over all batches
     (default; ids ``gen-<i>``), or, with ``reseed_batches=True`` (``dpcdvae sample``), batch ``k`` seeded with
     ``seed + first index of the batch`` so that any batch can be redone alone (ids ``gen-<iiiii>``). The two give
-    the same crystals when ``n <= batch_size``."""
+    the same crystals when ``n <= batch_size``. ``devices=N`` (with ``reseed_batches`` and ``checkpoint``, a path or
+    ``pretrained:<name>``) shards the batches over N processes (:mod:`dpcdvae.sharding`): the same crystals whatever
+    N."""
     sampler = model.check_sampler(sampler)
     writer = SampleWriter(run_dir, meta={"sampler": sampler, "steps": steps, "seed": seed, **(meta or {})},
                           symprec=symprec)
@@ -196,6 +212,16 @@ def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, st
         out = model.generate(n, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
         writer.add(out)
         return out, writer
+    if devices > 1:
+        if checkpoint is None or isinstance(checkpoint, torch.nn.Module):
+            raise UserError("--devices: give a checkpoint path or pretrained:<name> (each process loads the model)")
+        n_batches = (n + batch_size - 1) // batch_size
+        outs = run_sharded({"job": "generate", "checkpoint": str(checkpoint), "n": n, "n_batches": n_batches,
+                            "batch_size": batch_size, "sampler": sampler, "steps": steps, "seed": seed,
+                            "accelerator": accelerator}, devices, strategy)
+        for out in outs:
+            writer.add(out)
+        return concat_outputs(outs), writer
     outs, done = [], 0
     bar = progress_bar(total=n, desc="crystals") if progress else None
     while done < n:

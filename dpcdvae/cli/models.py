@@ -83,6 +83,11 @@ def _add_sampling_args(p) -> None:
                    help="network calls for --sampler strided_eq7 or strided (<= T); Langevin iterations per level")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--devices", type=int, default=1,
+                   help="processes to shard the batches over (one per GPU with --accelerator gpu); the same "
+                        "crystals whatever the number")
+    p.add_argument("--strategy", default="ddp", choices=["ddp"], help="one process per device")
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
 
 
 # ------------------------------------------------------------------------------------------------------ sample
@@ -117,9 +122,12 @@ def _cmd_sample(a):
     t0 = time.time()
     _, writer = generate_to_folder(model, a.n, run, sampler=a.sampler, steps=a.steps, seed=a.seed,
                                    batch_size=a.batch_size, symprec=a.symprec, reseed_batches=True,
+                                   devices=a.devices, checkpoint=a.checkpoint, strategy=a.strategy,
+                                   accelerator=a.accelerator,
                                    meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
                                          "cif_symprec": a.symprec})
     print(json.dumps({"out": str(run), "n": a.n, "n_valid": writer.n_valid, "n_decoded": writer.n_decoded,
+                      "devices": a.devices,
                       "validity": "paper (structure + composition; see samples.json)",
                       "wall_s": round(time.time() - t0, 1)}))
 
@@ -295,7 +303,8 @@ def _cmd_reconstruct(a):
                             limit=a.limit, sampler=a.sampler, steps=a.steps, batch_size=a.batch_size,
                             seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
                             command=" ".join(sys.argv), latent=a.latent, initial_types=a.initial_types,
-                            ema=not a.raw_weights, type_update=a.type_update, on_error=a.on_error)
+                            ema=not a.raw_weights, type_update=a.type_update, on_error=a.on_error,
+                            devices=a.devices, strategy=a.strategy, accelerator=a.accelerator)
     print(strict_json_dumps(res))
 
 
