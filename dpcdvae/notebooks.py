@@ -20,6 +20,28 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ._fileio import strict_json_dumps
+from .config import load_config
+from .crystal import lattice_params_to_matrix, tensors_to_structures
+from .data import available_splits, DatasetNotFoundError, DEMO_NAME, load_split
+from .data.info import dataset_info
+from .data.registry import benchmark_datasets, find_spec
+from .data.resolve import build_synthetic
+from .demo import pick_demo_dataset
+from .diffusion import DDPMScheduler
+from .eval.evaluate import load_comp_scaler
+from .eval.generation import COV_CUTOFFS, density, generation_metrics, n_elements, structure_invalid_reason
+from .eval.ground_state import table3
+from .eval.io import load_split_structures
+from .eval.reference import get_reference
+from .eval.tables import compare_table, render_markdown
+from .io import new_run_dir, SampleWriter
+from .models import load_model
+from .models.dpcdvae import _recenter
+from .models.pretrained import pretrained_card
+from .progress import _in_jupyter_kernel
+from .train import resolve_root, train
+from .viz import _crystal_slice, _draw_wrapped_frame, _frame_limits, _symbols, plot_structures
+from .workflows import generate_to_folder, reconstruct_split, run_ground_state_study
 
 __all__ = [
     "DataChoice", "GUARD_MARK",
@@ -43,7 +65,6 @@ def live_frontend() -> bool:
     Server started for a notebook (JupyterLab, Notebook 7: ``$JPY_SESSION_NAME`` is set) or VS Code started.
     False under plain papermill / nbclient, ``dpcdvae notebooks`` / ``reproduce`` (``$DPCDVAE_HEADLESS``) and outside
     a kernel. ``$DPCDVAE_WIDGETS=1`` (or ``0``) overrides the guess."""
-    from .progress import _in_jupyter_kernel
 
     force = os.environ.get("DPCDVAE_WIDGETS", "").strip()
     if force in ("0", "1"):
@@ -146,8 +167,6 @@ def resolve_dataset(dataset: str = "auto", fallback_to_demo: bool = False) -> Da
     """Pick the dataset: ``"auto"`` = Perov-5 when the data locator finds it (``../shared/data``, ``$DPCDVAE_DATA``
     ...), else the SYNTHETIC demo perovskites; ``"demo"`` = the synthetic set; any other name must be found
     (``fallback_to_demo=True`` falls back to the synthetic set, saying so, instead of raising)."""
-    from .data import DEMO_NAME, DatasetNotFoundError, available_splits
-    from .demo import pick_demo_dataset
 
     if dataset in ("auto", "demo", DEMO_NAME):
         name, synthetic = pick_demo_dataset(dataset)
@@ -169,10 +188,8 @@ def resolve_dataset(dataset: str = "auto", fallback_to_demo: bool = False) -> Da
             note = (f"{name} was not found by the data locator (see above): falling back to the SYNTHETIC demo "
                     "perovskites so that the notebook still runs end to end. ")
             name, synthetic = DEMO_NAME, True
-    from .data.registry import benchmark_datasets, find_spec
 
     if synthetic:
-        from .data.resolve import build_synthetic
 
         build_synthetic(name)
         note += ("SYNTHETIC data (generated perovskite-like cells, not DFT structures): the paper's Perov-5 numbers "
@@ -201,7 +218,6 @@ def ensure_checkpoint(checkpoint: Optional[str], data: DataChoice, config: str =
     clock and/or ``train_epochs``) into ``work_dir/models/<dataset>-<config>-<hash>/`` and return its ``best.ckpt``.
     """
     if checkpoint and str(checkpoint).startswith("pretrained:"):
-        from .models.pretrained import pretrained_card
 
         card = pretrained_card(str(checkpoint))  # fails here, naming what is shipped, for an unknown name
         print(f"using the shipped model {checkpoint} (trained on {card.get('dataset')} {card.get('train_split')}; "
@@ -229,7 +245,6 @@ def ensure_checkpoint(checkpoint: Optional[str], data: DataChoice, config: str =
         return run / "best.ckpt"
     if run.exists():
         shutil.rmtree(run)  # an unfinished earlier attempt of ours
-    from .train import train
 
     budget = " and ".join(x for x in (f"{train_epochs} epochs" if train_epochs else "",
                                       f"{train_minutes} min" if train_minutes else "") if x) or "config default"
@@ -243,7 +258,6 @@ def ensure_checkpoint(checkpoint: Optional[str], data: DataChoice, config: str =
 
 def load(checkpoint, device: str = "cpu"):
     """``dpcdvae.train.load_model`` (plain ``nn.Module`` in eval mode)."""
-    from .models import load_model
 
     return load_model(checkpoint, map_location=device).to(device)
 
@@ -275,8 +289,6 @@ def load_batch(data: DataChoice, model=None, split: str = "test", n: Optional[in
     the model's encoder needs."""
     from torch_geometric.loader import DataLoader
 
-    from .data import load_split
-    from .train import resolve_root
 
     kw = {"graph": "none"}
     if model is not None:
@@ -313,7 +325,6 @@ def describe_samples(out) -> "Any":
 
 def write_samples(out, run_dir, meta: Optional[dict] = None) -> Path:
     """Write a ``SampleOutput`` (CIFs, extxyz, JSON) into a fresh run folder; prints where."""
-    from .io import SampleWriter, new_run_dir
 
     d = new_run_dir(run_dir, "samples")
     w = SampleWriter(d, meta=meta)
@@ -333,7 +344,6 @@ def save_fig(fig, out_dir, name: str, dpi: int = 130) -> Path:
 
 def save_table(df, out_dir, name: str, footer: str = "") -> Path:
     """Write a table as ``name.md`` (markdown, with the paper citation) and ``name.csv``."""
-    from .eval.tables import render_markdown
 
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -346,7 +356,6 @@ def save_table(df, out_dir, name: str, footer: str = "") -> Path:
 def paper_vs_ours(ours: dict, table: str, data: DataChoice, model: str = "DP-CDVAE", label: str = "ours"):
     """:func:`dpcdvae.eval.tables.compare_table` for ``data``: the paper's rows of ``table`` for
     ``data.paper_dataset``, ours, and ``delta (ours - DP-CDVAE)``. Synthetic data is said so in the index name."""
-    from .eval.tables import compare_table
 
     df = compare_table(ours, table=table, dataset=data.paper_dataset, model=model, label=label)
     if data.synthetic:
@@ -358,12 +367,9 @@ def test_structures(data: DataChoice, n: Optional[int] = None, split: str = "tes
     """``(ids, structures)`` of the first ``n`` crystals of ``split`` as the evaluation reads them (CDVAE-canonical
     from the CSV for real datasets; the stored crystals for the synthetic set)."""
     if data.synthetic:
-        from .data import load_split
-        from .train import resolve_root
 
         ds = load_split(data.name, split, root=resolve_root(data.name), limit=n, graph="none", progress=False)
         return [str(ds[i].material_id) for i in range(len(ds))], [ds.get_structure(i) for i in range(len(ds))]
-    from .eval.io import load_split_structures
 
     return load_split_structures(data.name, split, limit=n)
 
@@ -381,7 +387,6 @@ def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler
 
     Returns ``{"metrics" (full dict incl. per_structure), "preds", "targets", "ids", "wall_s", "out"}``.
     """
-    from .workflows import reconstruct_split
 
     res = reconstruct_split(model, None if out_dir is None else Path(out_dir) / f"recon-{sampler}",
                             dataset=data.name, split="test", limit=n, sampler=sampler, steps=steps,
@@ -420,8 +425,6 @@ def run_generation(model, n: int, sampler: str = "eq7", steps: Optional[int] = N
                    out_dir=None, batch_size: int = 256):
     """Generate ``n`` crystals (z ~ N(0, I)); write them (CIFs, extxyz, JSON) to a fresh folder under ``out_dir``
     (:func:`dpcdvae.workflows.generate_to_folder`). Returns the ``SampleOutput``."""
-    from .io import new_run_dir
-    from .workflows import generate_to_folder
 
     t0 = time.time()
     writer = None
@@ -462,8 +465,6 @@ def generation_study(generated: Sequence, data: DataChoice, n_test: Optional[int
     download). ``comp_scaler``: the Magpie standardiser of COV, ``"cdvae"`` (CDVAE's fixed constants, as
     ``dpcdvae evaluate`` and the papers) or ``"test"`` (fitted on the test crystals). Returns ``{"metrics",
     "test"}`` and writes ``metrics.json`` to ``out_dir``."""
-    from .eval.evaluate import load_comp_scaler
-    from .eval.generation import COV_CUTOFFS, generation_metrics
 
     _, test = test_structures(data, n_test)
     test = [s for s in test if s is not None]
@@ -487,7 +488,6 @@ def generation_study(generated: Sequence, data: DataChoice, n_test: Optional[int
 def property_panels(generated: Sequence, test: Sequence, data: DataChoice, eform: bool = False) -> list:
     """Histogram panels (for :func:`dpcdvae.viz.plot_histograms`) of density (g/cm^3), number of elements and,
     with ``eform``, predicted E_form (eV/atom): valid generated crystals vs the test crystals."""
-    from .eval.generation import density, n_elements, structure_invalid_reason
 
     gen = [s for s in generated if s is not None and structure_invalid_reason(s) is None]
     test = [s for s in test if s is not None]
@@ -524,7 +524,6 @@ def ground_state_study(models: dict, n: int = 100, sampler: str = "eq7", steps: 
 
     Returns ``{name: {"results": [RelaxResult], "metrics": dict}}``.
     """
-    from .workflows import run_ground_state_study
 
     study = run_ground_state_study(models, out_dir, n=n, pressure_gpa=pressure_gpa, seed=seed, sampler=sampler,
                                    steps=steps, fmax=fmax, max_steps=max_steps, progress=not headless(),
@@ -536,7 +535,6 @@ def table3_frame(study: dict, calculator: str = "chgnet", data: Optional[DataCho
     """Table III: the paper's "DFT (paper)" rows, then ours per model (labelled ``"<calculator> (ours)"``), with
     unit headers and the CHGNet-vs-DFT caveat in ``df.attrs["footer"]``. When ``data`` is not Carbon-24 (e.g. the
     synthetic fallback) the index name says so."""
-    from .eval.ground_state import table3
 
     label = "CHGNet (ours)" if str(calculator).lower() == "chgnet" else f"{calculator} (ours)"
     df = table3({name: r["metrics"] for name, r in study.items()}, label=label, headers=True)
@@ -561,7 +559,6 @@ def delta_e_values(study: dict) -> dict:
 def paper_fig_s2() -> dict:
     """The paper's Fig. S2 modes (meV/atom bins, as printed in its caption; units there read eV/atom, a typo) and
     its Table III dE_rms per model."""
-    from .eval.reference import get_reference
 
     modes = {"CDVAE": (19.2, 32.0), "CDVAE+Fourier": (68.0, 128.0), "DP-CDVAE": (64.0, 128.0)}
     return {m: {"mode": modes[m], "dE_rms": get_reference("III", "carbon_24", m)["dE_rms"]} for m in modes}
@@ -577,9 +574,6 @@ def dataset_overview(data: DataChoice, limit: Optional[int] = 2000):
     import numpy as np
     import pandas as pd
 
-    from .data import load_split
-    from .data.info import dataset_info
-    from .train import resolve_root
 
     root = resolve_root(data.name)
     info = dataset_info(data.name, root=root)
@@ -613,7 +607,6 @@ def config_table(config: str, data: DataChoice, overrides: Optional[dict] = None
     training will use them) as a DataFrame."""
     import pandas as pd
 
-    from .config import load_config
 
     ov = dict(overrides or {})
     if batch_size:
@@ -636,7 +629,6 @@ def train_run(data: DataChoice, config: str, out, train_epochs=None, train_minut
               limit_val=None, batch_size=None, overrides: Optional[dict] = None, resume: bool = False,
               seed: int = 0) -> dict:
     """Train (or, with ``resume=True``, continue from ``out/last.ckpt``) into ``out``; returns train()'s dict."""
-    from .train import train
 
     ov = {"train.limit_train": limit_train, "train.limit_val": limit_val, **(overrides or {})}
     if batch_size:
@@ -675,7 +667,6 @@ def trajectory_run(model, data: DataChoice, crystal_index: int = 0, mode: str = 
     """Run the reverse process for one crystal and record the trajectory (``every`` default: T / 50 steps).
     ``mode="reconstruct"``: test crystal ``crystal_index`` (its target is returned too); ``"generate"``: a new one.
     Returns ``(SampleOutput, target Structure or None)``."""
-    from .crystal import tensors_to_structures
 
     T = model.cfg.timesteps
     every = trajectory_every or max(1, T // 50)
@@ -727,7 +718,6 @@ def trajectory_slider(traj: dict, crystal: int = 0, types=None, plane: tuple[int
         return None
     import matplotlib.pyplot as plt
 
-    from .viz import _crystal_slice, _draw_wrapped_frame, _frame_limits, _symbols
 
     s, n = _crystal_slice(traj, crystal)
     import numpy as np
@@ -765,7 +755,6 @@ def nglview_trajectory(out, crystal: int = 0):
     except Exception as exc:
         print(f"nglview {GUARD_MARK}: {type(exc).__name__}: {exc}")
         return None
-    from .crystal import lattice_params_to_matrix
 
     traj = out.trajectory
     s, n = (int(out.num_atoms[:crystal].sum()), int(out.num_atoms[crystal]))
@@ -777,7 +766,6 @@ def nglview_trajectory(out, crystal: int = 0):
         print(f"nglview: {HEADLESS_WIDGET_NOTE} ({len(frames)} frames ready)")
         from pymatgen.io.ase import AseAtomsAdaptor
 
-        from .viz import plot_structures
 
         plot_structures([AseAtomsAdaptor.get_structure(frames[0])],
                         titles=[f"frame 1 of {len(frames)} (t = {int(traj['t'][0])})"])
@@ -796,7 +784,6 @@ def nglview_structure(structure):
     headless run)."""
     if headless():
         print(f"nglview: {HEADLESS_WIDGET_NOTE}")
-        from .viz import plot_structures
 
         plot_structures([structure])
         return None
@@ -823,7 +810,6 @@ def forward_trajectory(frac, T: int = 1000, schedule: str = "sigmoid", ts: Optio
     pictures; notebook 06 writes the same two equations out in its forward-process cell."""
     import torch
 
-    from .diffusion import DDPMScheduler
 
     sch = DDPMScheduler(T, schedule)
     x0 = torch.as_tensor(frac, dtype=torch.float64)
@@ -843,8 +829,6 @@ def eps_study(model, batch, ts: Sequence[int], seed: int = 0, arrows_t: Optional
     import pandas as pd
     import torch
 
-    from .crystal import lattice_params_to_matrix
-    from .models.dpcdvae import _recenter
 
     g = torch.Generator().manual_seed(seed)
     B = batch.num_graphs
@@ -881,7 +865,6 @@ def steps_study(model, batch, steps_list: Sequence[int], seed: int = 0,
     import pandas as pd
     import torch
 
-    from .crystal import lattice_params_to_matrix
 
     T = model.cfg.timesteps
     steps_all = sorted({int(s) for s in steps_list if int(s) <= T})
@@ -918,7 +901,6 @@ def forward_slider(frac, T: int = 1000, types=None, seed: int = 0):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .viz import _draw_wrapped_frame, _symbols
 
     symbols = _symbols(types)
 

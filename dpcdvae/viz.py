@@ -7,6 +7,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .diffusion.schedules import make_betas
+from .eval.ground_state import delta_e_bins
+from .eval.reference import METRIC_INFO
+
+# local: matplotlib (and pyplot) are imported by the functions that draw, so that importing the workflows, which
+# use one figure, does not load it
+
 __all__ = ["element_color", "draw_cell", "plot_structures", "plot_samples", "plot_trajectory_frames"]
 
 # a few familiar colours (Jmol-like); other elements get a stable colour from a colormap
@@ -380,10 +387,6 @@ def plot_training_curves(metrics, resume_epoch: Optional[int] = None, title: Opt
 
 def _metric_info(header: str) -> dict:
     """METRIC_INFO entry of a table column given as a metric key or a unit-labelled header ("COV-R (%)")."""
-    try:
-        from .eval.reference import METRIC_INFO
-    except Exception:  # pragma: no cover
-        return {}
     if header in METRIC_INFO:
         return METRIC_INFO[header]
     for k, v in METRIC_INFO.items():
@@ -504,8 +507,6 @@ def plot_schedules(T: int = 1000, kinds: Sequence[str] = ("sigmoid", "linear", "
     (both in units of the fractional coordinate) versus ``t``; the sigmoid schedule (published DP-CDVAE code)
     keeps ``sqrt(abar_T) ~= 0.15`` of the signal at ``t = T``."""
     import matplotlib.pyplot as plt
-
-    from .diffusion.schedules import make_betas
 
     fig, axes = plt.subplots(1, 3, figsize=(13.0, 3.3))
     t = np.arange(1, T + 1)
@@ -681,8 +682,6 @@ def plot_delta_e_vs_paper(delta_e: dict, paper: Optional[dict] = None, bin_mev: 
     Figure."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from .eval.ground_state import delta_e_bins
 
     paper = paper or {}
     letter_e = "H" if str(energy).lower() in ("enthalpy", "h") else "E"

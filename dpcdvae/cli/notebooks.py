@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-from ..notebook_runner import CI_PARAMETERS, NOTEBOOKS, _parse_value, reproduce, run_ci
-
 __all__ = ["add_parser"]
 
 
@@ -39,6 +37,8 @@ def add_parser(subparsers) -> None:
 
 
 def _cmd_notebooks(a) -> int:
+    from ..notebook_runner import CI_PARAMETERS, NOTEBOOKS, run_ci  # the runner imports the notebook helpers
+
     if a.list:
         for n in NOTEBOOKS:
             print(n, json.dumps(CI_PARAMETERS[n]))
@@ -54,6 +54,8 @@ def _cmd_notebooks(a) -> int:
 
 
 def _cmd_reproduce(a) -> int:
+    from ..notebook_runner import _parse_value, reproduce
+
     params = {k: _parse_value(v) for k, v in a.parameter}
     name = "demo_synthetic_perovskites" if a.dataset in ("demo", "demo_synthetic_perovskites") else a.dataset
     r = reproduce(a.table, name, a.checkpoint, a.out, params, notebooks=a.notebooks, kernel=a.kernel)
