@@ -20,8 +20,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["Projection", "PathDecode", "encode_split", "project_2d", "pick_pair", "interpolate", "decode_path",
-           "path_changes", "path_points"]
+__all__ = ["Projection", "PathDecode", "encode_split", "latent_summary", "project_2d", "pick_pair", "describe_pair",
+           "interpolate", "decode_path", "path_changes", "path_points", "path_report"]
 
 
 # ================================================================================================================
@@ -90,6 +90,23 @@ def encode_split(model, dataset, split: str = "test", limit: Optional[int] = Non
         "split": split,
         "synthetic": bool(getattr(ds, "synthetic", False) or (spec is not None and spec.synthetic)),
     }
+
+
+def latent_summary(enc: dict, threshold: float = 0.01) -> "Any":
+    """One-row DataFrame about an encoded split: crystals, latent dimensions, *active* dimensions (those whose
+    posterior mean varies across crystals, Var_x(mu) > ``threshold``; the others carry no information about the
+    crystal: the KL term pulled them onto the prior), mean |z| (the prior's typical norm is sqrt(latent_dim)) and
+    the mean posterior standard deviation sigma (1 = the prior's)."""
+    import pandas as pd
+
+    z, sig = np.asarray(enc["z"], dtype=float), np.asarray(enc["sigma"], dtype=float)
+    var = z.var(0)
+    return pd.DataFrame([{"crystals": len(z), "latent dim": z.shape[1],
+                          f"active dims (Var mu > {threshold:g})": int((var > threshold).sum()),
+                          "mean |mu|": float(np.linalg.norm(z, axis=1).mean()),
+                          "sqrt(latent dim)": float(np.sqrt(z.shape[1])), "mean sigma": float(sig.mean()),
+                          "dataset": enc["dataset"] + (" (SYNTHETIC)" if enc.get("synthetic") else "")}]
+                        ).set_index("dataset").round(3)
 
 
 # ================================================================================================================
@@ -194,6 +211,33 @@ def pick_pair(enc: dict, index_a: int = 0, index_b: Optional[int] = None) -> tup
             return int(index_a), int(np.argmax(np.where(other, d, -np.inf)))
     d[index_a] = -np.inf
     return int(index_a), int(np.argmax(d))
+
+
+def describe_pair(enc: dict, index_a: int, index_b: int) -> "Any":
+    """The two ends of a path as a two-row DataFrame (``A``, ``B``): index, material id, formula, N_a, property
+    value (dataset units), most common element, |mu|; plus the distance |mu_A - mu_B| beside the median distance
+    between two encoded crystals (how far apart the pair is, in the latent space's own terms), as a sentence in
+    ``df.attrs["note"]`` (numbers in ``attrs["distance"]``, ``attrs["median distance"]``)."""
+    import pandas as pd
+
+    z = np.asarray(enc["z"], dtype=float)
+    prop = f"{enc.get('prop') or 'property'} ({enc.get('prop_units', 'unknown')})"
+    rows = {}
+    for name, i in (("A", index_a), ("B", index_b)):
+        rows[name] = {"index": int(i), "material_id": enc["material_id"][i], "formula": enc["formula"][i],
+                      "N_a": int(enc["num_atoms"][i]), prop: float(enc["y"][i]),
+                      "most common element": enc["main_element"][i], "|mu|": float(np.linalg.norm(z[i]))}
+    df = pd.DataFrame(rows).T
+    rng = np.random.default_rng(0)
+    m = min(len(z), 400)
+    sub = z[rng.choice(len(z), m, replace=False)] if len(z) > m else z
+    d = np.linalg.norm(sub[:, None] - sub[None], axis=-1)[np.triu_indices(len(sub), 1)]
+    df.index.name = "end"
+    df.attrs["distance"] = float(np.linalg.norm(z[index_a] - z[index_b]))
+    df.attrs["median distance"] = float(np.median(d)) if d.size else float("nan")
+    df.attrs["note"] = (f"|mu_A - mu_B| = {df.attrs['distance']:.2f} (median distance between two encoded "
+                        f"crystals: {df.attrs['median distance']:.2f})")
+    return df
 
 
 def path_points(n_points: int) -> np.ndarray:
@@ -348,3 +392,37 @@ def path_changes(dec: PathDecode) -> "Any":
                              "what": what, "before": str(before), "after": str(after),
                              "max |d length| (A)": round(dl, 3)})
     return pd.DataFrame(rows, columns=["from", "to", "s", "what", "before", "after", "max |d length| (A)"])
+
+
+def path_report(dec: PathDecode, targets: Optional[Sequence[str]] = None) -> str:
+    """A few lines of markdown on a decoded path: how many points decode into valid crystals, whether N_a stays
+    put, where the formula changes (:func:`path_changes`), and, given ``targets = (formula A, formula B)``, whether
+    the endpoints decode back into their crystals' formulas."""
+    t = dec.table
+    n = len(t)
+    ch = path_changes(dec)
+    lines = [f"- **{int(t['valid'].sum())}/{n}** points decode into valid crystals "
+             f"(sampler `{dec.meta.get('sampler')}`, {dec.meta.get('steps')} network calls, seed {dec.meta.get('seed')})."]
+    na = sorted(set(int(v) for v in t["N_a"]))
+    if len(na) == 1:
+        lines.append(f"- N_a stays **{na[0]}** along the whole path (smallest head probability "
+                     f"{float(t['p(N_a)'].min()):.2f}).")
+    else:
+        jumps = ch[ch["what"] == "N_a"]
+        lines.append("- N_a **jumps**: " + "; ".join(f"{r['before']} -> {r['after']} between s = {r['s']}"
+                                                       for _, r in jumps.iterrows()) + ".")
+    form = ch[ch["what"] == "formula"]
+    if form.empty:
+        lines.append(f"- the decoded formula stays **{t['formula'].iloc[0]}**.")
+    else:
+        lines.append(f"- the decoded formula changes **{len(form)}** times: "
+                     + "; ".join(f"{r['before']} -> {r['after']} (s = {r['s']})" for _, r in form.iterrows()) + ".")
+    if targets is not None:
+        for name, k, target in (("A", 0, targets[0]), ("B", n - 1, targets[1])):
+            got = t["formula"].iloc[k]
+            lines.append(f"- endpoint {name} decodes into **{got}** ("
+                         + ("its own formula" if got == target else f"the encoded crystal is {target}") + ").")
+    vol = np.asarray(t["volume (A^3)"], dtype=float)
+    lines.append(f"- the predicted cell volume goes from {vol[0]:.1f} to {vol[-1]:.1f} A^3 (largest step between "
+                 f"neighbours {float(np.abs(np.diff(vol)).max()) if n > 1 else 0.0:.1f} A^3).")
+    return "\n".join(lines)
