@@ -43,6 +43,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "04_table2_generation",
     "05_table3_ground_state",
     "06_teaching_diffusion",
+    "07_latent_explorer",
 )
 
 #: which notebook reproduces which table of the paper (``dpcdvae reproduce --table``)
@@ -76,6 +77,10 @@ CI_PARAMETERS: dict[str, dict[str, Any]] = {
                                "calculator": "chgnet", "fmax": 0.1, "max_steps": 12},
     "06_teaching_diffusion": {"dataset": "auto", **_CI_TRAIN, "T": 1000, "n_oracle_atoms": 400,
                               "steps_list": [1, 2, 5, 10, 20, 50], "eps_ts": [1, 10, 25, 50, 75, 100]},
+    # the shipped model decodes without any data; the map then shows the SYNTHETIC demo crystals (labelled)
+    "07_latent_explorer": {"dataset": "auto", "fallback_to_demo": True, "checkpoint": "pretrained:perov_5",
+                           "n_encode": 48, "map_method": "pca", "index_a": 0, "index_b": None, "n_path": 5,
+                           "sampler": "strided_eq7", "steps": 20, "seed": 0, "threads": 1},
 }
 
 #: strings the executed HTML of each notebook must contain (tables' headers, figures); checked in CI
@@ -89,6 +94,9 @@ HTML_EXPECT: dict[str, list[str]] = {
                              "Table II /", "delta (ours - DP-CDVAE)"],
     "05_table3_ground_state": ["data:image/png", "DFT (paper)", "dE_rms (meV/atom)", "dV_rms (A^3/atom)"],
     "06_teaching_diffusion": ["data:image/png", "sigmoid", "cosine", "linear"],
+    "07_latent_explorer": ["data:image/png", "explained variance of the two axes", "active dims", "|mu_A - mu_B|",
+                           "p(N_a)", "composition head", "invalid because", "points decode into valid crystals",
+                           "first frame"],
 }
 
 
