@@ -102,8 +102,14 @@ def test_whole_task_on_a_tiny_model(tiny_model, demo_root, tmp_path):
 
 def test_shipped_head_lookup():
     assert shipped_head_path("runs/x/best.ckpt") is None
-    p = shipped_head_path("pretrained:no_such_model")
-    assert p is None
+    assert shipped_head_path("pretrained:no_such_model") is None
+    for name, prop in (("perov_5", "heat_ref"), ("carbon_24", "energy_per_atom")):
+        path = shipped_head_path(f"pretrained:{name}")
+        assert path is not None and path.is_file()
+        head = load_head(path)  # plain tensors, torch.load(weights_only=True)
+        assert head.meta["prop"] == prop and head.meta["val_mae"] < head.meta["val_mae_constant"]
+        with torch.no_grad():
+            assert torch.isfinite(head.predict(torch.zeros(2, head.latent_dim))).all()
 
 
 def test_command_errors(tmp_path, capsys):
