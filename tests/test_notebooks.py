@@ -238,7 +238,9 @@ def test_commands_are_registered():
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command")
-    nbrun.add_parser(sub)
+    from dpcdvae.cli import notebooks as nbcli
+
+    nbcli.add_parser(sub)
     a = p.parse_args(["notebooks", "--ci", "--out", "x", "--only", "03"])
     assert a.ci and a.only == ["03"]
     a = p.parse_args(["reproduce", "--table", "I", "--dataset", "perov_5", "-p", "n_test", "10"])
