@@ -38,7 +38,7 @@ from .io import new_run_dir, SampleWriter
 from .models import load_model
 from .models.dpcdvae import _recenter
 from .models.pretrained import pretrained_card
-from .progress import _in_jupyter_kernel
+from . import progress as _progress  # (module attribute: tests replace progress._in_jupyter_kernel)
 from .train import resolve_root, train
 from .viz import _crystal_slice, _draw_wrapped_frame, _frame_limits, _symbols, plot_structures
 from .workflows import generate_to_folder, reconstruct_split, run_ground_state_study
@@ -71,7 +71,7 @@ def live_frontend() -> bool:
         return force == "1"
     if os.environ.get("DPCDVAE_HEADLESS", "") not in ("", "0"):
         return False
-    if not _in_jupyter_kernel():
+    if not _progress._in_jupyter_kernel():
         return False
     return bool(os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID")
                 or os.environ.get("VSCODE_IPC_HOOK_CLI"))
