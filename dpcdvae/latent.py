@@ -55,28 +55,21 @@ def encode_split(model, dataset, split: str = "test", limit: Optional[int] = Non
         ``structures`` list of pymatgen ``Structure``, ``dataset``, ``split``, ``synthetic`` (bool).
     """
     import torch
-    from torch_geometric.loader import DataLoader
 
-    from .data import load_split
     from .data.registry import find_spec
-    from .train import resolve_root
+    from .workflows import encode_posterior
 
     name = getattr(dataset, "name", dataset)
-    ds = load_split(name, split, root=resolve_root(name, root), max_atoms=model.cfg.max_atoms,
-                    graph=model.data_graph, limit=limit, progress=False)
+    post = encode_posterior(model, name, split, root=root, limit=limit, batch_size=batch_size)
+    ds = post["dataset"]
     gen = torch.Generator(device=model.device).manual_seed(int(seed))
-    mus, sigmas = [], []
-    with torch.no_grad():
-        for batch in DataLoader(ds, batch_size=batch_size, shuffle=False):
-            mu, logvar = model.encode(batch.to(model.device))
-            z = mu if use_mean else model.reparameterize(mu, logvar, gen)
-            mus.append(z.float().cpu())
-            sigmas.append(torch.exp(0.5 * logvar).float().cpu())
+    mu, logvar = post["mu"], post["logvar"]
+    z = mu if use_mean else model.reparameterize(mu.to(model.device), logvar.to(model.device), gen).cpu()
     structures = [ds.get_structure(i) for i in range(len(ds))]
     spec = find_spec(name)
     return {
-        "z": torch.cat(mus).numpy() if mus else np.zeros((0, model.cfg.latent_dim), np.float32),
-        "sigma": torch.cat(sigmas).numpy() if sigmas else np.zeros((0, model.cfg.latent_dim), np.float32),
+        "z": z.float().numpy(),
+        "sigma": torch.exp(0.5 * logvar).float().numpy(),
         "material_id": ds.material_ids,
         "num_atoms": ds.num_atoms.numpy().astype(int).reshape(-1),
         "y": ds.y.double().numpy().reshape(-1),

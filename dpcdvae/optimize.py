@@ -18,6 +18,7 @@ Units: the property's own (eV/atom for heat_ref, energy_per_atom, formation_ener
 """
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -26,7 +27,6 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn as nn
-from torch_geometric.loader import DataLoader
 
 from ._fileio import atomic_open, strict_json_dumps
 from .data import load_split
@@ -39,8 +39,9 @@ from .models import concat_outputs
 from .models.pretrained import WEIGHTS_DIR, is_pretrained
 from .progress import progress_bar
 from .train import resolve_root
+from .workflows import encode_posterior
 
-__all__ = ["LatentPropertyHead", "encode_split", "fit_property_head", "save_head", "load_head",
+__all__ = ["LatentPropertyHead", "fit_property_head", "save_head", "load_head",
            "optimize_latents", "run_optimization", "shipped_head_path", "HEAD_FORMAT", "HEADS_DIR"]
 
 HEAD_FORMAT = 1
@@ -81,26 +82,6 @@ class LatentPropertyHead(nn.Module):
         return self.mean + self.std * self.forward(z)
 
 
-@torch.no_grad()
-def encode_split(model, dataset: str, split: str, root: Optional[str] = None, limit: Optional[int] = None,
-                 batch_size: int = 512, progress: bool = False) -> dict:
-    """Posterior of every crystal of a split: ``{"mu", "logvar"}`` (``[n, L]`` float tensors), ``"y"`` (``[n]``
-    the dataset's property column, NaN where absent), ``"ids"`` and the ``dataset`` object."""
-    ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=model.cfg.max_atoms,
-                    graph=model.data_graph, limit=limit, progress=progress)
-    mus, lvs, ys, ids = [], [], [], []
-    model.eval()
-    for batch in DataLoader(ds, batch_size=batch_size):
-        batch = batch.to(model.device)
-        mu, lv = model.encode(batch)
-        mus.append(mu.cpu())
-        lvs.append(lv.cpu())
-        ys.append(batch.y.reshape(-1).float().cpu() if getattr(batch, "y", None) is not None
-                  else torch.full((batch.num_graphs,), float("nan")))
-        ids.extend(list(batch.material_id))
-    return {"mu": torch.cat(mus), "logvar": torch.cat(lvs), "y": torch.cat(ys), "ids": ids, "dataset": ds}
-
-
 def fit_property_head(model, dataset: str, root: Optional[str] = None, split: str = "train",
                       val_split: str = "val", limit: Optional[int] = None, epochs: int = 300, lr: float = 1e-3,
                       batch_size: int = 256, hidden: int = 128, patience: int = 30, seed: int = 0,
@@ -112,14 +93,14 @@ def fit_property_head(model, dataset: str, root: Optional[str] = None, split: st
     t0 = time.time()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    tr = encode_split(model, dataset, split, root=root, limit=limit, progress=progress)
+    tr = encode_posterior(model, dataset, split, root=root, limit=limit, progress=progress)
     if val_split == split:  # e.g. Carbon-24 here: only val and test; hold out every 10th crystal of the split
         hold = torch.zeros(len(tr["y"]), dtype=torch.bool)
         hold[::10] = True
         va = {k: tr[k][hold] for k in ("mu", "logvar", "y")}
         tr = {k: tr[k][~hold] for k in ("mu", "logvar", "y")}
     else:
-        va = encode_split(model, dataset, val_split, root=root, progress=progress)
+        va = encode_posterior(model, dataset, val_split, root=root, progress=progress)
     ok_tr, ok_va = torch.isfinite(tr["y"]), torch.isfinite(va["y"])
     if int(ok_tr.sum()) < 10 or int(ok_va.sum()) < 2:
         raise UserError(f"dataset {dataset!r}: too few crystals with a property value in {split!r} / {val_split!r} "
@@ -245,7 +226,7 @@ def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int 
     gen = torch.Generator().manual_seed(seed)
     test = None
     if start == "data":
-        test = encode_split(model, dataset, "test", root=root, limit=n, progress=progress)
+        test = encode_posterior(model, dataset, "test", root=root, limit=n, progress=progress)
         if len(test["ids"]) < n:
             raise UserError(f"--n {n}: the {dataset} test split has only {len(test['ids'])} crystals")
         mu, lv = test["mu"][:n], test["logvar"][:n]
@@ -293,9 +274,8 @@ def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int 
             sr = success_rates(props, thr, direction)
             res.update({f"SR{p}_cdvae": sr[f"SR{p}"] for p in SR_LEVELS})
             res["thresholds_cdvae"] = list(thr)
-        y_test = test["y"].numpy() if test is not None and len(test["y"]) >= 1000 else None
-        if y_test is None:
-            y_test = encode_split(model, dataset, "test", root=root, progress=False)["y"].numpy()
+        y_test = load_split(dataset, "test", root=resolve_root(dataset, root), max_atoms=model.cfg.max_atoms,
+                            graph="none", progress=False).y.double().numpy().reshape(-1)
         thr_split = split_thresholds(y_test, direction)
         sr2 = success_rates(props, thr_split, direction)
         res.update({f"SR{p}_test_split": sr2[f"SR{p}"] for p in SR_LEVELS})
@@ -321,13 +301,9 @@ def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int 
                      "head_start": float(head_pred[0, j]), "head_end": float(head_pred[-1, j]),
                      "n_valid_saved": len(cand)})
         if pick is not None:
-            k = pick * n + j
-            one = decoded.__class__.concat([_select(decoded, k, f"opt-{j:03d}")])
-            writer.add(one)
+            writer.add(_select(decoded, pick * n + j, f"opt-{j:03d}"))
     res["n_starts_with_valid"] = int(sum(1 for r in rows if r["n_valid_saved"]))
     res["wall_s"] = round(time.time() - t0, 1)
-    import csv
-
     with atomic_open(out / "per_start.csv", "w") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -37,7 +37,7 @@ from .sharding import run_sharded
 from .train import resolve_root
 from .viz import plot_delta_e_vs_paper
 
-__all__ = ["LATENTS", "checkpoint_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
+__all__ = ["LATENTS", "encode_posterior", "checkpoint_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
 
 #: how z is taken in reconstruction: a posterior sample (the paper's protocol) or the posterior mean
 LATENTS = ("sample", "mean")
@@ -189,6 +189,29 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     if keep_structures:
         result.update({"_preds": preds, "_targets": targets, "_ids": ids, "_metrics": m})
     return result
+
+
+@torch.no_grad()
+def encode_posterior(model, dataset: str, split: str, root: Optional[str] = None, limit: Optional[int] = None,
+                 batch_size: int = 512, progress: bool = False) -> dict:
+    """Every crystal of a split through ``model``'s encoder: ``{"mu", "logvar"}`` (``[n, L]`` float tensors, the
+    posterior), ``"y"`` (``[n]`` the dataset's property column, NaN where absent), ``"ids"`` (material ids) and the
+    loaded ``dataset``. Used by the property head (:mod:`dpcdvae.optimize`) and the latent explorer
+    (:mod:`dpcdvae.latent`)."""
+    ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=model.cfg.max_atoms,
+                    graph=model.data_graph, limit=limit, progress=progress)
+    mus, lvs, ys, ids = [], [], [], []
+    model.eval()
+    for batch in DataLoader(ds, batch_size=batch_size):
+        batch = batch.to(model.device)
+        mu, lv = model.encode(batch)
+        mus.append(mu.cpu())
+        lvs.append(lv.cpu())
+        ys.append(batch.y.reshape(-1).float().cpu() if getattr(batch, "y", None) is not None
+                  else torch.full((batch.num_graphs,), float("nan")))
+        ids.extend(list(batch.material_id))
+    return {"mu": torch.cat(mus), "logvar": torch.cat(lvs), "y": torch.cat(ys), "ids": ids, "dataset": ds}
+
 
 
 def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, steps: Optional[int] = None,
