@@ -32,6 +32,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "device": f"{device.type}: {name}",
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2 / AVX512: kernels differ
         "cpu_count": os.cpu_count(),
         "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),

@@ -1,19 +1,32 @@
-"""Benchmark: training throughput (structures/s, forward + backward + Adam step) and peak memory, compact and
-paper configs, on Perov-5 batches (real rows when ../shared/data is present, else the synthetic demo set).
+"""Benchmark: training throughput (structures/s; forward + backward + gradient clipping + Adam step) and peak
+memory, like for like with the authors' code.
 
-Peak memory: CUDA max_memory_allocated on a GPU; on CPU the growth of the process's peak RSS during the timed
-steps (an upper bound that includes allocator caching).
+Configs (built through ``build_model`` from the presets, as ``dpcdvae train`` builds them):
 
-    python benchmarks/bench_train.py [--threads 2] [--device cpu] [--batch-size 64] [--steps 5] [--set K=V ...]
+* ``published``: the authors' architecture (``paper`` with ``model.decoder.project_input=false``: 548-wide GemNet-T
+  atom embedding; DimeNet++ encoder on CrystalNN graphs). Anchor: the authors' code, 46 Perov-5 structures/s at
+  batch 64 and 7.7 GiB peak RSS at batch 256 (2 threads, REFERENCE-BENCH.md; another CPU, see there).
+* ``paper``: node input projected 548 -> 128 (CDVAE's choice): a smaller network. ``compact``: the compact preset.
 
-``--set model.decoder.checkpoint_blocks=true`` measures activation checkpointing. On CPU the peak RSS of a process
-only grows, so compare settings in separate runs (one process each), not in one.
+Each config runs in a fresh process (a process's peak RSS only grows, and warm caches would favour the second
+case). ``--warmup`` steps are discarded (the authors' figure discarded 6), then ``--steps`` steps are timed one by
+one; the figure is the median step, with the min and max. Peak memory: ``torch.cuda.max_memory_allocated`` on a
+GPU; on CPU the growth of the process's peak RSS over the timed and warm-up steps (allocator caching included).
+Batches are Perov-5 training rows (the synthetic demo set without ../shared/data), cycled over 3 distinct batches.
+
+    python benchmarks/bench_train.py [--configs published paper compact] [--batch-size 64] [--threads 2]
+        [--warmup 4] [--steps 7] [--set K=V ...] [--no-tune-malloc]
+
+``--set model.decoder.checkpoint_blocks=true`` measures activation checkpointing (less memory, more compute).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import statistics
+import subprocess
 import sys
 import time
 
@@ -22,12 +35,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info, print_json, sync  # noqa: E402
 
-from dpcdvae.config import load_config  # noqa: E402
-from dpcdvae.data import DatasetNotFoundError, LatticeScaler, ensure_demo_dataset, load_split  # noqa: E402
-from dpcdvae.models import DPCDVAE  # noqa: E402
+AUTHORS_STRUCTURES_PER_S = 46.0  # Perov-5, batch 64, 2 threads (REFERENCE-BENCH.md)
+AUTHORS_PEAK_GIB_BS256 = 7.7
+CONFIGS = {"published": ("paper", {"model.decoder.project_input": False}), "paper": ("paper", {}),
+           "compact": ("compact", {})}
 
 
 def _data(n: int, graph: str):
+    from dpcdvae.data import DatasetNotFoundError, ensure_demo_dataset, load_split
+
     try:
         return load_split("perov_5", "train", graph=graph, limit=n, progress=False), "perov_5"
     except DatasetNotFoundError:
@@ -36,22 +52,29 @@ def _data(n: int, graph: str):
                           progress=False), "demo_synthetic_perovskites"
 
 
-def bench(cfg_name: str, batch_size: int, steps: int, device: str, overrides: dict | None = None) -> dict:
+def run_case(config: str, batch_size: int, warmup: int, steps: int, device: str, overrides: dict) -> dict:
     from torch_geometric.loader import DataLoader
 
-    cfg = load_config(cfg_name, dataset="perov_5", overrides=overrides or None)
+    from dpcdvae._alloc import allocator_state, tune_allocator
+    from dpcdvae.config import load_config
+    from dpcdvae.data import LatticeScaler
+    from dpcdvae.models.registry import build_model
+
+    tune_allocator()  # as dpcdvae.train.train does (a no-op under DPCDVAE_TUNE_MALLOC=0)
+    preset, base = CONFIGS[config]
+    cfg = load_config(preset, dataset="perov_5", overrides={**base, **overrides} or None)
     graph = "crystalnn" if cfg.model.encoder.graph == "crystalnn" else "none"
-    ds, name = _data(batch_size * (steps + 1), graph)
+    ds, name = _data(batch_size * 3, graph)
     torch.manual_seed(0)
-    model = DPCDVAE(cfg.model, LatticeScaler(cfg.model.lattice_scaler).fit(ds)).to(device)
+    model = build_model(cfg, LatticeScaler(cfg.model.lattice_scaler).fit(ds)).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
-    batches = [b.to(device) for b in loader][: steps + 1]
+    batches = [b.to(device) for b in DataLoader(ds, batch_size=batch_size, shuffle=False)][:3]
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    n_struct, elapsed = 0, 0.0
-    for k, b in enumerate(batches):
+    times, sizes = [], []
+    for k in range(warmup + steps):
+        b = batches[k % len(batches)]
         sync(device)
         t0 = time.perf_counter()
         opt.zero_grad()
@@ -60,37 +83,60 @@ def bench(cfg_name: str, batch_size: int, steps: int, device: str, overrides: di
         torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
         opt.step()
         sync(device)
-        if k > 0:
-            elapsed += time.perf_counter() - t0
-            n_struct += b.num_graphs
+        if k >= warmup:
+            times.append(time.perf_counter() - t0)
+            sizes.append(b.num_graphs)
     peak = (torch.cuda.max_memory_allocated() / 2 ** 30 if device.startswith("cuda")
             else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 2 ** 20)
-    return {"config": cfg_name, "data": name, "batch_size": batch_size, "structures_per_s": n_struct / elapsed,
-            "peak_mem_gib": peak, "num_parameters": sum(p.numel() for p in model.parameters())}
+    rates = sorted(n / t for n, t in zip(sizes, times))
+    med = statistics.median(rates)
+    return {"config": config, "data": name, "batch_size": batch_size, "structures_per_s": med, "min": rates[0],
+            "max": rates[-1], "spread": (rates[-1] - rates[0]) / med, "s_per_step": statistics.median(times),
+            "peak_mem_gib": peak, "peak_mem_kind": "cuda max_memory_allocated" if device.startswith("cuda")
+            else "peak RSS growth", "num_parameters": sum(p.numel() for p in model.parameters()),
+            "warmup_steps": warmup, "timed_steps": steps, "overrides": overrides,
+            "allocator": allocator_state()["reason"]}
 
 
 def main():
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--configs", nargs="+", default=["compact", "paper"])
+    p.add_argument("--warmup", type=int, default=4)
+    p.add_argument("--steps", type=int, default=7)
+    p.add_argument("--configs", nargs="+", default=["published", "paper", "compact"], choices=sorted(CONFIGS))
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every config")
+    p.add_argument("--no-tune-malloc", action="store_true", help="glibc's default allocator thresholds")
+    p.add_argument("--one-case", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
-    final = {"bench": "train", **machine_info(a.device), "overrides": overrides}
+    if a.one_case:
+        print(json.dumps(run_case(a.one_case, a.batch_size, a.warmup, a.steps, a.device, overrides)))
+        return
+    env = {**os.environ, **({"DPCDVAE_TUNE_MALLOC": "0"} if a.no_tune_malloc else {})}
+    final = {"bench": "train", **machine_info(a.device), "overrides": overrides, "batch_size": a.batch_size,
+             "isolated_processes": True}
     for cfg in a.configs:
-        r = bench(cfg, a.batch_size, a.steps, a.device, overrides)
-        print_json({"case": cfg, **r})
-        final[f"{cfg}_structures_per_s"] = round(r["structures_per_s"], 2)
-        final[f"{cfg}_peak_mem_gib"] = round(r["peak_mem_gib"], 3)
-        final[f"{cfg}_num_parameters"] = r["num_parameters"]
-    if "paper" in a.configs:
-        final["paper_vs_authors_code_speed"] = round(final["paper_structures_per_s"] / 46.0, 2)  # anchor, bs 64
+        cmd = [sys.executable, os.path.abspath(__file__), "--one-case", cfg, "--batch-size", str(a.batch_size),
+               "--threads", str(a.threads), "--device", a.device, "--warmup", str(a.warmup),
+               "--steps", str(a.steps), "--set", *a.set]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            raise SystemExit(f"config {cfg} failed:\n{out.stderr[-3000:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print_json({"case": cfg, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}})
+        final[f"train_structures_per_s_{cfg}"] = round(r["structures_per_s"], 2)
+        final[f"train_spread_{cfg}"] = round(r["spread"], 3)
+        final[f"train_peak_gib_{cfg}"] = round(r["peak_mem_gib"], 3)
+        final[f"num_parameters_{cfg}"] = r["num_parameters"]
+        final["allocator"] = r["allocator"]
+    if "published" in a.configs and a.device == "cpu":
+        final["published_vs_authors_anchor_speed"] = round(final["train_structures_per_s_published"]
+                                                           / AUTHORS_STRUCTURES_PER_S, 2)
     print_json(final)
 
 

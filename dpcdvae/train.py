@@ -21,6 +21,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.loader import DataLoader
 
+from ._alloc import tune_allocator
 from ._fileio import atomic_open, strict_json_dumps
 from .config import Config, load_config
 from .data import load_dataset_splits
@@ -324,6 +325,7 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     terminal, one line per epoch when the output is a file or a pipe.
     """
     quiet_lightning()
+    tune_allocator()
     cfg = config if isinstance(config, Config) else load_config(config, dataset=dataset, root=root)
     ov = dict(overrides or {})
     if max_epochs is not None:

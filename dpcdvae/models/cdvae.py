@@ -55,6 +55,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from .._alloc import tune_allocator
 from ..config import ModelConfig
 from ..crystal import cart_to_frac, frac_to_cart, lattice_params_to_matrix, wrap
 from ..data.scalers import LatticeScaler
@@ -258,6 +259,7 @@ class CDVAE(DPCDVAE):
             eta: ignored (DDIM parameter of the DP-CDVAE samplers). step_lr, min_sigma: CDVAE's Langevin options.
         """
         sampler = self.check_sampler(sampler)
+        tune_allocator()  # no page faults on the per-step temporaries (CPU speed; outputs unchanged)
         spl = int(steps) if steps is not None else LANGEVIN_STEPS_PER_LEVEL
         if spl < 1:
             raise ValueError(f"steps (Langevin iterations per level) must be >= 1, got {steps}")

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._alloc import tune_allocator
 from ..config import ModelConfig
 from ..crystal import MAX_ATOMIC_NUM, batch_from_num_atoms, lattice_params_to_matrix, tensors_to_structures, wrap
 from ..data.scalers import LatticeScaler
@@ -331,15 +332,25 @@ class DPCDVAE(nn.Module):
             return torch.zeros(0, dtype=torch.long, device=comp_probs.device)
         return torch.cat(out)
 
-    def _decode_for_sampling(self, z: torch.Tensor, num_atoms=None, generator=None, atom_types=None):
+    def _decode_for_sampling(self, z: torch.Tensor, num_atoms=None, generator=None, atom_types=None,
+                             lengths=None, angles=None):
         """Heads -> what the reverse process starts from: (N_a [B] (>= 0), lengths, angles, lattice [B,3,3] for the
         network, flags [B] (why a crystal is degenerate, "" if fine), batch vector, initial types Z_T).
+        ``lengths`` / ``angles`` ([B, 3], A / degrees, both or neither) replace the lattice head's prediction.
 
         Degenerate crystals (N_a = 0, volume < 0.1 A^3, interplanar spacing < MIN_SPACING) are flagged, and their
         lattice is replaced by a 10 A cube for the network calls only, so they never crash the batch."""
         B, dev = z.shape[0], z.device
-        _, na, lengths, angles, _, comp_logits = self.decode_stats(
-            z, None if num_atoms is None else torch.as_tensor(num_atoms, device=dev).long())
+        if (lengths is None) != (angles is None):
+            raise ValueError("give both lengths and angles to force the lattice, or neither")
+        na_given = None if num_atoms is None else torch.as_tensor(num_atoms, device=dev).long()
+        if lengths is None:
+            _, na, lengths, angles, _, comp_logits = self.decode_stats(z, na_given)
+        else:  # the lattice head (and its scaler) is not needed
+            na = self.fc_num_atoms(z).argmax(-1) if na_given is None else na_given
+            comp_logits = self.fc_composition(z)
+            lengths = torch.as_tensor(lengths, device=dev, dtype=z.dtype).reshape(B, 3)
+            angles = torch.as_tensor(angles, device=dev, dtype=z.dtype).reshape(B, 3)
         flags = ["N_a = 0" if n <= 0 else "" for n in na.tolist()]
         na_run = na.clamp(min=0)
         lattice = lattice_params_to_matrix(lengths, angles)
@@ -367,7 +378,8 @@ class DPCDVAE(nn.Module):
                            generator: Optional[torch.Generator] = None, num_atoms: Optional[torch.Tensor] = None,
                            trajectory_every: Optional[int] = None, ids: Optional[Sequence[str]] = None,
                            progress: bool = False, eta: float = 0.0,
-                           atom_types: Optional[torch.Tensor] = None) -> SampleOutput:
+                           atom_types: Optional[torch.Tensor] = None, lengths: Optional[torch.Tensor] = None,
+                           angles: Optional[torch.Tensor] = None) -> SampleOutput:
         """Decode latents ``z [B, L]`` into crystals by running the reverse diffusion.
 
         Args:
@@ -380,8 +392,11 @@ class DPCDVAE(nn.Module):
             atom_types: force the atom types (atomic numbers, flat ``[sum N_a]`` in crystal order; needs
                 ``num_atoms``): Z_T is these types and they stay fixed during the reverse process (structure
                 prediction from a composition, :meth:`predict_structure`).
+            lengths, angles: force the lattice (``[B, 3]``, Angstrom and degrees) instead of the lattice head's
+                prediction; only the coordinates (and types) are then denoised.
         """
         sampler = self.check_sampler(sampler)
+        tune_allocator()  # no page faults on the per-step temporaries (CPU speed; outputs unchanged)
         strided = get_sampler(sampler).strided
         cfg = self.cfg
         B = z.shape[0]
@@ -389,7 +404,7 @@ class DPCDVAE(nn.Module):
         if atom_types is not None and num_atoms is None:
             raise ValueError("atom_types needs num_atoms")
         na_run, lengths, angles, lattice, flags, atom_batch, types = self._decode_for_sampling(
-            z, num_atoms, generator, atom_types=atom_types)
+            z, num_atoms, generator, atom_types=atom_types, lengths=lengths, angles=angles)
         N = int(na_run.sum())
         x = torch.randn(N, 3, device=dev, generator=generator, dtype=z.dtype)
         if cfg.recenter:
