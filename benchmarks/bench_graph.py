@@ -11,8 +11,10 @@ For each case: our ``radius_graph_pbc(cutoff=7, max_neighbors=20, triplets=True)
 edges alone (all edges within 7 A, no triplets), against ``Structure.get_neighbor_list(7)`` looped over the batch
 (edges only, its Cython core). Median wall time of ``--repeats`` runs after a warm-up; the process CPU time is
 reported too (robust to other load on a shared machine; it sums all torch threads). Every case runs twice: first
-with the process's allocator cold, then warm (see ``_warm_allocator``: the state of any process that has freed a
-large tensor, such as a sampler). One JSON line per case and round, then a final JSON line whose top-level figures
+with the process's allocator cold (a fresh process), then warm (see ``_warm_allocator``: the state of any process
+that has freed a large tensor, such as a sampler). Since 2026-12-04 ``radius_graph_pbc`` raises glibc's thresholds
+itself at its first call (``dpcdvae._alloc``), so a fresh process no longer pays a page fault per page of its
+temporaries; ``DPCDVAE_TUNE_MALLOC=0`` in the environment measures glibc's defaults (the old cold case). One JSON line per case and round, then a final JSON line whose top-level figures
 are those of ``mp20`` with the warm allocator, and which holds every case of both rounds.
 
     python benchmarks/bench_graph.py [--threads 2] [--device cpu] [--repeats 7] [--cases mp20,carbon24]
@@ -38,6 +40,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info, print_json, time_fn  # noqa: E402
 
+from dpcdvae._alloc import allocator_state  # noqa: E402
 from dpcdvae.crystal import lattice_params_to_matrix  # noqa: E402
 from dpcdvae.graph import radius_graph_pbc  # noqa: E402
 
@@ -138,6 +141,7 @@ def run_case(name, device, repeats, cutoff=7.0, max_nb=20):
         "edges_within_cutoff": n_edges_all, "pymatgen_edges": n_pmg, "edges_kept": n_edges, "triplets": n_trip,
         "device": info["device"], "torch_threads": info["torch_threads"], "torch": info["torch"],
         "load_avg_1min": info["load_avg_1min"], "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "allocator_tuning": allocator_state()["reason"],
     }
 
 
@@ -175,7 +179,8 @@ def main(argv=None):
     first = head.get("mp20", next(iter(head.values())))
     final = {"benchmark": "graph", "case": first["case"], "allocator": first["allocator"]}
     final.update({k: first[k] for k in keys})
-    final.update({k: first[k] for k in ("device", "torch_threads", "torch", "load_avg_1min", "omp_wait_policy")})
+    final.update({k: first[k] for k in ("device", "torch_threads", "torch", "load_avg_1min", "omp_wait_policy",
+                                        "allocator_tuning")})
     for state, results in rounds.items():
         final[f"cases_{state}_allocator"] = {k: {kk: v[kk] for kk in keys} for k, v in results.items()}
     print_json(final)

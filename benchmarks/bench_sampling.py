@@ -18,7 +18,10 @@ with the min and max. Weights are random (speed does not depend on them); lattic
 crystals (random cells of the same kind when ../shared/data is absent), forced into the sampler.
 
     python benchmarks/bench_sampling.py [--configs published paper compact] [--batch-sizes 16 64 256]
-        [--threads 2] [--warmup 5] [--steps 5] [--repeats 3] [--device cpu]
+        [--threads 2] [--warmup 5] [--steps 5] [--repeats 3] [--device cpu] [--processes 1]
+
+``--processes 2`` measures what ``dpcdvae sample --devices 2`` gets from a 2-core CPU: two processes of one thread
+each, timed at once, their throughputs summed (``min``/``max`` are then sums of the per-process extremes).
 """
 from __future__ import annotations
 
@@ -132,13 +135,27 @@ def run_case(config: str, kind: str, batch_size: int, warmup: int, steps: int, r
 
 
 def _run_isolated(args: argparse.Namespace, config: str, kind: str, bs: int) -> dict:
+    """The case in a fresh process; with ``--processes P > 1``, P copies at once with ``threads // P`` torch threads
+    each (what ``--devices P`` does on a CPU): the machine's throughput is their sum."""
+    P = max(1, args.processes)
     cmd = [sys.executable, os.path.abspath(__file__), "--one-case", f"{config}:{kind}:{bs}",
-           "--threads", str(args.threads), "--device", args.device, "--warmup", str(args.warmup),
+           "--threads", str(max(1, args.threads // P)), "--device", args.device, "--warmup", str(args.warmup),
            "--steps", str(args.steps), "--repeats", str(args.repeats)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"case {config}/{kind}/bs{bs} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(P)]
+    rows = []
+    for pr in procs:
+        out, err = pr.communicate()
+        if pr.returncode != 0:
+            raise SystemExit(f"case {config}/{kind}/bs{bs} failed:\n{err[-3000:]}")
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    if P == 1:
+        return rows[0]
+    r = dict(rows[0])
+    for key in ("structure_steps_per_s", "min", "max"):
+        r[key] = sum(x[key] for x in rows)
+    r["spread"] = (r["max"] - r["min"]) / r["structure_steps_per_s"]
+    r["processes"] = P
+    return r
 
 
 def main():
@@ -151,6 +168,8 @@ def main():
     p.add_argument("--warmup", type=int, default=5, help="steps discarded at the start of each case")
     p.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per case (the median is reported)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="run each case as P concurrent processes of threads/P torch threads and sum them")
     p.add_argument("--one-case", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -168,6 +187,7 @@ def main():
                 print_json({"case": f"{cfg}/{kind}/bs{bs}", **{k: (round(v, 3) if isinstance(v, float) else v)
                                                                for k, v in r.items()}})
     final = {"bench": "sampling", **machine_info(a.device), "isolated_processes": True, "warmup": a.warmup,
+             "concurrent_processes_per_case": a.processes,
              "steps": a.steps, "repeats": a.repeats, "allocator": rows[0]["allocator"] if rows else None}
     for cfg in a.configs:
         for kind in a.kinds:
