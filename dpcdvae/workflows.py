@@ -310,8 +310,9 @@ def summary_table(results, energy: str = "enthalpy") -> str:
 def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = "chgnet", fmax: float = 0.05,
               max_steps: int = 500, optimizer: str = "FIRE", batch: bool = True, batch_size: int = 32,
               device: str = "cpu", resume: bool = True, retry_failed: bool = False, energy: str = "enthalpy",
-              plot: bool = False, progress: bool = True, command: str = "") -> dict:
-    """The API behind ``dpcdvae relax``: relax, compute the metrics, write ``<out>/summary.json``; returns it."""
+              plot: bool = False, progress: bool = True, command: str = "", workers: int = 1) -> dict:
+    """The API behind ``dpcdvae relax``: relax, compute the metrics, write ``<out>/summary.json``; returns it.
+    ``workers``: processes relaxing at once (see :func:`~dpcdvae.eval.relax.relax_structures`)."""
     out_dir = Path(out)
     earlier = 0.0  # wall time of earlier (interrupted or finished) runs into the same folder
     if resume and (out_dir / "summary.json").is_file():
@@ -323,7 +324,8 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
     t0 = time.time()
     results = relax_structures(path, pressure_gpa=pressure_gpa, calculator=calculator, optimizer=optimizer,
                                fmax=fmax, max_steps=max_steps, out_dir=out_dir, batch=batch, progress=progress,
-                               batch_size=batch_size, resume=resume, retry_failed=retry_failed, device=device)
+                               batch_size=batch_size, resume=resume, retry_failed=retry_failed, device=device,
+                               workers=workers)
     wall = time.time() - t0
     metrics = ground_state_metrics(results, energy=energy)
     per = metrics.pop("per_structure")
@@ -333,7 +335,7 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
         "input": str(path),
         "settings": {"pressure_gpa": pressure_gpa, "calculator": calculator, "optimizer": optimizer, "fmax": fmax,
                      "max_steps": max_steps, "batch": batch, "batch_size": batch_size, "device": device,
-                     "energy_measure": energy},
+                     "workers": workers, "energy_measure": energy},
         "wall_s": round(wall, 2),
         "wall_s_total": round(earlier + wall, 2),  # this run plus the earlier runs it resumed
         "n_resumed": sum(1 for r in results if r.resumed),

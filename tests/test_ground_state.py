@@ -176,6 +176,24 @@ def test_lockstep_makes_one_call_per_step():
     assert len(pred.seen) == sum(r.steps + 1 for r in res)
 
 
+def test_workers_give_the_same_results_in_input_order(tmp_path):
+    """workers=2: two spawned processes share the structures; results and files as with one process."""
+    structs = [copper(n) for n in (1, 2, 3, 4, 2)]
+    ids = ["a", "b", "c", "d", "e"]
+    kw = dict(ids=ids, pressure_gpa=2.0, fmax=0.05, max_steps=100, progress=False, calculator="emt")
+    one = gs.relax_structures(structs, **kw)
+    two = gs.relax_structures(structs, workers=2, out_dir=tmp_path, **kw)
+    assert [r.id for r in two] == ids
+    for a, b in zip(one, two):
+        assert b.error is None and b.converged and a.steps == b.steps
+        assert b.relaxed_enthalpy_per_atom == pytest.approx(a.relaxed_enthalpy_per_atom, abs=1e-10)
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [f"{i}.json" for i in ids]
+    with pytest.raises(ValueError, match="by name"):
+        gs.relax_structures(structs, calculator=EMTBatch(), workers=2, progress=False)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        gs.relax_structures(structs, calculator="emt", workers=0, progress=False)
+
+
 @pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
 def test_lockstep_reproduces_ase_run_exactly(optimizer):
     """Same calculator (EMT), lock-step batched loop vs ASE's own Optimizer.run: same steps, same result."""

@@ -69,6 +69,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="structures relaxed in lock step (default 32)")
     p.add_argument("--device", default="cpu", help="torch device for CHGNet (cpu, cuda)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="relax in N processes at once, threads/N torch threads each (CPU; default 1)")
     p.add_argument("--no-resume", action="store_true", help="recompute ids already finished in --out")
     p.add_argument("--retry-failed", action="store_true", help="recompute ids whose stored result failed")
     p.add_argument("--energy", choices=["enthalpy", "energy"], default="enthalpy",
@@ -93,7 +95,7 @@ def _cmd_relax(a) -> int:
         s = run_relax(a.path, a.out, pressure_gpa=a.pressure, calculator=a.calculator, fmax=a.fmax,
                       max_steps=a.max_steps, optimizer=a.optimizer, batch=not a.no_batch, batch_size=a.batch_size,
                       device=a.device, resume=not a.no_resume, retry_failed=a.retry_failed, energy=a.energy,
-                      plot=a.plot, progress=not a.no_progress,
+                      plot=a.plot, progress=not a.no_progress, workers=a.workers,
                       command=" ".join(shlex.quote(x) for x in sys.argv))
     except (FileNotFoundError, ValueError) as exc:
         print(f"dpcdvae relax: error: {exc}", file=sys.stderr)

@@ -686,7 +686,7 @@ def relax_structures(structures, ids: Sequence[str] | None = None, pressure_gpa:
                      calculator: Any = "chgnet", optimizer: Any = "FIRE", fmax: float = 0.05,
                      max_steps: int = 500, out_dir: str | os.PathLike | None = None, batch: bool = True,
                      progress: bool = True, batch_size: int = 32, resume: bool = True,
-                     retry_failed: bool = False, device: str = "cpu") -> list[RelaxResult]:
+                     retry_failed: bool = False, device: str = "cpu", workers: int = 1) -> list[RelaxResult]:
     """Relax cell and positions of every structure at ``pressure_gpa`` (GPa); one :class:`RelaxResult` each, in
     input order.
 
@@ -709,6 +709,11 @@ def relax_structures(structures, ids: Sequence[str] | None = None, pressure_gpa:
     resume : reuse finished results found in ``out_dir`` (``False``: recompute and overwrite them).
     retry_failed : with ``resume``, recompute ids whose stored result has an ``error``.
     device : torch device for CHGNet (``"cpu"``, ``"cuda"``).
+    workers : relax in this many processes at once (CPU), each with ``torch.get_num_threads() // workers`` torch
+        threads and its own copy of the calculator; the structures are dealt out in chunks (each chunk relaxed as
+        above, in lock step when ``batch``). On a few CPU cores, processes of one thread use the cores better than
+        one process of several threads (small matrices); ``BENCHMARKS.md`` has the figures. Needs ``calculator``
+        given by name (a string), as the processes build their own.
 
     Returns the results in input order (``resumed=True`` on those loaded from ``out_dir``).
     """
@@ -780,7 +785,17 @@ def relax_structures(structures, ids: Sequence[str] | None = None, pressure_gpa:
                 s = _to_structure(s)
         todo.append((i, ids[i], s))
 
-    if kind == "batch":
+    workers = int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and len(todo) > 1:
+        if not isinstance(calculator, str):
+            raise ValueError("workers > 1 needs the calculator given by name ('chgnet', 'emt' or 'module:attr'), "
+                             f"not an object ({type(calculator).__name__}): each process builds its own")
+        runner = _run_in_processes(todo, workers, dict(
+            pressure_gpa=pressure_gpa, calculator=calculator, optimizer=optimizer, fmax=fmax, max_steps=max_steps,
+            batch=batch, batch_size=batch_size, device=device))
+    elif kind == "batch":
         runner = _run_lockstep(todo, calc, settings, optimizer, fmax, max_steps, p_ev_a3,
                                batch_size=max(1, int(batch_size)) if batch else 1, batched_flag=batched)
     else:
@@ -802,6 +817,30 @@ def relax_structures(structures, ids: Sequence[str] | None = None, pressure_gpa:
         if bar is not None:
             bar.close()
     return results  # type: ignore[return-value]
+
+
+def _relax_chunk(chunk: list, kwargs: dict, threads: int) -> list:
+    """One worker process's share (see ``workers`` in :func:`relax_structures`): ``[(index, RelaxResult)]``."""
+    torch.set_num_threads(max(1, threads))
+    res = relax_structures([s for _, _, s in chunk], ids=[sid for _, sid, _ in chunk], progress=False,
+                           out_dir=None, workers=1, **kwargs)
+    return [(idx, r) for (idx, _, _), r in zip(chunk, res)]
+
+
+def _run_in_processes(todo: list, workers: int, kwargs: dict):
+    """Deal ``todo`` out to ``workers`` spawned processes in chunks; yield ``(index, result)`` as chunks finish."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    per_chunk = max(1, 4 * int(kwargs.get("batch_size") or 1)) if kwargs.get("batch") else 4
+    n_chunks = max(workers, math.ceil(len(todo) / per_chunk))
+    n_chunks = min(len(todo), math.ceil(n_chunks / workers) * workers)
+    chunks = [todo[k::n_chunks] for k in range(n_chunks)]
+    threads = max(1, torch.get_num_threads() // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_relax_chunk, c, kwargs, threads) for c in chunks if c]
+        for fut in as_completed(futures):
+            yield from fut.result()
 
 
 def relax_structure(structure, **kwargs) -> RelaxResult:
