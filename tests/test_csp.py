@@ -104,3 +104,19 @@ def test_batched_requests_keep_each_composition(model):
         assert s is None or s.composition.reduced_formula == c
     with pytest.raises(ValueError, match="Z <= 100"):
         predict_structures(model, ["Og2"], latent="prior", sampler="strided_eq7", steps=2)
+
+
+def test_forced_lattice_is_kept_and_needs_both_parts(model):
+    """sample_from_latent(lengths=, angles=): the crystals have exactly that lattice; N_a forced too."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(3, model.cfg.latent_dim, generator=g)
+    lengths = torch.tensor([[3.9, 3.9, 3.9], [4.1, 4.2, 4.3], [5.0, 5.0, 7.5]])
+    angles = torch.tensor([[90.0, 90.0, 90.0], [88.0, 91.0, 95.0], [90.0, 90.0, 120.0]])
+    out = model.sample_from_latent(z, sampler="strided_eq7", steps=5, generator=g, num_atoms=torch.tensor([5, 5, 10]),
+                                   lengths=lengths, angles=angles)
+    assert torch.equal(out.lengths, lengths) and torch.equal(out.angles, angles)
+    assert out.num_atoms.tolist() == [5, 5, 10]
+    for s, ln in zip(out.structures, lengths.tolist()):
+        assert s.lattice.abc == pytest.approx(ln, abs=1e-4)
+    with pytest.raises(ValueError, match="both lengths and angles"):
+        model.sample_from_latent(z, sampler="strided_eq7", steps=2, lengths=lengths)
