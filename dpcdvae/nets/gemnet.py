@@ -49,8 +49,8 @@ Efficiency (1000 calls per sample): the bases (rbf, circular basis, all their sh
 per call; concatenation layers act on the atoms, not the edges; the triplet sum is one batched matmul per block
 over a padded ``[E, K, .]`` layout; linear maps that read the same input are fused; no energy head; Gaussians far
 in their tails are exactly 0 (avoids slow denormal ``exp``). On CPU, glibc returning large freed blocks to the OS
-costs ~15% (page faults on the per-call temporaries); ``MALLOC_MMAP_THRESHOLD_=4000000000
-MALLOC_TRIM_THRESHOLD_=4000000000`` (or jemalloc) in the environment avoids that.
+cost 1.2-1.4x (a page fault per page of every per-call temporary); the samplers and the trainer call
+:func:`dpcdvae._alloc.tune_allocator`, which stops that for the process.
 """
 from __future__ import annotations
 
