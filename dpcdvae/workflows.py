@@ -23,11 +23,12 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from ._fileio import atomic_write_text, strict_json_dumps
-from .crystal import tensors_to_structures
+from .crystal import structure_to_atoms, tensors_to_structures, write_cif
 from .data import DataWarning, load_split
 from .diffusion.samplers import get_sampler
 from .errors import SamplerError, UserError
 from .eval.ground_state import ground_state_metrics, relax_structures, render_table3, table3
+from .eval.relax import CHGNetBatchPredictor
 from .eval.reconstruction import reconstruction_metrics
 from .io import SampleWriter, new_run_dir
 from .models import INITIAL_TYPES, concat_outputs, load_model
@@ -37,7 +38,7 @@ from .sharding import run_sharded
 from .train import resolve_root
 from .viz import plot_delta_e_vs_paper
 
-__all__ = ["LATENTS", "encode_posterior", "checkpoint_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
+__all__ = ["rank_candidates", "LATENTS", "encode_posterior", "checkpoint_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
 
 #: how z is taken in reconstruction: a posterior sample (the paper's protocol) or the posterior mean
 LATENTS = ("sample", "mean")
@@ -420,3 +421,71 @@ def ck_name(checkpoint) -> str:
 def _delta_e(results, energy: str = "enthalpy") -> list:
     """``E_gen - E_relaxed`` (meV/atom) of the successfully relaxed results."""
     return [r.delta_energy_mev(energy) for r in results if r.ok]
+
+
+def rank_candidates(out, run_dir: str | None = None, relax_steps: int = 0, pressure_gpa: float = 0.0,
+                    calculator="chgnet", fmax: float = 0.05, progress: bool = True) -> list[dict]:
+    """Rank candidate crystals (a :class:`~dpcdvae.models.SampleOutput`, e.g. from CSP mode) by their energy per
+    atom under an ML potential (CHGNet by default), lowest first.
+
+    ``relax_steps = 0``: the static energy of each candidate as sampled (fast; a generated structure is not at its
+    minimum, so this ranks the sampler's geometry too). ``relax_steps > 0``: each candidate is first relaxed (cell
+    and positions, FIRE, at most ``relax_steps`` steps, ``pressure_gpa`` GPa, ``fmax`` eV/A) and ranked by its
+    relaxed enthalpy per atom ``(E + pV) / N``. Only candidates valid in the paper's sense are ranked (an
+    overlapping or non-neutral crystal's energy means little); the others get ``rank`` None and stay in the list.
+
+    ``calculator``: ``"chgnet"`` or a batch predictor ``f(list[ase.Atoms]) -> list[dict(energy eV, ...)]``.
+    ``run_dir``: if given, writes ``<run_dir>/ranking.json`` and the ranked CIFs ``<run_dir>/ranked/NN_<id>.cif``
+    (relaxed structures when relaxed).
+
+    Returns one dict per candidate, ranked ones first: ``id``, ``rank`` (1 = lowest), ``energy_per_atom`` (eV/atom;
+    the relaxed enthalpy per atom when relaxed), ``relaxed``, ``converged`` (when relaxed), ``steps``,
+    ``formula``, ``valid``, ``error``.
+    """
+    relax_steps = int(relax_steps)
+    if relax_steps < 0:
+        raise ValueError(f"relax_steps must be >= 0, got {relax_steps}")
+    valid = out.valid_mask
+    idx = [i for i, v in enumerate(valid) if v]
+    rows = {i: {"id": str(out.ids[i]), "rank": None, "energy_per_atom": None, "relaxed": False, "steps": 0,
+                "formula": out.structures[i].composition.reduced_formula if out.structures[i] is not None else None,
+                "valid": bool(valid[i]), "error": None if valid[i] else "not valid: not ranked"}
+            for i in range(len(out))}
+    final = {}
+    if idx and relax_steps > 0:
+        res = relax_structures([out.structures[i] for i in idx], ids=[str(out.ids[i]) for i in idx],
+                               pressure_gpa=pressure_gpa, calculator=calculator, fmax=fmax, max_steps=relax_steps,
+                               progress=progress)
+        for i, r in zip(idx, res):
+            rows[i].update(relaxed=r.error is None, converged=bool(r.converged), steps=int(r.steps or 0), error=r.error,
+                           energy_per_atom=None if r.error else float(r.relaxed_enthalpy_per_atom))
+            final[i] = r.relaxed_structure if r.error is None else out.structures[i]
+    elif idx:
+        pred = CHGNetBatchPredictor() if calculator == "chgnet" else calculator
+        if not callable(pred):
+            raise ValueError(f"calculator {calculator!r}: 'chgnet' or a batch predictor (callable) for static "
+                             "ranking; use relax_steps > 0 for other named calculators")
+        preds = pred([structure_to_atoms(out.structures[i]) for i in idx])
+        for i, p in zip(idx, preds):
+            n = len(out.structures[i])
+            rows[i]["energy_per_atom"] = float(p["energy"]) / n
+            final[i] = out.structures[i]
+    ranked = sorted((i for i in idx if rows[i]["energy_per_atom"] is not None),
+                    key=lambda i: (rows[i]["energy_per_atom"], i))
+    for r, i in enumerate(ranked, 1):
+        rows[i]["rank"] = r
+    table = [rows[i] for i in ranked] + [rows[i] for i in range(len(out)) if rows[i]["rank"] is None]
+    if run_dir is not None:
+        d = Path(run_dir)
+        (d / "ranked").mkdir(parents=True, exist_ok=True)
+        width = max(2, len(str(len(ranked))))
+        for i in ranked:
+            name = f"{rows[i]['rank']:0{width}d}_{rows[i]['id']}.cif"
+            write_cif(final[i], d / "ranked" / name, symprec=None)
+            rows[i]["cif"] = str(Path("ranked") / name)
+        measure = (f"relaxed enthalpy per atom at {pressure_gpa:g} GPa (FIRE, <= {relax_steps} steps, fmax {fmax} "
+                   "eV/A)" if relax_steps > 0 else "static energy per atom of the structure as sampled")
+        atomic_write_text(d / "ranking.json", strict_json_dumps(
+            {"calculator": calculator if isinstance(calculator, str) else type(calculator).__name__,
+             "measure": measure, "units": "eV/atom", "candidates": table}, indent=1))
+    return table

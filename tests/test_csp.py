@@ -120,3 +120,55 @@ def test_forced_lattice_is_kept_and_needs_both_parts(model):
         assert s.lattice.abc == pytest.approx(ln, abs=1e-4)
     with pytest.raises(ValueError, match="both lengths and angles"):
         model.sample_from_latent(z, sampler="strided_eq7", steps=2, lengths=lengths)
+
+
+class _VolumePredictor:
+    """A stand-in batch predictor: energy = -(volume per atom) per atom, so the ranking is known in advance."""
+
+    def __call__(self, atoms_list):
+        return [{"energy": -a.get_volume(), "forces": None, "stress": None} for a in atoms_list]
+
+
+def test_rank_candidates_orders_valid_candidates_by_energy(model, tmp_path):
+    from dpcdvae.workflows import rank_candidates
+
+    out = model.predict_structure("SrTiO3", n=6, sampler="strided_eq7", steps=5, seed=1)
+    out.structures[2] = None  # an undecoded candidate: never ranked
+    out.flags[2] = "N_a = 0"
+    out._validity = None
+    table = rank_candidates(out, run_dir=tmp_path, calculator=_VolumePredictor(), progress=False)
+    ranked = [r for r in table if r["rank"] is not None]
+    assert [r["rank"] for r in ranked] == list(range(1, len(ranked) + 1))
+    energies = [r["energy_per_atom"] for r in ranked]
+    assert energies == sorted(energies)
+    vols = {str(i): s.volume / len(s) for i, s in zip(out.ids, out.structures) if s is not None}
+    for r in ranked:
+        assert r["energy_per_atom"] == pytest.approx(-vols[r["id"]], rel=1e-9)
+    unranked = [r for r in table if r["rank"] is None]
+    assert "csp-2" in [r["id"] for r in unranked] and all(not r["valid"] for r in unranked)
+    saved = json.loads((tmp_path / "ranking.json").read_text())
+    assert [c["id"] for c in saved["candidates"]] == [r["id"] for r in table]
+    assert sorted(p.name for p in (tmp_path / "ranked").glob("*.cif")) == [
+        f"{r['rank']:02d}_{r['id']}.cif" for r in ranked]
+    with pytest.raises(ValueError, match="relax_steps"):
+        rank_candidates(out, relax_steps=-1)
+
+
+def test_csp_cli_relax_steps_needs_rank(tmp_path, capsys):
+    code = main(["csp", "--checkpoint", "pretrained:perov_5", "--composition", "SrTiO3", "--n", "2",
+                 "--relax-steps", "5", "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "--relax-steps 5" in capsys.readouterr().err
+
+
+def test_csp_cli_ranks_with_chgnet(tmp_path, capsys):
+    pytest.importorskip("chgnet", reason="CHGNet is an optional dependency (the [relax] extra)")
+    code = main(["csp", "--checkpoint", "pretrained:perov_5", "--composition", "SrTiO3", "--n", "3",
+                 "--sampler", "strided_eq7", "--steps", "5", "--rank", "chgnet", "--out", str(tmp_path / "r")])
+    assert code in (0, None)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ranking = json.loads((tmp_path / "r" / "ranking.json").read_text())
+    ranked = [c for c in ranking["candidates"] if c["rank"] is not None]
+    assert summary["n_ranked"] == len(ranked) >= 1 and summary["best"] == ranked[0]["id"]
+    e = [c["energy_per_atom"] for c in ranked]
+    assert e == sorted(e) and all(-20.0 < x < 5.0 for x in e)  # eV/atom, a sane range for an oxide

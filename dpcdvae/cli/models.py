@@ -151,12 +151,19 @@ def _add_csp(sub):
     p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
     p.add_argument("--symprec", type=float, default=None, metavar="A",
                    help="symmetrised CIFs at this tolerance (A); default P1, exactly as sampled")
+    p.add_argument("--rank", choices=["none", "chgnet"], default="none",
+                   help="rank the valid candidates by CHGNet energy per atom, lowest first: writes ranking.json "
+                        "and ranked/NN_<id>.cif (default none)")
+    p.add_argument("--relax-steps", type=int, default=0, metavar="K",
+                   help="with --rank chgnet: relax each candidate (cell + positions, FIRE, <= K steps) first and "
+                        "rank by relaxed enthalpy per atom (default 0: static energy as sampled)")
+    p.add_argument("--pressure", type=float, default=0.0, metavar="GPA", help="pressure of --relax-steps (GPa)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_csp)
 
 
 def _cmd_csp(a):
-    from ..workflows import check_sampling_args
+    from ..workflows import check_sampling_args, rank_candidates
 
     from ..csp import allowed_num_atoms, parse_composition
     from ..io import SampleWriter, new_run_dir
@@ -164,6 +171,8 @@ def _cmd_csp(a):
 
     if a.n < 1:
         raise UserError(f"--n {a.n}: the number of candidates must be >= 1")
+    if a.relax_steps < 0 or (a.relax_steps and a.rank == "none"):
+        raise UserError(f"--relax-steps {a.relax_steps}: >= 0, and only with --rank chgnet")
     if a.symprec is not None and not a.symprec > 0:
         raise UserError(f"--symprec {a.symprec}: a tolerance in A, > 0 (e.g. 0.1)")
     try:
@@ -187,9 +196,20 @@ def _cmd_csp(a):
                                      "sampler": a.sampler, "steps": a.steps, "seed": a.seed, "csp": csp,
                                      "cif_symprec": a.symprec}, symprec=a.symprec)
     writer.add(out)
-    print(strict_json_dumps({"out": str(run), "composition": csp["composition"], "latent": a.latent, "n": a.n,
-                             "num_atoms": sorted(set(csp["num_atoms"])), "n_valid": writer.n_valid,
-                             "wall_s": round(time.time() - t0, 1)}))
+    summary = {"out": str(run), "composition": csp["composition"], "latent": a.latent, "n": a.n,
+               "num_atoms": sorted(set(csp["num_atoms"])), "n_valid": writer.n_valid}
+    if a.rank == "chgnet":
+        table = rank_candidates(out, run_dir=run, relax_steps=a.relax_steps, pressure_gpa=a.pressure)
+        best = [r for r in table if r["rank"] is not None][:5]
+        print("rank  id            formula      E/atom (eV)" + ("  relax steps" if a.relax_steps else ""),
+              file=sys.stderr)
+        for r in best:
+            print(f"{r['rank']:>4}  {r['id']:<12}  {r['formula'] or '-':<11}  {r['energy_per_atom']:>11.4f}"
+                  + (f"  {r['steps']:>11}" if a.relax_steps else ""), file=sys.stderr)
+        summary.update(ranking=str(run / "ranking.json"), n_ranked=sum(r["rank"] is not None for r in table),
+                       best=best[0]["id"] if best else None)
+    summary["wall_s"] = round(time.time() - t0, 1)
+    print(strict_json_dumps(summary))
 
 
 # ------------------------------------------------------------------------------------------------------ optimize
