@@ -3,6 +3,8 @@
 Everything runs on the self-built SYNTHETIC demo perovskites (no shared data needed)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch_geometric.loader import DataLoader
@@ -126,3 +128,19 @@ def test_overfit_tiny_reconstructs(demo_root):
     matches = sum(p is not None and sm.fit(p, t) for p, t in zip(rec.structures, targets))
     # an untrained model reconstructs 0/8; the type head is the slowest part to over-fit (5-7/8 seen at 1500 steps)
     assert matches >= 4, f"only {matches}/8 reconstructed; last losses {out}"
+
+
+def test_reparameterize_bounds_only_huge_logvar():
+    """The draw uses exp(min(logvar, LOGVAR_MAX) / 2): unchanged below the bound, finite above it."""
+    from dpcdvae.models.dpcdvae import DPCDVAE, LOGVAR_MAX
+
+    mu = torch.zeros(4, 8)
+    logvar = torch.linspace(-6.0, 9.0, 32).reshape(4, 8)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    eps = torch.randn(4, 8, generator=g2)
+    assert torch.equal(DPCDVAE.reparameterize(mu, logvar, torch.Generator().manual_seed(5)),
+                       mu + torch.exp(0.5 * logvar) * eps)
+    big = torch.full((4, 8), 200.0)  # exp(100) overflows float32 to inf without the bound
+    z = DPCDVAE.reparameterize(mu, big, g1)
+    assert torch.isfinite(z).all()
+    assert torch.allclose(z, math.exp(0.5 * LOGVAR_MAX) * eps)

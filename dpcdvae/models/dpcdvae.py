@@ -70,6 +70,9 @@ def gemnet_kwargs(cfg: ModelConfig) -> dict:
                 time_mode=cfg.time_embedding, checkpoint_blocks=dec.checkpoint_blocks)
 
 
+#: upper bound on logvar in the reparameterisation draw (see DPCDVAE.reparameterize)
+LOGVAR_MAX = 10.0
+
 INITIAL_TYPES = ("round_residual", "largest_remainder")
 
 
@@ -211,9 +214,15 @@ class DPCDVAE(nn.Module):
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator=None) -> torch.Tensor:
-        """Eq. 8 with the standard deviation exp(logvar / 2) (the paper prints exp(logvar); the code uses /2)."""
+        """Eq. 8 with the standard deviation exp(logvar / 2) (the paper prints exp(logvar); the code uses /2).
+
+        ``logvar`` is bounded above by :data:`LOGVAR_MAX` (10, a standard deviation of 148) for the draw only: the
+        untrained DimeNet++ encoder of the ``paper`` presets gives ``logvar`` up to ~49 on real crystals, and
+        ``z ~ 1e10`` then made the first training losses ~1e20 and the composition head non-finite at batch 256. A
+        trained model, and the ``compact`` preset from its first step (``logvar`` < 1 at init), never reach the
+        bound, so their draws are unchanged. The KL term keeps the unbounded ``logvar`` and pushes it down."""
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
+        return mu + torch.exp(0.5 * logvar.clamp(max=LOGVAR_MAX)) * eps
 
     def decode_stats(self, z: torch.Tensor, num_atoms: Optional[torch.Tensor] = None):
         """z -> (N_a logits [B, max_atoms+1], N_a used [B], lengths [B,3] A, angles [B,3] deg,
