@@ -46,12 +46,13 @@ def _glibc():
 
 
 def tune_allocator() -> dict:
-    """Raise glibc's mmap and trim thresholds to 2 GiB for this process (see the module docstring); idempotent.
+    """Raise glibc's mmap and trim thresholds to 2 GiB for this process (see the module docstring); idempotent:
+    the first call decides (reading ``DPCDVAE_TUNE_MALLOC`` and the C library), later calls return that decision.
 
     Returns ``{"applied": bool, "reason": str}``: applied now or earlier, or why not (the environment variable
     ``DPCDVAE_TUNE_MALLOC=0``, or a C library that is not glibc).
     """
-    if _state["applied"]:
+    if _state["reason"] != "not called yet":  # decided once per process: later calls (every graph build) are free
         return dict(_state)
     if os.environ.get("DPCDVAE_TUNE_MALLOC", "1").strip().lower() in ("0", "false", "no", "off"):
         _state.update(applied=False, reason="disabled by DPCDVAE_TUNE_MALLOC")
