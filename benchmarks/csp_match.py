@@ -47,8 +47,8 @@ def main() -> None:
     a = ap.parse_args()
     predictor = None
     if a.rank == "chgnet":
-        from dpcdvae.crystal import structure_to_atoms
         from dpcdvae.eval.relax import CHGNetBatchPredictor
+        from dpcdvae.workflows import rank_candidates
 
         predictor = CHGNetBatchPredictor(batch_size=128)
 
@@ -75,13 +75,11 @@ def main() -> None:
                 best[i] = min(best[i], float(p["rms_dist"]))
         if first is None:
             first = m
-        if predictor is not None:
-            valid = out.valid_mask
-            idx = [i for i, v in enumerate(valid) if v]
-            preds = predictor([structure_to_atoms(out.structures[i]) for i in idx]) if idx else []
-            for i, pr in zip(idx, preds):
-                e = float(pr["energy"]) / len(out.structures[i])
-                if e < low_e[i]:
+        if predictor is not None:  # the ranking of `dpcdvae csp --rank chgnet`, one row per candidate
+            index = {str(sid): i for i, sid in enumerate(out.ids)}
+            for row in rank_candidates(out, calculator=predictor, progress=False):
+                i, e = index[row["id"]], row["energy_per_atom"]
+                if e is not None and e < low_e[i]:
                     low_e[i], low_matched[i] = e, bool(m["per_structure"][i]["matched"])
         n_best = sum(b < math.inf for b in best)
         top1 = (f", CHGNet top-1 of {k + 1} {100 * sum(low_matched) / len(targets):.2f} %"
