@@ -97,7 +97,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                       type_update: Optional[str] = None, on_error: str = "raise", n_workers: int = 1,
                       progress: bool = True, keep_structures: bool = False, extra_meta: Optional[dict] = None,
                       run_prefix: str = "recon", devices: int = 1, strategy: str = "ddp",
-                      accelerator: str = "cpu") -> dict:
+                      accelerator: str = "cpu", breakdown: bool = False) -> dict:
     """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
     reconstruction metrics (match rate, <delta_rms>) into a fresh run folder inside ``out`` (``out=None``: write
     nothing). Returns the metrics dict.
@@ -108,7 +108,9 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     ``_targets``, ``_ids`` and ``_metrics`` (the full metrics dict, per-structure rows included) to the result.
     ``initial_types`` overrides the checkpoint's ``model.initial_types``; ``ema=False`` samples with the raw weights
     of a run trained with EMA. ``on_error="skip"`` skips bad CSV rows (listed in the result as ``skipped_rows``).
-    ``devices=N`` shards the batches over N processes (:mod:`dpcdvae.sharding`; the same crystals whatever N)."""
+    ``devices=N`` shards the batches over N processes (:mod:`dpcdvae.sharding`; the same crystals whatever N).
+    ``breakdown=True`` (with ``metrics``) also sorts every miss into one cause (:mod:`dpcdvae.eval.failures`: wrong
+    composition, wrong geometry, two elements exchanged, ...): ``failures`` in the result and ``failures.json``."""
     if latent not in LATENTS:
         raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
     if limit is not None and limit < 1:
@@ -185,6 +187,15 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     if metrics:
         m = reconstruction_metrics(preds, targets, ids=ids, n_workers=n_workers, progress=progress)
         result.update({k: v for k, v in m.items() if not isinstance(v, (list, dict))})
+        if breakdown:
+            from .eval.failures import failure_breakdown
+
+            fb = failure_breakdown(preds, targets, m["per_structure"], n_workers=n_workers, progress=progress)
+            result["failures"] = {k: v for k, v in fb.items() if k != "per_structure"}
+            if run is not None:
+                rows = [{"material_id": i, **r} for i, r in zip(ids, fb["per_structure"])]
+                (run / "failures.json").write_text(strict_json_dumps({**result["failures"], "per_structure": rows},
+                                                                     indent=1))
     if run is not None:
         (run / "metrics.json").write_text(strict_json_dumps(result, indent=1))
     if keep_structures:

@@ -59,6 +59,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--structure-only-validity", action="store_true",
                    help="recon: match every structure-valid prediction (CDVAE also requires SMACT validity)")
     p.add_argument("--no-eform", action="store_true", help="skip the E_form predictor")
+    p.add_argument("--breakdown", action="store_true",
+                   help="recon: sort every unmatched crystal into one cause (wrong composition, wrong geometry, two "
+                        "elements exchanged, ...); failures.* in metrics.json, category/swapped in per_structure.csv")
     p.add_argument("--property-model", default=None, metavar="PATH",
                    help="--task gen / baseline: W1(E_form) with this checkpoint from `dpcdvae train-property` (best.pt) instead "
                         "of CDVAE's pretrained regressor; recorded as property_model.* in metrics.json")
@@ -84,8 +87,13 @@ def run(args: argparse.Namespace) -> int:
                       n_workers=args.n_workers, seed=args.seed, n_property_samples=args.n_property_samples,
                       require_comp_valid=not args.structure_only_validity, compute_eform=not args.no_eform,
                       cache=not args.no_cache, progress=not args.quiet, comp_scaler=args.comp_scaler,
-                      property_model=getattr(args, "property_model", None))
+                      property_model=getattr(args, "property_model", None),
+                      breakdown=getattr(args, "breakdown", False))
+    failures = m.pop("failures", None)
     flat = flatten(m)
+    if failures is not None:
+        flat.update({f"failures.{k}": v for k, v in flatten(failures).items()})
+        flat["failures.swapped_pairs"] = "; ".join(f"{a}-{b}:{k}" for a, b, k in failures["swapped_pairs"])
     flat.update({
         "task": args.task,
         "paper_dataset": paper_dataset,
@@ -120,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
         subset_note += (f"\nnote: {dataset} is SYNTHETIC demo data, scored with {paper_dataset}'s thresholds and "
                         f"shown beside the paper's {paper_dataset} rows for orientation only")
     print(text + subset_note)
+    if failures is not None:
+        from ..eval.failures import render_breakdown
+
+        print("\nwhy the unmatched crystals miss:\n" + render_breakdown(failures))
     print(f"\nwrote {out / 'metrics.json'}  ({flat['wall_time_s']} s)")
     return 0
 

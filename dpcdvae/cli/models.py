@@ -301,6 +301,9 @@ def _add_reconstruct(sub):
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-metrics", action="store_true", help="skip the match-rate computation")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also sort every unmatched crystal into one cause (wrong composition, wrong geometry, two "
+                        "elements exchanged, ...) into failures.json and the printed result")
     p.add_argument("--latent", choices=("sample", "mean"), default="sample",
                    help="z for each crystal: 'sample' from the encoder posterior (the paper's and CDVAE's protocol, "
                         "default) or its 'mean'")
@@ -319,12 +322,15 @@ def _add_reconstruct(sub):
 def _cmd_reconstruct(a):
     from ..workflows import reconstruct_split
 
+    if a.breakdown and a.no_metrics:
+        raise UserError("--breakdown sorts the misses of the match-rate computation: drop --no-metrics")
     res = reconstruct_split(a.checkpoint, a.out, dataset=a.dataset and _dataset_name(a.dataset), split=a.split,
                             limit=a.limit, sampler=a.sampler, steps=a.steps, batch_size=a.batch_size,
                             seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
                             command=" ".join(sys.argv), latent=a.latent, initial_types=a.initial_types,
                             ema=not a.raw_weights, type_update=a.type_update, on_error=a.on_error,
-                            devices=a.devices, strategy=a.strategy, accelerator=a.accelerator)
+                            devices=a.devices, strategy=a.strategy, accelerator=a.accelerator,
+                            breakdown=a.breakdown)
     print(strict_json_dumps(res))
 
 

@@ -60,7 +60,7 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
              split: str = "test", n_workers: int = 2, seed: int = 0, n_property_samples: int = 1000,
              require_comp_valid: bool = True, compute_eform: bool = True, cache: bool = True,
              progress: bool = True, comp_scaler: str = "cdvae",
-             property_model: str | None = None) -> tuple[dict, list[dict] | None]:
+             property_model: str | None = None, breakdown: bool = False) -> tuple[dict, list[dict] | None]:
     """Run one evaluation task and return ``(metrics, per_record_list)`` (also the API behind the CLI).
 
     ``comp_scaler``: ``"test"`` (fit the Magpie standardiser on the reference split, default), ``"train"`` (fit on
@@ -68,12 +68,16 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
     ``property_model``: ``--task gen`` / ``baseline`` only: a checkpoint written by ``dpcdvae train-property`` used for W1(E_form)
     instead of CDVAE's pretrained regressor; the metrics then carry ``property_model.*`` keys saying which
     predictor was used (path, sha256, dataset, property, units, its validation MAE).
+    ``breakdown``: ``--task recon`` only: sort every miss into one cause (:mod:`dpcdvae.eval.failures`), as
+    ``failures`` in the metrics and ``category`` / ``swapped`` columns in the per-structure records.
     """
     from .io import align_by_id, load_split_structures
 
     if task not in TASKS:
         raise UserError(f"--task {task}: one of {', '.join(TASKS)}")
     dataset, paper_dataset, data_root = resolve_eval_dataset(dataset, data_root)
+    if breakdown and task != "recon":
+        raise UserError(f"--breakdown applies to --task recon only (got --task {task})")
     if property_model is not None and task == "recon":
         raise UserError("--property-model applies to --task gen and baseline only (got --task recon)")
     if property_model is not None and not Path(property_model).expanduser().is_file():
@@ -101,6 +105,12 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
         if unknown:
             m["unknown_ids_example"] = ", ".join(unknown[:5])
         per = m.pop("per_structure")
+        if breakdown:
+            from .failures import failure_breakdown
+
+            fb = failure_breakdown(aligned, targets, per, n_workers=n_workers, progress=progress)
+            per = [{**r, **c} for r, c in zip(per, fb.pop("per_structure"))]
+            m["failures"] = fb
         return m, per
     scaler = None if task == "recon" else load_comp_scaler(comp_scaler, dataset, data_root, split)
     if task == "baseline":
