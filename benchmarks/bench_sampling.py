@@ -39,7 +39,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info, print_json, sync  # noqa: E402
 
-#: the authors' code, published architecture, 2 threads, best batch (REFERENCE-BENCH.md; another CPU, see there)
+#: the authors' code, published architecture, 2 threads, best batch (REFERENCE-BENCH.md; another CPU, see there).
+#: Only the default of --authors-perov / --authors-carbon: pass the figures measured on the machine at hand.
 AUTHORS = {"perov": 127.0, "carbon": 67.5}
 CONFIGS = {"published": ("paper", {"model.decoder.project_input": False}), "paper": ("paper", {}),
            "compact": ("compact", {})}
@@ -158,6 +159,19 @@ def _run_isolated(args: argparse.Namespace, config: str, kind: str, bs: int) -> 
     return r
 
 
+def anchor_ratios(final: dict, authors: dict) -> dict:
+    """``{kind}_authors_anchor`` (the figure used), ``{kind}_authors_anchor_is_reference_cpu`` (whether it is still
+    REFERENCE-BENCH.md's figure from another CPU) and ``{kind}_published_vs_authors_anchor`` (ours / theirs) for
+    every kind whose published figure is in ``final``."""
+    out = {}
+    for kind, v in authors.items():
+        if f"{kind}_steps_per_s_published" in final:
+            out[f"{kind}_authors_anchor"] = v
+            out[f"{kind}_authors_anchor_is_reference_cpu"] = v == AUTHORS[kind]
+            out[f"{kind}_published_vs_authors_anchor"] = round(final[f"{kind}_steps_per_s_published"] / v, 2)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
@@ -170,6 +184,11 @@ def main():
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per case (the median is reported)")
     p.add_argument("--processes", type=int, default=1,
                    help="run each case as P concurrent processes of threads/P torch threads and sum them")
+    p.add_argument("--authors-perov", type=float, default=AUTHORS["perov"], metavar="STEPS_PER_S",
+                   help="the authors' code on this machine, Perov-5 structure-steps/s (default: REFERENCE-BENCH.md's "
+                        "figure from another CPU); the *_vs_authors_anchor keys divide by it")
+    p.add_argument("--authors-carbon", type=float, default=AUTHORS["carbon"], metavar="STEPS_PER_S",
+                   help="the same for Carbon-24")
     p.add_argument("--one-case", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -200,9 +219,7 @@ def main():
             final[f"{kind}_hours_10240x1000_{cfg}"] = round(10240 * 1000 / best["structure_steps_per_s"] / 3600, 2)
             final[f"{kind}_decoder_parameters_{cfg}"] = best["decoder_parameters"]
     if "published" in a.configs and a.device == "cpu":
-        for kind, v in AUTHORS.items():
-            if f"{kind}_steps_per_s_published" in final:
-                final[f"{kind}_published_vs_authors_anchor"] = round(final[f"{kind}_steps_per_s_published"] / v, 2)
+        final.update(anchor_ratios(final, {"perov": a.authors_perov, "carbon": a.authors_carbon}))
     print_json(final)
 
 

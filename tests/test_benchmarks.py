@@ -39,3 +39,13 @@ def test_sampling_case_times_the_models_own_sampler(config):
         assert r["decoder_parameters"] > 8_000_000
     else:
         assert r["decoder_parameters"] < 1_000_000
+
+
+
+def test_sampling_anchor_is_the_figure_given():
+    bench = _module("bench_sampling")
+    r = bench.anchor_ratios({"perov_steps_per_s_published": 250.0}, {"perov": 100.0, "carbon": 67.5})
+    assert r == {"perov_authors_anchor": 100.0, "perov_authors_anchor_is_reference_cpu": False,
+                 "perov_published_vs_authors_anchor": 2.5}
+    r = bench.anchor_ratios({"carbon_steps_per_s_published": 135.0}, dict(bench.AUTHORS))
+    assert r["carbon_authors_anchor_is_reference_cpu"] is True and r["carbon_published_vs_authors_anchor"] == 2.0
