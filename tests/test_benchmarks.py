@@ -49,3 +49,40 @@ def test_sampling_anchor_is_the_figure_given():
                  "perov_published_vs_authors_anchor": 2.5}
     r = bench.anchor_ratios({"carbon_steps_per_s_published": 135.0}, dict(bench.AUTHORS))
     assert r["carbon_authors_anchor_is_reference_cpu"] is True and r["carbon_published_vs_authors_anchor"] == 2.0
+
+
+def test_ab_swap_probe_counts_pairs_and_detects_an_echoing_head(demo_train):
+    """The A-B pairs are found on synthetic perovskites; the counts are bounded by them; and a type head forced to
+    echo its input (a stand-in for an untrained one) 'copies' every exchanged pair and 'repairs' none."""
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    from dpcdvae.config import load_config
+    from dpcdvae.data import LatticeScaler
+    from dpcdvae.models import DPCDVAE
+
+    probe_mod = _module("probe_ab_swaps")
+    batch = next(iter(DataLoader(demo_train, batch_size=16)))
+    pairs = probe_mod.ab_pairs(batch.frac_coords, batch.ptr, batch.atom_types)
+    assert pairs, "the synthetic perovskites have A-B pairs"
+    for b, (i, j) in pairs.items():
+        assert batch.ptr[b] <= i < j < batch.ptr[b + 1] and batch.atom_types[i] != batch.atom_types[j]
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    model = DPCDVAE(cfg.model, LatticeScaler(cfg.model.lattice_scaler).fit(demo_train))
+    r = probe_mod.probe(model, batch, tsteps=(10, 50), draws=2)  # the tiny config has T = 100
+    assert r["n_pairs"] == len(pairs)
+    assert all(0 <= c <= len(pairs) for c in r["denoiser_prefers_true"].values())
+
+    class Echo(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, frac, types, *args):
+            eps, _ = self.inner(frac, types, *args)
+            return eps, torch.nn.functional.one_hot(types - 1, 100).float() * 10.0
+
+    model.decoder = Echo(model.decoder)
+    r = probe_mod.probe(model, batch, tsteps=(10,), draws=1)
+    assert r["head_copies"] == len(pairs) and r["head_repairs"] == 0 and r["head_keeps_true"] == len(pairs)
