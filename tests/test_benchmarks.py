@@ -86,3 +86,15 @@ def test_ab_swap_probe_counts_pairs_and_detects_an_echoing_head(demo_train):
     model.decoder = Echo(model.decoder)
     r = probe_mod.probe(model, batch, tsteps=(10,), draws=1)
     assert r["head_copies"] == len(pairs) and r["head_repairs"] == 0 and r["head_keeps_true"] == len(pairs)
+
+
+def test_ab_orientation_reads_the_a_and_b_cations(srtio3):
+    data = _module("ab_orientation_data")
+    assert data.a_b_elements(srtio3) == ("Sr", "Ti")
+    swapped = srtio3.copy()
+    swapped.replace(0, "Ti")
+    swapped.replace(1, "Sr")
+    assert data.a_b_elements(swapped) == ("Ti", "Sr")  # the octahedral site (anions at a/2) is B whatever sits there
+    from pymatgen.core import Lattice, Structure
+
+    assert data.a_b_elements(Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0, 0]])) is None
