@@ -44,19 +44,14 @@ def main():
     import pandas as pd
     from pymatgen.core import Structure
 
-    from dpcdvae.train import resolve_root
+    from dpcdvae.data.locator import split_path
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1000, help="the first N test crystals")
     a = p.parse_args()
     warnings.filterwarnings("ignore")
-    root = resolve_root("perov_5", None)
-    if root is None:
-        raise SystemExit("perov_5 not found (set DPCDVAE_DATA)")
-    import os
-
     read = lambda split, n=None: [Structure.from_str(c, fmt="cif")  # noqa: E731
-                                  for c in pd.read_csv(os.path.join(root, "perov_5", f"{split}.csv")).cif[:n]]
+                                  for c in pd.read_csv(split_path("perov_5", split)).cif[:n]]
     as_a, as_b, pair = collections.Counter(), collections.Counter(), collections.Counter()
     n_train = n_both = 0
     for s in read("train"):
