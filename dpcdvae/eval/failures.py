@@ -36,7 +36,8 @@ from .reconstruction import MATCHER_KW
 CATEGORIES = ("matched", "missing", "invalid", "composition", "geometry", "swap", "assignment")
 
 
-def classify_miss(pred, target, stol: float = 0.5, angle_tol: float = 10.0, ltol: float = 0.3) -> tuple[str, tuple]:
+def classify_miss(pred, target, stol: float = MATCHER_KW["stol"], angle_tol: float = MATCHER_KW["angle_tol"],
+                  ltol: float = MATCHER_KW["ltol"]) -> tuple[str, tuple]:
     """Category of one valid, unmatched prediction (``composition``, ``geometry``, ``swap`` or ``assignment``) and,
     for ``swap``, the exchanged pair of element symbols (sorted); ``()`` otherwise.
 
