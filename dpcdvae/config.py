@@ -86,6 +86,10 @@ class ModelConfig:
     type_sigma_end: float = 0.01
     type_sigma_levels: int = 1000
     type_loss: str = "per_atom"  # "per_atom" (CE / sigma', paper intent) | "code" (published broadcast bug) | "ce"
+    # ours, not in the paper: in training, with this probability per crystal, exchange the perturbed types of two
+    # atoms whose true elements differ, so that the type head learns to repair a wrong site assignment (sampling
+    # starts from Z_T with the right composition but its atoms at random sites). 0.0 = the paper.
+    type_swap_prob: float = 0.0
     # initial types Z_T from the composition head: "round_residual" (published code: round(p N_a), shortfall drawn
     # from the residual probabilities) | "largest_remainder" (floor(p N_a), then the largest fractional parts)
     initial_types: str = "round_residual"

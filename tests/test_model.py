@@ -53,6 +53,27 @@ def test_type_loss_options_differ(demo_train):
     assert vals["per_atom"] != pytest.approx(vals["code"])
 
 
+def test_type_swap_acts_in_training_only(demo_train, monkeypatch):
+    """``model.type_swap_prob`` exchanges perturbed types in training; evaluation (validation loss) is untouched."""
+    import dpcdvae.models.dpcdvae as mod
+    calls = []
+    real = mod.swap_two_types
+    monkeypatch.setattr(mod, "swap_two_types", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    batch = next(iter(DataLoader(demo_train, batch_size=8)))
+    model, _ = _tiny_model(demo_train, **{"model.type_swap_prob": 1.0})
+    model.train()
+    a = model(batch, generator=torch.Generator().manual_seed(3))
+    assert calls == [1.0] and torch.isfinite(a["loss"])
+    model.eval()
+    model(batch, generator=torch.Generator().manual_seed(3))
+    assert calls == [1.0]
+    base, _ = _tiny_model(demo_train)
+    base.train()
+    b = base(batch, generator=torch.Generator().manual_seed(3))
+    assert calls == [1.0]  # the default (0.0, the paper) never calls it
+    assert float(a["type"]) != pytest.approx(float(b["type"]))
+
+
 @pytest.mark.parametrize("sampler,steps", [("eq7", None), ("eq6", None), ("strided", 10), ("strided_eq7", 10)])
 def test_reconstruct_and_generate_shapes(demo_train, sampler, steps):
     model, _ = _tiny_model(demo_train)

@@ -76,6 +76,49 @@ LOGVAR_MAX = 10.0
 INITIAL_TYPES = ("round_residual", "largest_remainder")
 
 
+def swap_two_types(types: torch.Tensor, true_types: torch.Tensor, atom_batch: torch.Tensor, num_graphs: int,
+                   prob: float, generator=None) -> torch.Tensor:
+    """Exchange the entries of ``types`` at two atoms of different true element, in a random share of crystals.
+
+    For each crystal, with probability ``prob``, an atom i is drawn uniformly, then an atom j uniformly among the
+    atoms whose element in ``true_types`` differs from i's; ``types[i]`` and ``types[j]`` are exchanged. Crystals
+    of a single element are left as they are (no such j). The multiset of ``types`` within every crystal is
+    preserved. ``atom_batch`` must be sorted (atoms of crystal 0 first, as every batch of the package is).
+
+    Args:
+        types: [N] atom types to permute (atomic numbers), e.g. the perturbed Z_t.
+        true_types: [N] the true atomic numbers, which decide which pairs count as different.
+        atom_batch: [N] crystal index of each atom, sorted.
+        num_graphs: number of crystals B.
+        prob: per-crystal probability of a swap, in [0, 1].
+    Returns a new [N] tensor (``types`` itself is not modified).
+    """
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"type_swap_prob must lie in [0, 1], got {prob}")
+    out = types.clone()
+    if prob == 0.0 or types.numel() == 0:
+        return out
+    dev = types.device
+    counts = torch.bincount(atom_batch, minlength=num_graphs)
+    ends = torch.cumsum(counts, 0) - 1
+    has = counts > 0
+    base = atom_batch.to(torch.float64) * 2.0
+    # i: the atom with the largest random score within its crystal
+    order = torch.argsort(base + torch.rand(types.shape, device=dev, generator=generator, dtype=torch.float64))
+    i = order[ends.clamp(min=0)]
+    ti = true_types[i]
+    # j: the largest random score among atoms of another element (those get +1, so they win whenever one exists)
+    other = (true_types != ti[atom_batch]).to(torch.float64)
+    order = torch.argsort(base + other + torch.rand(types.shape, device=dev, generator=generator,
+                                                    dtype=torch.float64))
+    j = order[ends.clamp(min=0)]
+    flag = torch.rand(num_graphs, device=dev, generator=generator) < prob
+    do = flag & has & (true_types[j] != ti)
+    i, j = i[do], j[do]
+    out[i], out[j] = types[j], types[i]
+    return out
+
+
 def initial_type_counts(p: torch.Tensor, n: int, method: str = "round_residual",
                         generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """How many atoms of each element the reverse process starts from, given the composition head's probabilities.
@@ -283,7 +326,11 @@ class DPCDVAE(nn.Module):
         sig = self.type_sigmas[s][atom_batch]
         comp_probs = F.softmax(comp_logits.detach(), dim=-1)[atom_batch]
         probs = F.one_hot(batch.atom_types - 1, MAX_ATOMIC_NUM).to(comp_probs) + sig[:, None] * comp_probs
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1) + 1, sig
+        types_t = torch.multinomial(probs, 1, generator=generator).squeeze(-1) + 1
+        swap = getattr(self.cfg, "type_swap_prob", 0.0)
+        if swap > 0.0 and self.training:
+            types_t = swap_two_types(types_t, batch.atom_types, atom_batch, batch.num_graphs, swap, generator)
+        return types_t, sig
 
     def _denoiser_lattice(self, batch, lengths_pred, angles_pred, epoch: int):
         """The lattice fed to the denoiser: the true one while teacher forcing, else the predicted one.
