@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["machine_info", "time_fn", "print_json", "sync"]
+__all__ = ["machine_info", "time_fn", "print_json", "sync", "half_diagonal_pairs"]
 
 
 def machine_info(device: str | torch.device = "cpu") -> dict:
@@ -68,3 +68,15 @@ def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
 def print_json(record: dict) -> None:
     """Print one JSON line (the benchmark's machine-readable result)."""
     print(json.dumps(record, sort_keys=False), flush=True)
+
+
+def half_diagonal_pairs(frac, tol: float = 0.2) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, i < j, of the atoms of ONE cell whose minimum-image fractional separation is
+    (1/2, 1/2, 1/2) within ``tol`` on each axis: the A-B cation pair of an ABX3 perovskite cell. ``frac`` is an
+    [n, 3] array or tensor of fractional coordinates; pairs come in (i, j) lexicographic order."""
+    import numpy as np
+    fc = np.asarray(frac, dtype=float)
+    d = fc[:, None, :] - fc[None, :, :]
+    d = np.abs(d - np.round(d))
+    hit = (np.abs(d - 0.5) < tol).all(-1)
+    return [(int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(hit, 1)))]

@@ -21,23 +21,25 @@ import collections
 import json
 import warnings
 
+import sys
+from pathlib import Path
+
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import half_diagonal_pairs  # noqa: E402
 
 
 def a_b_elements(structure, tol: float = 0.2):
     """``(element on A, element on B)`` of an ABX3 cell, or ``None`` when no atom pair is (1/2, 1/2, 1/2) apart."""
-    fc = structure.frac_coords
-    n = len(structure)
-    for i in range(n):
-        for j in range(i + 1, n):
-            d = fc[i] - fc[j]
-            d = np.abs(d - np.round(d))
-            if (np.abs(d - 0.5) < tol).all():
-                dist = structure.distance_matrix
-                near = [np.min(np.delete(dist[k], k)) for k in (i, j)]
-                a, b = (i, j) if near[0] > near[1] else (j, i)
-                return str(structure[a].specie), str(structure[b].specie)
-    return None
+    pairs = half_diagonal_pairs(structure.frac_coords, tol)
+    if not pairs:
+        return None
+    i, j = pairs[0]
+    dist = structure.distance_matrix
+    near = [np.min(np.delete(dist[k], k)) for k in (i, j)]
+    a, b = (i, j) if near[0] > near[1] else (j, i)
+    return str(structure[a].specie), str(structure[b].specie)
 
 
 def main():

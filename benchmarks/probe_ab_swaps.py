@@ -20,7 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 
+import sys
+from pathlib import Path
+
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import half_diagonal_pairs  # noqa: E402
 
 
 def ab_pairs(frac: torch.Tensor, ptr, types: torch.Tensor, tol: float = 0.2) -> dict[int, tuple[int, int]]:
@@ -29,12 +35,11 @@ def ab_pairs(frac: torch.Tensor, ptr, types: torch.Tensor, tol: float = 0.2) -> 
     out = {}
     ptr = [int(x) for x in ptr]
     for b in range(len(ptr) - 1):
-        for i in range(ptr[b], ptr[b + 1]):
-            for j in range(i + 1, ptr[b + 1]):
-                d = frac[i] - frac[j]
-                d = (d - d.round()).abs()
-                if bool(((d - 0.5).abs() < tol).all()) and int(types[i]) != int(types[j]):
-                    out[b] = (i, j)
+        lo = ptr[b]
+        pairs = [(lo + i, lo + j) for i, j in half_diagonal_pairs(frac[lo:ptr[b + 1]].cpu().numpy(), tol)
+                 if int(types[lo + i]) != int(types[lo + j])]
+        if pairs:
+            out[b] = pairs[-1]
     return out
 
 

@@ -68,6 +68,20 @@ def demo_train(demo_root):
     return load_split("demo_synthetic_perovskites", "train", root=demo_root, graph="none", progress=False)
 
 
+def write_perov5_csvs(root: Path, structures: dict, splits=("test", "val")) -> Path:
+    """A hand-made ``perov_5`` dataset: ``root/data/perov_5/{split}.csv`` with the rows ``material_id, cif,
+    heat_ref=0`` of ``structures`` ({material_id: pymatgen Structure}). Returns ``root/data``."""
+    import pandas as pd
+    from pymatgen.io.cif import CifWriter
+
+    d = Path(root) / "data" / "perov_5"
+    d.mkdir(parents=True, exist_ok=True)
+    rows = [{"material_id": k, "cif": str(CifWriter(s)), "heat_ref": 0.0} for k, s in structures.items()]
+    for split in splits:
+        pd.DataFrame(rows).to_csv(d / f"{split}.csv")
+    return d.parent
+
+
 @pytest.fixture
 def srtio3():
     from pymatgen.core import Lattice, Structure

@@ -7,9 +7,10 @@ import pytest
 
 pytest.importorskip("pymatgen")
 from pymatgen.core import Lattice, Structure  # noqa: E402
-from pymatgen.io.cif import CifWriter  # noqa: E402
 
 from dpcdvae.cli.evaluate import main  # noqa: E402
+
+from conftest import write_perov5_csvs  # noqa: E402
 
 
 def _structs():
@@ -25,11 +26,7 @@ def _structs():
 def tiny_dataset(tmp_path, monkeypatch):
     warnings.filterwarnings("ignore")
     monkeypatch.setenv("DPCDVAE_CACHE", str(tmp_path / "cache"))
-    d = tmp_path / "data" / "perov_5"
-    d.mkdir(parents=True)
-    rows = [{"material_id": k, "cif": str(CifWriter(s)), "heat_ref": 0.0} for k, s in _structs().items()]
-    for split in ("test", "val"):
-        pd.DataFrame(rows).to_csv(d / f"{split}.csv")
+    write_perov5_csvs(tmp_path, _structs())
     return tmp_path
 
 

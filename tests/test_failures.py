@@ -9,10 +9,11 @@ import pytest
 pytest.importorskip("pymatgen")
 pytest.importorskip("smact")
 from pymatgen.core import Lattice, Structure  # noqa: E402
-from pymatgen.io.cif import CifWriter  # noqa: E402
 
 from dpcdvae.eval.failures import CATEGORIES, classify_miss, failure_breakdown, render_breakdown  # noqa: E402
 from dpcdvae.eval.reconstruction import reconstruction_metrics  # noqa: E402
+
+from conftest import write_perov5_csvs  # noqa: E402
 
 SITES = [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]]  # A, B, X, X, X
 
@@ -82,13 +83,7 @@ def test_breakdown_refuses_unaligned_lists():
 
 @pytest.fixture()
 def tiny_dataset(tmp_path):
-    d = tmp_path / "data" / "perov_5"
-    d.mkdir(parents=True)
-    rows = [{"material_id": "p-1", "cif": str(CifWriter(perovskite())), "heat_ref": 0.0},
-            {"material_id": "p-2", "cif": str(CifWriter(perovskite(("Ba", "Zr", "O", "O", "O"), a=4.2))),
-             "heat_ref": 0.0}]
-    for split in ("test", "val"):
-        pd.DataFrame(rows).to_csv(d / f"{split}.csv")
+    write_perov5_csvs(tmp_path, {"p-1": perovskite(), "p-2": perovskite(("Ba", "Zr", "O", "O", "O"), a=4.2)})
     return tmp_path
 
 
