@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import subprocess
 from pathlib import Path
 
-from dpcdvae.models import load_model
+from dpcdvae.models import list_pretrained, load_model
 from dpcdvae.optimize import HEADS_DIR, fit_property_head, save_head
 
 
@@ -31,7 +32,10 @@ def main() -> None:
         head, rep = fit_property_head(model, model.card["dataset"], split=split,
                                       val_split="val" if split == "train" else split, seed=a.seed, progress=False)
         save_head(head, Path(a.out) / f"{name}.pt")
-        rep.update({"model": f"pretrained:{name}", "commit": commit, "date": datetime.date.today().isoformat(),
+        # the weights the head was fitted on: tests/test_optimize.py checks it against the shipped file
+        weights = next(c["file"] for c in list_pretrained() if c["name"] == name)
+        sha = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+        rep.update({"model": f"pretrained:{name}", "model_sha256": sha, "commit": commit, "date": datetime.date.today().isoformat(),
                     "command": f"python benchmarks/fit_property_heads.py {name} --seed {a.seed}"})
         (Path(a.out) / f"{name}.json").write_text(json.dumps(rep, indent=1) + "\n")
         cards[name] = rep

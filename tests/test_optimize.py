@@ -112,6 +112,20 @@ def test_shipped_head_lookup():
             assert torch.isfinite(head.predict(torch.zeros(2, head.latent_dim))).all()
 
 
+def test_shipped_heads_were_fitted_on_the_shipped_models():
+    """A head is tied to its model's latent space: re-exporting a model without refitting its head (`python
+    benchmarks/fit_property_heads.py NAME`) would optimise a meaningless function of z."""
+    import hashlib
+    import json
+
+    from dpcdvae.models import list_pretrained
+    files = {c["name"]: c["file"] for c in list_pretrained()}
+    for name in ("perov_5", "carbon_24"):
+        card = json.loads(shipped_head_path(f"pretrained:{name}").with_suffix(".json").read_text())
+        sha = hashlib.sha256(open(files[name], "rb").read()).hexdigest()
+        assert card.get("model_sha256") == sha, f"heads/{name}: fitted on other weights than pretrained:{name}"
+
+
 def test_command_errors(tmp_path, capsys):
     from dpcdvae.cli import main
 
