@@ -74,6 +74,7 @@ def test_shipped_card_is_complete(card):
     assert card["file_mb"] < 20, "a shipped file should be a few MB"
     for m in card["metrics"]:
         assert {"what", "value", "protocol", "command"} <= set(m), m
+        assert isinstance(m["value"], (int, float)) and math.isfinite(m["value"]), f"{card['name']}: unmeasured {m}"
 
 
 @pytest.mark.parametrize("card", SHIPPED, ids=[c["name"] for c in SHIPPED])
