@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N test crystals (default: the whole split)")
     ap.add_argument("--samples", type=int, default=20, help="candidates per crystal (best of k)")
     ap.add_argument("--latent", choices=["search", "prior"], default="search")
+    ap.add_argument("--forced-types", choices=["fixed", "assign"], default="assign",
+                    help="requested types fixed on their random start sites, or re-assigned by the type head")
     ap.add_argument("--sampler", default="eq7")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -68,7 +70,7 @@ def main() -> None:
     low_matched = [False] * len(targets)
     for k in range(a.samples):
         out = predict_structures(model, formulas, sizes, latent=a.latent, sampler=a.sampler, steps=a.steps,
-                                 seed=a.seed + 1000 * k, batch_size=a.batch_size)
+                                 seed=a.seed + 1000 * k, batch_size=a.batch_size, forced_types=a.forced_types)
         m = reconstruction_metrics(out.structures, targets, n_workers=a.n_workers, progress=False)
         for i, p in enumerate(m["per_structure"]):
             if p["matched"] and p["rms_dist"] is not None:
@@ -89,7 +91,7 @@ def main() -> None:
     matched = [b for b in best if b < math.inf]
     print(json.dumps({
         "checkpoint": a.checkpoint, "dataset": a.dataset, "n_targets": len(targets), "samples": a.samples,
-        "latent": a.latent, "sampler": a.sampler, "steps": a.steps, "seed": a.seed,
+        "latent": a.latent, "forced_types": a.forced_types, "sampler": a.sampler, "steps": a.steps, "seed": a.seed,
         "match_rate_1": first["match_rate"], "rms_1": None if math.isnan(first["delta_rms"]) else first["delta_rms"],
         "validity_1": first["n_valid"] / len(targets) * 100,
         f"match_rate_best_{a.samples}": 100 * len(matched) / len(targets),

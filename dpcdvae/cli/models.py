@@ -145,6 +145,9 @@ def _add_csp(sub):
     p.add_argument("--latent", choices=["search", "prior"], default="search",
                    help="z moved until the N_a and composition heads agree with the request (search, default) "
                         "or drawn from the prior")
+    p.add_argument("--forced-types", choices=["assign", "fixed"], default="assign",
+                   help="the requested types re-assigned to sites by the type head at every step (assign, "
+                        "default; the composition stays exact) or kept on their random start sites (fixed)")
     p.add_argument("--sampler", choices=sampler_names("ddpm"), default="eq7")
     p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or strided")
     p.add_argument("--seed", type=int, default=0)
@@ -189,14 +192,15 @@ def _cmd_csp(a):
         raise UserError(f"--num-atoms / --composition: {exc}") from None
     t0 = time.time()
     out = model.predict_structure(a.composition, n=a.n, num_atoms=a.num_atoms, latent=a.latent, sampler=a.sampler,
-                                  steps=a.steps, seed=a.seed, progress=True)
+                                  steps=a.steps, seed=a.seed, progress=True, forced_types=a.forced_types)
     run = new_run_dir(a.out, "csp")
     csp = out.meta["csp"]
     writer = SampleWriter(run, meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
                                      "sampler": a.sampler, "steps": a.steps, "seed": a.seed, "csp": csp,
                                      "cif_symprec": a.symprec}, symprec=a.symprec)
     writer.add(out)
-    summary = {"out": str(run), "composition": csp["composition"], "latent": a.latent, "n": a.n,
+    summary = {"out": str(run), "composition": csp["composition"], "latent": a.latent,
+               "forced_types": a.forced_types, "n": a.n,
                "num_atoms": sorted(set(csp["num_atoms"])), "n_valid": writer.n_valid}
     if a.rank == "chgnet":
         table = rank_candidates(out, run_dir=run, relax_steps=a.relax_steps, pressure_gpa=a.pressure)

@@ -119,6 +119,56 @@ def swap_two_types(types: torch.Tensor, true_types: torch.Tensor, atom_batch: to
     return out
 
 
+def assign_multiset(logits: torch.Tensor, types: torch.Tensor, atom_batch: torch.Tensor,
+                    num_graphs: int) -> torch.Tensor:
+    """Re-assign each crystal's multiset of ``types`` to its atoms, following the type head.
+
+    Greedy maximum-likelihood assignment: repeatedly, within every crystal, the (atom, remaining type) pair with
+    the highest log-probability ``log_softmax(logits)[atom, type - 1]`` is fixed, until every atom has a type. The
+    composition of every crystal is exactly that of ``types``; only which atom carries which element changes
+    (structure prediction from a composition with the type head consulted, ``forced_types="assign"``).
+
+    Args:
+        logits: [N, 100] type logits (atomic number Z at index Z - 1).
+        types: [N] the current atomic numbers: their per-crystal multiset is kept.
+        atom_batch: [N] crystal index of each atom, sorted.
+        num_graphs: number of crystals B.
+    Returns the new [N] atomic numbers.
+    """
+    if types.numel() == 0:
+        return types.clone()
+    dev = types.device
+    counts = torch.bincount(atom_batch, minlength=num_graphs)
+    A = int(counts.max())
+    ptr = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(types.numel(), device=dev) - ptr[atom_batch]
+    idx = torch.zeros(num_graphs, A, dtype=torch.long, device=dev)
+    valid = torch.zeros(num_graphs, A, dtype=torch.bool, device=dev)
+    idx[atom_batch, pos] = torch.arange(types.numel(), device=dev)
+    valid[atom_batch, pos] = True
+    slot_type = types[idx] - 1  # [B, A]: the types to hand out (padding ignored through `valid`)
+    logp = F.log_softmax(logits.double(), dim=-1)[idx]  # [B, A(atom), 100]
+    cost = torch.gather(logp, 2, slot_type[:, None, :].expand(num_graphs, A, A)).clone()  # [B, atom, slot]
+    neg = torch.tensor(float("-inf"), dtype=cost.dtype, device=dev)
+    cost = torch.where(valid[:, :, None] & valid[:, None, :], cost, neg)
+    assigned = torch.zeros(num_graphs, A, dtype=torch.long, device=dev)
+    rows = torch.arange(num_graphs, device=dev)
+    for _ in range(A):
+        val, arg = cost.view(num_graphs, -1).max(1)
+        ok = val > neg
+        if not bool(ok.any()):
+            break
+        i, j = arg // A, arg % A
+        b, i, j = rows[ok], i[ok], j[ok]
+        assigned[b, i] = j
+        cost[b, i, :] = neg
+        cost[b, :, j] = neg
+    new = torch.gather(slot_type, 1, assigned) + 1
+    out = types.clone()
+    out[idx[valid]] = new[valid]
+    return out
+
+
 def initial_type_counts(p: torch.Tensor, n: int, method: str = "round_residual",
                         generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """How many atoms of each element the reverse process starts from, given the composition head's probabilities.
@@ -435,7 +485,7 @@ class DPCDVAE(nn.Module):
                            trajectory_every: Optional[int] = None, ids: Optional[Sequence[str]] = None,
                            progress: bool = False, eta: float = 0.0,
                            atom_types: Optional[torch.Tensor] = None, lengths: Optional[torch.Tensor] = None,
-                           angles: Optional[torch.Tensor] = None) -> SampleOutput:
+                           angles: Optional[torch.Tensor] = None, forced_types: str = "fixed") -> SampleOutput:
         """Decode latents ``z [B, L]`` into crystals by running the reverse diffusion.
 
         Args:
@@ -448,6 +498,9 @@ class DPCDVAE(nn.Module):
             atom_types: force the atom types (atomic numbers, flat ``[sum N_a]`` in crystal order; needs
                 ``num_atoms``): Z_T is these types and they stay fixed during the reverse process (structure
                 prediction from a composition, :meth:`predict_structure`).
+            forced_types: with ``atom_types``: ``"fixed"`` (they stay on the atoms they start on) or ``"assign"``
+                (at every step the type head re-assigns each crystal's multiset of forced types to its atoms,
+                :func:`assign_multiset`; the composition stays exact).
             lengths, angles: force the lattice (``[B, 3]``, Angstrom and degrees) instead of the lattice head's
                 prediction; only the coordinates (and types) are then denoised.
         """
@@ -467,8 +520,10 @@ class DPCDVAE(nn.Module):
             x = _recenter(x, atom_batch, B)
 
         state = {"types": types}
-        type_update = "fixed" if atom_types is not None else getattr(cfg, "type_update", "argmax")
-        if type_update not in ("argmax", "fixed"):
+        if forced_types not in ("fixed", "assign"):
+            raise ValueError(f"forced_types must be 'fixed' or 'assign', got {forced_types!r}")
+        type_update = forced_types if atom_types is not None else getattr(cfg, "type_update", "argmax")
+        if type_update not in ("argmax", "fixed", "assign"):
             raise ValueError(f"model.type_update must be 'argmax' or 'fixed', got {type_update!r}")
 
         def eps_fn(x_wrapped: torch.Tensor, t_atoms: torch.Tensor) -> torch.Tensor:
@@ -476,6 +531,8 @@ class DPCDVAE(nn.Module):
             eps_pred, logits = self.decoder(x_wrapped, state["types"], z, t, lattice, atom_batch, na_run)
             if type_update == "argmax":
                 state["types"] = logits.argmax(-1) + 1  # types reset to argmax(A_theta) every step (paper)
+            elif type_update == "assign":
+                state["types"] = assign_multiset(logits, state["types"], atom_batch, B)
             if progress_bar is not None:
                 progress_bar.update(1)
             return eps_pred
