@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import warnings
-
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np

@@ -35,7 +35,8 @@ def main() -> None:
         # the weights the head was fitted on: tests/test_optimize.py checks it against the shipped file
         weights = next(c["file"] for c in list_pretrained() if c["name"] == name)
         sha = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
-        rep.update({"model": f"pretrained:{name}", "model_sha256": sha, "commit": commit, "date": datetime.date.today().isoformat(),
+        rep.update({"model": f"pretrained:{name}", "model_sha256": sha, "commit": commit,
+                    "date": datetime.date.today().isoformat(),
                     "command": f"python benchmarks/fit_property_heads.py {name} --seed {a.seed}"})
         (Path(a.out) / f"{name}.json").write_text(json.dumps(rep, indent=1) + "\n")
         cards[name] = rep

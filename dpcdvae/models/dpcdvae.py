@@ -523,7 +523,7 @@ class DPCDVAE(nn.Module):
         if forced_types not in ("fixed", "assign"):
             raise ValueError(f"forced_types must be 'fixed' or 'assign', got {forced_types!r}")
         type_update = forced_types if atom_types is not None else getattr(cfg, "type_update", "argmax")
-        if type_update not in ("argmax", "fixed", "assign"):
+        if atom_types is None and type_update not in ("argmax", "fixed"):
             raise ValueError(f"model.type_update must be 'argmax' or 'fixed', got {type_update!r}")
 
         def eps_fn(x_wrapped: torch.Tensor, t_atoms: torch.Tensor) -> torch.Tensor:
