@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpcdvae.models.dpcdvae import assign_multiset
+from dpcdvae.models.dpcdvae import assign_multiset, padded_layout
 
 
 @settings(max_examples=50, deadline=None)
@@ -45,3 +45,32 @@ def test_one_element_and_empty_input():
     assert torch.equal(assign_multiset(torch.randn(3, 100), types, torch.zeros(3, dtype=torch.long), 1), types)
     empty = torch.zeros(0, dtype=torch.long)
     assert assign_multiset(torch.zeros(0, 100), empty, empty, 0).numel() == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=5), seed=st.integers(0, 10_000))
+def test_padded_layout_and_a_layout_built_once_give_the_same_assignment(sizes, seed):
+    g = torch.Generator().manual_seed(seed)
+    atom_batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    idx, valid = padded_layout(atom_batch, len(sizes))
+    assert idx.shape == valid.shape == (len(sizes), max(sizes))
+    assert valid.sum(1).tolist() == sizes
+    # every atom appears once, in its own crystal's row, in order
+    assert sorted(idx[valid].tolist()) == list(range(sum(sizes)))
+    for b in range(len(sizes)):
+        assert (atom_batch[idx[b, valid[b]]] == b).all() and (idx[b, valid[b]].diff() > 0).all()
+    types = torch.randint(1, 5, (sum(sizes),), generator=g)
+    logits = torch.randn(sum(sizes), 100, generator=g)
+    a = assign_multiset(logits, types, atom_batch, len(sizes))
+    b = assign_multiset(logits, types, atom_batch, len(sizes), layout=(idx, valid))
+    assert torch.equal(a, b)
+    # the greedy picks the pair of highest log-probability first: the most likely (atom, type) pair of the whole
+    # crystal is always kept
+    logp = torch.log_softmax(logits.double(), -1)
+    for c in range(len(sizes)):
+        m = (atom_batch == c).nonzero().flatten()
+        present = sorted(set(types[m].tolist()))
+        sub = logp[m][:, [z - 1 for z in present]]
+        k = int(sub.argmax())
+        atom, z = m[k // len(present)], present[k % len(present)]
+        assert int(a[atom]) == z

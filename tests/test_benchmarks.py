@@ -98,3 +98,48 @@ def test_ab_orientation_reads_the_a_and_b_cations(srtio3):
     from pymatgen.core import Lattice, Structure
 
     assert data.a_b_elements(Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0, 0]])) is None
+
+
+def test_displacement_probe_helpers_measure_what_they_say():
+    """grid_offset is 0 for ideal perovskite sites whatever the origin and the displacement otherwise;
+    normalised_rms is 0 for a shifted copy and the Cartesian RMS / (V/N)^(1/3) for a known displacement."""
+    import torch
+
+    probe_mod = _module("probe_displacements")
+    ideal = torch.tensor([[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]], dtype=torch.float64)
+    moved = ideal.clone()
+    moved[1, 0] += 0.13  # B cation displaced along a
+    frac = torch.cat([(ideal + 0.37) % 1.0, moved])
+    ptr = torch.tensor([0, 5, 10])
+    off = probe_mod.grid_offset(frac, ptr)
+    assert off[0] == pytest.approx(0.0, abs=1e-9) and off[1] == pytest.approx(0.13, abs=1e-9)
+    lat = (4.0 * torch.eye(3, dtype=torch.float64)).expand(2, 3, 3)
+    rms = probe_mod.normalised_rms(torch.cat([(ideal + 0.2) % 1.0, moved]), torch.cat([ideal, ideal]), lat, ptr)
+    assert rms[0] == pytest.approx(0.0, abs=1e-9)
+    # one atom off by 0.13 a; the best common shift moves all five by 0.13/5 along a
+    d = torch.full((5,), -0.026, dtype=torch.float64)
+    d[1] = 0.13 - 0.026
+    expect = float((d * 4.0).pow(2).mean().sqrt() / (64.0 / 5) ** (1 / 3))
+    assert rms[1] == pytest.approx(expect, rel=1e-6)
+
+
+def test_displacement_probe_runs_on_a_tiny_model(demo_train):
+    """The probe's counts are bounded by the crystals of each kind, and the synthetic (ideal) perovskites are all
+    counted on the grid."""
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    from dpcdvae.config import load_config
+    from dpcdvae.data import LatticeScaler
+    from dpcdvae.models import DPCDVAE
+
+    probe_mod = _module("probe_displacements")
+    batch = next(iter(DataLoader(demo_train, batch_size=8)))
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    model = DPCDVAE(cfg.model, LatticeScaler(cfg.model.lattice_scaler).fit(demo_train))
+    r = probe_mod.probe(model, batch, t0s=(5, 20))  # the tiny config has T = 100
+    assert r["n_displaced"] + r["n_on_grid"] == 8
+    for d in r["per_t0"].values():
+        assert 0 <= d["displaced_kept"] <= r["n_displaced"] and 0 <= d["on_grid_displaced"] <= r["n_on_grid"]
+        assert d["rms_sum_on_grid"] >= 0.0

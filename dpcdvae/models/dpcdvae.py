@@ -119,8 +119,24 @@ def swap_two_types(types: torch.Tensor, true_types: torch.Tensor, atom_batch: to
     return out
 
 
+def padded_layout(atom_batch: torch.Tensor, num_graphs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The atoms of a sorted batch laid out per crystal: ``(idx [B, A], valid [B, A])`` with ``A`` the largest
+    crystal; ``idx[b, k]`` is the flat index of crystal b's k-th atom where ``valid[b, k]`` (padding: index 0,
+    ``valid`` False). ``atom_batch`` [N] must be sorted. Constant along a sampling trajectory: build it once."""
+    dev = atom_batch.device
+    counts = torch.bincount(atom_batch, minlength=num_graphs)
+    A = int(counts.max()) if atom_batch.numel() else 0
+    ptr = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(atom_batch.numel(), device=dev) - ptr[atom_batch]
+    idx = torch.zeros(num_graphs, A, dtype=torch.long, device=dev)
+    valid = torch.zeros(num_graphs, A, dtype=torch.bool, device=dev)
+    idx[atom_batch, pos] = torch.arange(atom_batch.numel(), device=dev)
+    valid[atom_batch, pos] = True
+    return idx, valid
+
+
 def assign_multiset(logits: torch.Tensor, types: torch.Tensor, atom_batch: torch.Tensor,
-                    num_graphs: int) -> torch.Tensor:
+                    num_graphs: int, layout: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
     """Re-assign each crystal's multiset of ``types`` to its atoms, following the type head.
 
     Greedy maximum-likelihood assignment: repeatedly, within every crystal, the (atom, remaining type) pair with
@@ -133,22 +149,21 @@ def assign_multiset(logits: torch.Tensor, types: torch.Tensor, atom_batch: torch
         types: [N] the current atomic numbers: their per-crystal multiset is kept.
         atom_batch: [N] crystal index of each atom, sorted.
         num_graphs: number of crystals B.
+        layout: :func:`padded_layout` of ``atom_batch`` when the caller already has it (a sampling loop builds it
+            once per trajectory); built here otherwise.
     Returns the new [N] atomic numbers.
     """
     if types.numel() == 0:
         return types.clone()
     dev = types.device
-    counts = torch.bincount(atom_batch, minlength=num_graphs)
-    A = int(counts.max())
-    ptr = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(types.numel(), device=dev) - ptr[atom_batch]
-    idx = torch.zeros(num_graphs, A, dtype=torch.long, device=dev)
-    valid = torch.zeros(num_graphs, A, dtype=torch.bool, device=dev)
-    idx[atom_batch, pos] = torch.arange(types.numel(), device=dev)
-    valid[atom_batch, pos] = True
+    idx, valid = padded_layout(atom_batch, num_graphs) if layout is None else layout
+    A = idx.shape[1]
     slot_type = types[idx] - 1  # [B, A]: the types to hand out (padding ignored through `valid`)
-    logp = F.log_softmax(logits.double(), dim=-1)[idx]  # [B, A(atom), 100]
-    cost = torch.gather(logp, 2, slot_type[:, None, :].expand(num_graphs, A, A)).clone()  # [B, atom, slot]
+    # log p(atom, type) only for the types present: logit - logsumexp over the 100 classes (float64)
+    lg = logits.double()
+    lse = torch.logsumexp(lg, dim=-1)  # [N]
+    per_atom = lg[idx]  # [B, A(atom), 100]
+    cost = torch.gather(per_atom, 2, slot_type[:, None, :].expand(num_graphs, A, A)) - lse[idx][:, :, None]
     neg = torch.tensor(float("-inf"), dtype=cost.dtype, device=dev)
     cost = torch.where(valid[:, :, None] & valid[:, None, :], cost, neg)
     assigned = torch.zeros(num_graphs, A, dtype=torch.long, device=dev)
@@ -526,13 +541,15 @@ class DPCDVAE(nn.Module):
         if atom_types is None and type_update not in ("argmax", "fixed"):
             raise ValueError(f"model.type_update must be 'argmax' or 'fixed', got {type_update!r}")
 
+        layout = padded_layout(atom_batch, B) if type_update == "assign" else None
+
         def eps_fn(x_wrapped: torch.Tensor, t_atoms: torch.Tensor) -> torch.Tensor:
             t = torch.full((B,), int(t_atoms[0]), device=dev, dtype=torch.long)
             eps_pred, logits = self.decoder(x_wrapped, state["types"], z, t, lattice, atom_batch, na_run)
             if type_update == "argmax":
                 state["types"] = logits.argmax(-1) + 1  # types reset to argmax(A_theta) every step (paper)
             elif type_update == "assign":
-                state["types"] = assign_multiset(logits, state["types"], atom_batch, B)
+                state["types"] = assign_multiset(logits, state["types"], atom_batch, B, layout=layout)
             if progress_bar is not None:
                 progress_bar.update(1)
             return eps_pred
