@@ -42,6 +42,10 @@ class EncoderConfig:
     num_output_layers: int = 3
     graph: str = "crystalnn"  # "crystalnn" (paper config, stored in the dataset) or "radius"
     na_encoder: str = "mlp"  # paper: MLP on N_a; "embedding" = the published code
+    # init of the last linear layer of DimeNet++'s output blocks: "zeros" (PyG / the published code: the encoder's
+    # feature starts at exactly 0, z = the heads' biases + noise) or "glorot_orthogonal" (ours, the trained compact
+    # models: z depends on the crystal from the first step)
+    output_init: str = "glorot_orthogonal"
 
 
 @dataclass

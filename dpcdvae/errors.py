@@ -35,3 +35,8 @@ class UnknownDatasetError(UserError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped because its gradients stayed non-finite (the message gives the step and where the last good
+    weights are); ``dpcdvae train`` prints it as one line and exits with status 1."""

@@ -27,7 +27,7 @@ from .config import Config, load_config
 from .data import load_dataset_splits
 from .data.resolve import dataset_root
 from .data.scalers import LatticeScaler
-from .errors import CheckpointError
+from .errors import CheckpointError, TrainingDiverged
 from .models import build_model
 from .progress import interactive_output
 
@@ -92,6 +92,8 @@ def quiet_lightning() -> None:
 
 
 VAL_SEED = 20231  # seed of the validation noise draws (per validation batch: VAL_SEED + batch index)
+#: consecutive optimizer steps with non-finite gradients after which training stops as diverged
+MAX_NONFINITE_STEPS = 25
 
 
 # ---------------------------------------------------------------------------------------------------- module
@@ -118,6 +120,43 @@ class DPCDVAEModule(L.LightningModule):
         for k in ("coord", "type", "kld", "lattice", "composition", "num_atoms", "num_atoms_acc", "type_acc"):
             self.log(f"train_{k}", out[k], batch_size=bs, sync_dist=True)
         return out["loss"]
+
+    def on_before_optimizer_step(self, optimizer):
+        """Skip an optimizer step whose gradients are not all finite (a NaN or inf loss, or an overflow in the
+        backward pass): the gradients are dropped, so Adam leaves the weights and its moments as they were, and the
+        step is counted (``nonfinite_steps``; one line on stdout for the first of a run). After
+        :data:`MAX_NONFINITE_STEPS` such steps in a row the run stops with a :class:`TrainingDiverged` that says
+        where the last good weights are. Without this, one bad step turned every weight into NaN and the next
+        forward pass crashed in ``torch.multinomial`` (a compact Perov-5 run with ``model.w_kld=0.001``, step
+        ~8370, 2026-12-06)."""
+        self._skip_step = False
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not params:
+            return
+        finite = torch.stack([torch.isfinite(p.grad).all() for p in params]).all()
+        if bool(finite):
+            self._bad_in_row = 0
+            return
+        self._skip_step = True
+        for p in params:
+            p.grad = None
+        self.nonfinite_steps = getattr(self, "nonfinite_steps", 0) + 1
+        self._bad_in_row = getattr(self, "_bad_in_row", 0) + 1
+        if self.nonfinite_steps == 1:
+            print(f"[dpcdvae] step {self.global_step}: non-finite gradients, step skipped (further skips are "
+                  f"counted in nonfinite_steps)", flush=True)
+        if self._bad_in_row >= MAX_NONFINITE_STEPS:
+            raise TrainingDiverged(
+                f"training diverged: {self._bad_in_row} optimizer steps in a row with non-finite gradients (global "
+                f"step {self.global_step}); the last good weights are in best.ckpt / last.ckpt of the output "
+                f"folder; try a lower train.lr")
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Lightning's clipping, except on a step :meth:`on_before_optimizer_step` dropped (no gradients left)."""
+        if getattr(self, "_skip_step", False):
+            return
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                            gradient_clip_algorithm=gradient_clip_algorithm)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.ema is not None:
@@ -380,7 +419,8 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     wall = time.time() - t0
     result = {"best": str(out / "best.ckpt"), "last": str(out / "last.ckpt"), "out": str(out),
               "epochs": trainer.current_epoch, "wall_s": round(wall, 1),
-              "best_val_loss": float(ckpt_best.best_model_score) if ckpt_best.best_model_score is not None else None}
+              "best_val_loss": float(ckpt_best.best_model_score) if ckpt_best.best_model_score is not None else None,
+              "nonfinite_steps": int(getattr(module, "nonfinite_steps", 0))}
     print(f"[dpcdvae] done: {strict_json_dumps(result)}", flush=True)
     return result
 

@@ -165,3 +165,24 @@ def test_reparameterize_bounds_only_huge_logvar():
     z = DPCDVAE.reparameterize(mu, big, g1)
     assert torch.isfinite(z).all()
     assert torch.allclose(z, math.exp(0.5 * LOGVAR_MAX) * eps)
+
+
+def test_encoder_output_init_option(demo_train):
+    """``model.encoder.output_init``: ``zeros`` (the published code / PyG) makes the encoder's feature exactly 0 at
+    init, so mu is the same for every crystal (fc_mu's bias), and the zero layer still gets a gradient;
+    ``glorot_orthogonal`` (the default) makes mu depend on the crystal; anything else is refused by name."""
+    batch = next(iter(DataLoader(demo_train, batch_size=8)))
+    model, _ = _tiny_model(demo_train, **{"model.encoder.output_init": "zeros"})
+    mu, _ = model.encode(batch)
+    assert torch.allclose(mu, model.fc_mu.bias.expand_as(mu))
+    model(batch, epoch=0)["loss"].backward()
+    last = [p for n, p in model.encoder.named_parameters() if n.startswith("dimenet.output_blocks") and
+            n.endswith("lin.weight")]
+    assert last and all(float(p.abs().max()) == 0.0 for p in last)
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in last)
+    model, _ = _tiny_model(demo_train)
+    assert model.cfg.encoder.output_init == "glorot_orthogonal"
+    mu, _ = model.encode(batch)
+    assert float((mu - mu[:1]).abs().max()) > 1e-4
+    with pytest.raises(ValueError, match="output_init"):
+        _tiny_model(demo_train, **{"model.encoder.output_init": "ones"})

@@ -185,3 +185,49 @@ def test_validation_loss_is_deterministic(trained, demo_root):
         third = dict(logged)
     assert first["val_loss"] == second["val_loss"]
     assert first["val_loss"] != third["val_loss"]
+
+
+def _nan_loss_at(monkeypatch, bad_calls):
+    """Make the model's training forward return a NaN loss on the given (0-based) training calls."""
+    from dpcdvae.models.dpcdvae import DPCDVAE
+
+    orig = DPCDVAE.forward
+    calls = {"n": 0}
+
+    def forward(self, batch, epoch=0, generator=None):
+        out = orig(self, batch, epoch=epoch, generator=generator)
+        if self.training:
+            k = calls["n"]
+            calls["n"] += 1
+            if bad_calls is None or k in bad_calls:
+                out = {**out, "loss": out["loss"] * float("nan")}
+        return out
+
+    monkeypatch.setattr(DPCDVAE, "forward", forward)
+
+
+def test_a_nonfinite_step_is_skipped_and_counted(tmp_path, demo_root, monkeypatch):
+    _nan_loss_at(monkeypatch, {1, 2})
+    res = train("demo_synthetic_perovskites", "tiny", out=tmp_path / "r", overrides=OV, root=demo_root,
+                max_epochs=2, progress=False)
+    assert res["nonfinite_steps"] == 2
+    m = load_model(res["last"], ema=False)
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_training_that_stays_nonfinite_stops_with_one_clear_line(tmp_path, demo_root, monkeypatch, capsys):
+    import dpcdvae.train as train_mod
+    from dpcdvae.cli import main
+    from dpcdvae.errors import TrainingDiverged
+
+    _nan_loss_at(monkeypatch, None)  # every step
+    monkeypatch.setattr(train_mod, "MAX_NONFINITE_STEPS", 2)
+    with pytest.raises(TrainingDiverged, match="2 optimizer steps in a row with non-finite gradients"):
+        train("demo_synthetic_perovskites", "tiny", out=tmp_path / "a", overrides=OV, root=demo_root,
+              max_epochs=2, progress=False)
+    rc = main(["train", "--dataset", "demo_synthetic_perovskites", "--config", "tiny", "--max-epochs", "2",
+               "--data-root", demo_root, "--out", str(tmp_path / "b"), "--set", "train.batch_size=16",
+               "train.limit_val=8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("dpcdvae: error: training diverged")
+    assert "Traceback" not in "\n".join(err)

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from ..data import DataError, DatasetNotFoundError
-from ..errors import CheckpointError, ConfigError, PretrainedNotFoundError, UserError
+from ..errors import CheckpointError, ConfigError, PretrainedNotFoundError, TrainingDiverged, UserError
 from . import data, evaluate, models, notebooks, relax
 
 __all__ = ["main", "build_parser", "known_errors", "COMMAND_GROUPS"]
@@ -57,6 +57,11 @@ def main(argv=None) -> int:
             raise
         print(f"dpcdvae: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:  # not the user's mistake, but a traceback says nothing more
+        if getattr(args, "debug", False):
+            raise
+        print(f"dpcdvae: error: {exc}", file=sys.stderr)
+        return 1
     return int(rc or 0)
 
 

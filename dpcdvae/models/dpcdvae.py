@@ -270,7 +270,7 @@ class DPCDVAE(nn.Module):
         self.encoder = CrystalEncoder(
             variant=cfg.variant, latent_dim=cfg.latent_dim, na_encoder=enc.na_encoder, max_atoms=cfg.max_atoms,
             graph=enc.graph, cutoff=enc.cutoff, max_neighbors=enc.max_neighbors,
-            output_initializer="glorot_orthogonal",  # zeros (PyG default) gives z = 0 at init
+            output_initializer=enc.output_init,
             dimenet_kwargs=dict(hidden_channels=enc.hidden_channels, num_blocks=enc.num_blocks,
                                 int_emb_size=enc.int_emb_size, basis_emb_size=enc.basis_emb_size,
                                 out_emb_channels=enc.out_emb_channels, num_spherical=enc.num_spherical,

@@ -136,6 +136,9 @@ class CrystalEncoder(nn.Module):
             raise ValueError(f"graph must be 'crystalnn' or 'radius', got {graph!r}")
         if triplets not in ("exact_reverse", "cdvae"):
             raise ValueError(f"triplets must be 'exact_reverse' or 'cdvae', got {triplets!r}")
+        if output_initializer not in ("zeros", "glorot_orthogonal"):
+            raise ValueError(f"model.encoder.output_init must be 'zeros' or 'glorot_orthogonal', "
+                             f"got {output_initializer!r}")
         self.variant, self.latent_dim, self.max_atoms = variant, latent_dim, max_atoms
         self.graph_method, self.cutoff, self.max_neighbors = graph, float(cutoff), max_neighbors
         self.symmetrize, self.triplets = symmetrize, triplets
