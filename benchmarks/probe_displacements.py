@@ -9,9 +9,17 @@ outputs that are displaced themselves, and the mean normalised RMS displacement 
 correspondence, best common shift, Cartesian, divided by (V/N)^(1/3) as pymatgen's StructureMatcher normalises).
 
 A model that uses z to place the displacements keeps them from t0 = T; one that only denoises locally keeps them
-only from small t0. Prints one JSON line.
+only from small t0. (The one-to-one RMS means something only while the output stays near the target, i.e. for small
+t0; a full decode may return an equivalent cell.) Prints one JSON line.
 
-    python benchmarks/probe_displacements.py --checkpoint pretrained:perov_5 --n 200
+``--latent N`` fits linear probes (displaced or not; the size of the displacement) on the encoder's posterior of
+the first N crystals. ``--run DIR`` instead reads a finished ``dpcdvae reconstruct`` folder (``samples.json`` and its CIFs) and splits the
+matched crystals' RMS (StructureMatcher, as the reconstruction metric) by displaced / on-grid target, and counts the
+outputs that are displaced themselves.
+
+    python benchmarks/probe_displacements.py --checkpoint pretrained:perov_5 --n 200 [--sampler eq6]
+    python benchmarks/probe_displacements.py --run runs/s8/eval_p5_bs64_swap05 --dataset perov_5
+    python benchmarks/probe_displacements.py --checkpoint pretrained:perov_5 --latent 3000
 """
 from __future__ import annotations
 
@@ -94,6 +102,87 @@ def probe(model, batch, t0s=(1000, 300, 100, 30), seed: int = 0, tol: float = 0.
     return res
 
 
+def from_run(run_dir, dataset: str = "perov_5", split: str = "test", tol: float = 0.01) -> dict:
+    """The ``--run`` mode (module docstring): counts and mean RMS of the matched crystals by target kind."""
+    import json as _json
+    from pathlib import Path
+
+    import numpy as np
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Structure
+
+    from dpcdvae.data import load_split
+    from dpcdvae.data.csvio import read_csv_frame
+    from dpcdvae.eval.reconstruction import MATCHER_KW
+    from dpcdvae.train import resolve_root
+
+    run_dir = Path(run_dir)
+    samples = _json.loads((run_dir / "samples.json").read_text())
+    source = load_split(dataset, split, root=resolve_root(dataset, None), graph="none", progress=False).source
+    frame = read_csv_frame(source)
+    cifs = dict(zip(frame["material_id"].astype(str), frame["cif"]))
+    matcher = StructureMatcher(**MATCHER_KW)
+
+    def offset(s):
+        f = torch.as_tensor(s.frac_coords)
+        return float(grid_offset(f, [0, len(s)])[0])
+
+    rows = []
+    for c in samples["crystals"]:
+        if not c.get("valid"):
+            continue
+        pred = Structure.from_file(run_dir / c["cif"])
+        target = Structure.from_str(cifs[str(c["id"])], fmt="cif")
+        res = matcher.get_rms_dist(pred, target)
+        rows.append((offset(target) > tol, offset(pred) > tol, None if res is None else float(res[0])))
+    disp = [r for r in rows if r[0]]
+    grid = [r for r in rows if not r[0]]
+    rms_all = [r[2] for r in rows if r[2] is not None]
+
+    def mean_rms(rs):
+        v = [r[2] for r in rs if r[2] is not None]
+        return (round(float(np.mean(v)), 4) if v else None), len(v)
+
+    (rd, nd), (rg, ng) = mean_rms(disp), mean_rms(grid)
+    return {"run": str(run_dir), "n_valid": len(rows), "n_matched": len(rms_all),
+            "delta_rms": round(float(np.mean(rms_all)), 4) if rms_all else None,
+            "median_rms": round(float(np.median(rms_all)), 4) if rms_all else None,
+            "valid_displaced_targets": len(disp), "of_them_output_displaced": sum(r[1] for r in disp),
+            "on_grid_targets_output_displaced": sum(r[1] for r in grid),
+            "matched_displaced": nd, "rms_matched_displaced": rd, "matched_on_grid": ng, "rms_matched_on_grid": rg}
+
+
+def latent_probe(checkpoint, dataset: str = "perov_5", split: str = "test", n: int = 3000, tol: float = 0.01,
+                 weights_ema: bool = True) -> dict:
+    """The ``--latent N`` mode: how much of the displacement the encoder's posterior carries. A logistic regression
+    (displaced or not) and a ridge regression (the size of the displacement, :func:`grid_offset`) on the first 2/3
+    of ``n`` crystals, scored on the last 1/3, from mu and from one draw of z; and the number of latent dimensions
+    whose mean posterior standard deviation is under 0.5."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from torch_geometric.loader import DataLoader
+
+    from dpcdvae.models import load_model
+    from dpcdvae.workflows import encode_posterior
+
+    model = load_model(checkpoint, ema=weights_ema)
+    r = encode_posterior(model, dataset, split, limit=n)
+    off = torch.cat([grid_offset(b.frac_coords, b.ptr) for b in DataLoader(r["dataset"], batch_size=500)]).numpy()
+    y = (off > tol).astype(int)
+    mu = r["mu"].numpy()
+    sd = np.exp(0.5 * r["logvar"].numpy())
+    k = (2 * len(y)) // 3
+    out = {"n": int(len(y)), "displaced_share": round(float(y.mean()), 4),
+           "majority_accuracy": round(float(max(y[k:].mean(), 1 - y[k:].mean())), 4),
+           "dims_sd_below_0_5": int((sd.mean(0) < 0.5).sum()), "latent_dim": int(mu.shape[1])}
+    z = mu + sd * np.random.default_rng(0).standard_normal(mu.shape)
+    for name, X in (("mu", mu), ("z", z)):
+        clf = LogisticRegression(max_iter=2000).fit(X[:k], y[:k])
+        out[f"{name}_displaced_accuracy"] = round(float(clf.score(X[k:], y[k:])), 4)
+        out[f"{name}_offset_r2"] = round(float(Ridge(1.0).fit(X[:k], off[:k]).score(X[k:], off[k:])), 4)
+    return out
+
+
 def main():
     from torch_geometric.loader import DataLoader
 
@@ -109,7 +198,17 @@ def main():
     p.add_argument("--t0", type=int, nargs="+", default=[1000, 300, 100, 30])
     p.add_argument("--sampler", default="eq7", choices=["eq7", "eq6"], help="the reverse step (Eq. 7 paper, Eq. 6 DDPM)")
     p.add_argument("--raw-weights", action="store_true")
+    p.add_argument("--run", default=None, help="a finished `dpcdvae reconstruct` folder: split its RMS instead")
+    p.add_argument("--latent", type=int, default=None, metavar="N",
+                   help="linear probes of the posterior on the first N crystals instead")
     a = p.parse_args()
+    if a.latent:
+        print(json.dumps({"bench": "probe_displacements", "mode": "latent", "checkpoint": a.checkpoint,
+                          **latent_probe(a.checkpoint, a.dataset, a.split, a.latent, weights_ema=not a.raw_weights)}))
+        return
+    if a.run:
+        print(json.dumps({"bench": "probe_displacements", "mode": "run", **from_run(a.run, a.dataset, a.split)}))
+        return
     model = load_model(a.checkpoint, ema=not a.raw_weights)
     ds = load_split(a.dataset, a.split, root=resolve_root(a.dataset, None), max_atoms=model.cfg.max_atoms,
                     graph=model.data_graph, limit=a.n, progress=False)

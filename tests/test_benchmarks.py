@@ -143,3 +143,29 @@ def test_displacement_probe_runs_on_a_tiny_model(demo_train):
     for d in r["per_t0"].values():
         assert 0 <= d["displaced_kept"] <= r["n_displaced"] and 0 <= d["on_grid_displaced"] <= r["n_on_grid"]
         assert d["rms_sum_on_grid"] >= 0.0
+
+
+def test_eq7_eq6_switch_experiment_is_eq7_above_and_eq6_below():
+    """The experiment's sampler: Eq. 7 above the switch, the marginal re-noise at it, Eq. 6 below."""
+    import torch
+
+    from dpcdvae.diffusion import DDPMScheduler
+    from dpcdvae.diffusion.samplers import SAMPLERS, get_sampler
+
+    mod = _module("eq7_eq6_switch")
+    name = mod.sampler_name(30)
+    try:
+        assert mod.sampler_name(0) == "eq7" and mod.sampler_name(30) == name
+        smp = get_sampler(name)
+        sch = DDPMScheduler(100, "sigmoid")
+        g = torch.Generator().manual_seed(5)
+        x, eps, noise = (torch.randn(7, 3, generator=g) for _ in range(3))
+        for t, ref in ((60, "eq7"), (31, "eq7"), (29, "eq6"), (1, "eq6")):
+            got = smp.step(sch, eps, torch.tensor(t), x, noise).prev_sample
+            assert torch.equal(got, get_sampler(ref).step(sch, eps, torch.tensor(t), x, noise).prev_sample)
+        out = smp.step(sch, eps, torch.tensor(30), x, noise)
+        abar29 = float(sch.alpha_bar(29))
+        assert torch.allclose(out.prev_sample, abar29 ** 0.5 * out.pred_original_sample + (1 - abar29) ** 0.5 * noise,
+                              atol=1e-6)
+    finally:
+        SAMPLERS.pop(name, None)
