@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-workers", type=int, default=1)
     ap.add_argument("--rank", choices=["none", "chgnet"], default="none")
+    ap.add_argument("--raw-weights", action="store_true", help="a training checkpoint's raw weights, not its EMA")
     a = ap.parse_args()
     predictor = None
     if a.rank == "chgnet":
@@ -55,7 +56,7 @@ def main() -> None:
         predictor = CHGNetBatchPredictor(batch_size=128)
 
     t0 = time.time()
-    model = load_model(a.checkpoint)
+    model = load_model(a.checkpoint, ema=not a.raw_weights)
     ds = load_split(a.dataset, "test", root=resolve_root(a.dataset), max_atoms=model.cfg.max_atoms, graph="none",
                     limit=a.limit, progress=False)
     targets = []
@@ -90,7 +91,8 @@ def main() -> None:
               f"{100 * n_best / len(targets):.2f} %{top1} ({time.time() - t0:.0f} s)", flush=True)
     matched = [b for b in best if b < math.inf]
     print(json.dumps({
-        "checkpoint": a.checkpoint, "dataset": a.dataset, "n_targets": len(targets), "samples": a.samples,
+        "checkpoint": a.checkpoint, "weights": "raw" if a.raw_weights else "ema (when the run had EMA)",
+        "dataset": a.dataset, "n_targets": len(targets), "samples": a.samples,
         "latent": a.latent, "forced_types": a.forced_types, "sampler": a.sampler, "steps": a.steps, "seed": a.seed,
         "match_rate_1": first["match_rate"], "rms_1": None if math.isnan(first["delta_rms"]) else first["delta_rms"],
         "validity_1": first["n_valid"] / len(targets) * 100,

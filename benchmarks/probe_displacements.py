@@ -13,8 +13,8 @@ only from small t0. (The one-to-one RMS means something only while the output st
 t0; a full decode may return an equivalent cell.) Prints one JSON line.
 
 ``--latent N`` fits linear probes (displaced or not; the size of the displacement) on the encoder's posterior of
-the first N crystals. ``--run DIR`` instead reads a finished ``dpcdvae reconstruct`` folder (``samples.json`` and its CIFs) and splits the
-matched crystals' RMS (StructureMatcher, as the reconstruction metric) by displaced / on-grid target, and counts the
+the first N crystals. ``--run DIR`` instead reads a finished ``dpcdvae reconstruct`` folder (``samples.json`` and
+its CIFs) and splits the matched crystals' RMS (StructureMatcher, as the reconstruction metric) by displaced / on-grid target, and counts the
 outputs that are displaced themselves.
 
     python benchmarks/probe_displacements.py --checkpoint pretrained:perov_5 --n 200 [--sampler eq6]
@@ -196,7 +196,8 @@ def main():
     p.add_argument("--split", default="test")
     p.add_argument("--n", type=int, default=200, help="the first N crystals of the split")
     p.add_argument("--t0", type=int, nargs="+", default=[1000, 300, 100, 30])
-    p.add_argument("--sampler", default="eq7", choices=["eq7", "eq6"], help="the reverse step (Eq. 7 paper, Eq. 6 DDPM)")
+    p.add_argument("--sampler", default="eq7", choices=["eq7", "eq6"],
+                   help="the reverse step (Eq. 7 paper, Eq. 6 DDPM)")
     p.add_argument("--raw-weights", action="store_true")
     p.add_argument("--run", default=None, help="a finished `dpcdvae reconstruct` folder: split its RMS instead")
     p.add_argument("--latent", type=int, default=None, metavar="N",
@@ -227,7 +228,8 @@ def main():
                   "rms_displaced": round(d["rms_sum_displaced"] / nd, 4),
                   "rms_on_grid": round(d["rms_sum_on_grid"] / ng, 4)} for t0, d in tot["per_t0"].items()}
     print(json.dumps({"bench": "probe_displacements", "checkpoint": a.checkpoint, "dataset": a.dataset,
-                      "split": a.split, "n": a.n, "sampler": a.sampler, "weights": "raw" if a.raw_weights else "ema (when the run had EMA)",
+                      "split": a.split, "n": a.n, "sampler": a.sampler,
+                      "weights": "raw" if a.raw_weights else "ema (when the run had EMA)",
                       "n_displaced": tot["n_displaced"], "n_on_grid": tot["n_on_grid"], "per_t0": table}))
 
 
