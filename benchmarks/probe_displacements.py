@@ -14,8 +14,8 @@ t0; a full decode may return an equivalent cell.) Prints one JSON line.
 
 ``--latent N`` fits linear probes (displaced or not; the size of the displacement) on the encoder's posterior of
 the first N crystals. ``--run DIR`` instead reads a finished ``dpcdvae reconstruct`` folder (``samples.json`` and
-its CIFs) and splits the matched crystals' RMS (StructureMatcher, as the reconstruction metric) by displaced / on-grid target, and counts the
-outputs that are displaced themselves.
+its CIFs) and splits the matched crystals' RMS (StructureMatcher, as the reconstruction metric) by displaced /
+on-grid target, and counts the outputs that are displaced themselves.
 
     python benchmarks/probe_displacements.py --checkpoint pretrained:perov_5 --n 200 [--sampler eq6]
     python benchmarks/probe_displacements.py --run runs/s8/eval_p5_bs64_swap05 --dataset perov_5
