@@ -80,3 +80,29 @@ def half_diagonal_pairs(frac, tol: float = 0.2) -> list[tuple[int, int]]:
     d = np.abs(d - np.round(d))
     hit = (np.abs(d - 0.5) < tol).all(-1)
     return [(int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(hit, 1)))]
+
+
+def probe_parser(description: str, n_default: int):
+    """The arguments every model probe takes: ``--checkpoint --dataset --split --n --raw-weights``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--checkpoint", default="pretrained:perov_5")
+    p.add_argument("--dataset", default="perov_5")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=n_default, help="the first N crystals of the split")
+    p.add_argument("--raw-weights", action="store_true")
+    return p
+
+
+def probe_model_and_split(a):
+    """``(model, dataset)`` for parsed :func:`probe_parser` arguments: the model (EMA weights unless
+    ``--raw-weights``) and the first ``a.n`` crystals of the split, with the graph the model's encoder needs."""
+    from dpcdvae.data import load_split
+    from dpcdvae.models import load_model
+    from dpcdvae.train import resolve_root
+
+    model = load_model(a.checkpoint, ema=not a.raw_weights)
+    ds = load_split(a.dataset, a.split, root=resolve_root(a.dataset, None), max_atoms=model.cfg.max_atoms,
+                    graph=model.data_graph, limit=a.n, progress=False)
+    return model, ds

@@ -17,7 +17,6 @@ axis (perovskite cells of Perov-5); crystals where A and B are the same element 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import half_diagonal_pairs  # noqa: E402
+from _common import half_diagonal_pairs, probe_model_and_split, probe_parser  # noqa: E402
 
 
 def ab_pairs(frac: torch.Tensor, ptr, types: torch.Tensor, tol: float = 0.2) -> dict[int, tuple[int, int]]:
@@ -96,22 +95,11 @@ def probe(model, batch, tsteps=(10, 100, 300, 500, 800), draws: int = 8, seed: i
 def main():
     from torch_geometric.loader import DataLoader
 
-    from dpcdvae.data import load_split
-    from dpcdvae.models import load_model
-    from dpcdvae.train import resolve_root
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default="pretrained:perov_5")
-    p.add_argument("--dataset", default="perov_5")
-    p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=500, help="the first N crystals of the split")
+    p = probe_parser(__doc__.split("\n")[0], 500)
     p.add_argument("--draws", type=int, default=8, help="noise draws per t for the denoiser comparison")
     p.add_argument("--t", type=int, nargs="+", default=[10, 100, 300, 500, 800])
-    p.add_argument("--raw-weights", action="store_true")
     a = p.parse_args()
-    model = load_model(a.checkpoint, ema=not a.raw_weights)
-    ds = load_split(a.dataset, a.split, root=resolve_root(a.dataset, None), max_atoms=model.cfg.max_atoms,
-                    graph=model.data_graph, limit=a.n, progress=False)
+    model, ds = probe_model_and_split(a)
     total = {"n_crystals": 0, "n_pairs": 0, "denoiser_prefers_true": {t: 0 for t in a.t}, "head_repairs": 0,
              "head_copies": 0, "head_keeps_true": 0}
     for batch in DataLoader(ds, batch_size=250):

@@ -23,10 +23,14 @@ on-grid target, and counts the outputs that are displaced themselves.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import probe_model_and_split, probe_parser  # noqa: E402
 
 
 def grid_offset(frac: torch.Tensor, ptr) -> torch.Tensor:
@@ -186,19 +190,10 @@ def latent_probe(checkpoint, dataset: str = "perov_5", split: str = "test", n: i
 def main():
     from torch_geometric.loader import DataLoader
 
-    from dpcdvae.data import load_split
-    from dpcdvae.models import load_model
-    from dpcdvae.train import resolve_root
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default="pretrained:perov_5")
-    p.add_argument("--dataset", default="perov_5")
-    p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=200, help="the first N crystals of the split")
+    p = probe_parser(__doc__.split("\n")[0], 200)
     p.add_argument("--t0", type=int, nargs="+", default=[1000, 300, 100, 30])
     p.add_argument("--sampler", default="eq7", choices=["eq7", "eq6"],
                    help="the reverse step (Eq. 7 paper, Eq. 6 DDPM)")
-    p.add_argument("--raw-weights", action="store_true")
     p.add_argument("--run", default=None, help="a finished `dpcdvae reconstruct` folder: split its RMS instead")
     p.add_argument("--latent", type=int, default=None, metavar="N",
                    help="linear probes of the posterior on the first N crystals instead")
@@ -210,9 +205,7 @@ def main():
     if a.run:
         print(json.dumps({"bench": "probe_displacements", "mode": "run", **from_run(a.run, a.dataset, a.split)}))
         return
-    model = load_model(a.checkpoint, ema=not a.raw_weights)
-    ds = load_split(a.dataset, a.split, root=resolve_root(a.dataset, None), max_atoms=model.cfg.max_atoms,
-                    graph=model.data_graph, limit=a.n, progress=False)
+    model, ds = probe_model_and_split(a)
     tot = {"n_displaced": 0, "n_on_grid": 0, "per_t0": {}}
     for batch in DataLoader(ds, batch_size=250):
         r = probe(model, batch, t0s=a.t0, variant=a.sampler)
