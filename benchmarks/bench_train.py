@@ -18,6 +18,12 @@ Batches are Perov-5 training rows (the synthetic demo set without ../shared/data
         [--warmup 4] [--steps 7] [--set K=V ...] [--no-tune-malloc]
 
 ``--set model.decoder.checkpoint_blocks=true`` measures activation checkpointing (less memory, more compute).
+
+Learning rate: ``--lr 0`` (the default) runs Adam's full arithmetic (moments, bias correction, the update) with a zero
+step, so the weights stay at their initial values and every timed step does the same work. With a real rate the
+``paper`` / ``published`` networks, trained from random weights at batch 64, diverge within 3-8 steps (coordinate
+loss 224 -> 1e6 -> 8e9 at lr 1e-3, then non-finite type probabilities stop the run; measured 2026-12-07), and a
+diverged step does different work (lattice fallbacks, other neighbour counts). ``--lr 1e-3`` times the real rate.
 """
 from __future__ import annotations
 
@@ -52,7 +58,8 @@ def _data(n: int, graph: str):
                           progress=False), "demo_synthetic_perovskites"
 
 
-def run_case(config: str, batch_size: int, warmup: int, steps: int, device: str, overrides: dict) -> dict:
+def run_case(config: str, batch_size: int, warmup: int, steps: int, device: str, overrides: dict,
+             lr: float = 0.0) -> dict:
     from torch_geometric.loader import DataLoader
 
     from dpcdvae._alloc import allocator_state, tune_allocator
@@ -67,8 +74,11 @@ def run_case(config: str, batch_size: int, warmup: int, steps: int, device: str,
     ds, name = _data(batch_size * 3, graph)
     torch.manual_seed(0)
     model = build_model(cfg, LatticeScaler(cfg.model.lattice_scaler).fit(ds)).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     batches = [b.to(device) for b in DataLoader(ds, batch_size=batch_size, shuffle=False)][:3]
+    watched = [q for q in model.parameters() if q.requires_grad]
+    watched = [watched[0], watched[-1]]  # two tensors are enough to tell whether the optimizer moved the weights
+    before = [q.detach().clone() for q in watched]
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -88,13 +98,15 @@ def run_case(config: str, batch_size: int, warmup: int, steps: int, device: str,
             sizes.append(b.num_graphs)
     peak = (torch.cuda.max_memory_allocated() / 2 ** 30 if device.startswith("cuda")
             else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 2 ** 20)
+    moved = max(float((q.detach() - q0).abs().max()) for q, q0 in zip(watched, before))
     rates = sorted(n / t for n, t in zip(sizes, times))
     med = statistics.median(rates)
     return {"config": config, "data": name, "batch_size": batch_size, "structures_per_s": med, "min": rates[0],
             "max": rates[-1], "spread": (rates[-1] - rates[0]) / med, "s_per_step": statistics.median(times),
             "peak_mem_gib": peak, "peak_mem_kind": "cuda max_memory_allocated" if device.startswith("cuda")
             else "peak RSS growth", "num_parameters": sum(p.numel() for p in model.parameters()),
-            "warmup_steps": warmup, "timed_steps": steps, "overrides": overrides,
+            "warmup_steps": warmup, "timed_steps": steps, "overrides": overrides, "lr": lr,
+            "max_weight_change": moved,
             "allocator": allocator_state()["reason"]}
 
 
@@ -107,6 +119,8 @@ def main():
     p.add_argument("--steps", type=int, default=7)
     p.add_argument("--configs", nargs="+", default=["published", "paper", "compact"], choices=sorted(CONFIGS))
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every config")
+    p.add_argument("--lr", type=float, default=0.0,
+                   help="Adam's learning rate (default 0: the full optimizer arithmetic, weights unchanged; see above)")
     p.add_argument("--no-tune-malloc", action="store_true", help="glibc's default allocator thresholds")
     p.add_argument("--authors", type=float, default=AUTHORS_STRUCTURES_PER_S, metavar="STRUCTURES_PER_S",
                    help="the authors' code on this machine at the same batch (default: REFERENCE-BENCH.md's figure "
@@ -118,15 +132,15 @@ def main():
 
     overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
     if a.one_case:
-        print(json.dumps(run_case(a.one_case, a.batch_size, a.warmup, a.steps, a.device, overrides)))
+        print(json.dumps(run_case(a.one_case, a.batch_size, a.warmup, a.steps, a.device, overrides, a.lr)))
         return
     env = {**os.environ, **({"DPCDVAE_TUNE_MALLOC": "0"} if a.no_tune_malloc else {})}
-    final = {"bench": "train", **machine_info(a.device), "overrides": overrides, "batch_size": a.batch_size,
+    final = {"bench": "train", **machine_info(a.device), "overrides": overrides, "batch_size": a.batch_size, "lr": a.lr,
              "isolated_processes": True}
     for cfg in a.configs:
         cmd = [sys.executable, os.path.abspath(__file__), "--one-case", cfg, "--batch-size", str(a.batch_size),
                "--threads", str(a.threads), "--device", a.device, "--warmup", str(a.warmup),
-               "--steps", str(a.steps), "--set", *a.set]
+               "--steps", str(a.steps), "--lr", str(a.lr), "--set", *a.set]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if out.returncode != 0:
             raise SystemExit(f"config {cfg} failed:\n{out.stderr[-3000:]}")

@@ -169,3 +169,16 @@ def test_eq7_eq6_switch_experiment_is_eq7_above_and_eq6_below():
                               atol=1e-6)
     finally:
         SAMPLERS.pop(name, None)
+
+
+def test_training_case_runs_the_published_network_with_constant_weights():
+    """bench_train's default zero learning rate keeps the weights at their initial values (the published network
+    diverges within a few steps at lr 1e-3 from random weights, which made the benchmark crash), while a real rate
+    moves them."""
+    bench = _module("bench_train")
+    r = bench.run_case("published", batch_size=4, warmup=1, steps=3, device="cpu", overrides={})
+    assert r["lr"] == 0.0 and r["max_weight_change"] == 0.0
+    assert r["timed_steps"] == 3 and r["min"] <= r["structures_per_s"] <= r["max"]
+    assert r["num_parameters"] > 10_000_000  # the 548-wide GemNet-T, not the projected one
+    moved = bench.run_case("compact", batch_size=4, warmup=0, steps=1, device="cpu", overrides={}, lr=1e-3)
+    assert moved["max_weight_change"] > 0.0
