@@ -198,6 +198,10 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                                                                      indent=1))
     if run is not None:
         (run / "metrics.json").write_text(strict_json_dumps(result, indent=1))
+        if m is not None:  # per crystal: matched, rms_dist, validity, ... (dpcdvae.eval.compare reads it)
+            import pandas as pd
+
+            pd.DataFrame(m["per_structure"]).to_csv(run / "per_structure.csv", index=False)
     if keep_structures:
         result.update({"_preds": preds, "_targets": targets, "_ids": ids, "_metrics": m})
     return result

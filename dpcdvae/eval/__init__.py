@@ -18,6 +18,8 @@ import importlib
 _EXPORTS = {
     # reconstruction
     "reconstruction_metrics": "reconstruction",
+    # two runs compared crystal by crystal
+    "paired_difference": "compare", "compare_runs": "compare", "read_per_structure": "compare",
     # generation
     "generation_metrics": "generation", "data_vs_data": "generation", "structure_validity": "generation",
     "structure_invalid_reason": "generation", "composition_validity": "generation",
