@@ -182,3 +182,16 @@ def test_training_case_runs_the_published_network_with_constant_weights():
     assert r["num_parameters"] > 10_000_000  # the 548-wide GemNet-T, not the projected one
     moved = bench.run_case("compact", batch_size=4, warmup=0, steps=1, device="cpu", overrides={}, lr=1e-3)
     assert moved["max_weight_change"] > 0.0
+
+
+def test_full_sampling_run_times_every_batch_and_projects_when_stopped():
+    bench = _module("full_sampling_run")
+    r = bench.full_run("compact", "perov", n=5, batch_size=2, overrides={"model.timesteps": 2})
+    assert r["n_sampled"] == 5 and len(r["per_batch_s"]) == 3 and not r["projected"]
+    assert r["wall_s"] == pytest.approx(r["measured_s"])
+    assert r["structure_steps_per_s"] == pytest.approx(5 * 2 / r["wall_s"])
+    assert r["goal_met"] is False  # 2 steps and 5 crystals are not the goal's run
+    stopped = bench.full_run("compact", "perov", n=5, batch_size=2, overrides={"model.timesteps": 2},
+                             max_seconds=0.0)
+    assert stopped["projected"] and stopped["n_sampled"] == 2
+    assert stopped["wall_s"] == pytest.approx(stopped["measured_s"] * 5 / 2)
