@@ -46,6 +46,7 @@ class EncoderConfig:
     # feature starts at exactly 0, z = the heads' biases + noise) or "glorot_orthogonal" (ours, the trained compact
     # models: z depends on the crystal from the first step)
     output_init: str = "glorot_orthogonal"
+    checkpoint_blocks: bool = False  # recompute each DimeNet++ block in the backward pass (less memory, slower)
 
 
 @dataclass

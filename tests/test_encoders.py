@@ -312,3 +312,26 @@ def test_gine_invariances(crystals):
     b = gine(d["z"], g2.edge_index, g2.dist, d["batch"], num_graphs=4)
     assert a.shape == (4, 16)
     assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_dimenet_checkpoint_blocks_same_outputs_and_gradients(crystals):
+    """Activation checkpointing of DimeNet++ recomputes its blocks in the backward pass: identical outputs and
+    gradients, and the blocks really run twice."""
+    d = crystals
+    g = radius_graph_pbc(d["frac"], d["lattice"], d["batch"], cutoff=7.0, max_neighbors=None)
+    res = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        m = PeriodicDimeNetPlusPlus(out_channels=8, output_initializer="glorot_orthogonal", num_atom_types=101,
+                                    checkpoint_blocks=ckpt).double().train()
+        calls, fwd = [], m.interaction_blocks[1].forward
+        m.interaction_blocks[1].forward = lambda *a, _f=fwd, **k: calls.append(1) or _f(*a, **k)
+        out = m(d["z"], g, d["batch"], num_graphs=int(d["num_atoms"].numel()))
+        (out.pow(2).sum() + out.sin().sum()).backward()
+        assert len(calls) == (2 if ckpt else 1)
+        res.append((out.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}))
+    (o0, g0), (o1, g1) = res
+    assert torch.allclose(o0, o1, atol=1e-12)
+    assert g0.keys() == g1.keys() and len(g0) > 10
+    for n in g0:
+        assert torch.allclose(g0[n], g1[n], atol=1e-10), n

@@ -272,11 +272,14 @@ def test_checkpoint_blocks_same_outputs_and_gradients(crystals):
         m = tiny_model(checkpoint_blocks=ckpt).train()
         calls, fwd = [], m.blocks[0].forward
         m.blocks[0].forward = lambda *a, _f=fwd, **k: calls.append(1) or _f(*a, **k)
+        out_calls, ofwd = [], m.out_blocks[1].forward
+        m.out_blocks[1].forward = lambda *a, _f=ofwd, **k: out_calls.append(1) or _f(*a, **k)
         z = crystals["z"].clone().requires_grad_(True)
         eps, logits = m(**{**crystals, "z": z})
         loss = eps.pow(2).sum() + logits.logsumexp(-1).sum()
         loss.backward()
         assert len(calls) == (2 if ckpt else 1)  # checkpointing really recomputes the block in backward
+        assert len(out_calls) == (2 if ckpt else 1)  # and the output block
         grads.append((eps.detach(), logits.detach(), z.grad, {n: p.grad for n, p in m.named_parameters()}))
     (e0, l0, gz0, g0), (e1, l1, gz1, g1) = grads
     assert torch.allclose(e0, e1, atol=1e-12) and torch.allclose(l0, l1, atol=1e-12)

@@ -276,7 +276,8 @@ class DPCDVAE(nn.Module):
                                 out_emb_channels=enc.out_emb_channels, num_spherical=enc.num_spherical,
                                 num_radial=enc.num_radial, envelope_exponent=enc.envelope_exponent,
                                 num_before_skip=enc.num_before_skip, num_after_skip=enc.num_after_skip,
-                                num_output_layers=enc.num_output_layers))
+                                num_output_layers=enc.num_output_layers,
+                                checkpoint_blocks=enc.checkpoint_blocks))
         L, H = cfg.latent_dim, cfg.head_hidden
         self.fc_mu = nn.Linear(L, L)
         self.fc_var = nn.Linear(L, L)

@@ -32,6 +32,7 @@ from typing import Optional
 
 import sympy as sym
 import torch
+import torch.utils.checkpoint
 import torch_geometric
 from torch import nn
 from torch_geometric.nn.models import DimeNetPlusPlus
@@ -161,6 +162,9 @@ class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
         output_initializer: ``'zeros'`` (PyG/CDVAE default: the last linear layer of every output block starts at
             zero, so the initial output is exactly 0) or ``'glorot_orthogonal'``.
         readout: default readout over atoms, ``'mean'`` (CDVAE) or ``'sum'``.
+        checkpoint_blocks: activation checkpointing: in training, keep only the inputs of each interaction and
+            output block and recompute them in the backward pass (the triplet tensors are the bulk of the memory).
+            Same results; less peak memory for about one more forward pass of compute.
     """
 
     def __init__(self, out_channels: int, hidden_channels: int = 128, num_blocks: int = 4,
@@ -168,7 +172,7 @@ class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
                  num_spherical: int = 7, num_radial: int = 6, cutoff: float = 7.0, max_num_neighbors: int = 20,
                  envelope_exponent: int = 5, num_before_skip: int = 1, num_after_skip: int = 2,
                  num_output_layers: int = 3, act: str = "swish", output_initializer: str = "zeros",
-                 num_atom_types: int = 95, readout: str = "mean"):
+                 num_atom_types: int = 95, readout: str = "mean", checkpoint_blocks: bool = False):
         # Build PyG's blocks directly rather than through ``DimeNetPlusPlus.__init__``: the latter also builds
         # DimeNet's (unused) bilinear blocks and re-derives the spherical basis with sympy on every call (tens of
         # seconds); here the basis is cached on disk and per process (see ``_CachedSphericalBasisLayer``).
@@ -192,6 +196,7 @@ class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
         ])
         self.out_channels = out_channels
         self.readout = readout
+        self.checkpoint_blocks = bool(checkpoint_blocks)
         # CDVAE's checkpoints have a bias on the output blocks' up-projection (older PyG had one).
         for block in self.output_blocks:
             block.lin_up = nn.Linear(hidden_channels, out_emb_channels, bias=True)
@@ -235,10 +240,17 @@ class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
         sbf = self.sbf(dist, angle, graph.idx_kj)
 
         x = self.emb(z, rbf, i, j)  # edge embeddings m_ji
-        P = self.output_blocks[0](x, rbf, i, num_nodes=N)
+        recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
+
+        def run(block, *args, **kwargs):  # recomputed in the backward pass when checkpointing
+            if recompute:
+                return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False, **kwargs)
+            return block(*args, **kwargs)
+
+        P = run(self.output_blocks[0], x, rbf, i, num_nodes=N)
         for interaction_block, output_block in zip(self.interaction_blocks, self.output_blocks[1:]):
-            x = interaction_block(x, rbf, sbf, graph.idx_kj, graph.idx_ji)
-            P = P + output_block(x, rbf, i, num_nodes=N)
+            x = run(interaction_block, x, rbf, sbf, graph.idx_kj, graph.idx_ji)
+            P = P + run(output_block, x, rbf, i, num_nodes=N)
 
         if readout not in ("mean", "sum"):
             raise ValueError(f"readout must be 'mean' or 'sum', got {readout!r}")

@@ -114,9 +114,10 @@ class GemNetTDenoiser(nn.Module):
         time_mode, fourier_convention: passed to :class:`TimeEmbedding` / :class:`FourierFeatures`.
         fit_scales: fit the :class:`ScaleFactor` buffers at construction on a built-in synthetic batch of
             Perov-like crystals (one forward pass; see :meth:`fit_scale_factors`). ``False`` leaves them at 1.
-        checkpoint_blocks: activation checkpointing: in training, keep only each interaction block's inputs and
-            recompute the block in the backward pass (the triplet tensors of a block are the bulk of the memory).
-            Same results; less peak memory for about one more forward pass of compute.
+        checkpoint_blocks: activation checkpointing: in training, keep only the inputs of each interaction block
+            and each output block and recompute them in the backward pass (the triplet tensors of a block and the
+            edge MLPs of the output blocks are the bulk of the memory). Same results; less peak memory for about
+            one more forward pass of compute.
     """
 
     def __init__(self, latent_dim: int = 256, num_blocks: int = 3, emb_size_atom: int = 128,
@@ -237,15 +238,21 @@ class GemNetTDenoiser(nn.Module):
         id_swap = reverse_edges(graph.edge_index, graph.offsets, N)
 
         m = self.edge_emb(h, rbf, src, dst)
-        f = self.out_blocks[0](m, rbf_out)
         recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
+
+        def output(out, m):  # an output block's edge MLPs: recomputed in backward too when checkpointing
+            if recompute:
+                return torch.utils.checkpoint.checkpoint(out, m, rbf_out, use_reentrant=False)
+            return out(m, rbf_out)
+
+        f = output(self.out_blocks[0], m)
         for block, out in zip(self.blocks, self.out_blocks[1:]):
             if recompute:
                 h, m = torch.utils.checkpoint.checkpoint(block, h, m, rbf3, rbf_h, cbf_pad_t, layout, id_swap, src,
                                                          dst, use_reentrant=False)
             else:
                 h, m = block(h, m, rbf3, rbf_h, cbf_pad_t, layout, id_swap, src, dst)
-            f = f + out(m, rbf_out)
+            f = f + output(out, m)
 
         force = vec.new_zeros(N, 3).index_add_(0, dst, f[:, None] * unit)  # Cartesian
         inv_lat = torch.linalg.inv(lattice.to(force.dtype))
