@@ -22,8 +22,9 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> dict:
 
     Returns ``n``, ``rate_a`` and ``rate_b`` (%), ``only_a`` / ``only_b`` (crystals matched by one run only),
     ``diff_points`` (``rate_a - rate_b``, percentage points) and ``se_points``, the standard error of that
-    difference: ``sqrt(only_a + only_b - (only_a - only_b)^2 / n) / n`` x 100 (the sample variance of the per-crystal
-    differences, which lie in {-1, 0, 1}, over ``n``; crystals that both runs match or both miss add nothing).
+    difference: the sample standard deviation of the per-crystal differences (each -1, 0 or 1) over ``sqrt(n)``,
+    x 100, i.e. ``sqrt((only_a + only_b - (only_a - only_b)^2 / n) / (n - 1) / n)`` (crystals that both runs match or
+    both miss add nothing).
     """
     x = np.asarray(a, dtype=bool)
     y = np.asarray(b, dtype=bool)
