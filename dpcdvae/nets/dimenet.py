@@ -32,7 +32,6 @@ from typing import Optional
 
 import sympy as sym
 import torch
-import torch.utils.checkpoint
 import torch_geometric
 from torch import nn
 from torch_geometric.nn.models import DimeNetPlusPlus
@@ -44,6 +43,7 @@ from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import scatter
 
 from ..graph import PeriodicGraph
+from .gemnet_layers import maybe_checkpoint
 
 __all__ = ["PeriodicDimeNetPlusPlus", "triplet_angles", "drop_backtracking_triplets"]
 
@@ -240,17 +240,11 @@ class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
         sbf = self.sbf(dist, angle, graph.idx_kj)
 
         x = self.emb(z, rbf, i, j)  # edge embeddings m_ji
-        recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
-
-        def run(block, *args, **kwargs):  # recomputed in the backward pass when checkpointing
-            if recompute:
-                return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False, **kwargs)
-            return block(*args, **kwargs)
-
-        P = run(self.output_blocks[0], x, rbf, i, num_nodes=N)
+        ck = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
+        P = maybe_checkpoint(ck, self.output_blocks[0], x, rbf, i, num_nodes=N)
         for interaction_block, output_block in zip(self.interaction_blocks, self.output_blocks[1:]):
-            x = run(interaction_block, x, rbf, sbf, graph.idx_kj, graph.idx_ji)
-            P = P + run(output_block, x, rbf, i, num_nodes=N)
+            x = maybe_checkpoint(ck, interaction_block, x, rbf, sbf, graph.idx_kj, graph.idx_ji)
+            P = P + maybe_checkpoint(ck, output_block, x, rbf, i, num_nodes=N)
 
         if readout not in ("mean", "sum"):
             raise ValueError(f"readout must be 'mean' or 'sum', got {readout!r}")

@@ -57,13 +57,12 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.utils.checkpoint
 from torch import nn
 
 from ..crystal import wrap
 from ..graph import PeriodicGraph, build_triplets, radius_graph_pbc
 from .embeddings import FourierFeatures, TimeEmbedding
-from .gemnet_layers import (Dense, EdgeEmbedding, ForceOutput, GaussianRBF, InteractionBlock, ScaleFactor,
+from .gemnet_layers import (Dense, EdgeEmbedding, ForceOutput, GaussianRBF, InteractionBlock, ScaleFactor, maybe_checkpoint,
                             TripletLayout, legendre_sph)
 
 __all__ = ["GemNetTDenoiser", "reverse_edges"]
@@ -239,20 +238,10 @@ class GemNetTDenoiser(nn.Module):
 
         m = self.edge_emb(h, rbf, src, dst)
         recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
-
-        def output(out, m):  # an output block's edge MLPs: recomputed in backward too when checkpointing
-            if recompute:
-                return torch.utils.checkpoint.checkpoint(out, m, rbf_out, use_reentrant=False)
-            return out(m, rbf_out)
-
-        f = output(self.out_blocks[0], m)
+        f = maybe_checkpoint(recompute, self.out_blocks[0], m, rbf_out)
         for block, out in zip(self.blocks, self.out_blocks[1:]):
-            if recompute:
-                h, m = torch.utils.checkpoint.checkpoint(block, h, m, rbf3, rbf_h, cbf_pad_t, layout, id_swap, src,
-                                                         dst, use_reentrant=False)
-            else:
-                h, m = block(h, m, rbf3, rbf_h, cbf_pad_t, layout, id_swap, src, dst)
-            f = f + output(out, m)
+            h, m = maybe_checkpoint(recompute, block, h, m, rbf3, rbf_h, cbf_pad_t, layout, id_swap, src, dst)
+            f = f + maybe_checkpoint(recompute, out, m, rbf_out)
 
         force = vec.new_zeros(N, 3).index_add_(0, dst, f[:, None] * unit)  # Cartesian
         inv_lat = torch.linalg.inv(lattice.to(force.dtype))

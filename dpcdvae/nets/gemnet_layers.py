@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 __all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "PolynomialEnvelope", "GaussianRBF",
@@ -346,3 +347,11 @@ class ForceOutput(nn.Module):
 
     def forward(self, m: torch.Tensor, rbf_out: torch.Tensor) -> torch.Tensor:
         return self.out(self.scale_rbf(self.mlp(m) * self.dense_rbf(rbf_out))).squeeze(-1)
+
+
+def maybe_checkpoint(recompute: bool, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``; with ``recompute`` through activation checkpointing (only the inputs are kept and
+    ``fn`` runs again in the backward pass: same values and gradients, less memory). Used by GemNet-T and DimeNet++."""
+    if recompute:
+        return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False, **kwargs)
+    return fn(*args, **kwargs)
