@@ -13,6 +13,14 @@ import torch
 __all__ = ["machine_info", "time_fn", "print_json", "sync", "half_diagonal_pairs"]
 
 
+def _gemm_backend() -> str | None:
+    try:
+        from dpcdvae.nets.gemm import backend
+        return backend()
+    except (ImportError, ValueError):
+        return None
+
+
 def machine_info(device: str | torch.device = "cpu") -> dict:
     """Where the numbers were taken: device name, torch version and threads, CPU count, python version."""
     device = torch.device(device)
@@ -33,6 +41,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2 / AVX512: kernels differ
+        "gemm_backend": _gemm_backend(),  # dpcdvae.nets.gemm: oneDNN or torch's BLAS for the dense layers on CPU
         "cpu_count": os.cpu_count(),
         "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),

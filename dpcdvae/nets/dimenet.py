@@ -43,6 +43,7 @@ from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import scatter
 
 from ..graph import PeriodicGraph
+from .gemm import use_fast_linears
 from .gemnet_layers import maybe_checkpoint
 
 __all__ = ["PeriodicDimeNetPlusPlus", "triplet_angles", "drop_backtracking_triplets"]
@@ -204,6 +205,7 @@ class PeriodicDimeNetPlusPlus(DimeNetPlusPlus):
             self.emb.emb = nn.Embedding(num_atom_types, hidden_channels)
         self.reset_parameters()
         self.num_atom_types = num_atom_types
+        use_fast_linears(self)  # products through dpcdvae.nets.gemm (oneDNN on AVX-512 CPUs); same parameters
 
     # ------------------------------------------------------------------------------------------------------------
     def forward(self, atom_types: torch.Tensor, graph: PeriodicGraph, batch: torch.Tensor,

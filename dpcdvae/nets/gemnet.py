@@ -62,6 +62,7 @@ from torch import nn
 from ..crystal import wrap
 from ..graph import PeriodicGraph, build_triplets, radius_graph_pbc
 from .embeddings import FourierFeatures, TimeEmbedding
+from .gemm import Linear
 from .gemnet_layers import (Dense, EdgeEmbedding, ForceOutput, GaussianRBF, InteractionBlock, ScaleFactor, maybe_checkpoint,
                             TripletLayout, legendre_sph)
 
@@ -144,11 +145,11 @@ class GemNetTDenoiser(nn.Module):
         self.fourier = FourierFeatures(fourier[0], fourier[1], convention=fourier_convention)
         self.input_dim = type_emb_dim + latent_dim + time_emb_dim + self.fourier.out_dim
         if project_input:  # CDVAE: one Linear back to emb_size_atom
-            self.input_proj = nn.Sequential(nn.Linear(self.input_dim, emb_size_atom))
+            self.input_proj = nn.Sequential(Linear(self.input_dim, emb_size_atom))
             atom_dim = emb_size_atom
         else:  # published DP-CDVAE code: width-preserving MLP, Linear-ReLU-Linear
-            self.input_proj = nn.Sequential(nn.Linear(self.input_dim, self.input_dim), nn.ReLU(),
-                                             nn.Linear(self.input_dim, self.input_dim))
+            self.input_proj = nn.Sequential(Linear(self.input_dim, self.input_dim), nn.ReLU(),
+                                             Linear(self.input_dim, self.input_dim))
             atom_dim = self.input_dim
         self.emb_size_atom = atom_dim
 
@@ -166,7 +167,7 @@ class GemNetTDenoiser(nn.Module):
             for _ in range(num_blocks)])
         self.out_blocks = nn.ModuleList([ForceOutput(emb_size_edge, emb_size_rbf, num_atom)
                                          for _ in range(num_blocks + 1)])
-        self.type_head = nn.Linear(atom_dim, max_atomic_num)
+        self.type_head = Linear(atom_dim, max_atomic_num)
         if fit_scales:
             self.fit_scale_factors(*self._synthetic_batch())
 

@@ -17,6 +17,8 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
+from .gemm import Linear
+
 __all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "PolynomialEnvelope", "GaussianRBF",
            "legendre_sph", "TripletLayout", "EdgeEmbedding", "TripletInteraction", "AtomUpdate",
            "InteractionBlock", "ForceOutput"]
@@ -50,7 +52,7 @@ class Dense(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, activation: bool = True):
         super().__init__()
-        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.linear = Linear(in_features, out_features, bias=bias)
         he_orthogonal_(self.linear.weight)
         if bias:
             nn.init.zeros_(self.linear.bias)
@@ -262,7 +264,7 @@ class TripletInteraction(nn.Module):
         self.mlp_rbf = Dense(emb_size_rbf, emb_size_edge, activation=False)
         self.scale_rbf = ScaleFactor()
         self.down = Dense(emb_size_edge, emb_size_trip)
-        self.bilinear = nn.Linear(emb_size_cbf * emb_size_trip, emb_size_bil_trip, bias=False)
+        self.bilinear = Linear(emb_size_cbf * emb_size_trip, emb_size_bil_trip, bias=False)
         he_orthogonal_(self.bilinear.weight)
         self.scale_sum = ScaleFactor()
         # up-projections for the edge itself and for its reverse edge, as one matrix [ji | ij]
@@ -342,7 +344,7 @@ class ForceOutput(nn.Module):
                                  *[ResidualLayer(emb_size_edge) for _ in range(num_atom)])
         self.dense_rbf = Dense(emb_size_rbf, emb_size_edge, activation=False)
         self.scale_rbf = ScaleFactor()
-        self.out = nn.Linear(emb_size_edge, 1, bias=False)
+        self.out = Linear(emb_size_edge, 1, bias=False)
         he_orthogonal_(self.out.weight)
 
     def forward(self, m: torch.Tensor, rbf_out: torch.Tensor) -> torch.Tensor:
