@@ -195,3 +195,14 @@ def test_full_sampling_run_times_every_batch_and_projects_when_stopped():
                              max_seconds=0.0)
     assert stopped["projected"] and stopped["n_sampled"] == 2
     assert stopped["wall_s"] == pytest.approx(stopped["measured_s"] * 5 / 2)
+
+
+def test_gemm_benchmark_reports_every_shape_and_backend(capsys):
+    from dpcdvae.nets.gemm import onednn_available
+
+    out = _module("bench_gemm").main(["--threads", "1", "--repeats", "1", "--calls", "1"])
+    assert [(c["rows"], c["in"], c["out"]) for c in out["cases"]] == _module("bench_gemm").SHAPES
+    for c in out["cases"]:
+        assert c["forward_torch"] > 0 and c["grad_input_torch"] > 0 and c["grad_weight_torch"] > 0
+        assert ("forward_onednn" in c) == onednn_available()
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith('{"bench": "gemm"')
