@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 
+import dpcdvae  # noqa: E402,F401  (first: the package's OpenMP default applies before torch starts its threads)
 import torch
 import torch.nn.functional as F
 

@@ -29,12 +29,12 @@ import math
 import os
 import sys
 
-# Idle OpenMP workers sleep instead of spinning (set before torch starts its thread pool). On a shared 2-core
-# machine spinning workers steal the core the main thread needs: measured here, torch with 2 threads ran this
-# benchmark 3-50x slower with the default (active) policy than with PASSIVE. Override by setting the variable.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP waiting: the package's default (dpcdvae.OPENMP_WAIT, a short spin; PASSIVE on a fully loaded machine),
+# i.e. what a user's process gets; export OMP_WAIT_POLICY=PASSIVE to time the sleeping policy instead (on a shared
+# 2-core machine torch's own long spin ran this benchmark 3-50x slower than PASSIVE, measured 2026-11).
 
 import numpy as np  # noqa: E402
+import dpcdvae  # noqa: E402,F401  (first: the package's OpenMP default applies before torch starts its threads)
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -141,6 +141,7 @@ def run_case(name, device, repeats, cutoff=7.0, max_nb=20):
         "edges_within_cutoff": n_edges_all, "pymatgen_edges": n_pmg, "edges_kept": n_edges, "triplets": n_trip,
         "device": info["device"], "torch_threads": info["torch_threads"], "torch": info["torch"],
         "load_avg_1min": info["load_avg_1min"], "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "openmp_default": dpcdvae.OPENMP_WAIT,
         "allocator_tuning": allocator_state()["reason"],
     }
 
@@ -180,7 +181,7 @@ def main(argv=None):
     final = {"benchmark": "graph", "case": first["case"], "allocator": first["allocator"]}
     final.update({k: first[k] for k in keys})
     final.update({k: first[k] for k in ("device", "torch_threads", "torch", "load_avg_1min", "omp_wait_policy",
-                                        "allocator_tuning")})
+                                        "gomp_spincount", "openmp_default", "allocator_tuning")})
     for state, results in rounds.items():
         final[f"cases_{state}_allocator"] = {k: {kk: v[kk] for kk in keys} for k, v in results.items()}
     print_json(final)

@@ -20,9 +20,10 @@ The last line printed is a JSON object: ``one_by_one_structures_per_min``, ``bat
 ``speedup`` (batched / one_by_one), ``speedup_batching_alone`` (batched / one_by_one_fast),
 ``batched_workers_structures_per_min``, ``speedup_workers`` (batched_workers / one_by_one),
 ``projected_minutes_100_structures`` (100 structures at the faster batched rate, same fmax / max_steps), the steps taken,
-the largest relaxed-enthalpy difference between modes, machine and load. ``OMP_WAIT_POLICY`` defaults to ``PASSIVE``
-here (set it in the environment to override): with torch's default spin-waiting, 2-thread runs on a loaded 2-core
-machine were ~10x slower than 1-thread runs.
+the largest relaxed-enthalpy difference between modes, machine and load. OpenMP waiting is the package's default
+(``dpcdvae.OPENMP_WAIT``: a short spin, or ``PASSIVE`` on a fully loaded machine), what a user's process gets; set
+``OMP_WAIT_POLICY`` in the environment to override (with torch's own long spin, 2-thread runs on a loaded 2-core
+machine were ~10x slower than 1-thread runs, measured 2026-11).
 
     python benchmarks/bench_relax.py --n 8 --max-steps 100 --threads 2
 """
@@ -35,13 +36,10 @@ import sys
 import time
 import warnings
 
-# torch's OpenMP threads spin-wait by default; on a shared, oversubscribed machine that made 2-thread CHGNet calls
-# ~10x slower than 1-thread ones (measured here). Passive waiting fixes it; must be set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import dpcdvae  # noqa: E402,F401  (before torch: the package's OpenMP default, see dpcdvae/__init__.py)
 
 
 def carbon24_cells(n: int, seed: int, rattle: float, strain: float):
@@ -190,6 +188,7 @@ def main(argv=None) -> dict:
         "max_abs_dH_between_modes_meV_per_atom": round(max_dh, 3),
         "loadavg_1min_before_after": [round(load0[0], 2), round(load1[0], 2)],
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "openmp_default": dpcdvae.OPENMP_WAIT,
         **machine_info(a.device),
     }
     for k in ("one_by_one_structures_per_min", "one_by_one_fast_structures_per_min", "batched_structures_per_min",

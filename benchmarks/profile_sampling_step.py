@@ -27,6 +27,7 @@ import sys
 import time
 
 import numpy as np
+import dpcdvae  # noqa: E402,F401  (first: the package's OpenMP default applies before torch starts its threads)
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
