@@ -86,6 +86,19 @@ class ModelConfig:
     beta_schedule: str = "sigmoid"
     time_embedding: str = "integer"  # "integer" (ours) | "code" (t/T as the published code)
     recenter: bool = True  # remove the per-crystal mean of frac coords / noise, as the published code
+    # coordinate loss (Eq. 10) reduction: "mean" (ours: mean over atoms x 3, every atom weighted alike) | "code" (the
+    # published code: squared error summed over x, y, z, averaged per crystal, then over the batch)
+    coord_loss: str = "mean"
+    # frame of the predicted noise: "fractional" (ours: GemNet-T's Cartesian output mapped to fractional with L^-1) |
+    # "code" (the published code: the Cartesian output regressed directly on the fractional noise)
+    eps_frame: str = "fractional"
+    # ours, not in the paper: Eq. 7-consistency augmentation. With this probability per crystal, the coordinate term
+    # trains on the input Eq. 7 feeds the network (the clean crystal plus c * sigma_t noise, c ~ U[noise range], t ~
+    # U[t range]) with the target that makes Eq. 7's clean-sample estimate return the crystal (modulo 1), so that the
+    # truth is a fixed point of the Eq. 7 map. 0.0 = the paper.
+    eq7_consistency_prob: float = 0.0
+    eq7_consistency_t: list = field(default_factory=lambda: [300, 650])  # inclusive range of t
+    eq7_consistency_noise: list = field(default_factory=lambda: [1.0, 2.0])  # range of c
     # atom-type perturbation (Eq. 9)
     type_sigma_begin: float = 5.0
     type_sigma_end: float = 0.01

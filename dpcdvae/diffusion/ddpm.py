@@ -339,7 +339,8 @@ def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
         ``[N]`` (all entries equal). May keep state in a closure (e.g. the atom types updated each step).
     variant: ``'eq7'`` (paper), ``'eq6'``, ``'strided'`` (DDIM) or ``'strided_eq7'``.
     steps: number of network calls; ``None`` = ``T``. ``'eq6'``/``'eq7'`` need every step (``None`` or ``T``);
-        the strided variants take any ``1..T`` (evenly spaced steps from :meth:`DDPMScheduler.make_timesteps`).
+        the strided variants take any ``1..T`` (evenly spaced steps from :meth:`DDPMScheduler.make_timesteps`)
+        or an explicit sequence of steps (:meth:`Sampler.timesteps`).
     generator: ``torch.Generator`` for the noise ``eps'`` (reproducible runs).
     return_trajectory_every: record every ``k``-th state (plus ``x_T`` and ``x_0``) and return it.
     post_step: ``x -> x`` applied to the unwrapped state after every step (e.g. remove the per-crystal mean).

@@ -91,9 +91,15 @@ class Sampler:
     def timesteps(self, scheduler, steps: Optional[int] = None) -> list[int]:
         """Descending steps ``t`` at which the network is called. Non-strided samplers run all ``T`` steps
         (``steps`` must be ``None`` or ``T``); strided ones ``steps`` evenly spaced steps
-        (:meth:`~dpcdvae.diffusion.ddpm.DDPMScheduler.make_timesteps`)."""
+        (:meth:`~dpcdvae.diffusion.ddpm.DDPMScheduler.make_timesteps`), or, when ``steps`` is a sequence of
+        integers, exactly those steps (duplicates dropped, sorted descending; each in ``1..T``)."""
         T = scheduler.num_train_timesteps
         if self.strided:
+            if steps is not None and not isinstance(steps, (int, float)) and not hasattr(steps, "__index__"):
+                ts = sorted({int(v) for v in steps}, reverse=True)
+                if not ts or ts[-1] < 1 or ts[0] > T:
+                    raise ValueError(f"explicit timesteps must be a non-empty subset of 1..{T}")
+                return ts
             return scheduler.make_timesteps(steps)
         if steps is not None and int(steps) != T:
             raise ValueError(f"variant {self.name!r} needs all {T} steps; use variant='strided' for fewer")

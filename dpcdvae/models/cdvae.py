@@ -133,6 +133,8 @@ class CDVAEDenoiser(GemNetTDenoiser):
         """As :meth:`forward` but returns the Cartesian direct-force vector ``F [N, 3]`` (Angstrom frame):
         ``F = eps_frac @ L`` undoes the network's ``eps_frac = F @ inv(L)`` with the same ``lattice``."""
         eps_frac, logits = self.forward(frac_t, atom_types, z, t, lattice, batch, num_atoms, graph)
+        if self.eps_frame == "code":  # the network's output is already the Cartesian vector
+            return eps_frac, logits
         force = torch.bmm(eps_frac.unsqueeze(1), lattice.to(eps_frac.dtype).index_select(0, batch)).squeeze(1)
         return force, logits
 

@@ -26,7 +26,8 @@ from ..nets.encoder import CrystalEncoder
 from ..nets.gemnet import GemNetTDenoiser
 from .output import SampleOutput, concat_outputs
 
-__all__ = ["DPCDVAE", "initial_type_counts", "INITIAL_TYPES", "gemnet_kwargs"]
+__all__ = ["DPCDVAE", "initial_type_counts", "INITIAL_TYPES", "gemnet_kwargs", "coord_loss", "COORD_LOSSES",
+           "eq7_consistency_inputs"]
 
 
 
@@ -67,7 +68,8 @@ def gemnet_kwargs(cfg: ModelConfig) -> dict:
                 num_spherical=dec.num_spherical, num_radial=dec.num_radial, cutoff=dec.cutoff,
                 max_neighbors=dec.max_neighbors, type_emb_dim=dec.type_emb_dim, time_emb_dim=dec.time_emb_dim,
                 fourier=(dec.fourier_min, dec.fourier_max), project_input=dec.project_input,
-                time_mode=cfg.time_embedding, checkpoint_blocks=dec.checkpoint_blocks)
+                time_mode=cfg.time_embedding, checkpoint_blocks=dec.checkpoint_blocks,
+                eps_frame=getattr(cfg, "eps_frame", "fractional"))
 
 
 #: upper bound on logvar in the reparameterisation draw (see DPCDVAE.reparameterize)
@@ -117,6 +119,110 @@ def swap_two_types(types: torch.Tensor, true_types: torch.Tensor, atom_batch: to
     i, j = i[do], j[do]
     out[i], out[j] = types[j], types[i]
     return out
+
+
+COORD_LOSSES = ("mean", "code")
+
+
+def coord_loss(eps_pred: torch.Tensor, eps: torch.Tensor, atom_batch: torch.Tensor, num_graphs: int,
+               reduction: str = "mean") -> torch.Tensor:
+    """The coordinate loss of Eq. 10, a scalar, from the predicted and true noise ``[N, 3]`` (fractional, unitless).
+
+    ``reduction``:
+      * ``"mean"`` (ours): the mean of the squared error over the ``N x 3`` entries; every atom weighs the same,
+        so a crystal weighs in proportion to its atom count.
+      * ``"code"`` (the published code): the squared error summed over x, y, z, averaged over the atoms of each
+        crystal, then over the crystals; every crystal weighs the same, and the scale is 3x that of ``"mean"``
+        when all crystals have the same atom count.
+    Crystals without atoms do not count (``"code"``).
+    """
+    if reduction == "mean":
+        return F.mse_loss(eps_pred, eps)
+    if reduction == "code":
+        per_atom = ((eps_pred - eps) ** 2).sum(-1, keepdim=True)
+        counts = torch.bincount(atom_batch, minlength=num_graphs)
+        per_crystal = _segment_mean(per_atom, atom_batch, num_graphs)[:, 0]
+        return per_crystal[counts > 0].mean()
+    raise ValueError(f"model.coord_loss must be one of {COORD_LOSSES}, got {reduction!r}")
+
+
+def check_coord_options(cfg: ModelConfig) -> None:
+    """A ``ValueError`` naming the key when ``model.coord_loss`` / ``model.eps_frame`` / ``model.eq7_consistency_*``
+    hold a value the model cannot use (checked when the model is built, before any training step)."""
+    if getattr(cfg, "coord_loss", "mean") not in COORD_LOSSES:
+        raise ValueError(f"model.coord_loss must be one of {COORD_LOSSES}, got {cfg.coord_loss!r}")
+    if getattr(cfg, "eps_frame", "fractional") not in ("fractional", "code"):
+        raise ValueError(f"model.eps_frame must be 'fractional' or 'code', got {cfg.eps_frame!r}")
+    prob = getattr(cfg, "eq7_consistency_prob", 0.0)
+    try:
+        prob = float(prob)
+        lo, hi = (int(v) for v in getattr(cfg, "eq7_consistency_t", (1, cfg.timesteps)))
+        c_lo, c_hi = (float(v) for v in getattr(cfg, "eq7_consistency_noise", (1.0, 1.0)))
+    except (TypeError, ValueError):
+        raise ValueError("model.eq7_consistency_prob must be a number, model.eq7_consistency_t two integers and "
+                         "model.eq7_consistency_noise two numbers, e.g. [300, 650] and [1.0, 2.0]") from None
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"model.eq7_consistency_prob must lie in [0, 1], got {prob}")
+    if prob > 0.0 and not 1 <= lo <= hi <= cfg.timesteps:
+        raise ValueError(f"model.eq7_consistency_t must be [lo, hi] with 1 <= lo <= hi <= {cfg.timesteps}, "
+                         f"got {list(cfg.eq7_consistency_t)}")
+    if not 0.0 <= c_lo <= c_hi:
+        raise ValueError(f"model.eq7_consistency_noise must be [lo, hi] with 0 <= lo <= hi, "
+                         f"got {list(cfg.eq7_consistency_noise)}")
+
+
+def eq7_consistency_inputs(scheduler: DDPMScheduler, x0: torch.Tensor, frac_t: torch.Tensor, eps: torch.Tensor,
+                           t: torch.Tensor, atom_batch: torch.Tensor, prob: float, t_range: Sequence[int],
+                           noise_range: Sequence[float], generator=None, post=None):
+    """Eq. 7-consistency augmentation (ours, not in the paper): training examples from the regime Eq. 7 samples in.
+
+    Eq. 7 calls the network at step ``t`` on ``pi(x0_hat + sigma_{t+1} eps')``, an almost clean crystal, while
+    Eq. 2 trains it on ``sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``, 7-10x noisier (``sqrt(1 - abar_t) / sigma_t``).
+    For each crystal, with probability ``prob``, this draws ``t ~ U{t_range[0]..t_range[1]}``, ``c ~
+    U[noise_range]`` and replaces the input by ``r = pi(x0 + c sigma_t eps')`` and the target noise by
+
+        eps* = (r - sqrt(abar_t) x0') / sqrt(1 - abar_t),   x0' = r - c sigma_t eps'   (the image of x0 near r)
+
+    so that Eq. 7's clean-sample estimate ``(r - sqrt(1 - abar_t) eps*) / sqrt(abar_t)`` is exactly ``x0'``,
+    i.e. ``x0`` modulo 1: the true crystal becomes a fixed point of the Eq. 7 map the network is trained for.
+
+    Args:
+        scheduler: the model's :class:`DDPMScheduler` (``abar_t``, ``sigma_t``).
+        x0: [N, 3] clean fractional coordinates (recentred when the model recentres).
+        frac_t, eps, t: the ordinary training example: wrapped input [N, 3], target noise [N, 3], step per crystal
+            [B] (long, 1..T). Entries of crystals not drawn are returned unchanged.
+        atom_batch: [N] crystal index of each atom.
+        prob: per-crystal probability in [0, 1].
+        t_range: ``(lo, hi)``, inclusive, within 1..T. noise_range: ``(c_lo, c_hi)``, c >= 0.
+        post: applied to the noise ``eps'`` before use (e.g. remove the per-crystal mean, as the sampler does).
+    Returns new ``(frac_t, eps, t)``.
+    """
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"model.eq7_consistency_prob must lie in [0, 1], got {prob}")
+    lo, hi = (int(v) for v in t_range)
+    T = scheduler.num_train_timesteps
+    if not 1 <= lo <= hi <= T:
+        raise ValueError(f"model.eq7_consistency_t must be [lo, hi] with 1 <= lo <= hi <= {T}, got {list(t_range)}")
+    c_lo, c_hi = (float(v) for v in noise_range)
+    if not 0.0 <= c_lo <= c_hi:
+        raise ValueError(f"model.eq7_consistency_noise must be [lo, hi] with 0 <= lo <= hi, got {list(noise_range)}")
+    B, dev = t.shape[0], t.device
+    pick = torch.rand(B, device=dev, generator=generator) < prob
+    if not bool(pick.any()):
+        return frac_t, eps, t
+    t_new = torch.where(pick, torch.randint(lo, hi + 1, (B,), device=dev, generator=generator), t)
+    c = c_lo + (c_hi - c_lo) * torch.rand(B, device=dev, generator=generator, dtype=x0.dtype)
+    noise = torch.randn(x0.shape, device=dev, dtype=x0.dtype, generator=generator)
+    if post is not None:
+        noise = post(noise)
+    ta = t_new[atom_batch]
+    abar = scheduler.alpha_bar(ta.cpu()).to(x0)[:, None]
+    sigma = scheduler.posterior_std(ta.cpu()).to(x0)[:, None]
+    d = c[atom_batch][:, None] * sigma * noise
+    r = wrap(x0 + d)
+    target = (r - abar.sqrt() * (r - d)) / (1.0 - abar).sqrt()
+    sel = pick[atom_batch][:, None]
+    return torch.where(sel, r, frac_t), torch.where(sel, target, eps), t_new
 
 
 def padded_layout(atom_batch: torch.Tensor, num_graphs: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,6 +372,7 @@ class DPCDVAE(nn.Module):
         if cfg.model != "dpcdvae":
             raise ValueError(f"DPCDVAE got model={cfg.model!r}; use build_model() for the CDVAE baselines")
         self.cfg = cfg
+        check_coord_options(cfg)
         enc = cfg.encoder
         self.encoder = CrystalEncoder(
             variant=cfg.variant, latent_dim=cfg.latent_dim, na_encoder=enc.na_encoder, max_atoms=cfg.max_atoms,
@@ -412,17 +519,27 @@ class DPCDVAE(nn.Module):
         return lattice, ok
 
     def _coord_terms(self, batch, z, types_t, lattice, generator=None):
-        """DDPM on fractional coordinates (Eqs. 2, 3, 10): returns (coordinate loss, type logits [N,100])."""
+        """DDPM on fractional coordinates (Eqs. 2, 3, 10): returns (coordinate loss, type logits [N,100]).
+
+        With ``cfg.eq7_consistency_prob > 0`` a random share of the crystals is replaced by Eq. 7-consistency
+        examples (:func:`eq7_consistency_inputs`); the loss is reduced by :func:`coord_loss`."""
+        cfg = self.cfg
         B, atom_batch = batch.num_graphs, batch.batch
-        t = torch.randint(1, self.cfg.timesteps + 1, (B,), device=z.device, generator=generator)
+        t = torch.randint(1, cfg.timesteps + 1, (B,), device=z.device, generator=generator)
         x0 = batch.frac_coords
         eps = torch.randn(x0.shape, device=z.device, dtype=x0.dtype, generator=generator)
-        if self.cfg.recenter:
+        if cfg.recenter:
             x0 = _recenter(x0, atom_batch, B)
             eps = _recenter(eps, atom_batch, B)
         frac_t = wrap(self.scheduler.add_noise(x0, t[atom_batch], eps))
+        prob = getattr(cfg, "eq7_consistency_prob", 0.0)
+        if prob > 0.0 and self.training:
+            frac_t, eps, t = eq7_consistency_inputs(
+                self.scheduler, x0, frac_t, eps, t, atom_batch, prob, cfg.eq7_consistency_t,
+                cfg.eq7_consistency_noise, generator=generator,
+                post=(lambda v: _recenter(v, atom_batch, B)) if cfg.recenter else None)
         eps_pred, type_logits = self.decoder(frac_t, types_t, z, t, lattice, atom_batch, batch.num_atoms)
-        return F.mse_loss(eps_pred, eps), type_logits
+        return coord_loss(eps_pred, eps, atom_batch, B, getattr(cfg, "coord_loss", "mean")), type_logits
 
     def _type_loss(self, type_logits, atom_types, sig):
         """Type loss: ``per_atom`` CE / sigma' per atom (paper intent), ``code`` the published code's broadcast
@@ -508,7 +625,8 @@ class DPCDVAE(nn.Module):
             sampler: ``"eq7"`` (paper; the default, ``None``), ``"eq6"`` (standard DDPM, Table S1),
                 ``"strided_eq7"`` (Eq. 7 on a sub-sequence of steps: the few-step sampler) or ``"strided"`` (DDIM on a
                 sub-sequence); see :mod:`dpcdvae.diffusion.samplers`.
-            steps: number of network calls for the strided samplers (<= T); ignored by eq6/eq7 (always T).
+            steps: number of network calls for the strided samplers (<= T), or an explicit sequence of steps to
+                call the network at (e.g. a stability probe); ignored by eq6/eq7 (always T).
             num_atoms: force N_a per crystal instead of the N_a head's argmax.
             trajectory_every: record r_t (unwrapped) and pi(r_t) every k steps.
             atom_types: force the atom types (atomic numbers, flat ``[sum N_a]`` in crystal order; needs
@@ -556,7 +674,7 @@ class DPCDVAE(nn.Module):
             return eps_pred
 
         post = (lambda v: _recenter(v, atom_batch, B)) if cfg.recenter else None
-        n_calls = len(self.scheduler.make_timesteps(steps if strided else None))
+        n_calls = len(get_sampler(sampler).timesteps(self.scheduler, steps if strided else None))
         progress_bar = None
         if progress and N > 0:
             from ..progress import progress_bar as tqdm

@@ -36,7 +36,9 @@ Outputs:
   ``num_blocks + 1`` output blocks); ``F_i = sum_j f_ji * vec_ji / |vec_ji|`` is a Cartesian vector (Angstrom
   frame, rotates with the lattice); the fractional noise is the fractional displacement that corresponds to it,
   ``eps_frac = F @ inv(L)`` (rows of ``L`` are lattice vectors, ``cart = frac @ L``). Rotating the Cartesian frame
-  (``L -> L R^T``) rotates ``F -> F R^T`` and leaves ``eps_frac`` unchanged.
+  (``L -> L R^T``) rotates ``F -> F R^T`` and leaves ``eps_frac`` unchanged. With ``eps_frame="code"`` (the
+  published code) ``F`` itself is returned as the fractional noise (no ``inv(L)``; not invariant to a rotation of
+  the Cartesian frame, and its scale then depends on the cell).
 * ``type_logits [N, 100]``: ``Linear(atom width -> 100)`` on the *last* atom embedding (after the last
   interaction block), as in CDVAE / DP-CDVAE; class index = Z - 1.
 
@@ -119,6 +121,8 @@ class GemNetTDenoiser(nn.Module):
             and each output block and recompute them in the backward pass (the triplet tensors of a block and the
             edge MLPs of the output blocks are the bulk of the memory). Same results; less peak memory for about
             one more forward pass of compute.
+        eps_frame: ``"fractional"`` (ours: ``eps_frac = F @ inv(L)``) or ``"code"`` (the published code: the
+            Cartesian ``F`` is returned as the fractional noise).
     """
 
     def __init__(self, latent_dim: int = 256, num_blocks: int = 3, emb_size_atom: int = 128,
@@ -129,8 +133,11 @@ class GemNetTDenoiser(nn.Module):
                  time_emb_dim: int = 128, fourier: Sequence[int] = (3, 8), max_atomic_num: int = 100,
                  project_input: bool = True, rbf: str = "gaussian", time_mode: str = "integer",
                  fourier_convention: str = "paper", T: int = 1000, time_hidden: int = 512,
-                 fit_scales: bool = True, checkpoint_blocks: bool = False):
+                 fit_scales: bool = True, checkpoint_blocks: bool = False, eps_frame: str = "fractional"):
         super().__init__()
+        if eps_frame not in ("fractional", "code"):
+            raise ValueError(f"eps_frame must be 'fractional' or 'code', got {eps_frame!r}")
+        self.eps_frame = eps_frame
         if rbf != "gaussian":
             raise ValueError(f"only rbf='gaussian' is implemented, got {rbf!r}")
         self.latent_dim = latent_dim
@@ -246,6 +253,8 @@ class GemNetTDenoiser(nn.Module):
             f = f + maybe_checkpoint(recompute, out, m, rbf_out)
 
         force = vec.new_zeros(N, 3).index_add_(0, dst, f[:, None] * unit)  # Cartesian
+        if self.eps_frame == "code":  # the published code: the Cartesian output is the fractional noise
+            return force, self.type_head(h)
         inv_lat = torch.linalg.inv(lattice.to(force.dtype))
         eps_frac = torch.bmm(force.unsqueeze(1), inv_lat.index_select(0, batch)).squeeze(1)
         return eps_frac, self.type_head(h)
