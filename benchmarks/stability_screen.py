@@ -1,0 +1,112 @@
+"""Eq. 7 stability screen of a checkpoint (:mod:`dpcdvae.eval.stability`), in minutes on a CPU.
+
+    python benchmarks/stability_screen.py --checkpoint pretrained:carbon_24 --dataset carbon_24 --n 100 \
+        --max-atoms 12 [--gen 100] [--raw-weights]
+
+(a) the first ``--n`` test crystals with at most ``--max-atoms`` atoms, reconstructed with strided Eq. 7
+(``--base`` calls) and with the same plus every step in ``--band`` (default (350, 450]); same z and x_T in both
+arms. ``band_gap_points`` = strided minus banded match rate: positive means the extra calls break structure.
+(b) the fixed-point probe at each ``--probe-t`` (default 350 500 600) after each of ``--repeats`` (1 20) Eq. 7 maps
+on the first ``--probe-n`` of those crystals.
+(c) with ``--gen N``: COV-R / COV-P of N generated crystals against the whole test split, Eq. 7 (1000 calls) and
+strided Eq. 7 (``--base`` calls); the test split's fingerprints are cached on disk after the first run.
+
+Final JSON line: ``arms``, ``band_gap_points``, ``probe``, ``gen`` (when asked), ``wall_s`` and the machine.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine_info, print_json, probe_parser  # noqa: E402
+
+import torch  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    p = probe_parser(__doc__.splitlines()[0], n_default=100)
+    p.set_defaults(dataset="carbon_24", checkpoint="pretrained:carbon_24")
+    p.add_argument("--max-atoms", type=int, default=None, help="only crystals with at most this many atoms")
+    p.add_argument("--base", type=int, default=100, help="network calls of the strided arm")
+    p.add_argument("--band", type=int, nargs=2, default=(350, 450), metavar=("LO", "HI"))
+    p.add_argument("--probe-t", type=int, nargs="*", default=(350, 500, 600))
+    p.add_argument("--repeats", type=int, nargs="*", default=(1, 20))
+    p.add_argument("--probe-n", type=int, default=None, help="crystals in the probe (default: --n)")
+    p.add_argument("--gen", type=int, default=0, help="generated crystals for COV (0: skip)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--n-workers", type=int, default=1)
+    a = p.parse_args(argv)
+
+    from torch_geometric.data import Batch
+
+    from dpcdvae.data import load_split
+    from dpcdvae.eval.stability import band_timesteps, fixed_point_probe, select_indices, step_arms
+    from dpcdvae.models import load_model
+    from dpcdvae.train import resolve_root
+
+    t0 = time.time()
+    model = load_model(a.checkpoint, ema=not a.raw_weights).eval()
+    ds = load_split(a.dataset, a.split, root=resolve_root(a.dataset, None), max_atoms=model.cfg.max_atoms,
+                    graph=model.data_graph, progress=False)
+    idx = select_indices(ds.num_atoms.tolist(), a.n, a.max_atoms)
+    if not idx:
+        raise SystemExit(f"no {a.split} crystal of {a.dataset} has at most {a.max_atoms} atoms")
+    arms = {"strided": band_timesteps(model.scheduler, a.base, None),
+            "strided+band": band_timesteps(model.scheduler, a.base, a.band)}
+    res_arms: dict = {k: {"calls": len(v), "matched": 0, "n": 0, "n_valid": 0} for k, v in arms.items()}
+    for s in range(0, len(idx), a.batch_size):
+        part = idx[s:s + a.batch_size]
+        batch = Batch.from_data_list([ds[i] for i in part])
+        r = step_arms(model, batch, [ds.get_structure(i) for i in part], arms, seed=a.seed + s,
+                      n_workers=a.n_workers)
+        for k, v in r.items():
+            res_arms[k]["matched"] += v["n_matched"]
+            res_arms[k]["n"] += v["n"]
+            res_arms[k]["n_valid"] += v["n_valid"]
+    for v in res_arms.values():
+        v["match_rate"] = round(100.0 * v["matched"] / max(v["n"], 1), 2)
+    t_arms = time.time() - t0
+
+    pidx = idx[:a.probe_n or a.n]
+    pbatch = Batch.from_data_list([ds[i] for i in pidx])
+    ptargets = [ds.get_structure(i) for i in pidx]
+    probe = {}
+    for t in a.probe_t:
+        probe[str(t)] = {str(k): v for k, v in fixed_point_probe(model, pbatch, ptargets, t, a.repeats,
+                                                                  seed=a.seed, n_workers=a.n_workers).items()}
+    t_probe = time.time() - t0 - t_arms
+
+    out = {"checkpoint": a.checkpoint, "weights": "raw" if a.raw_weights else "ema", "dataset": a.dataset,
+           "split": a.split, "n": len(idx), "max_atoms": a.max_atoms, "band": list(a.band), "seed": a.seed,
+           "arms": res_arms,
+           "band_gap_points": round(res_arms["strided"]["match_rate"] - res_arms["strided+band"]["match_rate"], 2),
+           "probe": probe, "probe_n": len(pidx), "time_arms_s": round(t_arms, 1), "time_probe_s": round(t_probe, 1)}
+    if a.gen > 0:
+        from dpcdvae.eval.generation import generation_metrics
+        from dpcdvae.eval.io import load_split_structures
+
+        test = load_split_structures(a.dataset, "test")
+        gen = {}
+        for name, sampler, steps in (("eq7", "eq7", None), ("strided", "strided_eq7", a.base)):
+            t1 = time.time()
+            structs = []
+            for s in range(0, a.gen, a.batch_size):
+                o = model.generate(min(a.batch_size, a.gen - s), sampler=sampler, steps=steps, seed=a.seed + s)
+                structs.extend(o.structures)
+            m = generation_metrics(structs, test, a.dataset, n_workers=a.n_workers, compute_eform=False,
+                                   progress=False, cache_generated=False)
+            gen[name] = {"cov_r": round(m["cov_r"], 2), "cov_p": round(m["cov_p"], 2),
+                         "validity": round(m["validity"], 2), "n": a.gen, "time_s": round(time.time() - t1, 1)}
+        out["gen"] = gen
+    out["wall_s"] = round(time.time() - t0, 1)
+    out.update(machine_info())
+    print_json(out)
+    return out
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
