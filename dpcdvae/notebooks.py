@@ -641,10 +641,11 @@ def train_run(data: DataChoice, config: str, out, train_epochs=None, train_minut
 def checkpoint_summary(ckpt) -> "Any":
     """What a checkpoint holds: epoch, global step, size, config name, dataset, monitored best score."""
     import pandas as pd
-    import torch
+
+    from .models.safeload import load_weights_only
 
     p = Path(ckpt)
-    ck = torch.load(p, map_location="cpu", weights_only=False)
+    ck = load_weights_only(p)  # torch.load(weights_only=True): a file needing more is refused, nothing of it runs
     cfg = ck.get("hyper_parameters", {}).get("config", {})
     best = None
     for k, v in ck.get("callbacks", {}).items():

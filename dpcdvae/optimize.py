@@ -165,11 +165,11 @@ def save_head(head: LatentPropertyHead, path) -> Path:
 
 
 def load_head(path) -> LatentPropertyHead:
-    """Read a head written by :func:`save_head`."""
-    try:
-        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"property head {path}: not readable ({type(exc).__name__}: {exc})") from None
+    """Read a head written by :func:`save_head` with ``torch.load(weights_only=True)``; a missing, unreadable or
+    unsafe file (one that needs full unpickling) raises :class:`~dpcdvae.errors.CheckpointError` (one line)."""
+    from .models.safeload import load_weights_only
+
+    blob = load_weights_only(path, what="property head")  # one line (CheckpointError) if unreadable or unsafe
     if not isinstance(blob, dict) or blob.get("format") != HEAD_FORMAT:
         raise UserError(f"property head {path}: not a dpcdvae property head of format {HEAD_FORMAT}")
     head = LatentPropertyHead(blob["latent_dim"], hidden=blob["hidden"], layers=blob["layers"],

@@ -29,6 +29,7 @@ from .data.resolve import dataset_root
 from .data.scalers import LatticeScaler
 from .errors import CheckpointError, TrainingDiverged
 from .models import build_model
+from .models.safeload import load_weights_only
 from .progress import interactive_output
 
 log = logging.getLogger("dpcdvae.train")
@@ -357,11 +358,12 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
 
     Checkpoints ``out/best.ckpt`` (lowest val_loss) and ``out/last.ckpt`` are written atomically; ``resume=True``
     continues from ``out/last.ckpt``. ``max_minutes`` is the wall-clock budget of this call (a resumed run gets
-    the full budget again). ``strategy="ddp"`` with ``devices=K`` trains on K GPUs (or K CPU
-    processes with ``accelerator="cpu"``, gloo backend). ``on_error``: ``"raise"`` stops at the first bad CSV row
-    (the message names file, row and material_id), ``"skip"`` skips bad rows and reports them (count, file, rows,
-    reasons). Temporary files of an interrupted checkpoint write are removed on start. ``progress``: a bar in a
-    terminal, one line per epoch when the output is a file or a pipe.
+    the full budget again; the checkpoint it resumes from is read with ``torch.load(weights_only=True)``, and one
+    that needs more is refused with :class:`CheckpointError` before any work). ``strategy="ddp"`` with
+    ``devices=K`` trains on K GPUs (or K CPU processes with ``accelerator="cpu"``, gloo backend). ``on_error``:
+    ``"raise"`` stops at the first bad CSV row (the message names file, row and material_id), ``"skip"`` skips bad
+    rows and reports them (count, file, rows, reasons). Temporary files of an interrupted checkpoint write are
+    removed on start. ``progress``: a bar in a terminal, one line per epoch when the output is a file or a pipe.
     """
     quiet_lightning()
     tune_allocator()
@@ -379,6 +381,8 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     for tmp in clean_stale_temps(out):
         print(f"[dpcdvae] removed {tmp.name}, left by an interrupted checkpoint write", flush=True)
     ckpt_path = str(resume_checkpoint(out)) if resume else None
+    if ckpt_path:  # refused in one line (nothing run) before any work when it needs more than a weights-only load
+        load_weights_only(ckpt_path)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
     dm = CrystalDataModule(dataset, cfg, root=root, train_split=train_split, num_workers=num_workers,
@@ -415,7 +419,7 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     if ckpt_path:
         print(f"[dpcdvae] resuming from {ckpt_path}", flush=True)
     t0 = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, **_weights_only_kwarg(trainer.fit))
     wall = time.time() - t0
     result = {"best": str(out / "best.ckpt"), "last": str(out / "last.ckpt"), "out": str(out),
               "epochs": trainer.current_epoch, "wall_s": round(wall, 1),
@@ -423,6 +427,18 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
               "nonfinite_steps": int(getattr(module, "nonfinite_steps", 0))}
     print(f"[dpcdvae] done: {strict_json_dumps(result)}", flush=True)
     return result
+
+
+def _weights_only_kwarg(fit) -> dict:
+    """``{"weights_only": True}`` when this Lightning's ``Trainer.fit`` takes it (2.5+: the resumed checkpoint is
+    then read with ``torch.load(weights_only=True)``), else ``{}`` (the file was checked by
+    :func:`~dpcdvae.models.safeload.load_weights_only` before)."""
+    import inspect
+
+    try:
+        return {"weights_only": True} if "weights_only" in inspect.signature(fit).parameters else {}
+    except (TypeError, ValueError):  # pragma: no cover
+        return {}
 
 
 def _device_line(trainer) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +26,7 @@ from .._fileio import atomic_open, atomic_write_text, strict_json_dumps
 from ..config import Config
 from ..errors import CheckpointError, PretrainedNotFoundError
 from .registry import build_model
+from .safeload import refusal_message
 
 __all__ = ["PREFIX", "WEIGHTS_DIR", "is_pretrained", "list_pretrained", "pretrained_card", "load_pretrained",
            "export_pretrained", "PretrainedNotFoundError", "CheckpointError"]
@@ -89,8 +91,11 @@ def load_pretrained(ref: str = "perov_5", map_location: str = "cpu", weights_dir
     p = _path(name, weights_dir)
     try:
         blob = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # names a global torch's weights-only reader refuses: nothing was run
+        raise CheckpointError(refusal_message(p, str(exc), "pretrained file")) from None
     except Exception as exc:  # a truncated or foreign file
-        raise CheckpointError(f"{p}: not a readable dpcdvae pretrained file ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{p}: not a readable dpcdvae pretrained file ({type(exc).__name__}: {first})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or "state_dict" not in blob:
         raise CheckpointError(f"{p}: not a dpcdvae pretrained file of format {FORMAT}")
     cfg = Config.from_dict(blob["config"])
