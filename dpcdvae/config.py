@@ -16,7 +16,7 @@ from typing import Any, Optional
 import yaml
 
 from .data.resolve import dataset_spec
-from .errors import ConfigError
+from .errors import ConfigError, ConfigValueError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PRESETS = ("paper", "compact", "tiny")
@@ -167,15 +167,22 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        """Build a config from :meth:`to_dict`'s form (values are not checked: see :func:`validate`). A key no
+        dataclass has raises :class:`ConfigError` naming it."""
         d = copy.deepcopy(d)
         m = d.get("model", {})
-        enc = EncoderConfig(**m.pop("encoder", {}))
-        dec = DecoderConfig(**m.pop("decoder", {}))
-        return cls(name=d.get("name", "custom"), model=ModelConfig(encoder=enc, decoder=dec, **m),
-                   train=TrainConfig(**d.get("train", {})))
+        try:
+            enc = EncoderConfig(**m.pop("encoder", {}))
+            dec = DecoderConfig(**m.pop("decoder", {}))
+            return cls(name=d.get("name", "custom"), model=ModelConfig(encoder=enc, decoder=dec, **m),
+                       train=TrainConfig(**d.get("train", {})))
+        except TypeError as exc:  # "__init__() got an unexpected keyword argument 'x'" or a section not a dict
+            raise ConfigError(f"config: {exc}".replace("__init__() ", "")) from None
 
     def override(self, overrides: Optional[dict[str, Any]] = None) -> "Config":
-        """Return a copy with dotted keys replaced, e.g. ``{"train.max_epochs": 5, "model.variant": "na"}``."""
+        """Return a copy with dotted keys replaced, e.g. ``{"train.max_epochs": 5, "model.variant": "na"}``, checked
+        by :func:`validate` (type, range, allowed values: a :class:`ConfigError` of one line names the key, the
+        value and what is allowed; numbers given as text, e.g. YAML's ``1e-3``, are converted)."""
         d = self.to_dict()
         for key, value in (overrides or {}).items():
             node = d
@@ -187,8 +194,226 @@ class Config:
                 node = node[p]
             if parts[-1] not in node:
                 raise ConfigError(f"unknown config key {key!r} (--set); known at this level: {sorted(node)}")
+            if isinstance(node[parts[-1]], dict) and not isinstance(value, dict):
+                raise ConfigValueError(f"{key}={_show(value)}: {key} is a section; set one of its keys, e.g. "
+                                       f"{key}.{next(iter(node[parts[-1]]))}=...")
             node[parts[-1]] = value
-        return Config.from_dict(d)
+        return validate(Config.from_dict(d))
+
+
+# ------------------------------------------------------------------------------------------------------ schema
+@dataclass(frozen=True)
+class Range:
+    """Allowed numbers: ``lo <= x`` (``lo < x`` when ``lo_open``) and ``x <= hi`` (``x < hi`` when ``hi_open``)."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def ok(self, x) -> bool:
+        if self.lo is not None and not (x > self.lo if self.lo_open else x >= self.lo):
+            return False
+        if self.hi is not None and not (x < self.hi if self.hi_open else x <= self.hi):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
+        return f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
+
+
+def _num(x) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+POSITIVE = Range(0, lo_open=True)
+AT_LEAST_1 = Range(1)
+NON_NEGATIVE = Range(0)
+FRACTION = Range(0, 1)
+
+#: dotted key -> allowed numbers (:class:`Range`) or allowed values (a tuple of strings). Integer fields of the
+#: encoder and decoder not listed here must be >= 1 (sizes and counts); other numbers are only checked for type.
+RULES: dict[str, Any] = {
+    # model
+    "model.model": ("dpcdvae", "cdvae", "cdvae_fourier"),
+    "model.variant": VARIANTS,
+    "model.latent_dim": AT_LEAST_1, "model.head_hidden": AT_LEAST_1, "model.max_atoms": AT_LEAST_1,
+    "model.timesteps": AT_LEAST_1,
+    "model.beta_schedule": ("sigmoid", "linear", "cosine"),
+    "model.time_embedding": ("integer", "code"),
+    "model.coord_loss": ("mean", "code"),
+    "model.eps_frame": ("fractional", "code"),
+    "model.eq7_consistency_prob": FRACTION,
+    "model.type_sigma_begin": POSITIVE, "model.type_sigma_end": POSITIVE, "model.type_sigma_levels": AT_LEAST_1,
+    "model.type_loss": ("per_atom", "code", "ce"),
+    "model.type_swap_prob": FRACTION,
+    "model.initial_types": ("round_residual", "largest_remainder"),
+    "model.type_update": ("argmax", "fixed"),
+    "model.lattice_scaler": ("minmax", "standard"),
+    "model.w_num_atoms": NON_NEGATIVE, "model.w_lattice": NON_NEGATIVE, "model.w_composition": NON_NEGATIVE,
+    "model.w_kld": NON_NEGATIVE, "model.w_coord": NON_NEGATIVE, "model.w_type": NON_NEGATIVE,
+    "model.coord_boost_epoch": NON_NEGATIVE, "model.coord_boost_factor": NON_NEGATIVE,
+    "model.teacher_forcing_epochs": NON_NEGATIVE,
+    "model.cdvae_sigma_begin": POSITIVE, "model.cdvae_sigma_end": POSITIVE, "model.cdvae_num_levels": AT_LEAST_1,
+    # encoder / decoder
+    "model.encoder.cutoff": POSITIVE, "model.decoder.cutoff": POSITIVE,
+    "model.encoder.num_before_skip": NON_NEGATIVE, "model.encoder.num_after_skip": NON_NEGATIVE,
+    "model.encoder.num_output_layers": NON_NEGATIVE,
+    "model.encoder.graph": ("crystalnn", "radius"),
+    "model.encoder.na_encoder": ("mlp", "embedding", "onehot_mlp"),
+    "model.encoder.output_init": ("glorot_orthogonal", "zeros"),
+    "model.decoder.fourier_min": NON_NEGATIVE, "model.decoder.fourier_max": NON_NEGATIVE,
+    # train
+    "train.batch_size": AT_LEAST_1,
+    "train.lr": POSITIVE,
+    "train.lr_factor": Range(0, 1, lo_open=True, hi_open=True),
+    "train.lr_patience": NON_NEGATIVE,
+    "train.lr_min": NON_NEGATIVE,
+    "train.grad_clip_value": NON_NEGATIVE,
+    "train.max_epochs": AT_LEAST_1,
+    "train.early_stop_patience": NON_NEGATIVE,
+    "train.max_minutes": POSITIVE,
+    "train.ema_decay": Range(0, 1, lo_open=True, hi_open=True),
+    "train.lr_schedule": ("plateau", "cosine"),
+    "train.warmup_frac": Range(0, 1, hi_open=True),
+    "train.cosine_final_factor": FRACTION,
+    "train.seed": Range(0, 2 ** 32 - 1),
+    "train.num_workers": NON_NEGATIVE,
+    "train.val_every": AT_LEAST_1,
+    "train.limit_train": AT_LEAST_1, "train.limit_val": AT_LEAST_1,
+}
+
+_NONE_WORDS = ("none", "null", "~")
+
+
+def _show(value) -> str:
+    return repr(value) if isinstance(value, str) and (not value or value != value.strip()) else str(value)
+
+
+def _coerce(key: str, value, kind, rule):
+    """``value`` as the field's type ``kind`` (int, float, bool, str, list; ``Optional[...]`` allows None), or a
+    :class:`ConfigError` naming the key, the value and what is allowed."""
+    import math
+    import typing
+
+    def bad(expected: str):
+        extra = f" {rule}" if isinstance(rule, Range) else ""
+        return ConfigValueError(f"{key}={_show(value)}: expected {expected}{extra}")
+
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is typing.Union and type(None) in args:
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
+            return None
+        kind = next(a for a in args if a is not type(None))
+        optional = " (or none)"
+    else:
+        optional = ""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad("true or false" + optional)
+    if kind is int:
+        if isinstance(value, bool):
+            raise bad("an integer" + optional)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip().replace("_", ""))
+            except ValueError:
+                try:
+                    f = float(value)
+                    if math.isfinite(f) and f.is_integer():
+                        return int(f)
+                except ValueError:
+                    pass
+        raise bad("an integer" + optional)
+    if kind is float:
+        f = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            f = float(value)
+        elif isinstance(value, str):
+            try:
+                f = float(value.strip())
+            except ValueError:
+                f = None
+        if f is None or not math.isfinite(f):
+            raise bad("a finite number" + optional)
+        return f
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(rule, tuple):
+            raise ConfigValueError(f"{key}={_show(value)}: expected one of {', '.join(rule)}")
+        raise bad("text" + optional)
+    if kind is list or typing.get_origin(kind) is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        raise bad("a list, e.g. [1, 2]" + optional)
+    return value
+
+
+def _field_types(cls) -> dict:
+    import typing
+
+    return typing.get_type_hints(cls)
+
+
+def _check_section(obj, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_section(value, key)
+            continue
+        kind = _field_types(type(obj))[f.name]
+        rule = RULES.get(key)
+        if rule is None and kind is int and prefix in ("model.encoder", "model.decoder"):
+            rule = AT_LEAST_1
+        given = value
+        value = _coerce(key, value, kind, rule)
+        if value is not None:
+            if isinstance(rule, tuple) and value not in rule:
+                raise ConfigValueError(f"{key}={_show(given)}: not an allowed value; allowed: {', '.join(rule)}")
+            if isinstance(rule, Range) and not rule.ok(value):
+                raise ConfigValueError(f"{key}={_show(given)}: out of range; allowed: {rule}")
+        setattr(obj, f.name, value)
+
+
+def validate(cfg: Config) -> Config:
+    """Check every field of ``cfg`` against the schema and return ``cfg``.
+
+    Type: from the dataclass annotations (int, float, bool, str, list; ``Optional`` allows ``None``, also written
+    ``none``/``null``); numbers given as text (``"1e-3"``, which YAML reads as a string) and whole floats for an
+    integer field are converted in place. Range and allowed values: :data:`RULES`. Across fields: the rules of the
+    model's coordinate options (as ``dpcdvae.models.dpcdvae.check_coord_options``: ``model.eq7_consistency_t`` two
+    integers with ``1 <= lo <= hi <= model.timesteps`` when ``model.eq7_consistency_prob > 0``,
+    ``model.eq7_consistency_noise`` two numbers with ``0 <= lo <= hi``) and ``model.decoder.fourier_min <=
+    model.decoder.fourier_max``. The first violation raises :class:`~dpcdvae.errors.ConfigValueError` (a
+    :class:`ConfigError` and a ``ValueError``), one line naming the key, the value and what is allowed."""
+    _check_section(cfg, "")
+    m = cfg.model
+    t_range, noise = m.eq7_consistency_t, m.eq7_consistency_noise
+    if len(t_range) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in t_range):
+        raise ConfigValueError(f"model.eq7_consistency_t={t_range}: expected two integers [lo, hi], e.g. [300, 650]")
+    if m.eq7_consistency_prob > 0 and not 1 <= t_range[0] <= t_range[1] <= m.timesteps:
+        raise ConfigValueError(f"model.eq7_consistency_t={t_range}: expected [lo, hi] with 1 <= lo <= hi <= "
+                               f"model.timesteps ({m.timesteps})")
+    if len(noise) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in noise) \
+            or not 0 <= noise[0] <= noise[1]:
+        raise ConfigValueError(f"model.eq7_consistency_noise={noise}: expected two numbers [lo, hi] with "
+                               f"0 <= lo <= hi, e.g. [1.0, 2.0]")
+    d = m.decoder
+    if d.fourier_min > d.fourier_max:
+        raise ConfigValueError(f"model.decoder.fourier_min={d.fourier_min}: expected <= "
+                               f"model.decoder.fourier_max ({d.fourier_max})")
+    return cfg
 
 
 def _deep_update(base: dict, upd: dict) -> dict:
@@ -207,7 +432,8 @@ def load_config(name_or_path: str = "paper", overrides: Optional[dict[str, Any]]
     ``dataset`` (a name, a folder, or a :class:`~dpcdvae.data.registry.DatasetSpec`) applies its settings from the
     dataset registry: ``max_atoms`` (Perov-5 20, Carbon-24 24, MP-20 20; a dataset of one's own, located under
     ``root`` like the loaders do: the largest crystal in its CSVs) and, for the ``paper`` config, the paper's batch
-    size (Perov-5 512, Carbon-24 256, MP-20 256; others 256).
+    size (Perov-5 512, Carbon-24 256, MP-20 256; others 256). The result is checked by :func:`validate` (type,
+    range, allowed values; :class:`ConfigError`, one line, before any work).
     """
     path = Path(name_or_path)
     if not path.suffix:
@@ -216,6 +442,9 @@ def load_config(name_or_path: str = "paper", overrides: Optional[dict[str, Any]]
         raise FileNotFoundError(f"no config preset or file {name_or_path!r} (presets: {', '.join(PRESETS)}; "
                                 f"looked at {path})")
     raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigValueError(f"config file {path}: expected a mapping of sections (model:, train:), got "
+                               f"{type(raw).__name__}")
     d = _deep_update(Config().to_dict(), raw)
     d.setdefault("name", path.stem)
     cfg = Config.from_dict(d)

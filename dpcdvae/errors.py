@@ -14,6 +14,11 @@ class ConfigError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ConfigValueError(ConfigError, ValueError):
+    """A configuration value of the wrong type, out of range or not an allowed value (``--set train.lr=-1``): the
+    message names the key, the value and what is allowed. Both a :class:`ConfigError` and a ``ValueError``."""
+
+
 class UserError(ValueError):
     """A mistake in what the user asked for (argument, incompatible option, an empty or unreadable input): the
     command line prints it as one line and exits with status 2."""

@@ -2,6 +2,7 @@
 one extxyz with every crystal (material id, flags and sampler in each frame's info) and a JSON summary."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -99,7 +100,26 @@ class SampleWriter:
     def _flush(self) -> None:
         data = {"meta": self.meta, "n": len(self.records), "n_valid": self.n_valid, "n_decoded": self.n_decoded,
                 "validity": VALIDITY_NOTE, "crystals": self.records}
+        if getattr(self, "interrupted", False):
+            data = {"interrupted": True, **data}
         atomic_write_text(self.dir / "samples.json", strict_json_dumps(data, indent=1))
+
+    def mark_interrupted(self) -> None:
+        """Rewrite ``samples.json`` with ``"interrupted": true`` at its top: the run was stopped (Ctrl-C) and the
+        file lists only the crystals of the batches finished before (each complete; CIFs of the batch under way may
+        exist without a line in it)."""
+        self.interrupted = True
+        self._flush()
+
+    @contextlib.contextmanager
+    def marks_interrupt(self):
+        """``with writer.marks_interrupt(): ...``: a ``KeyboardInterrupt`` inside marks ``samples.json`` as
+        interrupted (:meth:`mark_interrupted`) and propagates."""
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self.mark_interrupted()
+            raise
 
     @property
     def n_valid(self) -> int:

@@ -11,6 +11,7 @@ Layering: this module sits above the models, data and metrics and below the comm
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -168,15 +169,17 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                                "n_batches": len(loader), "batch_size": batch_size, "sampler": sampler,
                                "steps": steps, "seed": seed, "latent": latent, "accelerator": accelerator},
                               devices, strategy)
-    for k, batch in enumerate(progress_bar(loader, desc="reconstructing") if progress and not sharded else loader):
-        res = sharded[k] if sharded else model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k,
-                                                           progress=progress, use_mean=latent == "mean")
-        if writer is not None:
-            writer.add(res)
-        preds.extend(res.structures)
-        ids.extend(res.ids)
-        targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
-                                             batch.num_atoms))
+    with writer.marks_interrupt() if writer is not None else contextlib.nullcontext():  # Ctrl-C: "interrupted"
+        for k, batch in enumerate(progress_bar(loader, desc="reconstructing") if progress and not sharded
+                                  else loader):
+            res = sharded[k] if sharded else model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k,
+                                                               progress=progress, use_mean=latent == "mean")
+            if writer is not None:
+                writer.add(res)
+            preds.extend(res.structures)
+            ids.extend(res.ids)
+            targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
+                                                 batch.num_atoms))
     result = {"out": None if run is None else str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
               "sampler": sampler, "steps": steps or model.cfg.timesteps, "latent": latent,
               "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
@@ -247,6 +250,14 @@ def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, st
     sampler = model.check_sampler(sampler)
     writer = SampleWriter(run_dir, meta={"sampler": sampler, "steps": steps, "seed": seed, **(meta or {})},
                           symprec=symprec)
+    with writer.marks_interrupt():  # Ctrl-C: samples.json says "interrupted": true
+        return _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progress, reseed_batches,
+                                 devices, checkpoint, strategy, accelerator)
+
+
+def _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progress, reseed_batches, devices,
+                      checkpoint, strategy, accelerator):
+    """The body of :func:`generate_to_folder` once its writer exists."""
     if not reseed_batches:
         out = model.generate(n, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
         writer.add(out)

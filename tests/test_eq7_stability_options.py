@@ -4,6 +4,7 @@ augmentation), explicit strided steps, and the stability screen's functions (dpc
 Everything runs on the self-built synthetic demo perovskites or on tensors built here (no shared data needed)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -134,7 +135,9 @@ def test_check_coord_options_names_the_key(demo_train):
     for key, value, match in (("coord_loss", "sum", "model.coord_loss"), ("eps_frame", "cart", "model.eps_frame"),
                               ("eq7_consistency_prob", 2.0, "eq7_consistency_prob"),
                               ("eq7_consistency_noise", ["a", 1], "eq7_consistency")):
-        bad = load_config("tiny", overrides={f"model.{key}": value}).model
+        with pytest.raises(ValueError, match=match):  # refused when the config is made (dpcdvae.config.validate)
+            load_config("tiny", overrides={f"model.{key}": value})
+        bad = dataclasses.replace(cfg, **{key: value})  # a config made without the check, e.g. by hand
         with pytest.raises(ValueError, match=match):
             check_coord_options(bad)
     check_coord_options(cfg)

@@ -13,16 +13,38 @@ from ..errors import UserError  # noqa: F401  (re-exported: dpcdvae.cli.UserErro
 
 
 def _parse_set(values) -> dict:
-    """``--set train.lr=0.001 model.variant=na`` -> dict with YAML-parsed values."""
+    """``--set train.lr=0.001 model.variant=na`` -> dict with YAML-parsed values (not yet checked against the
+    config schema: :func:`dpcdvae.config.validate` does that). :class:`UserError` for an item that is not
+    ``key=value`` or whose value is not YAML."""
     import yaml
 
     out = {}
     for item in values or []:
-        if "=" not in item:
+        if "=" not in item or not item.split("=", 1)[0].strip():
             raise UserError(f"--set expects key=value, got {item!r}")
         k, v = item.split("=", 1)
-        out[k] = yaml.safe_load(v)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {item}: the value is not valid YAML ({' '.join(str(exc).split())[:120]})") \
+                from None
     return out
+
+
+def check_train_settings(config: str, overrides: dict, max_epochs=None, max_minutes=None, seed=None) -> None:
+    """Check what ``dpcdvae train`` was given before any work (before Lightning is even imported): the numbers of
+    ``--max-epochs`` / ``--max-minutes`` / ``--seed`` and every ``--set`` value against the config schema (type,
+    range, allowed values: :func:`dpcdvae.config.validate`). Raises :class:`UserError` or
+    :class:`~dpcdvae.errors.ConfigValueError`, one line each."""
+    from ..config import load_config
+
+    if max_epochs is not None and max_epochs < 1:
+        raise UserError(f"--max-epochs {max_epochs}: must be >= 1")
+    if max_minutes is not None and not max_minutes > 0:
+        raise UserError(f"--max-minutes {max_minutes:g}: must be > 0")
+    if seed is not None and not 0 <= seed < 2 ** 32:
+        raise UserError(f"--seed {seed}: must be in [0, 2^32 - 1]")
+    load_config(config, overrides=overrides)
 
 
 # ------------------------------------------------------------------------------------------------------ train
@@ -54,16 +76,17 @@ def _add_train(sub):
 def _cmd_train(a):
     import warnings
 
-    from ..data import DataWarning
-    from ..train import train
-
-    warnings.simplefilter("ignore", DataWarning)  # the dataset report lists the skipped rows
-
     ov = _parse_set(a.set)
     if a.variant:
         ov["model.variant"] = a.variant
     if a.model:
         ov["model.model"] = a.model
+    check_train_settings(a.config, ov, a.max_epochs, a.max_minutes, a.seed)  # before Lightning is imported
+
+    from ..data import DataWarning
+    from ..train import train
+
+    warnings.simplefilter("ignore", DataWarning)  # the dataset report lists the skipped rows
     devices = a.devices if a.devices == "auto" else int(a.devices)
     train(dataset=_dataset_name(a.dataset), config=a.config, out=a.out, overrides=ov, root=a.data_root,
           train_split=a.train_split, max_epochs=a.max_epochs, max_minutes=a.max_minutes, resume=a.resume,
