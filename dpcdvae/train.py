@@ -27,7 +27,7 @@ from .config import Config, load_config
 from .data import load_dataset_splits
 from .data.resolve import dataset_root
 from .data.scalers import LatticeScaler
-from .errors import CheckpointError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .models import build_model
 from .models.safeload import load_weights_only
 from .progress import interactive_output
@@ -353,7 +353,8 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
           overrides: Optional[dict] = None, root: Optional[str] = None, train_split: str = "train",
           max_epochs: Optional[int] = None, max_minutes: Optional[float] = None, resume: bool = False,
           accelerator: str = "auto", devices: Any = "auto", strategy: str = "auto", progress: bool = True,
-          seed: Optional[int] = None, num_workers: int = 0, on_error: str = "raise") -> dict:
+          seed: Optional[int] = None, num_workers: int = 0, on_error: str = "raise",
+          init_from: Optional[str] = None) -> dict:
     """Train a model; returns ``{"best": path, "last": path, "out": dir, "epochs": n, "wall_s": s}``.
 
     Checkpoints ``out/best.ckpt`` (lowest val_loss) and ``out/last.ckpt`` are written atomically; ``resume=True``
@@ -362,8 +363,11 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     that needs more is refused with :class:`CheckpointError` before any work). ``strategy="ddp"`` with
     ``devices=K`` trains on K GPUs (or K CPU processes with ``accelerator="cpu"``, gloo backend). ``on_error``:
     ``"raise"`` stops at the first bad CSV row (the message names file, row and material_id), ``"skip"`` skips bad
-    rows and reports them (count, file, rows, reasons). Temporary files of an interrupted checkpoint write are
-    removed on start. ``progress``: a bar in a terminal, one line per epoch when the output is a file or a pipe.
+    rows and reports them (count, file, rows, reasons). ``init_from``: a checkpoint (path or ``pretrained:<name>``;
+    EMA weights when it has them) whose weights start the run instead of a random initialisation (fine-tuning; the
+    architecture must be the same, the training options may differ; the optimizer, schedule and epoch count start
+    afresh). Temporary files of an interrupted checkpoint write are removed on start. ``progress``: a bar in a
+    terminal, one line per epoch when the output is a file or a pipe.
     """
     quiet_lightning()
     tune_allocator()
@@ -391,6 +395,8 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     print(f"[dpcdvae] dataset {dataset!r}: training on split {train_split!r} ({len(dm.train_ds)} crystals), "
           f"validating on {len(dm.val_ds)} crystals; config {cfg.name!r}", flush=True)
     module = DPCDVAEModule(cfg.to_dict(), dm.scaler.state_dict())
+    if init_from is not None and not ckpt_path:
+        init_weights(module, init_from)
     nparams = sum(p.numel() for p in module.model.parameters())
     print(f"[dpcdvae] model: {nparams / 1e6:.2f} M parameters", flush=True)
     (out / "config.json").write_text(json.dumps({"dataset": dataset, "train_split": train_split,
@@ -439,6 +445,27 @@ def _weights_only_kwarg(fit) -> dict:
         return {"weights_only": True} if "weights_only" in inspect.signature(fit).parameters else {}
     except (TypeError, ValueError):  # pragma: no cover
         return {}
+
+
+def init_weights(module: "DPCDVAEModule", checkpoint: str) -> None:
+    """Copy the weights of ``checkpoint`` (a path or ``pretrained:<name>``, EMA weights when it has them) into
+    ``module.model`` and restart the EMA from them. A checkpoint of another architecture raises a
+    :class:`~dpcdvae.errors.ConfigError` naming the first mismatching parameter."""
+    from .models import load_model
+
+    src = load_model(checkpoint, ema=True)
+    own, theirs = module.model.state_dict(), src.state_dict()
+    for k, v in own.items():
+        w = theirs.get(k)
+        if isinstance(v, torch.Tensor) and (not isinstance(w, torch.Tensor) or w.shape != v.shape):
+            got = "missing" if w is None else tuple(getattr(w, "shape", ()))
+            raise ConfigError(f"--init-from {checkpoint}: parameter {k!r} is {got} there, {tuple(v.shape)} in "
+                              f"this model: the architecture differs")
+    module.model.load_state_dict(theirs)
+    if module.ema is not None:
+        module.ema = AveragedModel(module.model, multi_avg_fn=get_ema_multi_avg_fn(module.cfg.train.ema_decay),
+                                   use_buffers=True)
+    print(f"[dpcdvae] weights initialised from {checkpoint}", flush=True)
 
 
 def _device_line(trainer) -> str:

@@ -60,6 +60,8 @@ def _add_train(sub):
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from these weights (fine-tuning; path or pretrained:<name>, same architecture)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--data-root", default=None)
     p.add_argument("--accelerator", default="auto")
@@ -91,7 +93,7 @@ def _cmd_train(a):
     train(dataset=_dataset_name(a.dataset), config=a.config, out=a.out, overrides=ov, root=a.data_root,
           train_split=a.train_split, max_epochs=a.max_epochs, max_minutes=a.max_minutes, resume=a.resume,
           accelerator=a.accelerator, devices=devices, strategy=a.strategy, progress=not a.no_progress,
-          seed=a.seed, on_error=a.on_error)
+          seed=a.seed, on_error=a.on_error, init_from=a.init_from)
 
 
 def _dataset_name(name: str) -> str:
