@@ -37,10 +37,19 @@ from ..validity import canonicalize_structure  # noqa: F401 (the one canonicalis
 log = logging.getLogger("dpcdvae.data")
 
 #: Bump when the preprocessing output changes: every cache entry keyed with an older value is rebuilt.
-PREPROCESS_VERSION = 1
+#: 2: the geometry checks of the canonical cell (:func:`check_canonical_geometry`).
+PREPROCESS_VERSION = 2
 MAX_ATOMIC_NUM = 100
 GRAPH_METHODS = ("crystalnn", "none")
 MIN_VOLUME = 0.1  # A^3, below this a cell is treated as degenerate (the paper's validity threshold)
+#: Geometry checks of the canonical (Niggli-reduced, rebuilt) cell, :func:`check_canonical_geometry`. Measured on
+#: the shared CDVAE data (every row of Perov-5 train/val/test, Carbon-24 val/test, 2026-12-07): canonical angles
+#: 90 deg (Perov-5) and 60.0-120.0 deg (Carbon-24; a Niggli-reduced cell has all angles in [60, 120]); shortest
+#: lattice vector 3.30 A / 2.40 A; shortest interatomic distance 1.30 A / 1.19 A. The thresholds sit well below:
+MIN_CELL_ANGLE = 20.0  # deg: a canonical angle outside [20, 160] deg is a degenerate (flattened) cell
+MAX_CELL_ANGLE = 160.0  # deg
+MIN_LATTICE_VECTOR = 1.0  # A: no crystal has a repeat shorter than this (the shortest data: 2.40 A)
+MIN_PAIR_DISTANCE = 0.5  # A: the paper's structural-validity threshold; below any bond (the shortest data: 1.19 A)
 
 Row = tuple[int, str, Any, float]  # (0-based data row, material_id, cif text, property value or NaN)
 
@@ -261,6 +270,55 @@ def validate_structure(s) -> None:
         raise RowError(f"zero or negative cell volume ({vol:.4g} A^3; signed, must be >= {MIN_VOLUME} A^3)")
 
 
+def check_canonical_geometry(lattice: np.ndarray, frac: np.ndarray) -> None:
+    """Reject a degenerate canonical cell (raises :class:`RowError` naming the measure, its value and the limit).
+
+    ``lattice``: ``[3, 3]`` rows a, b, c in Angstrom (the cell after the Niggli reduction and the canonical rebuild);
+    ``frac``: ``[n, 3]`` fractional coordinates. Checked, in this order:
+
+    * every cell angle within [:data:`MIN_CELL_ANGLE`, :data:`MAX_CELL_ANGLE`] = [20, 160] deg;
+    * the shortest lattice vector >= :data:`MIN_LATTICE_VECTOR` = 1.0 A (the shortest repeat of the crystal);
+    * the shortest distance between two different atoms, over all periodic images, >= :data:`MIN_PAIR_DISTANCE`
+      = 0.5 A.
+
+    A cell given with a 170 deg angle and 4 A edges reduces to a cell with a 0.70 A vector, and its atoms end up
+    closer than 0.5 A: the second and third checks name it. The distance search is exact below the threshold: the
+    images searched per direction reach at least ``MIN_PAIR_DISTANCE`` beyond the cell (numpy, no torch)."""
+    lat = np.asarray(lattice, dtype=np.float64).reshape(3, 3)
+    lengths = np.linalg.norm(lat, axis=1)
+    pairs = ((1, 2, "alpha"), (0, 2, "beta"), (0, 1, "gamma"))
+    for i, j, name in pairs:
+        cos = float(lat[i] @ lat[j] / max(lengths[i] * lengths[j], 1e-300))
+        ang = math.degrees(math.acos(min(1.0, max(-1.0, cos))))
+        if not MIN_CELL_ANGLE <= ang <= MAX_CELL_ANGLE:
+            raise RowError(f"degenerate cell after the Niggli reduction: angle {name} = {ang:.1f} deg outside "
+                           f"[{MIN_CELL_ANGLE:g}, {MAX_CELL_ANGLE:g}] deg")
+    k = int(np.argmin(lengths))
+    if lengths[k] < MIN_LATTICE_VECTOR:
+        raise RowError(f"degenerate cell after the Niggli reduction: shortest lattice vector "
+                       f"{'abc'[k]} = {lengths[k]:.3f} A < {MIN_LATTICE_VECTOR:g} A")
+    f = np.asarray(frac, dtype=np.float64).reshape(-1, 3)
+    n = len(f)
+    if n < 2:
+        return
+    diff = f[None, :, :] - f[:, None, :]
+    diff -= np.round(diff)  # [n, n, 3] in [-0.5, 0.5]
+    # |(d + m) . L| < t needs |d_k + m_k| < t / spacing_k, spacing_k = V / |a_l x a_m| (the k-th plane spacing)
+    vol = abs(float(np.linalg.det(lat)))
+    cross = np.stack([np.cross(lat[1], lat[2]), np.cross(lat[2], lat[0]), np.cross(lat[0], lat[1])])
+    spacing = vol / np.linalg.norm(cross, axis=1)
+    reach = [int(math.ceil(MIN_PAIR_DISTANCE / max(sp, 1e-12) + 0.5)) for sp in spacing]
+    axes = [np.arange(-r, r + 1, dtype=np.float64) for r in reach]
+    images = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)  # [K, 3]
+    off = ~np.eye(n, dtype=bool)
+    d = np.linalg.norm((diff[off][:, None, :] + images[None]) @ lat, axis=-1).min(axis=1)  # [n (n - 1)]
+    m = int(np.argmin(d))
+    if d[m] < MIN_PAIR_DISTANCE:
+        i, j = np.argwhere(off)[m]
+        raise RowError(f"degenerate cell after the Niggli reduction: atoms {i} and {j} are {d[m]:.3f} A apart "
+                       f"(< {MIN_PAIR_DISTANCE:g} A)")
+
+
 def _graph_fn(method: str):
     if method == "none":
         return None
@@ -308,6 +366,7 @@ def process_structure(s, y: float, settings: PreprocessSettings, graph_fn=None) 
         raise RowError(f"Niggli reduction / canonicalisation failed ({type(exc).__name__}: {_short(exc)})") from None
     validate_structure(c)
     lat = c.lattice
+    check_canonical_geometry(np.asarray(lat.matrix, dtype=np.float64), np.asarray(c.frac_coords, dtype=np.float64))
     out = {
         "frac_coords": np.asarray(c.frac_coords, dtype=np.float32),
         "atom_types": np.asarray([sp.Z for sp in c.species], dtype=np.int64),
