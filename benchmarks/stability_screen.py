@@ -6,6 +6,7 @@
 (a) the first ``--n`` test crystals with at most ``--max-atoms`` atoms, reconstructed with strided Eq. 7
 (``--base`` calls) and with the same plus every step in ``--band`` (default (350, 450]); same z and x_T in both
 arms. ``band_gap_points`` = strided minus banded match rate: positive means the extra calls break structure.
+``--full-eq7`` adds the arm ``eq7`` (all T steps: the paper's Eq. 7, noise for noise) and ``eq7_gap_points``.
 (b) the fixed-point probe at each ``--probe-t`` (default 350 500 600) after each of ``--repeats`` (1 20) Eq. 7 maps
 on the first ``--probe-n`` of those crystals.
 (c) with ``--gen N``: COV-R / COV-P of N generated crystals against the whole test split, Eq. 7 (1000 calls) and
@@ -31,6 +32,8 @@ def main(argv=None) -> dict:
     p.add_argument("--max-atoms", type=int, default=None, help="only crystals with at most this many atoms")
     p.add_argument("--base", type=int, default=100, help="network calls of the strided arm")
     p.add_argument("--band", type=int, nargs=2, default=(350, 450), metavar=("LO", "HI"))
+    p.add_argument("--full-eq7", action="store_true",
+                   help="add the arm 'eq7': every one of the T steps (the paper's Eq. 7, noise for noise)")
     p.add_argument("--probe-t", type=int, nargs="*", default=(350, 500, 600))
     p.add_argument("--repeats", type=int, nargs="*", default=(1, 20))
     p.add_argument("--probe-n", type=int, default=None, help="crystals in the probe (default: --n)")
@@ -56,6 +59,8 @@ def main(argv=None) -> dict:
         raise SystemExit(f"no {a.split} crystal of {a.dataset} has at most {a.max_atoms} atoms")
     arms = {"strided": band_timesteps(model.scheduler, a.base, None),
             "strided+band": band_timesteps(model.scheduler, a.base, a.band)}
+    if a.full_eq7:
+        arms["eq7"] = band_timesteps(model.scheduler, model.scheduler.num_train_timesteps, None)
     res_arms: dict = {k: {"calls": len(v), "matched": 0, "n": 0, "n_valid": 0} for k, v in arms.items()}
     for s in range(0, len(idx), a.batch_size):
         part = idx[s:s + a.batch_size]
@@ -83,6 +88,8 @@ def main(argv=None) -> dict:
            "split": a.split, "n": len(idx), "max_atoms": a.max_atoms, "band": list(a.band), "seed": a.seed,
            "arms": res_arms,
            "band_gap_points": round(res_arms["strided"]["match_rate"] - res_arms["strided+band"]["match_rate"], 2),
+           "eq7_gap_points": (round(res_arms["strided"]["match_rate"] - res_arms["eq7"]["match_rate"], 2)
+                              if "eq7" in res_arms else None),
            "probe": probe, "probe_n": len(pidx), "time_arms_s": round(t_arms, 1), "time_probe_s": round(t_probe, 1)}
     if a.gen > 0:
         from dpcdvae.eval.generation import generation_metrics
