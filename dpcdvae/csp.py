@@ -16,6 +16,12 @@ them on the random sites they start on) and ``z`` is chosen in one of two ways:
 
 N_a: ``num_atoms`` when given (a multiple of the formula's atom count, at most ``max_atoms``), else the multiple
 of the reduced formula that the N_a head finds most probable for each z.
+
+Requests outside what the model was trained on are refused before any sampling (:mod:`dpcdvae.models.scope`, one
+line: :class:`~dpcdvae.models.scope.OutOfScopeError`): an element that never occurs in its training crystals
+(``Og2``, ``NaCl`` on Perov-5) or a formula with more atoms than ``max_atoms`` (``Na100Cl100``: 200 > 20). A
+request whose cell sizes never occur in training (NaCl cells on Perov-5, all of whose cells hold 5 atoms) is sampled
+with one warning line.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from typing import Optional, Sequence
 import torch
 
 from .crystal import MAX_ATOMIC_NUM
+from .models.scope import cell_size_warning, check_composition, model_scope
 
 # local: heavy -- pymatgen is imported inside the two composition parsers; the sampling path imports this module
 
@@ -37,6 +44,8 @@ def parse_composition(composition) -> dict[int, int]:
     """``"SrTiO3"``, ``"Sr2Ti2O6"``, a pymatgen ``Composition`` or ``{"Sr": 1, ...}`` -> ``{Z: count}`` of the
     *reduced* formula (atomic numbers). ``ValueError`` for unknown elements, fractional amounts or an empty
     formula."""
+    import warnings
+
     from pymatgen.core import Composition, Element
 
     try:
@@ -45,7 +54,9 @@ def parse_composition(composition) -> dict[int, int]:
         raise ValueError(f"composition {composition!r}: not a chemical formula ({exc})") from None
     if len(comp) == 0:
         raise ValueError(f"composition {composition!r}: no elements")
-    red, _ = comp.get_reduced_composition_and_factor()
+    with warnings.catch_warnings():  # pymatgen warns about elements without electronegativity (Og, ...)
+        warnings.simplefilter("ignore", UserWarning)
+        red, _ = comp.get_reduced_composition_and_factor()
     out: dict[int, int] = {}
     for el, amt in red.items():
         if abs(amt - round(amt)) > 1e-6:
@@ -171,6 +182,9 @@ def predict_structures(model, compositions: Sequence, num_atoms: Optional[Sequen
         raise ValueError("no compositions given")
     num_atoms = list(num_atoms) if num_atoms is not None else [None] * len(compositions)
     counts = [parse_composition(c) for c in compositions]
+    scope = model_scope(model)
+    for comp, n in dict.fromkeys(zip(map(str, compositions), num_atoms)):
+        check_composition(scope, comp, n)
     for comp, c in zip(compositions, counts):
         if max(c) > MAX_ATOMIC_NUM:
             raise ValueError(f"composition {comp!r}: the model knows elements Z <= {MAX_ATOMIC_NUM}")
@@ -217,13 +231,21 @@ def predict_structure(model, composition, n: int = 20, num_atoms: Optional[int] 
     (``composition`` as one reduced formula), the latent mode, N_a per candidate, the N_a the request allows and,
     for ``"search"``, the composition cross-entropy before and after the search. ``forced_types``: see
     :func:`predict_structures`."""
+    import sys
+
     _check_model(model)
     if n < 1:
         raise ValueError(f"n = {n}: at least one candidate")
     counts = parse_composition(composition)
+    scope = model_scope(model)
+    check_composition(scope, composition, num_atoms)
     allowed = allowed_num_atoms(counts, int(model.cfg.max_atoms), num_atoms)
+    warning = cell_size_warning(scope, allowed)
+    if warning:
+        print(f"[dpcdvae] {warning}", file=sys.stderr, flush=True)
     out = predict_structures(model, [composition] * n, [num_atoms] * n, latent=latent, sampler=sampler,
                              steps=steps, seed=seed, batch_size=batch_size, search_steps=search_steps,
                              search_lr=search_lr, progress=progress, forced_types=forced_types)
-    out.meta["csp"].update(composition=out.meta["csp"]["composition"][0], allowed_num_atoms=allowed)
+    out.meta["csp"].update(composition=out.meta["csp"]["composition"][0], allowed_num_atoms=allowed,
+                           model_scope=scope, **({"warning": warning} if warning else {}))
     return out

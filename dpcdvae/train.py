@@ -30,6 +30,7 @@ from .data.scalers import LatticeScaler
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .models import build_model
 from .models.safeload import load_weights_only
+from .models.scope import training_data_of
 from .progress import interactive_output
 
 log = logging.getLogger("dpcdvae.train")
@@ -103,7 +104,10 @@ class DPCDVAEModule(L.LightningModule):
     budget-aware cosine schedule (``train.lr_schedule``), optional EMA. Validation draws its noise from a fixed
     seed, so ``val_loss`` of two epochs differs only through the weights."""
 
-    def __init__(self, config: dict, lattice_scaler_state: Optional[dict] = None):
+    def __init__(self, config: dict, lattice_scaler_state: Optional[dict] = None,
+                 training_data: Optional[dict] = None):
+        """``training_data``: what the model is trained on (dataset, split, elements, cell sizes, max_atoms;
+        :func:`dpcdvae.models.scope.training_data_of`), stored with the hyper-parameters in every checkpoint."""
         super().__init__()
         self.save_hyperparameters()
         self.cfg = Config.from_dict(config)
@@ -394,13 +398,15 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     dm.setup("fit")
     print(f"[dpcdvae] dataset {dataset!r}: training on split {train_split!r} ({len(dm.train_ds)} crystals), "
           f"validating on {len(dm.val_ds)} crystals; config {cfg.name!r}", flush=True)
-    module = DPCDVAEModule(cfg.to_dict(), dm.scaler.state_dict())
+    training_data = training_data_of(dataset, train_split, dm.train_ds, cfg.model.max_atoms)
+    module = DPCDVAEModule(cfg.to_dict(), dm.scaler.state_dict(), training_data)
     if init_from is not None and not ckpt_path:
         init_weights(module, init_from)
     nparams = sum(p.numel() for p in module.model.parameters())
     print(f"[dpcdvae] model: {nparams / 1e6:.2f} M parameters", flush=True)
     (out / "config.json").write_text(json.dumps({"dataset": dataset, "train_split": train_split,
-                                                 "config": cfg.to_dict(), "num_parameters": nparams}, indent=1))
+                                                 "config": cfg.to_dict(), "num_parameters": nparams,
+                                                 "training_data": training_data}, indent=1))
 
     t = cfg.train
     ckpt_best = ModelCheckpoint(dirpath=out, filename="best", monitor="val_loss", mode="min", save_top_k=1,

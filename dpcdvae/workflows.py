@@ -15,6 +15,7 @@ import contextlib
 import datetime as _dt
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -34,12 +35,13 @@ from .eval.reconstruction import reconstruction_metrics
 from .io import SampleWriter, new_run_dir
 from .models import INITIAL_TYPES, concat_outputs, load_model
 from .models.pretrained import is_pretrained
+from .models.scope import dataset_mismatch, model_scope
 from .progress import progress_bar
 from .sharding import run_sharded
 from .train import resolve_root
 from .viz import plot_delta_e_vs_paper
 
-__all__ = ["rank_candidates", "LATENTS", "encode_posterior", "checkpoint_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
+__all__ = ["rank_candidates", "LATENTS", "encode_posterior", "checkpoint_dataset", "checkpoint_training_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
 
 #: how z is taken in reconstruction: a posterior sample (the paper's protocol) or the posterior mean
 LATENTS = ("sample", "mean")
@@ -88,6 +90,26 @@ def checkpoint_dataset(checkpoint, model=None) -> Optional[str]:
         return card["dataset"]
     info = Path(str(checkpoint)).parent / "config.json"
     return json.loads(info.read_text()).get("dataset") if info.is_file() else None
+
+
+def checkpoint_training_dataset(checkpoint) -> Optional[str]:
+    """The dataset a checkpoint was trained on, without loading its weights: ``"pretrained:<name>"`` -> its card's
+    ``dataset``; a path -> the ``config.json`` of its run folder (``training_data.dataset``, else ``dataset``);
+    ``None`` when neither says."""
+    from .models.pretrained import pretrained_card
+    from .models.scope import _config_json_dataset
+
+    if checkpoint is None:
+        return None
+    if is_pretrained(str(checkpoint)):
+        try:
+            return pretrained_card(str(checkpoint)).get("dataset")
+        except Exception:  # noqa: BLE001 - an unknown name: nothing to say
+            return None
+    meta = _config_json_dataset(checkpoint)
+    if meta is None:
+        return None
+    return (meta.get("training_data") or {}).get("dataset") or meta.get("dataset")
 
 
 def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str = "test",
@@ -141,6 +163,10 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
         dataset = checkpoint_dataset(checkpoint, model)
         if dataset is None:
             raise UserError("--dataset is needed (no config.json beside the checkpoint and no model card)")
+    model_dataset = model_scope(model, None if isinstance(checkpoint, torch.nn.Module) else checkpoint)["dataset"]
+    mismatch = dataset_mismatch(model_dataset, dataset)
+    if mismatch:  # one line: the model was trained on another dataset (pretrained:carbon_24 on perov_5)
+        print(f"[dpcdvae] {mismatch}", file=sys.stderr, flush=True)
     graph = model.data_graph
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # listed below and in the result instead
@@ -151,6 +177,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     ck_label = str(checkpoint) if not isinstance(checkpoint, torch.nn.Module) else "(a loaded model)"
     run = new_run_dir(out, run_prefix) if out is not None else None
     writer = None if run is None else SampleWriter(run, meta={"command": command, "checkpoint": ck_label, "dataset": dataset,
+                                     "model_dataset": model_dataset,
                                      "split": split, "sampler": sampler, "steps": steps, "seed": seed,
                                      "latent": latent, "initial_types": model.cfg.initial_types,
                                      "type_update": getattr(model.cfg, "type_update", "argmax"),
@@ -183,7 +210,9 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     result = {"out": None if run is None else str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
               "sampler": sampler, "steps": steps or model.cfg.timesteps, "latent": latent,
               "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
-              "weights": weights, "devices": devices}
+              "weights": weights, "devices": devices, "dataset": dataset, "model_dataset": model_dataset}
+    if mismatch:
+        result["warning"] = mismatch
     if ds.skipped:
         result["skipped_rows"] = [{"row": r, "material_id": mid, "reason": why} for r, mid, why in ds.skipped]
     m = None

@@ -14,6 +14,7 @@ from ..eval import property_train
 from ..eval.evaluate import _versions, evaluate, flatten, resolve_eval_dataset
 from ..eval.property_train import DEFAULT_MODEL_KWARGS, train_property
 from ..eval.tables import compare_table, render_markdown, render_text
+from ..models.scope import dataset_mismatch
 
 __all__ = ["add_parser", "run", "main"]
 
@@ -72,6 +73,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def samples_model_dataset(samples) -> str | None:
+    """The dataset the model behind ``samples`` was trained on, from the ``samples.json`` that ``dpcdvae sample`` /
+    ``reconstruct`` / ``csp`` wrote beside them (in the folder, or above a ``cif/`` folder, a CIF or the extxyz):
+    its ``model_dataset``, else what its ``checkpoint`` says (:func:`dpcdvae.workflows.checkpoint_training_dataset`);
+    None when there is no such file or it does not say."""
+    import json
+
+    from ..workflows import checkpoint_training_dataset
+
+    p = Path(samples)
+    for cand in (p / "samples.json", p.parent / "samples.json", p.parent.parent / "samples.json"):
+        if cand.is_file():
+            try:
+                meta = json.loads(cand.read_text()).get("meta") or {}
+            except (OSError, ValueError, AttributeError):
+                return None
+            return meta.get("model_dataset") or checkpoint_training_dataset(meta.get("checkpoint"))
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute a parsed ``evaluate`` command; returns the exit status."""
     import pandas as pd
@@ -83,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if (out / "metrics.json").exists() and not args.overwrite:
         print(f"error: {out / 'metrics.json'} exists (use --overwrite or another --out)", file=sys.stderr)
         return 2
+    mismatch = dataset_mismatch(samples_model_dataset(args.samples), dataset) if args.samples else None
+    if mismatch:  # one line, before the work: the samples come from a model trained on another dataset
+        print(f"[dpcdvae] {mismatch}", file=sys.stderr, flush=True)
     m, per = evaluate(args.task, dataset, samples=args.samples, data_root=args.data_root, split=args.split,
                       n_workers=args.n_workers, seed=args.seed, n_property_samples=args.n_property_samples,
                       require_comp_valid=not args.structure_only_validity, compute_eform=not args.no_eform,
@@ -104,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         "wall_time_s": round(time.time() - t0, 1),
         **_versions(),
     })
+    if mismatch:
+        flat["warning"] = mismatch
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "metrics.json", strict_json_dumps(flat, indent=2, sort_keys=True))
     if per is not None:

@@ -134,6 +134,7 @@ def _cmd_sample(a):
 
     from ..io import new_run_dir
     from ..models import load_model
+    from ..models.scope import model_scope
 
     if a.n < 1:
         raise UserError(f"--n {a.n}: the number of crystals must be >= 1")
@@ -150,6 +151,7 @@ def _cmd_sample(a):
                                    devices=a.devices, checkpoint=a.checkpoint, strategy=a.strategy,
                                    accelerator=a.accelerator,
                                    meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
+                                         "model_dataset": model_scope(model, a.checkpoint)["dataset"],
                                          "cif_symprec": a.symprec})
     print(json.dumps({"out": str(run), "n": a.n, "n_valid": writer.n_valid, "n_decoded": writer.n_decoded,
                       "devices": a.devices,
@@ -196,6 +198,7 @@ def _cmd_csp(a):
     from ..csp import allowed_num_atoms, parse_composition
     from ..io import SampleWriter, new_run_dir
     from ..models import load_model
+    from ..models.scope import check_composition, model_scope
 
     if a.n < 1:
         raise UserError(f"--n {a.n}: the number of candidates must be >= 1")
@@ -211,6 +214,8 @@ def _cmd_csp(a):
     if model.cfg.model != "dpcdvae":
         raise UserError(f"--checkpoint {a.checkpoint}: CSP mode needs a DP-CDVAE model (this is {model.cfg.model})")
     a.sampler = check_sampling_args(model, a.sampler, a.steps)
+    # an element the model never saw, a cell above its max_atoms: one line naming them (OutOfScopeError)
+    check_composition(model_scope(model, a.checkpoint), a.composition, a.num_atoms)
     try:
         allowed_num_atoms(counts, int(model.cfg.max_atoms), a.num_atoms)
     except ValueError as exc:
@@ -221,6 +226,7 @@ def _cmd_csp(a):
     run = new_run_dir(a.out, "csp")
     csp = out.meta["csp"]
     writer = SampleWriter(run, meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
+                                     "model_dataset": csp.get("model_scope", {}).get("dataset"),
                                      "sampler": a.sampler, "steps": a.steps, "seed": a.seed, "csp": csp,
                                      "cif_symprec": a.symprec}, symprec=a.symprec)
     writer.add(out)

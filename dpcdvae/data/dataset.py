@@ -394,6 +394,16 @@ class CrystalDataset(torch.utils.data.Dataset):
     def prop(self) -> Optional[str]:
         return self.settings.prop
 
+    @property
+    def atomic_numbers(self) -> list[int]:
+        """The atomic numbers that occur in this split, ascending."""
+        return sorted(int(z) for z in torch.unique(self._store["atom_types"]).tolist())
+
+    @property
+    def cell_sizes(self) -> list[int]:
+        """The atom counts per cell that occur in this split, ascending."""
+        return sorted(int(n) for n in torch.unique(self._store["num_atoms"]).tolist())
+
     def to_data_list(self) -> list[Data]:
         return [self[i] for i in range(len(self))]
 

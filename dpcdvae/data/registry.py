@@ -75,7 +75,10 @@ class DatasetSpec:
     template with ``{name}`` and ``{split}`` (None: not downloadable). ``synthetic``: generated, not DFT data;
     ``builder``: ``"module:function"`` that generates it (returns its folder). ``scored_as``: the dataset whose
     paper numbers, COV thresholds and property model it is scored with (None: none). ``benchmark``: one of the
-    datasets of the paper's tables. ``folder``: for a dataset built from a folder, that folder.
+    datasets of the paper's tables. ``folder``: for a dataset built from a folder, that folder. ``elements``: the
+    element symbols that occur in its training split (None: not known here), ``cell_sizes``: the atom counts per
+    cell that occur there; a model trained on it has seen nothing else (:mod:`dpcdvae.models.scope` refuses CSP
+    requests outside them).
     """
 
     name: str
@@ -94,6 +97,8 @@ class DatasetSpec:
     scored_as: Optional[str] = None
     benchmark: bool = False
     folder: Optional[str] = field(default=None, compare=False)
+    elements: Optional[tuple[str, ...]] = None
+    cell_sizes: Optional[tuple[int, ...]] = None
 
     def units_of(self, column: Optional[str]) -> str:
         """Units of ``column`` (``"unknown"`` when the registry does not know them)."""
@@ -103,20 +108,28 @@ class DatasetSpec:
 
 
 _EV = "eV/atom"
+#: The 56 elements of the Perov-5 training split (the same 56 occur in val and test; no Cl, Br, I, H, C, P: the
+#: X site holds N, O, F or S), counted from the CIFs' formulas on 2026-12-07.
+_PEROV5_ELEMENTS = (
+    "Li", "Be", "B", "N", "O", "F", "Na", "Mg", "Al", "Si", "S", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co",
+    "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn",
+    "Sb", "Te", "Cs", "Ba", "La", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi")
 _BUILTIN = (
     DatasetSpec(
         name="perov_5", aliases=("perov-5", "perov5", "perovskite", "perov"),
         description="Perov-5 (CDVAE benchmark): cubic ABX3 perovskites, 5 atoms per cell, property heat_ref (eV/atom)",
         prop="heat_ref", prop_units=_EV, max_atoms=20, batch_size=512, cov_cutoffs=(0.2, 4.0),
         property_model=PropertyModelSpec("perov_5", "perovskite", "heat_ref", 1.40322137, 0.68021870),
-        download_url=_CDVAE_URL, scored_as="perov_5", benchmark=True),
+        download_url=_CDVAE_URL, scored_as="perov_5", benchmark=True,
+        elements=_PEROV5_ELEMENTS, cell_sizes=(5,)),
     DatasetSpec(
         name="carbon_24", aliases=("carbon-24", "carbon24", "carbon"),
         description="Carbon-24 (CDVAE benchmark): carbon allotropes, 6 to 24 atoms per cell, property "
                     "energy_per_atom (eV/atom)",
         prop="energy_per_atom", prop_units=_EV, max_atoms=24, batch_size=256, cov_cutoffs=(0.2, 4.0),
         property_model=PropertyModelSpec("carbon_24", "carbon", "energy_per_atom", -154.25102234, 0.13738815),
-        download_url=_CDVAE_URL, scored_as="carbon_24", benchmark=True),
+        download_url=_CDVAE_URL, scored_as="carbon_24", benchmark=True,
+        elements=("C",), cell_sizes=(6, 8, 10, 12, 14, 16, 18, 20, 22, 24)),
     DatasetSpec(
         name="mp_20", aliases=("mp-20", "mp20", "mp"),
         description="MP-20 (CDVAE benchmark): Materials Project crystals with up to 20 atoms per cell, property "

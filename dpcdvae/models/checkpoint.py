@@ -25,7 +25,8 @@ __all__ = ["load_model", "convert_checkpoint"]
 def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu", ema: bool = True):
     """Load a trained model (plain ``nn.Module`` in eval mode) from a checkpoint written by :func:`train`.
 
-    Uses the EMA weights when the run had EMA and ``ema=True``. ``"pretrained:<name>"`` loads a model shipped with
+    Uses the EMA weights when the run had EMA and ``ema=True``. ``model.training_data`` says what the run trained on
+    (dataset, split, elements, cell sizes, max_atoms; :mod:`dpcdvae.models.scope`), None when unknown. ``"pretrained:<name>"`` loads a model shipped with
     the package (:func:`dpcdvae.models.pretrained.load_pretrained`). The file is read with
     ``torch.load(weights_only=True)``: one that needs full unpickling raises :class:`CheckpointError` (one line:
     why, and ``dpcdvae convert`` for a file the user trusts) without running anything stored in it.
@@ -49,7 +50,24 @@ def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu", ema: bo
     model.load_state_dict(own)
     model.eval()
     model.config = cfg
+    model.training_data = _training_data(hp, checkpoint)
     return model
+
+
+def _training_data(hp: dict, checkpoint) -> dict | None:
+    """What the run trained on (:mod:`dpcdvae.models.scope`): ``hyper_parameters["training_data"]`` of a checkpoint
+    written since issue 28, else what the run folder's ``config.json`` says (an older run: its dataset only)."""
+    from .scope import _config_json_dataset
+
+    td = hp.get("training_data")
+    if isinstance(td, dict) and td.get("dataset"):
+        return dict(td)
+    meta = _config_json_dataset(checkpoint)
+    if meta is None:
+        return None
+    if isinstance(meta.get("training_data"), dict):
+        return dict(meta["training_data"])
+    return {"dataset": meta["dataset"], "train_split": meta.get("train_split")} if meta.get("dataset") else None
 
 
 def _is_training_checkpoint(ck) -> bool:

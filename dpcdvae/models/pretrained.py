@@ -122,6 +122,11 @@ def export_pretrained(model, name: str, card: dict, weights_dir: Optional[Path] 
         meta = json.loads(info.read_text())
         card.setdefault("dataset", meta.get("dataset"))
         card.setdefault("train_split", meta.get("train_split"))
+    td = getattr(model, "training_data", None)  # dpcdvae.models.scope: what the run trained on
+    if isinstance(td, dict):
+        for key in ("dataset", "train_split", "elements", "cell_sizes"):
+            if td.get(key) is not None:
+                card.setdefault(key, td[key])
     card.setdefault("name", name)
     card["model"] = model.cfg.model
     card["config_name"] = model.config.name
