@@ -41,7 +41,7 @@ from .sharding import run_sharded
 from .train import resolve_root
 from .viz import plot_delta_e_vs_paper
 
-__all__ = ["rank_candidates", "LATENTS", "encode_posterior", "checkpoint_dataset", "checkpoint_training_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
+__all__ = ["rank_candidates", "rank_by_proxy", "LATENTS", "encode_posterior", "checkpoint_dataset", "checkpoint_training_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
 
 #: how z is taken in reconstruction: a posterior sample (the paper's protocol) or the posterior mean
 LATENTS = ("sample", "mean")
@@ -540,7 +540,51 @@ def rank_candidates(out, run_dir: str | None = None, relax_steps: int = 0, press
             rows[i]["cif"] = str(Path("ranked") / name)
         measure = (f"relaxed enthalpy per atom at {pressure_gpa:g} GPa (FIRE, <= {relax_steps} steps, fmax {fmax} "
                    "eV/A)" if relax_steps > 0 else "static energy per atom of the structure as sampled")
+        name = calculator if isinstance(calculator, str) else type(calculator).__name__
         atomic_write_text(d / "ranking.json", strict_json_dumps(
-            {"calculator": calculator if isinstance(calculator, str) else type(calculator).__name__,
+            {"rank_by": "chgnet" if calculator == "chgnet" else "calculator", "calculator": name,
+             "basis": f"{name} {measure}, lowest first (valid candidates only)",
              "measure": measure, "units": "eV/atom", "candidates": table}, indent=1))
+    return table
+
+
+def rank_by_proxy(out, run_dir: str | None = None) -> list[dict]:
+    """Rank candidate crystals without an ML potential, by the bond-valence global instability index (GII, v.u.;
+    :mod:`dpcdvae.eval.plausibility`), lowest first: how far each site's bond-valence sum is from its guessed
+    oxidation state. Separates, e.g., the real SrTiO3 perovskite (0.29 v.u.) from the cell with Sr and Ti exchanged
+    (4.13 v.u.). Only valid candidates (paper's validity) are ranked; a candidate whose GII cannot be computed
+    (element-only crystals such as carbon, no oxidation-state guess) gets ``rank`` None and the reason in ``error``.
+
+    ``run_dir``: writes ``ranking.json`` (``rank_by: "gii"``, ``basis``: one sentence, ``units``, ``candidates``)
+    and ``ranked/NN_<id>.cif``. Returns one dict per candidate, ranked ones first: ``id``, ``rank``, ``gii``,
+    ``formula``, ``valid``, ``error``."""
+    from .eval.plausibility import GII_BASIS, GII_UNITS, global_instability_index
+
+    valid = out.valid_mask
+    rows = {}
+    for i in range(len(out)):
+        s = out.structures[i]
+        rows[i] = {"id": str(out.ids[i]), "rank": None, "gii": None,
+                   "formula": s.composition.reduced_formula if s is not None else None, "valid": bool(valid[i]),
+                   "error": None if valid[i] else "not valid: not ranked"}
+        if valid[i]:
+            gii, why = global_instability_index(s)
+            rows[i].update(gii=None if gii is None else round(float(gii), 4), error=why)
+    ranked = sorted((i for i in rows if rows[i]["gii"] is not None), key=lambda i: (rows[i]["gii"], i))
+    for r, i in enumerate(ranked, 1):
+        rows[i]["rank"] = r
+    table = [rows[i] for i in ranked] + [rows[i] for i in range(len(out)) if rows[i]["rank"] is None]
+    if run_dir is not None:
+        d = Path(run_dir)
+        (d / "ranked").mkdir(parents=True, exist_ok=True)
+        width = max(2, len(str(len(ranked))))
+        for i in ranked:
+            name = f"{rows[i]['rank']:0{width}d}_{rows[i]['id']}.cif"
+            write_cif(out.structures[i], d / "ranked" / name, symprec=None)
+            rows[i]["cif"] = str(Path("ranked") / name)
+        basis = GII_BASIS if ranked else ("no ranking: " + (table[0]["error"] if table and table[0]["error"]
+                                                             else "no valid candidate") + "; " + GII_BASIS)
+        atomic_write_text(d / "ranking.json", strict_json_dumps(
+            {"rank_by": "gii", "basis": basis, "units": GII_UNITS, "n_ranked": len(ranked), "candidates": table},
+            indent=1))
     return table

@@ -181,9 +181,11 @@ def _add_csp(sub):
     p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
     p.add_argument("--symprec", type=float, default=None, metavar="A",
                    help="symmetrised CIFs at this tolerance (A); default P1, exactly as sampled")
-    p.add_argument("--rank", choices=["none", "chgnet"], default="none",
-                   help="rank the valid candidates by CHGNet energy per atom, lowest first: writes ranking.json "
-                        "and ranked/NN_<id>.cif (default none)")
+    p.add_argument("--rank", choices=["gii", "chgnet", "none"], default="gii",
+                   help="rank the valid candidates, best first, into ranking.json (with the basis) and "
+                        "ranked/NN_<id>.cif: gii (default) by the bond-valence global instability index, a "
+                        "geometric proxy (v.u.; no energy, undefined for one-element crystals); chgnet by CHGNet "
+                        "energy per atom (the [relax] extra); none: no ranking")
     p.add_argument("--relax-steps", type=int, default=0, metavar="K",
                    help="with --rank chgnet: relax each candidate (cell + positions, FIRE, <= K steps) first and "
                         "rank by relaxed enthalpy per atom (default 0: static energy as sampled)")
@@ -202,7 +204,7 @@ def _cmd_csp(a):
 
     if a.n < 1:
         raise UserError(f"--n {a.n}: the number of candidates must be >= 1")
-    if a.relax_steps < 0 or (a.relax_steps and a.rank == "none"):
+    if a.relax_steps < 0 or (a.relax_steps and a.rank != "chgnet"):
         raise UserError(f"--relax-steps {a.relax_steps}: >= 0, and only with --rank chgnet")
     if a.symprec is not None and not a.symprec > 0:
         raise UserError(f"--symprec {a.symprec}: a tolerance in A, > 0 (e.g. 0.1)")
@@ -241,8 +243,24 @@ def _cmd_csp(a):
         for r in best:
             print(f"{r['rank']:>4}  {r['id']:<12}  {r['formula'] or '-':<11}  {r['energy_per_atom']:>11.4f}"
                   + (f"  {r['steps']:>11}" if a.relax_steps else ""), file=sys.stderr)
-        summary.update(ranking=str(run / "ranking.json"), n_ranked=sum(r["rank"] is not None for r in table),
-                       best=best[0]["id"] if best else None)
+        summary.update(ranking=str(run / "ranking.json"), rank_by="chgnet",
+                       n_ranked=sum(r["rank"] is not None for r in table), best=best[0]["id"] if best else None)
+    elif a.rank == "gii":
+        from ..eval.plausibility import GII_BASIS
+        from ..workflows import rank_by_proxy
+
+        table = rank_by_proxy(out, run_dir=run)
+        best = [r for r in table if r["rank"] is not None][:5]
+        print(f"ranked by {GII_BASIS}", file=sys.stderr)
+        if best:
+            print("rank  id            formula      GII (v.u.)", file=sys.stderr)
+            for r in best:
+                print(f"{r['rank']:>4}  {r['id']:<12}  {r['formula'] or '-':<11}  {r['gii']:>10.3f}", file=sys.stderr)
+        else:
+            why = next((r["error"] for r in table if r["error"]), "no valid candidate")
+            print(f"no candidate ranked: {why}", file=sys.stderr)
+        summary.update(ranking=str(run / "ranking.json"), rank_by="gii",
+                       n_ranked=sum(r["rank"] is not None for r in table), best=best[0]["id"] if best else None)
     summary["wall_s"] = round(time.time() - t0, 1)
     print(strict_json_dumps(summary))
 
