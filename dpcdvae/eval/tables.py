@@ -1,7 +1,8 @@
 """Our metrics beside the paper's rows: pandas DataFrames, plain text and markdown.
 
 ``compare_table(ours, table="II", dataset="perov_5", model="DP-CDVAE")`` gives one row per model of the paper's
-table for that dataset (its source noted), then our row, then ``delta (ours - <model>)``. Columns are the table's
+table for that dataset (its source noted), then our row, then ``delta (ours - <model>)``; for Table II our row
+names its sample count beside the paper's 10,240 and a delta at another count is labelled not comparable. Columns are the table's
 metrics (keys of :data:`dpcdvae.eval.reference.TABLE_METRICS`, headed with units). A metric we could not compute
 (e.g. ``w1_eform = "unavailable: ..."``) is shown as that text and its delta as ``n/a``.
 """
@@ -42,9 +43,25 @@ def paper_table(table: str, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+#: Crystals the paper generated for each Table II entry (CDVAE's protocol: 10,240 samples; the validity, COV and
+#: W1 numbers are over them). COV-R and the W1 distances depend on that count, so a run of fewer is not comparable.
+PAPER_GEN_SAMPLES = 10240
+
+
+def _count(n) -> str:
+    return f"{int(n):,}"
+
+
 def compare_table(ours: Mapping, table: str = "I", dataset: str = "perov_5", model: str = "DP-CDVAE",
-                  label: str = "ours", all_models: bool = True, headers: bool = True) -> pd.DataFrame:
+                  label: str = "ours", all_models: bool = True, headers: bool = True,
+                  n: int | None = None) -> pd.DataFrame:
     """Our metrics beside the paper's (Table ``table``, ``dataset``) with deltas against ``model``'s row.
+
+    Table II (generation): the number of generated crystals is part of the table. Our row is labelled
+    ``"<label> (n = 32; paper n = 10,240)"`` (``n``: given, else ``ours["n_generated"]``; unknown: the label alone),
+    and when ``n`` differs from the paper's :data:`PAPER_GEN_SAMPLES` the delta row says so in its label
+    (``"delta (ours - DP-CDVAE), n 32 vs 10,240: not comparable"``) and its source: COV-R and the W1 distances
+    change with the sample count, so such a delta measures the count as much as the model.
 
     ``ours`` is a flat metrics dict (as returned by :func:`~dpcdvae.eval.reconstruction.reconstruction_metrics` or
     :func:`~dpcdvae.eval.generation.generation_metrics`, or read from ``metrics.json``); missing metrics show as
@@ -71,8 +88,17 @@ def compare_table(ours: Mapping, table: str = "I", dataset: str = "perov_5", mod
         delta_row[k] = (a - b) if (a is not None and b is not None) else ("n/a" if b is not None else None)
     our_row["source"] = "this run"
     delta_row["source"] = f"ours - {m} (paper)"
-    rows.append((label, our_row))
-    rows.append((f"delta ({label} - {m})", delta_row))
+    if n is None and t == "II":
+        n = _num(ours.get("n_generated"))
+    our_label, delta_label = label, f"delta ({label} - {m})"
+    if t == "II" and n is not None:
+        our_label = f"{label} (n = {_count(n)}; paper n = {_count(PAPER_GEN_SAMPLES)})"
+        our_row["source"] = f"this run, {_count(n)} generated crystals"
+        if int(n) != PAPER_GEN_SAMPLES:
+            delta_label += f", n {_count(n)} vs {_count(PAPER_GEN_SAMPLES)}: not comparable"
+            delta_row["source"] = (f"ours - {m} (paper) at different n: COV and W1 depend on the sample count")
+    rows.append((our_label, our_row))
+    rows.append((delta_label, delta_row))
     df = pd.DataFrame([r for _, r in rows], index=[n for n, _ in rows], columns=[*metrics, "source"])
     df = df.astype(object).where(pd.notna(df), None)
     df.index.name = f"Table {t} / {d}"
