@@ -671,11 +671,16 @@ def plot_steps_study(df, T: Optional[int] = None):
     return fig
 
 
+#: Fewest values whose histogram gets a "mode" annotation (Fig. S2): below it the tallest bin is noise.
+MIN_N_FOR_MODE = 30
+
+
 def plot_delta_e_vs_paper(delta_e: dict, paper: Optional[dict] = None, bin_mev: float = 64.0,
                           path: Optional[str | Path] = None, energy: str = "enthalpy", title: Optional[str] = None):
     """Fig. S2 (the package's one plotter of it): per model, the histogram of ``Delta E = E_gen - E_relaxed``
     (meV/atom, ``bin_mev`` bins anchored at 0, :func:`dpcdvae.eval.ground_state.delta_e_bins`) of our relaxations,
-    its mode bin and RMS annotated; with ``paper``, the paper's DFT mode bin (shaded) and DFT ``Delta E_rms``
+    its mode bin (only with at least :data:`MIN_N_FOR_MODE` = 30 values; fewer are marked "no mode drawn") and
+    RMS annotated; with ``paper``, the paper's DFT mode bin (shaded) and DFT ``Delta E_rms``
     (dashed) for the same model. ``delta_e``: ``{model: values in meV/atom}``; ``paper``: ``{model: {"mode": (lo,
     hi), "dE_rms": value}}`` (missing models: no paper marks). ``energy``: ``"enthalpy"`` (H = E + pV, the
     default) or ``"energy"``, for the axis label. Saved to ``path`` when given (and then closed); returns the
@@ -695,9 +700,13 @@ def plot_delta_e_vs_paper(delta_e: dict, paper: Optional[dict] = None, bin_mev: 
         if len(counts):
             ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=_OURS_COLOR, alpha=0.75,
                    edgecolor="k", lw=0.4, label=f"ours (n={len(v)}), rms {np.sqrt(np.mean(v ** 2)):.0f} meV/atom")
-            i = int(np.argmax(counts))
-            ax.annotate(f"mode: {edges[i]:.0f} - {edges[i + 1]:.0f} meV/atom", xy=(0.97, 0.95),
-                        xycoords="axes fraction", ha="right", va="top", fontsize=7)
+            if len(v) >= MIN_N_FOR_MODE:
+                i = int(np.argmax(counts))
+                ax.annotate(f"mode: {edges[i]:.0f} - {edges[i + 1]:.0f} meV/atom", xy=(0.97, 0.95),
+                            xycoords="axes fraction", ha="right", va="top", fontsize=7)
+            else:  # a histogram of a handful of values has no meaningful mode
+                ax.annotate(f"n = {len(v)} < {MIN_N_FOR_MODE}: no mode drawn", xy=(0.97, 0.95),
+                            xycoords="axes fraction", ha="right", va="top", fontsize=7)
         else:
             ax.text(0.5, 0.5, "no relaxed structures", transform=ax.transAxes, ha="center")
         p = paper.get(m)

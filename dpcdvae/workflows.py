@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from torch_geometric.loader import DataLoader
 
@@ -343,6 +344,36 @@ def _fmt(v, nd=4):
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.{nd}f}"
     return str(v)
+
+
+def relax_changes(results, energy: str = "enthalpy") -> dict:
+    """What relaxing did to the structures, over the successfully relaxed ones: ``n``, the volume change per crystal
+    ``V_relaxed / V_generated - 1`` in % (``volume_change_median_pct``, ``_mean_pct``, ``_min_pct``, ``_max_pct``) and
+    the enthalpy (or energy) change ``H_relaxed - H_generated`` in meV/atom (``dE_median_mev``, ``dE_mean_mev``;
+    negative: relaxing lowered it)."""
+    ok = [r for r in results if r.ok]
+    if not ok:
+        return {"n": 0}
+    dv = np.array([100.0 * (r.relaxed_volume_per_atom / r.initial_volume_per_atom - 1.0) for r in ok], dtype=float)
+    de = -np.array([r.delta_energy_mev(energy) for r in ok], dtype=float)  # relaxed - generated
+    return {"n": len(ok), "volume_change_median_pct": float(np.nanmedian(dv)),
+            "volume_change_mean_pct": float(np.nanmean(dv)), "volume_change_min_pct": float(np.nanmin(dv)),
+            "volume_change_max_pct": float(np.nanmax(dv)), "dE_median_mev": float(np.nanmedian(de)),
+            "dE_mean_mev": float(np.nanmean(de)), "energy_measure": energy}
+
+
+def relax_headline(results, energy: str = "enthalpy") -> str:
+    """The first line of ``dpcdvae relax``'s result: how much the cells' volume and the enthalpy changed on
+    relaxing (median, mean and range over the relaxed crystals); a large change means the generated structures were
+    far from their minimum, whatever the match rate says."""
+    c = relax_changes(results, energy)
+    if not c["n"]:
+        return "no structure relaxed: no volume or enthalpy change to report"
+    word = "enthalpy H = E + pV" if energy == "enthalpy" else "energy"
+    return (f"on relaxing {c['n']} crystal{'s' if c['n'] != 1 else ''}: volume {c['volume_change_median_pct']:+.1f} % "
+            f"(median; mean {c['volume_change_mean_pct']:+.1f} %, range {c['volume_change_min_pct']:+.1f} to "
+            f"{c['volume_change_max_pct']:+.1f} %), {word} {c['dE_median_mev']:+.0f} meV/atom (median; mean "
+            f"{c['dE_mean_mev']:+.0f})")
 
 
 def summary_table(results, energy: str = "enthalpy") -> str:

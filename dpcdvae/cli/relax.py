@@ -83,7 +83,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_relax(a) -> int:
-    from ..workflows import _fmt, run_relax, summary_table
+    from ..workflows import _fmt, relax_headline, run_relax, summary_table
 
     if a.threads:
         import torch
@@ -104,9 +104,10 @@ def _cmd_relax(a) -> int:
     print(summary_table(results, a.energy))
     m = s["metrics"]
     print()
+    print(relax_headline(results, a.energy))  # the headline: what relaxing changed, before any match rate
     print(f"{m['n']} structures at {a.pressure:g} GPa: {m['n_relaxed']} relaxed ({m['n_converged']} converged), "
           f"{m['n_failed']} failed, {s['n_resumed']} resumed from {a.out} (* in the table)")
-    print(f"match rate {_fmt(m['match_rate'], 1)} %   <delta_rms> {_fmt(m['delta_rms'])}   "
+    print(f"match rate (relaxed vs generated) {_fmt(m['match_rate'], 1)} %   <delta_rms> {_fmt(m['delta_rms'])}   "
           f"dV_rms {_fmt(m['dV_rms'])} A^3/atom   dE_rms ({m['energy_measure']}) {_fmt(m['dE_rms'], 1)} meV/atom")
     if "chgnet" in str(a.calculator).lower():
         print(CAVEAT)
