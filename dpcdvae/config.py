@@ -92,6 +92,10 @@ class ModelConfig:
     # frame of the predicted noise: "fractional" (ours: GemNet-T's Cartesian output mapped to fractional with L^-1) |
     # "code" (the published code: the Cartesian output regressed directly on the fractional noise)
     eps_frame: str = "fractional"
+    # target of the noise prediction: "unwrapped" (paper and published code: the eps drawn in Eq. 2) | "wrapped" (ours:
+    # the noise relative to the wrapped input, eps + m (1 - sqrt(abar_t)) / sqrt(1 - abar_t) with m = pi(x_t) - x_t,
+    # for which Eq. 7's clean-sample estimate is exactly x0 modulo 1)
+    eps_target: str = "unwrapped"
     # ours, not in the paper: Eq. 7-consistency augmentation. With this probability per crystal, the coordinate term
     # trains on the input Eq. 7 feeds the network (the clean crystal plus c * sigma_t noise, c ~ U[noise range], t ~
     # U[t range]) with the target that makes Eq. 7's clean-sample estimate return the crystal (modulo 1), so that the
@@ -247,6 +251,7 @@ RULES: dict[str, Any] = {
     "model.time_embedding": ("integer", "code"),
     "model.coord_loss": ("mean", "code"),
     "model.eps_frame": ("fractional", "code"),
+    "model.eps_target": ("unwrapped", "wrapped"),
     "model.eq7_consistency_prob": FRACTION,
     "model.type_sigma_begin": POSITIVE, "model.type_sigma_end": POSITIVE, "model.type_sigma_levels": AT_LEAST_1,
     "model.type_loss": ("per_atom", "code", "ce"),
