@@ -308,3 +308,42 @@ def test_fixed_point_probe_oracle_keeps_and_zero_noise_breaks(demo_train):
     with pytest.raises(ValueError, match="t must lie"):
         fixed_point_probe(model, batch, targets, t=0)
     assert math.isfinite(bad[5]["rms_drift_A"])
+
+
+# ----------------------------------------------------------------------------------------------- eps_target
+def test_wrapped_eps_target_makes_eq7_exact_and_the_paper_target_does_not():
+    """The docstring's promise: Eq. 7's estimate from eps_w is x0 modulo 1 at every t; from the paper's unwrapped
+    eps it is off by m (1 / sqrt(abar_t) - 1) wherever the noisy point crossed the boundary."""
+    from dpcdvae.models.dpcdvae import wrapped_eps_target
+
+    sched = DDPMScheduler(1000)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(400, 3, generator=g, dtype=torch.float64) - 0.5  # recentred-like coordinates
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    for tv in (1, 350, 600, 1000):
+        t = torch.full((400,), tv)
+        x_t = sched.add_noise(x0, t, eps)
+        frac = wrap(x_t)
+        ew = wrapped_eps_target(sched, eps, x_t, frac, t)
+        d = sched.predict_x0(ew, t, frac) - x0
+        assert torch.allclose(d, torch.round(d), atol=1e-9), tv
+        m = torch.round(frac - x_t)
+        assert torch.equal(ew[m == 0], eps[m == 0])
+        d_paper = sched.predict_x0(eps, t, frac) - x0
+        off = d_paper - torch.round(d_paper)
+        expect = m * (1.0 / sched.alpha_bar(t)[:, None].sqrt() - 1.0)
+        expect = expect - torch.round(expect)
+        assert torch.allclose(off, expect, atol=1e-9), tv
+        if tv >= 350:
+            assert float(off.abs().max()) > 1e-3
+
+
+def test_eps_target_option_changes_the_training_target(demo_train):
+    batch = next(iter(DataLoader(demo_train, batch_size=8)))
+    vals = {}
+    for target in ("unwrapped", "wrapped"):
+        model, _ = _tiny_model(demo_train, **{"model.eps_target": target})
+        vals[target] = float(model(batch, generator=torch.Generator().manual_seed(4))["coord"].detach())
+    assert vals["wrapped"] != pytest.approx(vals["unwrapped"])
+    with pytest.raises(ValueError, match="eps_target"):
+        load_config("tiny", overrides={"model.eps_target": "cartesian"})
