@@ -54,7 +54,11 @@ def _skewed(seed: int):
     for _ in range(6):
         lat = Lattice.from_parameters(*(3 + 3 * rng.random(3)), *(70 + 40 * rng.random(3)))
         n = int(rng.integers(1, 7))
-        s = Structure(lat, rng.choice(["C", "O", "Si", "Mg"], n).tolist(), rng.random((n, 3)))
+        while True:  # physical crystals: atoms at least 1 A apart (the row checks reject closer ones)
+            s = Structure(lat, rng.choice(["C", "O", "Si", "Mg"], n).tolist(), rng.random((n, 3)))
+            d = s.get_neighbor_list(1.0)[3]
+            if not (d > 1e-8).any():
+                break
         u = np.array([[1, 2, 0], [0, 1, 0], [1, 0, 1]])  # unimodular: same lattice, long skewed basis
         s2 = Structure(Lattice(u @ lat.matrix), s.species, s.cart_coords, coords_are_cartesian=True,
                        to_unit_cell=True)
