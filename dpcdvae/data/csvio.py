@@ -366,7 +366,18 @@ def process_structure(s, y: float, settings: PreprocessSettings, graph_fn=None) 
         raise RowError(f"Niggli reduction / canonicalisation failed ({type(exc).__name__}: {_short(exc)})") from None
     validate_structure(c)
     lat = c.lattice
-    check_canonical_geometry(np.asarray(lat.matrix, dtype=np.float64), np.asarray(c.frac_coords, dtype=np.float64))
+    # the geometry checks judge the crystal, not its basis: without the Niggli reduction (niggli=False keeps a
+    # possibly skewed basis) they run on the reduced cell of the same crystal
+    chk = c
+    if not settings.niggli:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                chk = canonicalize_structure(c, niggli=True, wrap=True)
+        except Exception as exc:
+            raise RowError(f"Niggli reduction failed ({type(exc).__name__}: {_short(exc)})") from None
+    check_canonical_geometry(np.asarray(chk.lattice.matrix, dtype=np.float64),
+                             np.asarray(chk.frac_coords, dtype=np.float64))
     out = {
         "frac_coords": np.asarray(c.frac_coords, dtype=np.float32),
         "atom_types": np.asarray([sp.Z for sp in c.species], dtype=np.int64),
