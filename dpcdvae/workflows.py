@@ -556,19 +556,10 @@ def rank_candidates(out, run_dir: str | None = None, relax_steps: int = 0, press
             n = len(out.structures[i])
             rows[i]["energy_per_atom"] = float(p["energy"]) / n
             final[i] = out.structures[i]
-    ranked = sorted((i for i in idx if rows[i]["energy_per_atom"] is not None),
-                    key=lambda i: (rows[i]["energy_per_atom"], i))
-    for r, i in enumerate(ranked, 1):
-        rows[i]["rank"] = r
-    table = [rows[i] for i in ranked] + [rows[i] for i in range(len(out)) if rows[i]["rank"] is None]
+    ranked, table = _rank_rows(rows, "energy_per_atom", len(out))
     if run_dir is not None:
         d = Path(run_dir)
-        (d / "ranked").mkdir(parents=True, exist_ok=True)
-        width = max(2, len(str(len(ranked))))
-        for i in ranked:
-            name = f"{rows[i]['rank']:0{width}d}_{rows[i]['id']}.cif"
-            write_cif(final[i], d / "ranked" / name, symprec=None)
-            rows[i]["cif"] = str(Path("ranked") / name)
+        _write_ranked_cifs(rows, ranked, final, d)
         measure = (f"relaxed enthalpy per atom at {pressure_gpa:g} GPa (FIRE, <= {relax_steps} steps, fmax {fmax} "
                    "eV/A)" if relax_steps > 0 else "static energy per atom of the structure as sampled")
         name = calculator if isinstance(calculator, str) else type(calculator).__name__
@@ -577,6 +568,27 @@ def rank_candidates(out, run_dir: str | None = None, relax_steps: int = 0, press
              "basis": f"{name} {measure}, lowest first (valid candidates only)",
              "measure": measure, "units": "eV/atom", "candidates": table}, indent=1))
     return table
+
+
+def _rank_rows(rows: dict, key: str, n: int) -> tuple[list[int], list[dict]]:
+    """Rank the candidates ``rows[i]`` (``i`` in ``0..n-1``) by ``rows[i][key]``, lowest first (ties by index; rows
+    whose value is None get no rank); sets ``rows[i]["rank"]`` (1-based) and returns ``(ranked indices, table)``
+    with the ranked rows first, then the others in index order."""
+    ranked = sorted((i for i in rows if rows[i][key] is not None), key=lambda i: (rows[i][key], i))
+    for r, i in enumerate(ranked, 1):
+        rows[i]["rank"] = r
+    return ranked, [rows[i] for i in ranked] + [rows[i] for i in range(n) if rows[i]["rank"] is None]
+
+
+def _write_ranked_cifs(rows: dict, ranked: list[int], structures, run_dir: Path) -> None:
+    """Write ``run_dir/ranked/<rank>_<id>.cif`` for every ranked candidate (``structures[i]``) and record the path
+    in ``rows[i]["cif"]``."""
+    (run_dir / "ranked").mkdir(parents=True, exist_ok=True)
+    width = max(2, len(str(len(ranked))))
+    for i in ranked:
+        name = f"{rows[i]['rank']:0{width}d}_{rows[i]['id']}.cif"
+        write_cif(structures[i], run_dir / "ranked" / name, symprec=None)
+        rows[i]["cif"] = str(Path("ranked") / name)
 
 
 def rank_by_proxy(out, run_dir: str | None = None) -> list[dict]:
@@ -601,18 +613,10 @@ def rank_by_proxy(out, run_dir: str | None = None) -> list[dict]:
         if valid[i]:
             gii, why = global_instability_index(s)
             rows[i].update(gii=None if gii is None else round(float(gii), 4), error=why)
-    ranked = sorted((i for i in rows if rows[i]["gii"] is not None), key=lambda i: (rows[i]["gii"], i))
-    for r, i in enumerate(ranked, 1):
-        rows[i]["rank"] = r
-    table = [rows[i] for i in ranked] + [rows[i] for i in range(len(out)) if rows[i]["rank"] is None]
+    ranked, table = _rank_rows(rows, "gii", len(out))
     if run_dir is not None:
         d = Path(run_dir)
-        (d / "ranked").mkdir(parents=True, exist_ok=True)
-        width = max(2, len(str(len(ranked))))
-        for i in ranked:
-            name = f"{rows[i]['rank']:0{width}d}_{rows[i]['id']}.cif"
-            write_cif(out.structures[i], d / "ranked" / name, symprec=None)
-            rows[i]["cif"] = str(Path("ranked") / name)
+        _write_ranked_cifs(rows, ranked, out.structures, d)
         basis = GII_BASIS if ranked else ("no ranking: " + (table[0]["error"] if table and table[0]["error"]
                                                              else "no valid candidate") + "; " + GII_BASIS)
         atomic_write_text(d / "ranking.json", strict_json_dumps(
