@@ -55,10 +55,11 @@ def test_170_degree_row_rejected_and_named(tmp_path, srtio3):
     assert "shortest lattice vector" in ds.skipped[0][2]
 
 
-def test_angle_check_without_niggli(tmp_path, srtio3):
-    """Without the reduction the canonical cell keeps its 170 degree angle: the angle check names it."""
+def test_degenerate_crystal_rejected_without_niggli(tmp_path, srtio3):
+    """Without the reduction the checks judge the crystal, not its basis: the 170 degree cell is still rejected
+    (its reduced cell has a 0.70 A vector), and a skewed basis of a sane crystal is not (test_data_preprocess)."""
     path = _write(tmp_path / "flat.csv", [("good-0", srtio3.to(fmt="cif"), "1.0"), ("flat", _flat_cif(170.0), "1.0")])
-    with pytest.raises(DataError, match=r"row 1 \(material_id='flat'\): .*angle gamma = 170.0 deg outside \[20, 160\]"):
+    with pytest.raises(DataError, match=r"row 1 \(material_id='flat'\): degenerate cell after the Niggli reduction"):
         _load(path, niggli=False)
 
 
