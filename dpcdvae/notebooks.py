@@ -51,7 +51,7 @@ __all__ = [
     "trajectory_run", "checkpoint_summary", "dataset_overview", "config_table", "train_run",
     "forward_trajectory", "eps_study", "steps_study", "trajectory_slider", "forward_slider", "nglview_trajectory",
     "nglview_structure", "show_animation", "eform_available_offline", "table3_frame", "unique_rows", "delta_e_values",
-    "paper_fig_s2", "property_panels", "reconstruction_details",
+    "paper_fig_s2", "property_panels", "reconstruction_details", "RELAX_INSTALL", "relax_unavailable",
 ]
 
 GUARD_MARK = "not available"  # what a guarded cell prints when an optional piece is missing
@@ -529,6 +529,27 @@ def ground_state_study(models: dict, n: int = 100, sampler: str = "eq7", steps: 
                                    steps=steps, fmax=fmax, max_steps=max_steps, progress=not headless(),
                                    calculator=calculator, optimizer=optimizer, plot=False)
     return {name: {"results": study["_results"][name], "metrics": row} for name, row in study["models"].items()}
+
+
+#: the install that brings CHGNet (and threadpoolctl): the package's ``relax`` extra, from the repository root
+RELAX_INSTALL = 'pip install -e ".[relax]"'
+_RELAX_EXTRA_MODULES = ("chgnet", "threadpoolctl")
+
+
+def relax_unavailable(exc: BaseException) -> str:
+    """The one line a notebook prints when a relaxation cannot run because a package is missing (``exc``, an
+    ``ImportError``): for CHGNet (or threadpoolctl) the package and the install of the ``relax`` extra that brings
+    it (:data:`RELAX_INSTALL`, which the README's first command runs); for any other package its name. Always says
+    that ``calculator='emt'`` (a toy potential) runs without it."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if name in _RELAX_EXTRA_MODULES:
+        what = (f"the optional package {name!r} is not installed; it comes with the relax extra: {RELAX_INSTALL} "
+                f"(from the repository root)")
+    elif name:
+        what = f"the package {name!r} is not installed (pip install {name})"
+    else:
+        what = f"{type(exc).__name__}: {exc}"
+    return " ".join(f"relaxation {GUARD_MARK}: {what}; calculator='emt' (a toy potential) runs without it".split())
 
 
 def table3_frame(study: dict, calculator: str = "chgnet", data: Optional[DataChoice] = None):

@@ -36,7 +36,8 @@ def element_color(symbol: str):
 
 
 def draw_cell(ax, lattice: np.ndarray, **kw) -> None:
-    """Draw the 12 edges of the unit cell (rows of ``lattice`` = a, b, c in Angstrom) on a 3D axis."""
+    """Draw the 12 edges of the unit cell (rows of ``lattice`` = a, b, c in Angstrom) on a 3D axis: thin solid grey
+    lines unless ``kw`` (matplotlib line arguments) says otherwise."""
     kw = {"color": "0.4", "lw": 0.8, **kw}
     corners = np.array(list(itertools.product([0, 1], repeat=3)), dtype=float)
     for i, j in itertools.combinations(range(8), 2):
@@ -100,14 +101,23 @@ def plot_structures(structures: Sequence, path: Optional[str | Path] = None, tit
     return fig
 
 
-def plot_samples(out, n: int = 8, path: Optional[str | Path] = None, suptitle: Optional[str] = None, ncols: int = 4):
+def plot_samples(out, n: int = 8, path: Optional[str | Path] = None, suptitle: Optional[str] = None, ncols: int = 4,
+                 what: str = "crystals"):
     """The first ``n`` built crystals of a ``SampleOutput`` (generation or reconstruction), each titled with its
     formula; crystals invalid in the paper's sense (atoms closer than 0.5 A, not charge neutral) are marked
-    INVALID with the reason. Returns the figure (a PNG at ``path`` if given)."""
-    keep = [i for i, ok in enumerate(out.decoded_mask) if ok][:n]
+    INVALID with the reason. Returns the figure (a PNG at ``path`` if given).
+
+    The figure's title says what is drawn and what the validity counts over, both from ``out``: e.g. ``"8 of 32
+    generated crystals shown; 28/32 valid (structure + composition)"`` (``what`` names the crystals; "(the first 8
+    built)" is added when a crystal that could not be built was skipped), after ``suptitle`` when given."""
+    built = [i for i, ok in enumerate(out.decoded_mask) if ok]
+    keep = built[:n]
     validity = out.validity()
     n_valid = sum(v["valid"] for v in validity)
-    head = f"{n_valid}/{len(out)} valid (structure + composition)"
+    shown = f"{len(keep)} of {len(out)} {what} shown"
+    if keep != list(range(len(keep))):  # a crystal before the last one drawn was not built
+        shown += f" (the first {len(keep)} built)"
+    head = f"{shown}; {n_valid}/{len(out)} valid (structure + composition)"
     return plot_structures([out.structures[i] for i in keep], path, ncols=ncols,
                            suptitle=f"{suptitle}: {head}" if suptitle else head,
                            invalid=[validity[i]["reason"] for i in keep])

@@ -42,7 +42,7 @@ from .sharding import run_sharded
 from .train import resolve_root
 from .viz import plot_delta_e_vs_paper
 
-__all__ = ["rank_candidates", "rank_by_proxy", "LATENTS", "encode_posterior", "checkpoint_dataset", "checkpoint_training_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder"]
+__all__ = ["rank_candidates", "rank_by_proxy", "LATENTS", "encode_posterior", "checkpoint_dataset", "checkpoint_training_dataset", "check_sampling_args", "sampler_for", "run_relax", "run_ground_state_study", "summary_table", "reconstruct_split", "generate_to_folder", "matcher_count_line"]
 
 #: how z is taken in reconstruction: a posterior sample (the paper's protocol) or the posterior mean
 LATENTS = ("sample", "mean")
@@ -111,6 +111,16 @@ def checkpoint_training_dataset(checkpoint) -> Optional[str]:
     if meta is None:
         return None
     return (meta.get("training_data") or {}).get("dataset") or meta.get("dataset")
+
+
+def matcher_count_line(metrics: dict, n: int) -> str:
+    """One line that says what the ``StructureMatcher`` progress bar of :func:`reconstruction_metrics` counted: the
+    valid predictions only (an invalid one is never matched), out of ``n`` crystals, and the match rate over all
+    ``n``, e.g. ``"StructureMatcher compared the 29 valid reconstructions of 32 crystals (3 invalid count as
+    unmatched): 25/32 matched = 78.1 %"``."""
+    n_valid, n_matched = int(metrics["n_valid"]), int(metrics["n_matched"])
+    return (f"StructureMatcher compared the {n_valid} valid reconstructions of {n} crystals ({n - n_valid} invalid "
+            f"count as unmatched): {n_matched}/{n} matched = {100.0 * n_matched / max(n, 1):.1f} %")
 
 
 def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str = "test",
@@ -197,11 +207,15 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                                "n_batches": len(loader), "batch_size": batch_size, "sampler": sampler,
                                "steps": steps, "seed": seed, "latent": latent, "accelerator": accelerator},
                               devices, strategy)
-    with writer.marks_interrupt() if writer is not None else contextlib.nullcontext():  # Ctrl-C: "interrupted"
-        for k, batch in enumerate(progress_bar(loader, desc="reconstructing") if progress and not sharded
-                                  else loader):
+    # the bar counts crystals (a batch of 256 used to show as 1/1 beside the crystal counts elsewhere)
+    bar = progress_bar(total=len(ds), desc="reconstructing", unit="crystal") if progress and not sharded else None
+    with writer.marks_interrupt() if writer is not None else contextlib.nullcontext(), \
+            bar if bar is not None else contextlib.nullcontext():  # Ctrl-C: "interrupted"; the bar is closed
+        for k, batch in enumerate(loader):
             res = sharded[k] if sharded else model.reconstruct(batch, sampler=sampler, steps=steps, seed=seed + k,
                                                                progress=progress, use_mean=latent == "mean")
+            if bar is not None:
+                bar.update(len(res.structures))
             if writer is not None:
                 writer.add(res)
             preds.extend(res.structures)
@@ -220,6 +234,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     if metrics:
         m = reconstruction_metrics(preds, targets, ids=ids, n_workers=n_workers, progress=progress)
         result.update({k: v for k, v in m.items() if not isinstance(v, (list, dict))})
+        if progress:  # the StructureMatcher bar above counts the valid predictions only: say what it counted
+            print(matcher_count_line(m, len(preds)), file=sys.stderr, flush=True)
         if breakdown:
             from .eval.failures import failure_breakdown
 
@@ -303,7 +319,7 @@ def _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progre
             writer.add(out)
         return concat_outputs(outs), writer
     outs, done = [], 0
-    bar = progress_bar(total=n, desc="crystals") if progress else None
+    bar = progress_bar(total=n, desc="generating", unit="crystal") if progress else None
     while done < n:
         m = min(batch_size, n - done)
         out = model.generate(m, sampler=sampler, steps=steps, seed=seed + done, batch_size=m, progress=progress)

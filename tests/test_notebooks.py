@@ -403,3 +403,94 @@ def test_exported_html_renders_math_offline():
         assert html.count("<math") >= n - n_head and (n > 0) == (n_dollar > 0)
         total += n
     assert total > 20
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the notebooks' text says what the code does (issue "One line for every mistake ...")
+# ------------------------------------------------------------------------------------------------------------------
+def _markdown(name: str) -> str:
+    return "\n".join(c.source for c in _read(name).cells if c.cell_type == "markdown")
+
+
+def _cell_holding(name: str, needle: str) -> str:
+    cells = [c.source for c in _read(name).cells if c.cell_type == "code" and needle in c.source]
+    assert len(cells) == 1, f"{name}: {len(cells)} code cells hold {needle!r}"
+    return cells[0]
+
+
+def test_quickstart_text_matches_what_its_calls_do(tmp_path, srtio3):
+    """Notebook 00 says: the CIFs are one per crystal that could be built, valid or not, written as sampled (P1, not
+    symmetrised); the cell edges are thin solid grey lines; the picture's title says how many of the generated
+    crystals are drawn and how many of them all are valid. Its own cells are run here on a hand-made output."""
+    import types
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifParser
+
+    from dpcdvae import viz
+    from dpcdvae.models import SampleOutput
+
+    text = _markdown("00_quickstart")
+    assert "dashed" not in text and "solid" in text
+    assert "symprec=0.1`)" not in text and "P1" in text and "valid or not" in text
+    # a slightly distorted SrTiO3 (symmetrising at 0.1 A would move its atoms) and an invalid crystal
+    near = srtio3.copy()
+    near.translate_sites([1], [0.01, 0.0, 0.0])
+    close = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.0005, 0, 0]])
+    gen = SampleOutput(structures=[near, close], frac_coords=torch.zeros(0, 3), atom_types=torch.zeros(0),
+                       lengths=torch.tensor([s.lattice.abc for s in (near, close)]),
+                       angles=torch.tensor([s.lattice.angles for s in (near, close)]),
+                       num_atoms=torch.tensor([5, 2]), flags=["", ""], ids=["gen-0", "gen-1"])
+    ns = {"viz": viz, "nb": nbmod, "Path": Path, "work_dir": str(tmp_path), "gen": gen, "sampler": "eq7",
+          "steps": None, "ckpt": "pretrained:perov_5", "data": types.SimpleNamespace(label="Perov-5"),
+          "model": types.SimpleNamespace(cfg=types.SimpleNamespace(timesteps=1000))}
+    exec(_cell_holding("00_quickstart", "viz.plot_samples"), ns)
+    title = ns["fig"]._suptitle.get_text()
+    assert "2 of 2 generated crystals shown; 1/2 valid" in title, title
+    styles = {ln.get_linestyle() for ax in ns["fig"].axes for ln in ax.lines}
+    assert styles == {"-"}  # the cell edges: solid
+    plt.close("all")
+    exec(_cell_holding("00_quickstart", "nb.write_samples"), ns)
+    cifs = sorted((ns["run"] / "cif").glob("*.cif"))
+    assert [p.stem for p in cifs] == ["gen-0", "gen-1"]  # the invalid crystal has its CIF too
+    cif = cifs[0].read_text()
+    assert "_symmetry_space_group_name_H-M   'P 1'" in cif
+    back = CifParser(cifs[0]).parse_structures(primitive=False)[0]
+    assert len(back) == 5 and np.allclose(sorted(back.frac_coords[:, 0]), sorted(near.frac_coords[:, 0]),
+                                          atol=1e-5)  # as sampled: the displaced Ti stays where it was
+
+
+def test_relax_notebook_and_command_name_the_extra(capsys):
+    """Notebook 05 and `dpcdvae relax` say they need the relax extra; without CHGNet the notebook's relaxation cell
+    prints one line naming it (no traceback) and goes on without a study."""
+    from dpcdvae.cli import build_parser
+
+    install = 'pip install -e ".[relax]"'
+    assert nbmod.RELAX_INSTALL == install
+    assert install in _markdown("05_table3_ground_state")
+    assert install in (REPO / "README.md").read_text()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["relax", "--help"])
+    assert install in capsys.readouterr().out
+
+    def no_chgnet(*a, **k):
+        raise ModuleNotFoundError("No module named 'chgnet'", name="chgnet")
+
+    source = _cell_holding("05_table3_ground_state", "nb.ground_state_study(")
+    ns = {"Path": Path, "work_dir": "unused", "models": {}, "n_generate": 1, "sampler": "eq7", "steps": None,
+          "seed": 0, "pressure_gpa": 10.0, "calculator": "chgnet", "optimizer": "FIRE", "fmax": 0.05, "max_steps": 1,
+          "nb": type("nb", (), {"ground_state_study": staticmethod(no_chgnet),
+                                "relax_unavailable": staticmethod(nbmod.relax_unavailable)})}
+    exec(source, ns)
+    out = capsys.readouterr().out
+    assert ns["study"] is None and len(out.strip().splitlines()) == 1, out
+    assert "chgnet" in out and install in out and "Traceback" not in out
+    # another missing package is named as itself
+    line = nbmod.relax_unavailable(ModuleNotFoundError("No module named 'ase'", name="ase"))
+    assert "'ase'" in line and "\n" not in line and install not in line

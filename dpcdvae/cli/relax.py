@@ -12,6 +12,9 @@ prints a summary table and the metrics (match rate, <delta_rms>, dV_rms, dE_rms 
 relaxed structure is the reference). ``--plot`` also writes the Fig. S2 histogram ``<out>/delta_e_hist.png``.
 Caveat: CHGNet is not DFT (different energy reference, MAE ~49 meV/atom on Carbon-24): compare models under the
 same potential only.
+
+Needs the ``relax`` extra for CHGNet: ``pip install -e ".[relax]"`` from the repository root (the README's first
+command installs it); without it the command prints one line naming the extra and exits 2.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from pathlib import Path
 
 def _add_study_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "ground-state", help="Table III study: generate with each checkpoint, relax (CHGNet), tabulate vs DFT (paper)")
+        "ground-state", help="Table III study: generate with each checkpoint, relax (CHGNet; needs the relax extra), "
+                             "tabulate vs DFT (paper)")
     p.add_argument("--checkpoints", nargs="+", required=True, help="e.g. DP-CDVAE, CDVAE, CDVAE+Fourier checkpoints")
     p.add_argument("--n", type=int, default=100, help="generated crystals per model (paper: 100)")
     p.add_argument("--dataset", default="carbon_24", help="for the record (the models carry their own settings)")
@@ -53,7 +57,8 @@ def _cmd_study(a) -> int:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``relax`` subcommand on an ``argparse`` subparsers object; sets ``func``."""
     p = subparsers.add_parser(
-        "relax", help="relax structures under pressure (CHGNet default) + Table III ground-state metrics",
+        "relax", help="relax structures under pressure (CHGNet default; needs the relax extra) + Table III "
+                 "ground-state metrics",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", help="a CIF file, a folder of CIFs or an extxyz file")
     p.add_argument("--pressure", type=float, default=0.0, metavar="GPA",
