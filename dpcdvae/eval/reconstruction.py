@@ -108,7 +108,7 @@ def reconstruction_metrics(preds: Sequence, targets: Sequence, ids: Sequence[str
     todo = [i for i in range(len(preds)) if valid[i]]
     pairs = [(pack(preds[i]), pack(targets[i])) for i in todo]
     res = parallel_map(partial(_match_worker, stol=stol, angle_tol=angle_tol, ltol=ltol), pairs,
-                       n_workers=n_workers, chunk_size=chunk_size, desc="StructureMatcher", progress=progress)
+                       n_workers=n_workers, chunk_size=chunk_size, desc="StructureMatcher (valid pairs)", progress=progress)
     rms = np.full(len(preds), np.nan)
     maxd = np.full(len(preds), np.nan)
     match_err: list[str | None] = [None] * len(preds)

@@ -709,7 +709,7 @@ class DPCDVAE(nn.Module):
         progress_bar = None
         if progress and N > 0:
             from ..progress import progress_bar as tqdm
-            progress_bar = tqdm(total=n_calls, desc=f"sampling ({sampler})", leave=False)
+            progress_bar = tqdm(total=n_calls, desc=f"sampling ({sampler})", unit="network call", leave=False)
         traj = None
         if N > 0:
             res = sample_loop(self.scheduler, x, eps_fn, variant=sampler,
