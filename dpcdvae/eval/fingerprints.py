@@ -5,9 +5,10 @@ Fingerprints (CDVAE's definitions)
 * structure: the mean over sites of matminer's ``CrystalNNFingerprint.from_preset("ops")`` site features
   (61 dimensionless order-parameter / coordination features). Computing it is the slow part of Table II
   (about 0.1 s per 9-atom Carbon-24 crystal on one core with matminer's per-site path), so it runs in worker
-  processes and the result is cached on disk. The default ``method="fast"`` tessellates each structure once
-  instead of once per site and gives the same numbers (about 1.7x faster on Carbon-24; see
-  :func:`crystalnn_fingerprint`); ``method="matminer"`` keeps the original path.
+  processes and the result is cached on disk. ``method="fast"`` tessellates each structure once instead of once
+  per site and gives the same numbers (about 1.7x faster on Carbon-24; see :func:`crystalnn_fingerprint`); the
+  default ``method="vector"`` adds numpy order parameters (:mod:`dpcdvae.eval.order_params`; same numbers, about
+  2x faster again, see ``benchmarks/bench_fingerprints.py``); ``method="matminer"`` keeps the original path.
 * composition: matminer's ``ElementProperty.from_preset("magpie", impute_nan=False)`` (132 features: 22 Magpie
   element properties x 6 statistics over the fractional composition, in their native units). ``impute_nan=False``
   keeps missing element data as NaN, as the matminer version CDVAE used did; :class:`CompScaler` then maps NaN to 0
@@ -170,7 +171,9 @@ def parallel_map(func: Callable[[Any], Any], items: Sequence, n_workers: int = 2
 # ----------------------------------------------------------------------------------------------------------------
 _CNN_FP = None
 _CNN_FP_FAST = None
-FP_METHODS = ("fast", "matminer")
+FP_METHODS = ("fast", "matminer", "vector")
+#: the method of :func:`crystalnn_fingerprint` / :func:`structure_fingerprints` when none is given
+DEFAULT_FP_METHOD = "vector"
 
 
 def _crystalnn_featurizer():
@@ -217,15 +220,19 @@ def _wrapped(structure):
     return Structure(structure.lattice, structure.species, g, coords_are_cartesian=False)
 
 
-def crystalnn_fingerprint(structure, method: str = "fast") -> np.ndarray:
+def crystalnn_fingerprint(structure, method: str = DEFAULT_FP_METHOD) -> np.ndarray:
     """Mean over sites of the CrystalNN 'ops' site fingerprint: ``float64 [61]`` (dimensionless).
 
     ``method="matminer"`` calls matminer's ``CrystalNNFingerprint.featurize`` site by site (one Voronoi tessellation
-    per site, the reference). ``method="fast"`` (default) tessellates once per structure and feeds each site's
-    polyhedron to the same CrystalNN / matminer code (see the comment block above :func:`_voronoi_classes` for why
-    the result is the same polyhedra and when it falls back to the per-site call); it agrees with the reference to
-    floating-point noise (max abs difference <= 1e-8 is tested). Raises ``ValueError`` for a degenerate structure
-    (see :func:`degenerate_reason`) or an unknown ``method``, and whatever matminer raises.
+    per site, the reference). ``method="fast"`` tessellates once per structure and feeds each site's polyhedron to
+    the same CrystalNN / matminer code (see the comment block above :func:`_voronoi_classes` for why the result is
+    the same polyhedra and when it falls back to the per-site call); it agrees with the reference to floating-point
+    noise (max abs difference <= 1e-8 is tested). ``method="vector"`` (default, :data:`DEFAULT_FP_METHOD`) takes the
+    same CrystalNN data as ``"fast"`` and evaluates the order parameters with numpy
+    (:mod:`dpcdvae.eval.order_params`; an order parameter whose geometry sits at one of its branch thresholds is
+    computed by matminer's object, counted in ``order_params.COUNTERS``); it equals ``"fast"`` to max abs
+    difference <= 1e-8 (``tests/test_order_params.py``). Raises ``ValueError`` for a degenerate structure (see
+    :func:`degenerate_reason`) or an unknown ``method``, and whatever matminer raises.
     """
     if method not in FP_METHODS:
         raise ValueError(f"unknown fingerprint method {method!r} (expected one of {FP_METHODS})")
@@ -240,9 +247,15 @@ def crystalnn_fingerprint(structure, method: str = "fast") -> np.ndarray:
         else:
             fp = _fast_featurizer()
             work = _wrapped(structure)
+            if method == "vector":
+                from . import order_params
+
+                site_fn = functools.partial(order_params.site_fingerprint, fp)
+            else:
+                site_fn = fp.featurize
             try:
                 fp.cnn.prepare(work)
-                sites = [fp.featurize(work, i) for i in range(len(work))]
+                sites = [site_fn(work, i) for i in range(len(work))]
             finally:
                 fp.cnn.release()
     out = np.asarray(sites, dtype=np.float64).mean(axis=0)
@@ -251,7 +264,7 @@ def crystalnn_fingerprint(structure, method: str = "fast") -> np.ndarray:
     return out
 
 
-def _struct_fp_worker(packed: Packed | None, method: str = "fast") -> tuple[np.ndarray, str | None]:
+def _struct_fp_worker(packed: Packed | None, method: str = DEFAULT_FP_METHOD) -> tuple[np.ndarray, str | None]:
     """Worker: packed structure -> (fingerprint or NaN row, error or None). Never raises.
 
     ``method`` is passed to :func:`crystalnn_fingerprint` (bind it with ``functools.partial`` for
@@ -288,7 +301,7 @@ def struct_fp_cache_tag(chunk_size: int, method: str = "fast") -> str:
 def structure_fingerprints(structures: Sequence, n_workers: int = 2, chunk_size: int = 16,
                            cache: bool = True, cache_dir: str | os.PathLike | None = None,
                            progress: bool = True, desc: str = "CrystalNN fingerprints",
-                           method: str = "fast") -> tuple[np.ndarray, list[str | None]]:
+                           method: str = DEFAULT_FP_METHOD) -> tuple[np.ndarray, list[str | None]]:
     """CrystalNN 'ops' fingerprints of many structures: ``(fps float64 [N, 61], errors)``.
 
     ``errors[i]`` is ``None`` when fingerprint ``i`` was computed, else the reason (row ``i`` is then NaN).
