@@ -291,7 +291,7 @@ def _versions_tag() -> str:
 FP_CODE_VERSION = 1
 
 
-def struct_fp_cache_tag(chunk_size: int, method: str = "fast") -> str:
+def struct_fp_cache_tag(chunk_size: int, method: str = DEFAULT_FP_METHOD) -> str:
     """The tag hashed with the structures into the cache key of :func:`structure_fingerprints`: featurizer,
     fingerprint ``method``, :data:`FP_CODE_VERSION`, matminer / pymatgen versions and chunk size (a cache written by
     another method or code version, e.g. before the fast path existed, is not picked up)."""
