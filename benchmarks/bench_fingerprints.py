@@ -1,11 +1,23 @@
-"""CrystalNN 'ops' structure fingerprints: ``method="fast"`` against ``method="vector"`` on the same real crystals.
+"""CrystalNN 'ops' structure fingerprints: the fast path, the previous default and the default, on the same crystals.
 
-For each dataset (default Perov-5 and Carbon-24, test split, first ``--n`` rows) both methods of
-:func:`dpcdvae.eval.fingerprints.crystalnn_fingerprint` run in this process, interleaved crystal by crystal (so that
-load from other jobs hits both alike), after one warm-up crystal each. Reported per dataset: crystals per second of
-each method, the speed-up (vector / fast rate), the max abs difference of the fingerprints, how many order
-parameters the vector path computed itself and how many it sent to pymatgen (branch-threshold geometries,
-:data:`dpcdvae.eval.order_params.COUNTERS`), and crystals that raised. The last line printed is one JSON object.
+For each dataset (default Perov-5 and Carbon-24, test split, first ``--n`` rows) these run in this process,
+interleaved crystal by crystal (so that load from other jobs hits all alike), after one warm-up crystal each:
+
+* ``fast``: :func:`dpcdvae.eval.fingerprints.crystalnn_fingerprint` with ``method="fast"`` and the CrystalNN cell
+  info of pymatgen (``cnn.impl = "pymatgen"``): matminer's order parameters on the one-tessellation CrystalNN;
+* ``vector``: ``method="vector"`` (numpy order parameters) with pymatgen's cell info: the default before the
+  vectorised cell info;
+* for each ``--impls`` entry other than ``pymatgen`` (:data:`dpcdvae.crystalnn.IMPLS`): ``method="vector"`` with
+  ``cnn.impl = <impl>``, reported under that name (``cells``: numpy cell info + pymatgen's ``get_nn_data``), the
+  last one as ``default`` (``vector``: numpy cell info and CrystalNN weights, the default now).
+
+Reported per dataset: crystals per second of each, speed-ups, the max abs difference of each fingerprint from the
+``fast`` one, the order-parameter counters of the vector path (:data:`dpcdvae.eval.order_params.COUNTERS`), the
+CrystalNN counters of the default path (:data:`dpcdvae.crystalnn.COUNTERS`: faces / sites that went to pymatgen's
+code and why) and crystals that raised. Unless ``--no-stage-split``, the default path is also run stage by stage
+on the same crystals: ``prepare`` (of which the tessellation incl. pymatgen's neighbour search, the numpy cell info
+and the numpy CrystalNN weights), ``get_nn_data`` and the order parameters, as fractions of its time. The last line
+printed is one JSON object.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_fingerprints.py --n 100
 """
@@ -13,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -36,53 +49,129 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_dataset(dataset: str, split: str, n: int) -> dict:
-    """Time both methods on the first ``n`` parseable crystals of ``dataset/split``; a dict of figures."""
+def _fp(structure, method: str, impl: str):
     from dpcdvae.eval import fingerprints as F
+
+    cnn = F._fast_featurizer().cnn
+    old = cnn.impl
+    cnn.impl = impl
+    try:
+        return F.crystalnn_fingerprint(structure, method=method)
+    finally:
+        cnn.impl = old
+
+
+def _split_one(structure, impl: str, acc: dict) -> None:
+    """The default path's stages for one crystal (what ``crystalnn_fingerprint(method="vector")`` does), timed."""
+    from dpcdvae.eval import fingerprints as F
+    from dpcdvae.eval import order_params as O
+
+    fp = F._fast_featurizer()
+    cnn = fp.cnn
+    old = cnn.impl
+    cnn.impl = impl
+    t0 = time.perf_counter()
+    work = F._wrapped(structure)
+    try:
+        cnn.prepare(work)
+        t1 = time.perf_counter()
+        nnd = [cnn.get_nn_data(work, i) for i in range(len(work))]
+        t2 = time.perf_counter()
+        sites = [O.site_fingerprint(fp, work, i, nndata=d) for i, d in enumerate(nnd)]
+        np.asarray(sites, dtype=np.float64).mean(axis=0)
+        t3 = time.perf_counter()
+    finally:
+        cnn.release()
+        cnn.impl = old
+    t4 = time.perf_counter()
+    for k, v in (("prepare", t1 - t0), ("get_nn_data", t2 - t1), ("order_params", t3 - t2), ("release", t4 - t3)):
+        acc[k] = acc.get(k, 0.0) + v
+
+
+def run_dataset(dataset: str, split: str, n: int, impls: list[str], do_split: bool) -> dict:
+    """Time the variants on the first ``n`` parseable crystals of ``dataset/split``; a dict of figures."""
+    from dpcdvae import crystalnn as C
     from dpcdvae.eval import order_params as O
     from dpcdvae.eval.io import load_split_structures
 
     _, structs = load_split_structures(dataset, split, limit=n)
     structs = [s for s in structs if s is not None][:n]
-    F.crystalnn_fingerprint(structs[0], method="fast")  # warm-up: featurizers, imports
-    F.crystalnn_fingerprint(structs[0], method="vector")
+    variants = [("fast", "fast", "pymatgen"), ("vector", "vector", "pymatgen")]
+    variants += [("default" if i == impls[-1] else i, "vector", i) for i in impls if i != "pymatgen"]
+    default = variants[-1][0]
+    for _, method, impl in variants:  # warm-up: featurizers, imports
+        _fp(structs[0], method, impl)
     O.reset_counters()
-    t_fast = t_vec = 0.0
-    worst = 0.0
-    errors = {"fast": 0, "vector": 0}
+    C.reset_counters()
+    times = {name: 0.0 for name, _, _ in variants}
+    worst = {name: 0.0 for name, _, _ in variants if name != "fast"}
+    errors = {name: 0 for name, _, _ in variants}
     n_sites = 0
     for s in structs:
         n_sites += len(s)
-        a = b = None
-        t0 = time.perf_counter()
+        out = {}
+        for name, method, impl in variants:
+            t0 = time.perf_counter()
+            try:
+                out[name] = _fp(s, method, impl)
+            except Exception:
+                errors[name] += 1
+            times[name] += time.perf_counter() - t0
+        for name in worst:
+            if "fast" in out and name in out:
+                worst[name] = max(worst[name], float(np.abs(out[name] - out["fast"]).max()))
+    # counters of the default path alone: one more pass, untimed
+    O.reset_counters()
+    C.reset_counters()
+    for s in structs:
         try:
-            a = F.crystalnn_fingerprint(s, method="fast")
+            _fp(s, "vector", variants[-1][2])
         except Exception:
-            errors["fast"] += 1
-        t1 = time.perf_counter()
-        try:
-            b = F.crystalnn_fingerprint(s, method="vector")
-        except Exception:
-            errors["vector"] += 1
-        t2 = time.perf_counter()
-        t_fast += t1 - t0
-        t_vec += t2 - t1
-        if a is not None and b is not None:
-            worst = max(worst, float(np.abs(a - b).max()))
-    cnt = O.counters()
+            pass
+    op_counts, cnn_counts = O.counters(), C.counters()
     k = len(structs)
-    return {
-        f"{dataset}_crystals": k,
-        f"{dataset}_sites": n_sites,
-        f"{dataset}_fast_per_s": round(k / t_fast, 3),
-        f"{dataset}_vector_per_s": round(k / t_vec, 3),
-        f"{dataset}_speedup": round(t_fast / t_vec, 3),
-        f"{dataset}_max_abs_diff": worst,
-        f"{dataset}_vector_ops": cnt["ops_vector"],
-        f"{dataset}_vector_ops_via_pymatgen": cnt["ops_fallback"],
-        f"{dataset}_vector_fallback_reasons": cnt["fallback_reasons"],
-        f"{dataset}_errors": errors,
-    }
+    res = {f"{dataset}_crystals": k, f"{dataset}_sites": n_sites}
+    for name, _, _ in variants:
+        res[f"{dataset}_{name}_per_s"] = round(k / times[name], 3)
+    res[f"{dataset}_speedup"] = round(times["fast"] / times["vector"], 3)  # as before: vector / fast rate
+    res[f"{dataset}_speedup_default_vs_vector"] = round(times["vector"] / times[default], 3)
+    res[f"{dataset}_speedup_default_vs_fast"] = round(times["fast"] / times[default], 3)
+    res[f"{dataset}_default"] = default
+    res[f"{dataset}_default_impl"] = variants[-1][2]
+    for name, v in worst.items():
+        res[f"{dataset}_{name}_max_abs_diff"] = v
+    res[f"{dataset}_max_abs_diff"] = max(worst.values())
+    res[f"{dataset}_vector_ops"] = op_counts["ops_vector"]
+    res[f"{dataset}_vector_ops_via_pymatgen"] = op_counts["ops_fallback"]
+    res[f"{dataset}_vector_fallback_reasons"] = op_counts["fallback_reasons"]
+    res[f"{dataset}_crystalnn_counters"] = cnn_counts
+    res[f"{dataset}_errors"] = errors
+    if do_split:
+        acc: dict = {}
+        timed = {"cells": 0.0, "weights": 0.0}
+        orig_cells, orig_w = C.voronoi_cell_arrays, C._crystalnn_weight_arrays
+
+        def _timed(fn, key, *a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                timed[key] += time.perf_counter() - t
+
+        C.voronoi_cell_arrays = functools.partial(_timed, orig_cells, "cells")
+        C._crystalnn_weight_arrays = functools.partial(_timed, orig_w, "weights")
+        try:
+            for s in structs:
+                _split_one(s, variants[-1][2], acc)
+        finally:
+            C.voronoi_cell_arrays, C._crystalnn_weight_arrays = orig_cells, orig_w
+        total = sum(acc.values())
+        acc["prepare_numpy_cells"] = timed["cells"]
+        acc["prepare_numpy_weights"] = timed["weights"]
+        acc["prepare_tessellation_and_checks"] = acc["prepare"] - timed["cells"] - timed["weights"]
+        res[f"{dataset}_split_ms_per_crystal"] = round(1e3 * total / k, 2)
+        res[f"{dataset}_split_fraction"] = {key: round(v / total, 3) for key, v in acc.items()}
+    return res
 
 
 def main(argv=None) -> int:
@@ -90,25 +179,42 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100, help="crystals per dataset (default 100)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--datasets", nargs="+", default=["perov_5", "carbon_24"])
+    ap.add_argument("--impls", nargs="+", default=["cells", "vector"],
+                    help="CrystalNN cell-info implementations to time with method='vector' besides pymatgen's "
+                         "(dpcdvae.crystalnn.IMPLS; the last one is reported as the default)")
+    ap.add_argument("--no-stage-split", dest="stage_split", action="store_false",
+                    help="skip the stage-by-stage timing of the default path")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    out = {"bench": "crystalnn_fingerprint fast vs vector", "date": _dt.date.today().isoformat(),
+    out = {"bench": "crystalnn_fingerprint fast / vector (pymatgen cell info) / vector (numpy cell info)",
+           "date": _dt.date.today().isoformat(),
            "cpu": _cpu_model(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "split": args.split,
-           "python": platform.python_version(),
+           "python": platform.python_version(), "impls": args.impls,
            "load_avg_1min_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
-    total_fast = total_vec = 0.0
+    totals: dict = {}
     for ds in args.datasets:
-        r = run_dataset(ds, args.split, args.n)
+        r = run_dataset(ds, args.split, args.n, args.impls, args.stage_split)
+        d = r[f"{ds}_default"]
         print(f"{ds}: fast {r[f'{ds}_fast_per_s']:.2f}/s, vector {r[f'{ds}_vector_per_s']:.2f}/s, "
-              f"x{r[f'{ds}_speedup']:.2f}, max |diff| {r[f'{ds}_max_abs_diff']:.3g}, "
-              f"{r[f'{ds}_vector_ops_via_pymatgen']} of {r[f'{ds}_vector_ops'] + r[f'{ds}_vector_ops_via_pymatgen']} "
-              f"order parameters via pymatgen", flush=True)
+              + ", ".join(f"{k[len(ds) + 1:-6]} {v:.2f}/s" for k, v in r.items()
+                          if k.endswith("_per_s") and k[len(ds) + 1:-6] not in ("fast", "vector"))
+              + f"; {d} (impl {r[f'{ds}_default_impl']}) x{r[f'{ds}_speedup_default_vs_vector']:.2f} vs vector, "
+              f"x{r[f'{ds}_speedup_default_vs_fast']:.2f} vs fast; max |diff| {r[f'{ds}_max_abs_diff']:.3g}; "
+              f"CrystalNN counters {r[f'{ds}_crystalnn_counters']}", flush=True)
+        if f"{ds}_split_fraction" in r:
+            print(f"{ds}: default path {r[f'{ds}_split_ms_per_crystal']} ms/crystal, split "
+                  f"{r[f'{ds}_split_fraction']}", flush=True)
         out.update(r)
-        total_fast += r[f"{ds}_crystals"] / r[f"{ds}_fast_per_s"]
-        total_vec += r[f"{ds}_crystals"] / r[f"{ds}_vector_per_s"]
+        for key, v in r.items():
+            if key.endswith("_per_s"):
+                name = key[len(ds) + 1:-6]
+                totals[name] = totals.get(name, 0.0) + r[f"{ds}_crystals"] / v
     out["max_abs_diff"] = max(out[f"{ds}_max_abs_diff"] for ds in args.datasets)
-    out["speedup_all"] = round(total_fast / total_vec, 3)
+    out["speedup_all"] = round(totals["fast"] / totals["vector"], 3)
+    d = out[f"{args.datasets[0]}_default"]
+    out["speedup_all_default_vs_vector"] = round(totals["vector"] / totals[d], 3)
+    out["speedup_all_default_vs_fast"] = round(totals["fast"] / totals[d], 3)
     out["load_avg_1min_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     print(json.dumps(out))
     return 0
