@@ -10,7 +10,9 @@ arms. ``band_gap_points`` = strided minus banded match rate: positive means the 
 (b) the fixed-point probe at each ``--probe-t`` (default 350 500 600) after each of ``--repeats`` (1 20) Eq. 7 maps
 on the first ``--probe-n`` of those crystals.
 (c) with ``--gen N``: COV-R / COV-P of N generated crystals against the whole test split, Eq. 7 (1000 calls) and
-strided Eq. 7 (``--base`` calls); the test split's fingerprints are cached on disk after the first run.
+strided Eq. 7 (``--base`` calls), with each criterion alone (``cov_r_struct``, ``cov_r_comp``: which one limits
+COV) and the number of distinct formulas; CDVAE's Magpie constants by default (``--comp-scaler``), as Table II; the
+test split's fingerprints are cached on disk after the first run. ``--gen-only`` runs (c) alone.
 
 Final JSON line: ``arms``, ``band_gap_points``, ``probe``, ``gen`` (when asked), ``wall_s`` and the machine.
 """
@@ -38,6 +40,9 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, nargs="*", default=(1, 20))
     p.add_argument("--probe-n", type=int, default=None, help="crystals in the probe (default: --n)")
     p.add_argument("--gen", type=int, default=0, help="generated crystals for COV (0: skip)")
+    p.add_argument("--gen-only", action="store_true", help="only (c): skip the reconstruction arms and the probe")
+    p.add_argument("--comp-scaler", default="cdvae", choices=["cdvae", "test"],
+                   help="Magpie standardiser of COV: CDVAE's constants (as Table II) or fitted on the test split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--n-workers", type=int, default=1)
@@ -52,6 +57,13 @@ def main(argv=None) -> dict:
 
     t0 = time.time()
     model = load_model(a.checkpoint, ema=not a.raw_weights).eval()
+    if a.gen_only:
+        out = {"checkpoint": a.checkpoint, "weights": "raw" if a.raw_weights else "ema", "dataset": a.dataset,
+               "seed": a.seed, "gen": generation_arms(model, a)}
+        out["wall_s"] = round(time.time() - t0, 1)
+        out.update(machine_info())
+        print_json(out)
+        return out
     ds = load_split(a.dataset, a.split, root=resolve_root(a.dataset, None), max_atoms=model.cfg.max_atoms,
                     graph=model.data_graph, progress=False)
     idx = select_indices(ds.num_atoms.tolist(), a.n, a.max_atoms)
@@ -92,26 +104,38 @@ def main(argv=None) -> dict:
                               if "eq7" in res_arms else None),
            "probe": probe, "probe_n": len(pidx), "time_arms_s": round(t_arms, 1), "time_probe_s": round(t_probe, 1)}
     if a.gen > 0:
-        from dpcdvae.eval.generation import generation_metrics
-        from dpcdvae.eval.io import load_split_structures
-
-        test = load_split_structures(a.dataset, "test")
-        gen = {}
-        for name, sampler, steps in (("eq7", "eq7", None), ("strided", "strided_eq7", a.base)):
-            t1 = time.time()
-            structs = []
-            for s in range(0, a.gen, a.batch_size):
-                o = model.generate(min(a.batch_size, a.gen - s), sampler=sampler, steps=steps, seed=a.seed + s)
-                structs.extend(o.structures)
-            m = generation_metrics(structs, test, a.dataset, n_workers=a.n_workers, compute_eform=False,
-                                   progress=False, cache_generated=False)
-            gen[name] = {"cov_r": round(m["cov_r"], 2), "cov_p": round(m["cov_p"], 2),
-                         "validity": round(m["validity"], 2), "n": a.gen, "time_s": round(time.time() - t1, 1)}
-        out["gen"] = gen
+        out["gen"] = generation_arms(model, a)
     out["wall_s"] = round(time.time() - t0, 1)
     out.update(machine_info())
     print_json(out)
     return out
+
+
+def generation_arms(model, a) -> dict:
+    """(c): COV of ``a.gen`` generated crystals, Eq. 7 and strided (same z per batch), with the COV breakdown
+    (structure / composition criterion alone) and the number of distinct reduced formulas."""
+    from dpcdvae.eval.evaluate import load_comp_scaler
+    from dpcdvae.eval.generation import generation_metrics
+    from dpcdvae.eval.io import load_split_structures
+
+    _, test = load_split_structures(a.dataset, "test")
+    test = [t for t in test if t is not None]
+    scaler = load_comp_scaler("cdvae" if a.comp_scaler == "cdvae" else "test", a.dataset)
+    gen = {}
+    for name, sampler, steps in (("eq7", "eq7", None), ("strided", "strided_eq7", a.base)):
+        t1 = time.time()
+        structs = []
+        for s in range(0, a.gen, a.batch_size):
+            o = model.generate(min(a.batch_size, a.gen - s), sampler=sampler, steps=steps, seed=a.seed + s)
+            structs.extend(o.structures)
+        m = generation_metrics(structs, test, a.dataset, n_workers=a.n_workers, compute_eform=False,
+                               progress=False, cache_generated=False, comp_scaler=scaler)
+        formulas = {x.composition.reduced_formula for x in structs if x is not None}
+        gen[name] = {**{k: round(m[k], 2) for k in ("cov_r", "cov_p", "cov_r_struct", "cov_r_comp",
+                                                    "cov_p_struct", "cov_p_comp", "validity")},
+                     "n_formulas": len(formulas), "n": a.gen, "comp_scaler": a.comp_scaler,
+                     "time_s": round(time.time() - t1, 1)}
+    return gen
 
 
 if __name__ == "__main__":

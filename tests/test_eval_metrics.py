@@ -153,6 +153,20 @@ def test_cov_independent_nearest_neighbours_and_failures():
     assert cov["cov_p"] == 50.0 and cov["cov_r"] == 100.0 and cov["n_gen_fp_failed"] == 1
 
 
+def test_cov_breakdown_names_the_limiting_criterion():
+    # three reference crystals: one covered on both counts, one only by structure, one only by composition
+    ref_s = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    ref_c = np.array([[0.0, 0.0], [50.0, 0.0], [0.0, 0.0]])
+    gen_s = np.array([[0.0, 0.0], [1.0, 0.0], [9.0, 9.0]])
+    gen_c = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    cov = coverage(gen_s, gen_c, ref_s, ref_c, 0.2, 4.0)
+    assert cov["cov_r_struct"] == pytest.approx(200 / 3)   # refs 0 and 1
+    assert cov["cov_r_comp"] == pytest.approx(200 / 3)     # refs 0 and 2
+    assert cov["cov_r"] == pytest.approx(100 / 3)          # both: ref 0 only
+    assert cov["cov_p_struct"] == pytest.approx(200 / 3) and cov["cov_p_comp"] == 100.0
+    assert cov["cov_p"] == pytest.approx(200 / 3)
+
+
 def test_w1_self_zero_and_errors():
     x = np.random.default_rng(1).random(100)
     assert wasserstein(x, x) == 0.0

@@ -119,7 +119,9 @@ def coverage(gen_struct_fps: np.ndarray, gen_comp_fps: np.ndarray, ref_struct_fp
     ``comp_cutoff`` (the two nearest neighbours found independently); COV-P = share of generated crystals for which
     the same holds against the reference set. Denominators are all rows; a row whose fingerprints failed
     (``*_ok`` False, or any NaN in the structure fingerprint) neither covers nor is covered.
-    Also returns AMSD/AMCD (mean nearest distances over the rows that have fingerprints).
+    Also returns AMSD/AMCD (mean nearest distances over the rows that have fingerprints) and each criterion alone
+    (``cov_r_struct``, ``cov_r_comp``, ``cov_p_struct``, ``cov_p_comp``, in %: the share that meets the structure
+    or the composition cutoff by itself), which says which of the two limits COV-R / COV-P.
     """
     gs, gc = np.asarray(gen_struct_fps, float), np.asarray(gen_comp_fps, float)
     rs, rc = np.asarray(ref_struct_fps, float), np.asarray(ref_comp_fps, float)
@@ -140,9 +142,14 @@ def coverage(gen_struct_fps: np.ndarray, gen_comp_fps: np.ndarray, ref_struct_fp
         x = x[np.isfinite(x)]
         return float(x.mean()) if len(x) else float("nan")
 
+    def _pct(mask):
+        return 100.0 * float(mask.mean()) if len(mask) else float("nan")
+
     return {
-        "cov_r": 100.0 * float(rec.mean()) if len(rec) else float("nan"),
-        "cov_p": 100.0 * float(prec.mean()) if len(prec) else float("nan"),
+        "cov_r": _pct(rec),
+        "cov_p": _pct(prec),
+        "cov_r_struct": _pct(s_rec <= struct_cutoff), "cov_r_comp": _pct(c_rec <= comp_cutoff),
+        "cov_p_struct": _pct(s_prec <= struct_cutoff), "cov_p_comp": _pct(c_prec <= comp_cutoff),
         "amsd_recall": _mean_finite(s_rec), "amsd_precision": _mean_finite(s_prec),
         "amcd_recall": _mean_finite(c_rec), "amcd_precision": _mean_finite(c_prec),
         "cov_struct_cutoff": float(struct_cutoff), "cov_comp_cutoff": float(comp_cutoff),
