@@ -12,12 +12,14 @@ interleaved crystal by crystal (so that load from other jobs hits all alike), af
   last one as ``default`` (``vector``: numpy cell info and CrystalNN weights, the default now).
 
 Reported per dataset: crystals per second of each, speed-ups, the max abs difference of each fingerprint from the
-``fast`` one, the order-parameter counters of the vector path (:data:`dpcdvae.eval.order_params.COUNTERS`), the
-CrystalNN counters of the default path (:data:`dpcdvae.crystalnn.COUNTERS`: faces / sites that went to pymatgen's
-code and why) and crystals that raised. Unless ``--no-stage-split``, the default path is also run stage by stage
-on the same crystals: ``prepare`` (of which the tessellation incl. pymatgen's neighbour search, the numpy cell info
-and the numpy CrystalNN weights), ``get_nn_data`` and the order parameters, as fractions of its time. The last line
-printed is one JSON object.
+``fast`` one and of the default from ``vector``, the order-parameter counters of the vector path
+(:data:`dpcdvae.eval.order_params.COUNTERS`), the CrystalNN counters of the default path
+(:data:`dpcdvae.crystalnn.COUNTERS`: faces / sites that went to pymatgen's code and why) and crystals that raised.
+Unless ``--no-stage-split``, the default path is also run stage by stage on the same crystals: ``prepare`` (of
+which the eligibility checks + neighbour search + qhull tessellation, the numpy cell info and the numpy CrystalNN
+weights), ``get_nn_data`` and the order parameters, as fractions of its time. The last line printed is one JSON
+object. ``vector`` and ``fast`` use pymatgen's all-site tessellation (``get_all_voronoi_polyhedra``), ``cells`` and
+the default the same points made from arrays (:func:`dpcdvae.crystalnn._tessellation`).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_fingerprints.py --n 100
 """
@@ -106,6 +108,7 @@ def run_dataset(dataset: str, split: str, n: int, impls: list[str], do_split: bo
     times = {name: 0.0 for name, _, _ in variants}
     worst = {name: 0.0 for name, _, _ in variants if name != "fast"}
     errors = {name: 0 for name, _, _ in variants}
+    worst_dv = 0.0  # default against the previous default (method "vector" with pymatgen's cell info)
     n_sites = 0
     for s in structs:
         n_sites += len(s)
@@ -120,6 +123,8 @@ def run_dataset(dataset: str, split: str, n: int, impls: list[str], do_split: bo
         for name in worst:
             if "fast" in out and name in out:
                 worst[name] = max(worst[name], float(np.abs(out[name] - out["fast"]).max()))
+        if default in out and "vector" in out:
+            worst_dv = max(worst_dv, float(np.abs(out[default] - out["vector"]).max()))
     # counters of the default path alone: one more pass, untimed
     O.reset_counters()
     C.reset_counters()
@@ -141,6 +146,7 @@ def run_dataset(dataset: str, split: str, n: int, impls: list[str], do_split: bo
     for name, v in worst.items():
         res[f"{dataset}_{name}_max_abs_diff"] = v
     res[f"{dataset}_max_abs_diff"] = max(worst.values())
+    res[f"{dataset}_default_vs_vector_max_abs_diff"] = worst_dv
     res[f"{dataset}_vector_ops"] = op_counts["ops_vector"]
     res[f"{dataset}_vector_ops_via_pymatgen"] = op_counts["ops_fallback"]
     res[f"{dataset}_vector_fallback_reasons"] = op_counts["fallback_reasons"]
@@ -200,7 +206,8 @@ def main(argv=None) -> int:
               + ", ".join(f"{k[len(ds) + 1:-6]} {v:.2f}/s" for k, v in r.items()
                           if k.endswith("_per_s") and k[len(ds) + 1:-6] not in ("fast", "vector"))
               + f"; {d} (impl {r[f'{ds}_default_impl']}) x{r[f'{ds}_speedup_default_vs_vector']:.2f} vs vector, "
-              f"x{r[f'{ds}_speedup_default_vs_fast']:.2f} vs fast; max |diff| {r[f'{ds}_max_abs_diff']:.3g}; "
+              f"x{r[f'{ds}_speedup_default_vs_fast']:.2f} vs fast; max |diff| {r[f'{ds}_max_abs_diff']:.3g} vs fast, "
+              f"{r[f'{ds}_default_vs_vector_max_abs_diff']:.3g} default vs vector; "
               f"CrystalNN counters {r[f'{ds}_crystalnn_counters']}", flush=True)
         if f"{ds}_split_fraction" in r:
             print(f"{ds}: default path {r[f'{ds}_split_ms_per_crystal']} ms/crystal, split "
@@ -211,6 +218,7 @@ def main(argv=None) -> int:
                 name = key[len(ds) + 1:-6]
                 totals[name] = totals.get(name, 0.0) + r[f"{ds}_crystals"] / v
     out["max_abs_diff"] = max(out[f"{ds}_max_abs_diff"] for ds in args.datasets)
+    out["default_vs_vector_max_abs_diff"] = max(out[f"{ds}_default_vs_vector_max_abs_diff"] for ds in args.datasets)
     out["speedup_all"] = round(totals["fast"] / totals["vector"], 3)
     d = out[f"{args.datasets[0]}_default"]
     out["speedup_all_default_vs_vector"] = round(totals["vector"] / totals[d], 3)

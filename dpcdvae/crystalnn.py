@@ -64,10 +64,11 @@ _FAST_TESS_CUTOFF = float(os.environ.get("DPCDVAE_FP_TESS_CUTOFF", "5.0"))
 # What the fast path above still spent its time on (Carbon-24, one core): pymatgen's ``VoronoiNN._extract_cell_info``
 # loops, for every site of the cell, over *every* ridge of the tessellation and, for each face of the site, calls
 # ``solid_angle`` and ``vol_tetra`` per fan triangle (numpy calls on 3-vectors); then ``CrystalNN.get_nn_data`` walks
-# the neighbours of each site in Python (``_get_original_site`` loops over the structure for home-cell neighbours).
-# ``impl="vector"`` keeps pymatgen's tessellation (its own ``get_all_voronoi_polyhedra``: the same points in the same
-# order, so the same qhull output; ``_CapturingVoronoiNN`` only records the tessellation instead of extracting) and
-# computes, for all faces of all sites at once (:func:`voronoi_cell_arrays`):
+# the neighbours of each site in Python (``_get_original_site`` loops over the structure for home-cell neighbours);
+# and ``get_all_voronoi_polyhedra`` builds a ``PeriodicNeighbor`` object for each of the ~1000 tessellated points.
+# ``impl="vector"`` keeps pymatgen's tessellation -- the same points in the same order, so the same qhull output --
+# but makes it from arrays (:func:`_tessellation`, site objects only for the points looked at), and computes, for
+# all faces of all sites at once (:func:`voronoi_cell_arrays`):
 #
 # * the solid angle of each face about its site: the sum over the fan triangles (v0, v_t, v_t+1) of
 #   2 * atan2-like(|d0 . (d_t x d_t+1)|, r0 r_t r_t+1 + r_t+1 d0.d_t + r_t d0.d_t+1 + r0 d_t.d_t+1) (Van Oosterom &
@@ -89,16 +90,19 @@ _FAST_TESS_CUTOFF = float(os.environ.get("DPCDVAE_FP_TESS_CUTOFF", "5.0"))
 #
 # * a fan triangle with |d0 . (d_t x d_t+1)| <= TRIPLE_GUARD * r0 r_t r_t+1 and a positive denominator: pymatgen's
 #   ``arctan(tp / de) > 0`` test flips there (an exactly flat triangle adds 2 pi, a nearly flat one ~0). These occur
-#   (zero-area faces between cospherical atoms, e.g. ~1 % of the faces of cubic Perov-5 crystals); that face's solid
-#   angle is pymatgen's ``solid_angle`` on the same centre and vertices, as its extraction calls it. (The other
-#   branch, ``de == 0``, is continuous: both sides give pi.)
+#   (zero-area faces between cospherical atoms: 32 of the 4424 faces of the first 60 Perov-5 test crystals); that
+#   face's solid angle is pymatgen's ``solid_angle`` on the same centre and vertices, as its extraction calls it.
+#   (The other branch, ``de == 0``, is continuous: both sides give pi.)
 # * a weight within ROUND_GUARD (in units of 1e-3) of a rounding boundary k + 1/2 (the 3-decimal rounding, and with
 #   it the "weight > 0" cut, could go either way), a face with a solid angle <= 0, a site whose largest weight is 0:
 #   that site's ``get_nn_data`` runs pymatgen's code on the cached (vectorised) cell info. The smooth distance
 #   cutoff and the sorts are continuous / order-only and need no guard.
 #
-# ``impl="cells"`` uses the vectorised cell info with pymatgen's ``get_nn_data``; ``impl="pymatgen"`` is the fast
-# path as it was before (pymatgen's ``_extract_cell_info`` per site). ``$DPCDVAE_CRYSTALNN_IMPL`` sets the default.
+# ``impl="cells"`` uses the array tessellation and the vectorised cell info with pymatgen's ``get_nn_data``;
+# ``impl="pymatgen"`` is the fast path as it was before (pymatgen's ``get_all_voronoi_polyhedra`` and
+# ``_extract_cell_info``). ``$DPCDVAE_CRYSTALNN_IMPL`` sets the default. Measured (Carbon-24, one core, see
+# ``benchmarks/bench_fingerprints.py``): the fingerprint ~4x faster than with ``impl="pymatgen"``; what remains is
+# mostly the order parameters (:mod:`dpcdvae.eval.order_params`) and qhull.
 
 #: implementations of :func:`fast_crystalnn`'s one-tessellation path (see the comment above)
 IMPLS = ("vector", "cells", "pymatgen")
@@ -279,6 +283,112 @@ def cell_info_dicts(cells: dict, k: int, sites, ridge_vertices, adjacency: bool 
     return out
 
 
+# --- pymatgen's all-site tessellation, without a site object per tessellated point ------------------------------
+#
+# ``VoronoiNN.get_all_voronoi_polyhedra`` tessellates the home-cell sites (wrapped to [0, 1)) plus every neighbour
+# within the cutoff from ``Structure.get_all_neighbors``, which builds one ``PeriodicNeighbor`` object per (site,
+# neighbour) pair -- about a third of the fingerprint time once the cell info is vectorised. :func:`_tessellation`
+# makes the same point set from ``Structure.get_neighbor_list`` (the arrays ``get_all_neighbors`` is built on): the
+# same rows (index, image) deduplicated by the same ``np.unique`` (so the same order and the same first occurrences),
+# the same fractional coordinates (frac + image; np.mod(frac, 1) for the home cell) and Cartesian coordinates equal
+# to ``Lattice.get_cartesian_coords`` of each row (checked, see :func:`_cartesian_rows`), hence the same qhull input
+# and output; the site objects (``PeriodicSite`` for the home cell, ``PeriodicNeighbor`` with pymatgen's index,
+# image, distance and label otherwise) are made only for the points that are looked at (:class:`_LazySites`).
+
+_CART_EXPLICIT_OK: bool | None = None
+
+
+def _cart_explicit(frac: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    return (frac[:, 0:1] * matrix[0] + frac[:, 1:2] * matrix[1]) + frac[:, 2:3] * matrix[2]
+
+
+def _cartesian_rows(frac: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``np.dot(row, matrix)`` (``Lattice.get_cartesian_coords`` of one site) for every row, bit for bit.
+
+    ``np.dot`` of a 3-vector and a 3x3 matrix (BLAS ``dgemv``) rounds like (f0 m0 + f1 m1) + f2 m2 with the bundled
+    OpenBLAS, while a batched product (``dgemm``) uses fused multiply-adds and differs in the last bit; the explicit
+    form is used when it reproduces ``np.dot`` on 256 random rows (once per process) and on the first rows here,
+    else ``np.dot`` row by row."""
+    global _CART_EXPLICIT_OK
+    frac = np.ascontiguousarray(frac, dtype=np.float64).reshape(-1, 3)
+    matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+    if _CART_EXPLICIT_OK is None:
+        rng = np.random.default_rng(20261207)
+        mt, ft = rng.normal(size=(3, 3)) * 4.0, rng.normal(size=(256, 3)) * 3.0
+        _CART_EXPLICIT_OK = bool(np.array_equal(_cart_explicit(ft, mt), np.array([np.dot(r, mt) for r in ft])))
+    if _CART_EXPLICIT_OK:
+        out = _cart_explicit(frac, matrix)
+        if all(np.array_equal(out[i], np.dot(frac[i], matrix)) for i in range(min(4, len(frac)))):
+            return out
+    return np.array([np.dot(r, matrix) for r in frac], dtype=np.float64).reshape(-1, 3)
+
+
+class _LazySites:
+    """The tessellated sites of :func:`_tessellation`, made on first access: ``sites[p]`` is what pymatgen's
+    ``get_all_voronoi_polyhedra`` holds at position p (a ``PeriodicSite`` wrapped into the cell for a home-cell
+    point, a ``PeriodicNeighbor`` otherwise)."""
+
+    def __init__(self, structure, n_home: int, first: np.ndarray, pairs: tuple):
+        self._structure = structure
+        self._n = n_home
+        self._first = first
+        self._pairs = pairs  # (points_indices, images, distances, frac + image) in get_all_neighbors' order
+        self._made: dict = {}
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def __getitem__(self, p):
+        p = int(p)
+        site = self._made.get(p)
+        if site is None:
+            j = int(self._first[p])
+            if j < self._n:
+                site = self._structure[j].to_unit_cell()
+            else:
+                from pymatgen.core.structure import PeriodicNeighbor
+
+                pi, images, dists, fcoords = self._pairs
+                j -= self._n
+                psite = self._structure[int(pi[j])]
+                site = PeriodicNeighbor(species=psite.species, coords=fcoords[j], lattice=self._structure.lattice,
+                                        properties=psite.properties, nn_distance=dists[j], index=pi[j],
+                                        image=tuple(images[j]), label=psite.label)
+            self._made[p] = site
+        return site
+
+
+def _tessellation(structure, cutoff: float):
+    """pymatgen's all-site tessellation of ``structure`` (as ``VoronoiNN(cutoff=cutoff).get_all_voronoi_polyhedra``
+    makes it) without its per-point site objects: ``(sites, voro, roots, point_site)`` with ``sites`` a
+    :class:`_LazySites`, ``voro`` the ``scipy.spatial.Voronoi`` of the same points in the same order, ``roots [n]``
+    the point index of each home-cell site and ``point_site [P]`` the structure index of each point. Needs a periodic
+    structure without coincident atoms (``prepare`` checks); raises what qhull raises."""
+    from scipy.spatial import Voronoi
+
+    n = len(structure)
+    tol = 1e-8  # get_all_neighbors' numerical_tol
+    ci, pi, images, dists = structure.get_neighbor_list(cutoff, numerical_tol=tol)
+    if len(ci) and float(np.min(dists)) <= tol:
+        raise RuntimeError("coincident sites: get_all_neighbors would drop pairs")
+    order = np.argsort(ci, kind="stable")  # get_all_neighbors: the neighbours of site 0, then of site 1, ...
+    pi, images, dists = pi[order], images[order], dists[order]
+    frac = np.asarray(structure.frac_coords, dtype=np.float64)
+    rows = np.concatenate([np.column_stack([np.arange(n), np.zeros((n, 3))]),
+                           np.column_stack([pi, images])]).astype(np.int64)
+    uniq, first = np.unique(rows, axis=0, return_index=True)
+    roots = np.nonzero(np.abs(uniq[:, 1:]).max(axis=1) == 0)[0]
+    fcoords = frac[pi] + images  # get_all_neighbors' fractional coordinates of the neighbours
+    home = first < n
+    pfrac = np.empty((len(uniq), 3))
+    pfrac[home] = np.mod(frac[first[home]], 1)  # to_unit_cell
+    pfrac[~home] = fcoords[first[~home] - n]
+    points = _cartesian_rows(pfrac, structure.lattice.matrix)
+    voro = Voronoi(points)
+    sites = _LazySites(structure, n, first, (pi, images, dists, fcoords))
+    return sites, voro, roots, uniq[:, 0].copy()
+
+
 _SPECIE_CACHE: dict = {}
 
 
@@ -302,8 +412,9 @@ def _specie_props(site) -> tuple[float, float, float, bool]:
     return props
 
 
-def _crystalnn_weight_arrays(cnn, structure, cells: dict, sites) -> dict[str, Any]:
-    """CrystalNN's per-neighbour weights of every cached centre, all faces at once (``cnn``'s settings; targets None).
+def _crystalnn_weight_arrays(cnn, structure, cells: dict, point_site: np.ndarray) -> dict[str, Any]:
+    """CrystalNN's per-neighbour weights of every cached centre, all faces at once (``cnn``'s settings; targets None;
+    ``point_site [P]``: the structure index of each tessellated point).
 
     Returns ``order [F]`` (face rows of :func:`voronoi_cell_arrays` in each centre's final CrystalNN order),
     ``weight [F]`` (rounded to 3 decimals, in that order), ``status [C]`` (``None``: the vector answer stands,
@@ -312,15 +423,7 @@ def _crystalnn_weight_arrays(cnn, structure, cells: dict, sites) -> dict[str, An
     start, cpos, other = cells["start"], cells["centre_pos"], cells["other"]
     nc = len(start) - 1
     sa, area = cells["solid_angle"], cells["area"]
-    npts = len(sites)
-    pos = np.full(npts, -1, dtype=np.int64)
-    pos[cells["centres"]] = np.arange(nc)
-    # structure index of each neighbour point: home-cell points are centre k = site k; the others are neighbours
-    uo = np.unique(other)
-    sidx = np.empty(npts, dtype=np.int64)
-    for o in uo.tolist():
-        sidx[o] = pos[o] if pos[o] >= 0 else int(sites[o].index)
-    nb = sidx[other]
+    nb = np.asarray(point_site, dtype=np.int64)[other]  # structure index of the site across each face
     # per-species tables (species of the structure's sites)
     species_id: dict = {}
     site_spec = np.empty(len(structure), dtype=np.int64)
@@ -435,7 +538,8 @@ def _voronoi_classes():
     class _CapturingVoronoiNN(VoronoiNN):
         """``VoronoiNN`` whose ``get_all_voronoi_polyhedra`` only tessellates: it records the tessellated sites, the
         targets, the ``scipy.spatial.Voronoi`` object and the home-cell site indices (``self.captured``,
-        ``self.roots``) instead of extracting each cell (:func:`voronoi_cell_arrays` does that for all at once)."""
+        ``self.roots``) instead of extracting each cell. pymatgen's tessellation as it is, for checking
+        :func:`_tessellation` and :func:`voronoi_cell_arrays` against it (``tests/test_crystalnn_vector.py``)."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -594,7 +698,7 @@ def _voronoi_classes():
                         reason = f"atoms closer than {_FAST_MIN_PAIR_DIST} A"
             if reason is None:
                 try:
-                    if self.impl == "pymatgen" or not structure.is_ordered:
+                    if self.impl == "pymatgen" or not structure.is_ordered or not all(structure.lattice.pbc):
                         return self._prepare_pymatgen(structure)
                     return self._prepare_vector(structure)
                 except Exception as exc:  # qhull errors, pathological cells: per-site path for every site
@@ -602,26 +706,6 @@ def _voronoi_classes():
                     reason = f"all-site tessellation failed: {type(exc).__name__}: {exc}"[:200]
             self.fallback_reasons.append(reason)
             return 0
-
-        def _tessellate(self, vnn_cls, structure):
-            """A small tessellation first (r_t = 5 A); the full search cutoff if qhull / the extraction objects."""
-            try:
-                vnn = vnn_cls(weight="solid_angle", targets=None,
-                              cutoff=min(float(self.search_cutoff), _FAST_TESS_CUTOFF))
-                return vnn, vnn.get_all_voronoi_polyhedra(structure), self._cells_of(vnn)
-            except Exception:
-                vnn = vnn_cls(weight="solid_angle", targets=None, cutoff=float(self.search_cutoff))
-                return vnn, vnn.get_all_voronoi_polyhedra(structure), self._cells_of(vnn)
-
-        @staticmethod
-        def _cells_of(vnn):
-            if not isinstance(vnn, _CapturingVoronoiNN):
-                return None
-            sites, _, voro = vnn.captured
-            # faces at pymatgen's solid-angle branch get pymatgen's solid_angle (as its extraction calls it: the
-            # tessellated site's coordinates, which are voro.points' rows, and the face's vertices)
-            return voronoi_cell_arrays(voro.points, voro.vertices, voro.ridge_points, voro.ridge_vertices, vnn.roots,
-                                       solid_angle_fn=CrystalNN.get_nn_data.__globals__["solid_angle"])
 
         def _limit_check(self, structure, radii, cutoff) -> list[int]:
             limit = 0.5 * float(cutoff) - 1e-6
@@ -631,7 +715,13 @@ def _voronoi_classes():
             return ok
 
         def _prepare_pymatgen(self, structure) -> int:
-            vnn, all_polys, _ = self._tessellate(_RecordingVoronoiNN, structure)
+            try:  # a small tessellation first (r_t = 5 A); the full search cutoff if qhull / pymatgen objects to it
+                vnn = _RecordingVoronoiNN(weight="solid_angle", targets=None,
+                                          cutoff=min(float(self.search_cutoff), _FAST_TESS_CUTOFF))
+                all_polys = vnn.get_all_voronoi_polyhedra(structure)
+            except Exception:
+                vnn = _RecordingVoronoiNN(weight="solid_angle", targets=None, cutoff=float(self.search_cutoff))
+                all_polys = vnn.get_all_voronoi_polyhedra(structure)
             radii = vnn.cell_radius
             if len(all_polys) != len(structure) or len(radii) != len(structure):
                 raise RuntimeError("polyhedra count differs from the number of sites")
@@ -641,11 +731,24 @@ def _voronoi_classes():
             return len(polys)
 
         def _prepare_vector(self, structure) -> int:
-            vnn, _, cells = self._tessellate(_CapturingVoronoiNN, structure)
-            sites, targets, voro = vnn.captured
-            if len(vnn.roots) != len(structure) or len(cells["radius"]) != len(structure):
+            solid_angle = CrystalNN.get_nn_data.__globals__["solid_angle"]
+
+            def tessellate(cutoff):
+                sites, voro, roots, point_site = _tessellation(structure, cutoff)
+                # faces at pymatgen's solid-angle branch get pymatgen's solid_angle (as its extraction calls it: the
+                # site's coordinates, which are voro.points' rows, and the face's vertices)
+                cells = voronoi_cell_arrays(voro.points, voro.vertices, voro.ridge_points, voro.ridge_vertices,
+                                            roots, solid_angle_fn=solid_angle)
+                return cutoff, sites, voro, roots, point_site, cells
+
+            try:  # a small tessellation first (r_t = 5 A); the full search cutoff if qhull / the extraction objects
+                cutoff, sites, voro, roots, point_site, cells = tessellate(
+                    min(float(self.search_cutoff), _FAST_TESS_CUTOFF))
+            except Exception:
+                cutoff, sites, voro, roots, point_site, cells = tessellate(float(self.search_cutoff))
+            if len(roots) != len(structure) or len(cells["radius"]) != len(structure):
                 raise RuntimeError("polyhedra count differs from the number of sites")
-            ok = self._limit_check(structure, cells["radius"].tolist(), vnn.cutoff)
+            ok = self._limit_check(structure, cells["radius"].tolist(), cutoff)
             n_flat = int(np.count_nonzero(cells["flat_face"]))
             if n_flat:
                 _count("faces_pymatgen", "solid angle: fan triangle at the arctan branch", n=n_flat)
@@ -654,10 +757,9 @@ def _voronoi_classes():
             cache = {"structure": structure, "cutoff": self.search_cutoff, "polys": {},
                      "vector_sites": frozenset(ok), "cells": cells, "sites": sites,
                      "ridge_vertices": voro.ridge_vertices, "weights": None,
-                     "home": {int(p): k for k, p in enumerate(vnn.roots)}}
+                     "home": {int(p): k for k, p in enumerate(roots.tolist())}}
             if self.impl == "vector":
-                wts = _crystalnn_weight_arrays(self, structure, cells, sites)
-                cache["weights"] = wts
+                cache["weights"] = _crystalnn_weight_arrays(self, structure, cells, point_site)
                 cache["settings"] = _settings(self)
                 cache["distance_cutoffs"] = self.distance_cutoffs
             self._poly_cache = cache

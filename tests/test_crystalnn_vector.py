@@ -1,9 +1,10 @@
 """The vectorised Voronoi cell info and CrystalNN weights (``dpcdvae.crystalnn``, ``impl="vector"``) give pymatgen's
 numbers.
 
-(a) cell info: on pymatgen's own all-site tessellation (captured), :func:`voronoi_cell_arrays` /
-    :func:`cell_info_dicts` equal ``VoronoiNN._extract_cell_info`` face by face (solid angle, area, volume, distance,
-    normal, vertices, adjacent faces; the same neighbours in the same order);
+(a) cell info: the fast path's tessellation (``_tessellation``, no site object per point) is pymatgen's all-site
+    tessellation (the same points bit for bit, the same qhull output, equal site objects); on it
+    :func:`voronoi_cell_arrays` / :func:`cell_info_dicts` equal ``VoronoiNN._extract_cell_info`` face by face (solid
+    angle, area, volume, distance, normal, vertices, adjacent faces; the same neighbours in the same order);
 (b) neighbour data: ``get_nn_data`` of the vector path equals that of the previous fast path (``impl="pymatgen"``:
     pymatgen's extraction and pymatgen's ``get_nn_data`` on the same tessellation): the same CN weights, the same
     neighbours with the same rounded weights;
@@ -127,9 +128,35 @@ def _capture(structure, cutoff: float = 5.0):
 FACE_KEYS = ("solid_angle", "area", "volume", "face_dist", "n_verts")
 
 
+def _compare_tessellation(structure, cutoff: float = 5.0) -> None:
+    """The fast path's own point set (:func:`dpcdvae.crystalnn._tessellation`) is pymatgen's, bit for bit, with the
+    same tessellation and equal site objects."""
+    cap, sites, _, voro = _capture(structure, cutoff)
+    lazy, v2, roots, point_site = C._tessellation(structure, cutoff)
+    assert len(lazy) == len(sites) and roots.tolist() == cap.roots
+    assert np.array_equal(np.asarray(v2.points), np.asarray(voro.points)), "tessellated points differ"
+    assert np.array_equal(v2.ridge_points, voro.ridge_points) and v2.ridge_vertices == voro.ridge_vertices
+    assert np.array_equal(v2.vertices, voro.vertices)
+    rng = np.random.default_rng(0)
+    check = sorted(set(roots.tolist()) | set(rng.choice(len(sites), min(60, len(sites)), replace=False).tolist()))
+    for p in check:
+        a, b = lazy[p], sites[p]
+        assert type(a) is type(b) and a.species == b.species and a.label == b.label
+        assert np.array_equal(a.frac_coords, b.frac_coords) and np.array_equal(a.coords, b.coords)
+        assert a.properties == b.properties
+        if hasattr(b, "index"):
+            assert a.index == b.index and a.image == b.image and a.nn_distance == b.nn_distance
+            assert point_site[p] == b.index
+        else:
+            assert point_site[p] == roots.tolist().index(p)
+
+
 def _compare_cells(structure, cutoff: float = 5.0) -> dict:
-    """Assert that the vectorised cell info equals pymatgen's ``_extract_cell_info`` for every site of the
-    tessellation; returns counts (faces, flat faces, faces with bit-identical numbers)."""
+    """Assert that the fast path's tessellation is pymatgen's and that the vectorised cell info equals pymatgen's
+    ``_extract_cell_info`` for every site of it; returns counts (faces, flat faces, faces with bit-identical
+    numbers)."""
+    if len(structure) > 1:  # pymatgen tessellates a 1-site cell per site; the fast path does not take those
+        _compare_tessellation(structure, cutoff)
     cap, sites, targets, voro = _capture(structure, cutoff)
     # the tessellated points are the sites' coordinates, bit for bit (pymatgen's extraction uses site.coords)
     assert np.array_equal(np.asarray(voro.points), np.array([s.coords for s in sites]))
