@@ -304,6 +304,18 @@ def test_crystalnn_graph_equals_previous_path_on_built_crystals(name, monkeypatc
     assert len(vec) > 0 and vec == _edges(s, "pymatgen", monkeypatch)
 
 
+def test_oxidation_states_use_ionic_radii_like_pymatgen():
+    """With oxidation states CrystalNN's distance cutoff takes ionic radii (pymatgen's _get_radius per species)."""
+    nacl = _rocksalt()
+    nacl.add_oxidation_state_by_element({"Na": 1, "Cl": -1})
+    perov = _perovskite()
+    perov.add_oxidation_state_by_element({"Sr": 2, "Ti": 4, "O": -2})
+    for s in (nacl, perov):
+        C.reset_counters()
+        counts = _compare_nn(s)
+        assert counts["identical"] == counts["served"] == len(s) and C.counters()["nn_vector"] == len(s)
+
+
 def test_short_long_cell_really_uses_the_vector_path():
     s = _short_and_long()
     assert max(s.lattice.abc) / min(s.lattice.abc) >= 10
