@@ -206,3 +206,30 @@ def test_gemm_benchmark_reports_every_shape_and_backend(capsys):
         assert c["forward_torch"] > 0 and c["grad_input_torch"] > 0 and c["grad_weight_torch"] > 0
         assert ("forward_onednn" in c) == onednn_available()
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith('{"bench": "gemm"')
+
+
+def test_protocol_projection_arithmetic():
+    bench = _module("bench_protocol")
+    s = bench._stage(2.0, 4, 10_240, True, 2)
+    assert s["per_item_ms"] == pytest.approx(500.0) and s["one_core_s"] == pytest.approx(5120.0)
+    assert s["workers_s"] == pytest.approx(2560.0) and s["how"] == "projected"
+    s = bench._stage(2.0, 4, 10_240, False, 2)          # a serial stage is not divided among the workers
+    assert s["workers_s"] == s["one_core_s"]
+    assert bench._stage(1.0, 8, 8, True, 1)["how"] == "measured"
+
+
+def test_protocol_table2_times_every_stage(shared_data_dir, monkeypatch):
+    monkeypatch.setenv("DPCDVAE_DATA", str(shared_data_dir))
+    bench = _module("bench_protocol")
+    import torch
+
+    with torch.no_grad():
+        r = bench.table2("perov_5", 2, 2)
+    assert set(r["stages"]) == {"sampling", "validity", "fingerprints_generated", "magpie_generated",
+                                "eform_generated", "cov"}
+    assert r["stages"]["sampling"]["target_n"] == 10_240 and r["stages"]["eform_generated"]["target_n"] == 1_000
+    assert r["reference"]["parse_split"]["n"] == 3785
+    assert r["total_workers_cold_s"] >= r["total_workers_warm_s"] > 0
+    assert r["goal_s"] == 1200 and r["goal_met"] == (r["total_workers_warm_s"] <= 1200)
+    rates = r["fingerprints_per_s_one_core"]
+    assert rates["default"] in rates and rates[rates["default"]] > 0
