@@ -37,6 +37,17 @@ from dpcdvae.eval import fingerprints as F  # noqa: E402
 TOL = 1e-8
 
 
+def _bitwise_build() -> bool:
+    """Whether ``np.dot`` of 3-vectors rounds as the module's (x0*y0 + x1*y1) + x2*y2 on this numpy / BLAS build (it
+    does with the bundled OpenBLAS); then every comparison below is also bit for bit, else only to the tolerances."""
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(2, 256, 3))
+    return all(np.dot(x, y) == C._dot3(x, y) for x, y in zip(a, b))
+
+
+BITWISE = _bitwise_build()
+
+
 @pytest.fixture(autouse=True)
 def _quiet():
     with warnings.catch_warnings():
@@ -263,7 +274,7 @@ def test_cell_info_equals_pymatgen_on_built_crystals(name):
     s = BUILT[name]()
     counts = _compare_cells(s)
     # every face bit-identical with this build's numpy / OpenBLAS (the tolerance above is for other builds)
-    assert counts["exact"] == counts["faces"] > 0, counts
+    assert counts["faces"] > 0 and (counts["exact"] == counts["faces"] or not BITWISE), counts
     if name == "distorted perovskite":
         assert counts["flat"] > 0, "expected zero-area faces at the solid-angle branch"
 
@@ -275,7 +286,7 @@ def test_nn_data_equals_previous_path_on_built_crystals(name, settings):
     C.reset_counters()
     counts = _compare_nn(s, **(FP_SETTINGS if settings == "fingerprint" else GRAPH_SETTINGS))
     cnt = C.counters()
-    assert counts["identical"] == counts["sites"], counts
+    assert counts["identical"] == counts["sites"] or not BITWISE, counts
     if len(s) > 1 and name != "1.6 A x 16 A cell":
         assert counts["served"] == len(s)
         assert cnt["nn_vector"] == len(s) and cnt["nn_pymatgen"] == 0, cnt
@@ -313,7 +324,8 @@ def test_oxidation_states_use_ionic_radii_like_pymatgen():
     for s in (nacl, perov):
         C.reset_counters()
         counts = _compare_nn(s)
-        assert counts["identical"] == counts["served"] == len(s) and C.counters()["nn_vector"] == len(s)
+        assert counts["served"] == len(s) and C.counters()["nn_vector"] == len(s)
+        assert counts["identical"] == len(s) or not BITWISE
 
 
 def test_short_long_cell_really_uses_the_vector_path():
@@ -363,8 +375,9 @@ def test_solid_angle_and_volume_formulas_on_synthetic_faces():
         ref_vol = 0
         for j, k in zip(vind[1:-1], vind[2:]):
             ref_vol += vol_tetra(centre, verts[vind[0]], verts[j], verts[k])
-        assert cells["solid_angle"][e] == ref_sa, f"face {e}: {cells['solid_angle'][e]!r} vs {ref_sa!r}"
-        assert cells["volume"][e] == ref_vol, f"face {e}: volume {cells['volume'][e]!r} vs {ref_vol!r}"
+        for got, ref, what in ((cells["solid_angle"][e], ref_sa, "solid angle"), (cells["volume"][e], ref_vol, "volume")):
+            ok = got == ref if BITWISE else abs(got - ref) <= 1e-12 * max(1.0, abs(ref))
+            assert ok, f"face {e}: {what} {got!r} vs pymatgen {ref!r}"
         big += ref_sa > np.pi
     assert big >= 10, "the synthetic faces do not reach the negative-denominator branch"
     assert cells["flat_face"][-2:].all() and cells["flat_face"].sum() == 2
@@ -402,7 +415,8 @@ def test_everything_through_pymatgen_when_guards_are_wide(monkeypatch):
     assert cnt["nn_vector"] == 0 and cnt["nn_pymatgen"] == len(s), cnt
     assert cnt["faces_vector"] == 0 and cnt["faces_pymatgen"] > 0, cnt
     assert any("rounding boundary" in r for r in cnt["reasons"])
-    assert all(_nn_identical(a, b) for a, b in zip(vec, ref))
+    assert all(_nn_key(a) == _nn_key(b) for a, b in zip(vec, ref))
+    assert all(_nn_identical(a, b) for a, b in zip(vec, ref)) or not BITWISE
 
 
 def test_settings_changed_after_prepare_go_to_pymatgen():
@@ -483,7 +497,7 @@ def test_cell_info_equals_pymatgen_on_real_rows(dataset):
         tot = {k: tot[k] + c[k] for k in tot}
     print(f"{dataset}/test: 60 crystals, {tot['faces']} faces, {tot['exact']} bit-identical, "
           f"{tot['flat']} at the solid-angle branch (pymatgen's solid_angle)")
-    assert tot["exact"] == tot["faces"] > 0
+    assert tot["faces"] > 0 and (tot["exact"] == tot["faces"] or not BITWISE)
 
 
 @pytest.mark.parametrize("dataset", ["perov_5", "carbon_24"])
@@ -501,7 +515,7 @@ def test_nn_data_and_fingerprints_equal_previous_path_on_real_rows(dataset):
     cnt = C.counters()
     print(f"{dataset}/test: 60 crystals, {sites} sites, {served} from the one tessellation, {identical} with "
           f"bit-identical CrystalNN data, max |fingerprint diff| = {worst:.3g}; counters {cnt}")
-    assert identical == sites and served >= 0.9 * sites
+    assert (identical == sites or not BITWISE) and served >= 0.9 * sites
     assert cnt["nn_vector"] > 0 and cnt["nn_pymatgen"] <= 0.05 * cnt["nn_vector"]
     if dataset == "perov_5":
         assert cnt["faces_pymatgen"] > 0  # zero-area faces occur in these crystals: the explicit path is exercised
