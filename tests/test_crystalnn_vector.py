@@ -375,7 +375,8 @@ def test_solid_angle_and_volume_formulas_on_synthetic_faces():
         ref_vol = 0
         for j, k in zip(vind[1:-1], vind[2:]):
             ref_vol += vol_tetra(centre, verts[vind[0]], verts[j], verts[k])
-        for got, ref, what in ((cells["solid_angle"][e], ref_sa, "solid angle"), (cells["volume"][e], ref_vol, "volume")):
+        pairs = ((cells["solid_angle"][e], ref_sa, "solid angle"), (cells["volume"][e], ref_vol, "volume"))
+        for got, ref, what in pairs:
             ok = got == ref if BITWISE else abs(got - ref) <= 1e-12 * max(1.0, abs(ref))
             assert ok, f"face {e}: {what} {got!r} vs pymatgen {ref!r}"
         big += ref_sa > np.pi
