@@ -124,10 +124,8 @@ def generation_arms(model, a) -> dict:
     gen = {}
     for name, sampler, steps in (("eq7", "eq7", None), ("strided", "strided_eq7", a.base)):
         t1 = time.time()
-        structs = []
-        for s in range(0, a.gen, a.batch_size):
-            o = model.generate(min(a.batch_size, a.gen - s), sampler=sampler, steps=steps, seed=a.seed + s)
-            structs.extend(o.structures)
+        # one generator seeded once for all batches: the same z (and x_T) in both arms
+        structs = model.generate(a.gen, sampler=sampler, steps=steps, seed=a.seed, batch_size=a.batch_size).structures
         m = generation_metrics(structs, test, a.dataset, n_workers=a.n_workers, compute_eform=False,
                                progress=False, cache_generated=False, comp_scaler=scaler)
         formulas = {x.composition.reduced_formula for x in structs if x is not None}
