@@ -124,7 +124,8 @@ def generation_arms(model, a) -> dict:
     gen = {}
     for name, sampler, steps in (("eq7", "eq7", None), ("strided", "strided_eq7", a.base)):
         t1 = time.time()
-        # one generator seeded once for all batches: the same z (and x_T) in both arms
+        # one generator seeded once: the first batch has the same z and x_T in both arms; later batches draw after
+        # a different number of sampling steps (different z); --batch-size >= --gen makes every z the same
         structs = model.generate(a.gen, sampler=sampler, steps=steps, seed=a.seed, batch_size=a.batch_size).structures
         m = generation_metrics(structs, test, a.dataset, n_workers=a.n_workers, compute_eform=False,
                                progress=False, cache_generated=False, comp_scaler=scaler)
