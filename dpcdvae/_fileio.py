@@ -1,4 +1,5 @@
-"""Atomic file writes: the one helper behind every checkpoint, cache, CIF, JSON and relaxation record we write.
+"""Atomic file writes: the one helper behind every checkpoint, cache, CIF, JSON and relaxation record we write;
+and the one JSON sanitiser (:func:`jsonable`, :func:`strict_json_dumps`).
 
 A file is written to a temporary name in the destination folder and renamed over the destination only when the
 write finished (``os.replace`` is atomic on POSIX and Windows within one file system). An interrupted run therefore
@@ -16,7 +17,7 @@ from typing import IO, Iterator, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_open", "atomic_write_text", "atomic_write_bytes"]
+__all__ = ["atomic_open", "atomic_write_text", "atomic_write_bytes", "strict_json_dumps", "jsonable"]
 
 
 @contextlib.contextmanager
@@ -61,21 +62,31 @@ def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = False) -> Path
 
 def strict_json_dumps(obj, **kwargs) -> str:
     """``json.dumps`` that writes standard JSON: NaN and +-inf become ``null`` (jq and JavaScript reject a bare
-    ``NaN``); numpy scalars become numbers."""
-    return json.dumps(_strict(obj), allow_nan=False, **kwargs)
+    ``NaN``); numpy scalars become numbers (``obj`` goes through :func:`jsonable` first)."""
+    return json.dumps(jsonable(obj), allow_nan=False, **kwargs)
 
 
-def _strict(v):
+def jsonable(v):
+    """A JSON-safe copy of ``v``, recursively: the package's one sanitiser (behind :func:`strict_json_dumps`).
+
+    * ``None``, ``bool``, ``str``, ``int``: as they are;
+    * ``float`` (numpy's ``float64`` included): a plain ``float``; NaN and +-inf become ``None``;
+    * numpy / torch scalars (``np.float32``, ``np.int64``, ``np.bool_``, 0-d arrays and tensors): their Python value,
+      sanitised the same way (``np.bool_`` -> ``bool``, ``np.int64`` -> ``int``, NaN -> ``None``);
+    * ``dict``: keys made ``str``, values sanitised; ``list`` / ``tuple``: a ``list``;
+    * arrays and tensors: nested lists (``tolist()``), sanitised;
+    * anything else: ``str(v)``.
+    """
     if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
         return v
     if isinstance(v, float):
-        return v if math.isfinite(v) else None
+        return float(v) if math.isfinite(v) else None
     if isinstance(v, dict):
-        return {str(k): _strict(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_strict(x) for x in v]
+        return [jsonable(x) for x in v]
     if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:  # numpy / torch scalar
-        return _strict(v.item())
+        return jsonable(v.item())
     if hasattr(v, "tolist"):
-        return _strict(v.tolist())
+        return jsonable(v.tolist())
     return str(v)

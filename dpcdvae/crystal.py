@@ -100,7 +100,10 @@ def cart_to_frac(cart: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor)
 
 
 def wrap(x: torch.Tensor) -> torch.Tensor:
-    """The periodic wrap pi(r) = r - floor(r) of the paper (Eq. 3): maps fractional coordinates into [0, 1)."""
+    """The periodic wrap pi(r) = r - floor(r) of the paper (Eq. 3): maps fractional coordinates into [0, 1).
+
+    The package's one wrap of tensors (:func:`dpcdvae.diffusion.periodic_wrap` is this function). Any shape, dtype
+    and device are kept; a result that rounds to 1.0 (``x`` a tiny negative number) is mapped to 0."""
     out = x - torch.floor(x)
     # floating point: x - floor(x) can round to exactly 1.0 for tiny negative x
     return torch.where(out >= 1.0, out - 1.0, out)

@@ -14,7 +14,7 @@ from .eval.reference import METRIC_INFO
 # local: matplotlib (and pyplot) are imported by the functions that draw, so that importing the workflows, which
 # use one figure, does not load it
 
-__all__ = ["element_color", "draw_cell", "plot_structures", "plot_samples", "plot_trajectory_frames"]
+__all__ = ["element_color", "draw_cell", "plot_structures", "plot_samples"]
 
 # a few familiar colours (Jmol-like); other elements get a stable colour from a colormap
 _COLORS = {"H": "#ffffff", "C": "#404040", "N": "#3050f8", "O": "#ff0d0d", "F": "#90e050", "S": "#ffff30",
@@ -121,49 +121,6 @@ def plot_samples(out, n: int = 8, path: Optional[str | Path] = None, suptitle: O
     return plot_structures([out.structures[i] for i in keep], path, ncols=ncols,
                            suptitle=f"{suptitle}: {head}" if suptitle else head,
                            invalid=[validity[i]["reason"] for i in keep])
-
-
-def plot_trajectory_frames(traj: dict, crystal: int = 0, frames: Optional[Sequence[int]] = None,
-                           path: Optional[str | Path] = None, plane: tuple[int, int] = (0, 1)):
-    """Fig. 2 of the paper, for one crystal of a recorded trajectory: per frame, the unwrapped r_t (hollow circles,
-    may lie outside the cell) and the wrapped pi(r_t) (filled, inside the cell), in fractional coordinates
-    projected on ``plane`` (default a-b). ``traj`` as returned by ``SampleOutput.trajectory``."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    na = traj["num_atoms"]
-    start = int(na[:crystal].sum())
-    n = int(na[crystal])
-    K = len(traj["t"])
-    if frames is None:
-        frames = sorted(set(np.linspace(0, K - 1, min(K, 6)).round().astype(int).tolist()))
-    fig, axes = plt.subplots(1, len(frames), figsize=(2.6 * len(frames), 2.9), squeeze=False)
-    i, j = plane
-    for ax, f in zip(axes[0], frames):
-        u = traj["unwrapped"][f][start:start + n].numpy()
-        w = traj["wrapped"][f][start:start + n].numpy()
-        ax.add_patch(plt.Rectangle((0, 0), 1, 1, fill=False, ls="--", color="0.3"))
-        ax.scatter(u[:, i], u[:, j], facecolors="none", edgecolors="0.5", s=30, label="r_t (unwrapped)")
-        ax.scatter(w[:, i], w[:, j], c=np.arange(n), cmap="tab10", s=30, label="pi(r_t)")
-        for a in range(n):
-            if np.abs(u[a] - w[a]).max() > 1e-6:
-                ax.annotate("", xy=(w[a, i], w[a, j]), xytext=(u[a, i], u[a, j]),
-                            arrowprops=dict(arrowstyle="->", color="0.7", lw=0.6))
-        ax.set_title(f"t = {traj['t'][f]}", fontsize=9)
-        lim = max(1.5, float(np.abs(u[:, [i, j]]).max()) + 0.2)
-        ax.set_xlim(-lim + 0.5, lim + 0.5)
-        ax.set_ylim(-lim + 0.5, lim + 0.5)
-        ax.set_aspect("equal")
-        ax.set_xlabel("frac " + "abc"[i])
-    axes[0][0].set_ylabel("frac " + "abc"[j])
-    axes[0][0].legend(fontsize=6, loc="lower left")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
 
 
 # ================================================================================================================

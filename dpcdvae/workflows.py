@@ -337,21 +337,6 @@ def _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progre
 # --------------------------------------------------------------------------------------------------------------
 # relaxation (Table III)
 # --------------------------------------------------------------------------------------------------------------
-def _json_clean(v):
-    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, recursively."""
-    import numpy as np
-
-    if isinstance(v, dict):
-        return {str(k): _json_clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def _fmt(v, nd=4):
     if v is None:
         return "-"
@@ -450,7 +435,7 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
         plot_delta_e_vs_paper({Path(str(path)).stem or "relaxed": _delta_e(results, energy)},
                               path=out_dir / "delta_e_hist.png", energy=energy)
         summary["plot"] = str(out_dir / "delta_e_hist.png")
-    atomic_write_text(out_dir / "summary.json", strict_json_dumps(_json_clean(summary), indent=1, default=str))
+    atomic_write_text(out_dir / "summary.json", strict_json_dumps(summary, indent=1, default=str))
     summary["_results"] = results
     return summary
 
@@ -505,7 +490,7 @@ def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: fl
     if plot:
         plot_delta_e_vs_paper({k: _delta_e(v) for k, v in by_model.items()}, path=out_dir / "delta_e_hist.png")
         study["plot"] = str(out_dir / "delta_e_hist.png")
-    (out_dir / "study.json").write_text(strict_json_dumps(_json_clean(study), indent=1, default=str))
+    (out_dir / "study.json").write_text(strict_json_dumps(study, indent=1, default=str))
     study["table"] = text
     study["_results"] = by_model
     return study

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from dpcdvae.crystal import (
     atoms_to_structure,
     batch_from_num_atoms,
+    canonicalize_structure,
     cart_to_frac,
     frac_to_cart,
     lattice_params_to_matrix,
@@ -120,6 +121,22 @@ def test_wrap_edge_values():
     assert w[0] == 0.0  # -1e-20 - floor(-1e-20) rounds to 1.0 in float32: mapped to 0
     torch.testing.assert_close(w[5:7], torch.tensor([0.5, 0.5]))
     assert torch.isnan(wrap(torch.tensor([float("nan")]))).all()
+    # shape, dtype and device kept
+    y = torch.rand(2, 5, 3, dtype=torch.float64) * 4 - 2
+    assert wrap(y).shape == y.shape and wrap(y).dtype == torch.float64 and wrap(y).device == y.device
+
+
+def test_canonicaliser_wraps_as_wrap():
+    """canonicalize_structure(wrap=True) (numpy, torch-free: validity sits below this module) gives the fractional
+    coordinates crystal.wrap gives, bit for bit, at the edge values too."""
+    from pymatgen.core import Lattice, Structure
+
+    frac = np.array([[-1e-20, -0.25, 1.0], [2.5, -2.5, -1e-8], [0.3, 0.0, -0.0], [-7.1, 3.75, 0.999999999]])
+    s = Structure(Lattice.cubic(4.0), ["Na", "Cl", "Na", "Cl"], frac, to_unit_cell=False)
+    got = canonicalize_structure(s, niggli=False, wrap=True).frac_coords
+    raw = canonicalize_structure(s, niggli=False, wrap=False).frac_coords
+    assert np.array_equal(got, wrap(torch.from_numpy(np.asarray(raw))).numpy())
+    assert ((got >= 0) & (got < 1)).all()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpcdvae.diffusion import AnnealedLangevin, DDPMScheduler, make_betas, periodic_wrap, sample_loop
+from dpcdvae.diffusion import AnnealedLangevin, DDPMScheduler, get_sampler, make_betas, periodic_wrap, sample_loop
 
 T = 1000
 DT = torch.float64
@@ -87,6 +87,11 @@ def test_wrap():
     assert torch.allclose(w, torch.tensor([0.0, 0.75, 0.0, 0.5, 0.0, 0.75, 0.9], dtype=DT))
     assert torch.equal(DDPMScheduler(10, wrap=False).wrap(x), x)
     assert torch.equal(DDPMScheduler(10, wrap=lambda v: 2 * v).wrap(x), 2 * x)
+    # the package has one wrap: the scheduler's default is dpcdvae.crystal.wrap (tested in tests/test_crystal.py)
+    from dpcdvae.crystal import wrap
+
+    assert periodic_wrap is wrap
+    assert torch.equal(DDPMScheduler(10).wrap(x), wrap(x))
 
 
 # ---------------------------------------------------------------------------------------------- forward
@@ -264,24 +269,39 @@ def test_strided_eq7_noise_level(sched):
     assert sched.posterior_std(801) > 0
 
 
-def test_set_timesteps_and_strided_step():
+def test_inference_timesteps_and_strided_step():
+    """The steps a sampler calls the network at (make_timesteps / Sampler.timesteps) and the strided step between
+    them: sample_loop moves from each listed t to the next listed one, the last into 0."""
     s = DDPMScheduler(T)
-    assert s.timesteps == list(range(T, 0, -1))
+    assert s.make_timesteps() == get_sampler("eq7").timesteps(s) == list(range(T, 0, -1))
     for n in (1, 3, 10, 50, 100, 333, 999, T):
-        s.set_timesteps(n)
-        ts = s.timesteps
-        assert len(ts) == n == s.num_inference_steps and ts[0] == T and ts[-1] >= 1
+        ts = s.make_timesteps(n)
+        assert ts == get_sampler("strided").timesteps(s, n)
+        assert len(ts) == n and ts[0] == T and ts[-1] >= 1
         assert all(a > b for a, b in zip(ts, ts[1:]))
-    s.set_timesteps(10)
-    assert s.timesteps == [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100]
-    assert s.previous_timestep(900).item() == 800 and s.previous_timestep(100).item() == 0
+    assert s.make_timesteps(10) == [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100]
+    assert get_sampler("strided").timesteps(s, [5, 500, 50]) == [500, 50, 5]
     x, e, z = torch.rand(4, 3, dtype=DT), torch.randn(4, 3, dtype=DT), torch.randn(4, 3, dtype=DT)
+    # without t_prev a strided step goes to t - 1
     assert torch.equal(s.step(e, 900, x, variant="strided", noise=z),
-                       s.step(e, 900, x, variant="strided", t_prev=800, noise=z))
-    s.set_timesteps(timesteps=[5, 500, 50])
-    assert s.timesteps == [500, 50, 5]
+                       s.step(e, 900, x, variant="strided", t_prev=899, noise=z))
+    # the loop, written out: each listed step to the next listed one, the last to 0, the same noise draws
+    fn = lambda xw, t: 0.2 * torch.sin(6.283 * xw) + 1e-4 * t.to(xw).unsqueeze(-1)
+    for variant in ("strided", "strided_eq7"):
+        for steps in (10, [5, 500, 50]):
+            got = sample_loop(s, x, fn, variant=variant, steps=steps, generator=torch.Generator().manual_seed(3),
+                              eta=0.5)
+            g = torch.Generator().manual_seed(3)
+            ts = get_sampler(variant).timesteps(s, steps)
+            xm = x
+            for t, tp in zip(ts, ts[1:] + [0]):
+                eps = fn(s.wrap(xm), torch.full((4,), t, dtype=torch.long))
+                xm = s.step(eps, t, xm, generator=g, variant=variant, t_prev=tp, eta=0.5)
+            assert torch.equal(got, s.wrap(xm))
     with pytest.raises(ValueError):
-        s.set_timesteps(T + 1)
+        s.make_timesteps(T + 1)
+    with pytest.raises(ValueError):
+        get_sampler("strided").timesteps(s, T + 1)
     with pytest.raises(ValueError):
         sample_loop(s, x, lambda xw, t: xw, variant="eq7", steps=10)
     with pytest.raises(ValueError):

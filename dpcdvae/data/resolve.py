@@ -18,11 +18,11 @@ import importlib
 from pathlib import Path
 from typing import Optional
 
-from .locator import locate_dataset, split_file_in, splits_in
+from .locator import locate_dataset, split_file_in
 from .paths import DatasetNotFoundError, PathLike
 from .registry import DatasetSpec, find_spec, get_spec, spec_for_folder
 
-__all__ = ["dataset_dir", "dataset_root", "split_file", "dataset_splits", "dataset_spec", "build_synthetic"]
+__all__ = ["dataset_dir", "dataset_root", "split_file", "dataset_spec", "build_synthetic"]
 
 
 def build_synthetic(name: str) -> Path:
@@ -62,11 +62,6 @@ def dataset_root(name: str, root: Optional[PathLike] = None) -> Optional[PathLik
 def split_file(name: str, split: str, root: Optional[PathLike] = None) -> Path:
     """Path of one split's CSV (:func:`dataset_dir`, so the demo is generated when needed)."""
     return split_file_in(dataset_dir(name, root), name, split)
-
-
-def dataset_splits(name: str, root: Optional[PathLike] = None) -> list[str]:
-    """Splits of ``name`` present, train/val/test order (:func:`dataset_dir`, so the demo is generated)."""
-    return splits_in(dataset_dir(name, root))
 
 
 def dataset_spec(name, root: Optional[PathLike] = None) -> DatasetSpec:

@@ -74,10 +74,11 @@ The reverse steps (``step``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import torch
 
+from ..crystal import wrap as periodic_wrap  # pi(x) = x - floor(x) (Eq. 3): the package's one wrap
 from .samplers import Sampler, get_sampler, sampler_names
 from .schedules import make_betas
 
@@ -88,12 +89,6 @@ __all__ = ["periodic_wrap", "DDPMScheduler", "Trajectory", "sample_loop", "VARIA
 VARIANTS = sampler_names("ddpm")
 STRIDED_VARIANTS = tuple(n for n in VARIANTS if get_sampler(n).strided)
 TimeLike = Union[int, torch.Tensor]
-
-
-def periodic_wrap(x: torch.Tensor) -> torch.Tensor:
-    """``pi(x) = x - floor(x)`` (paper Eq. 3), result in ``[0, 1)`` (``1.0`` from rounding is mapped to 0)."""
-    out = x - torch.floor(x)
-    return torch.where(out >= 1.0, out - 1.0, out)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -153,16 +148,12 @@ class DDPMScheduler:
             raise TypeError(f"wrap must be a bool or a callable, got {type(wrap).__name__}")
         self.wraps = wrap is not False and wrap is not None
 
-        self._timesteps: list[int] = list(range(T, 0, -1))
-        self._prev = torch.arange(-1, T, dtype=torch.long).clamp(min=0)  # _prev[t] = t - 1
-
     def __len__(self) -> int:
         return self.num_train_timesteps
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(num_train_timesteps={self.num_train_timesteps}, "
-                f"beta_schedule={self.beta_schedule!r}, wrap={self.wraps}, "
-                f"num_inference_steps={self.num_inference_steps})")
+                f"beta_schedule={self.beta_schedule!r}, wrap={self.wraps})")
 
     # ------------------------------------------------------------------ helpers
     def wrap(self, x: torch.Tensor) -> torch.Tensor:
@@ -224,44 +215,13 @@ class DDPMScheduler:
     def make_timesteps(self, num_inference_steps: Optional[int] = None) -> list[int]:
         """Descending steps ``t`` to call the network at, evenly spaced ("trailing": always starts at ``T``).
 
-        ``t_k = floor(k T / n + 1/2)`` for ``k = n..1``; ``n = T`` gives ``T, T-1, ..., 1``. Pure (no state change).
+        ``t_k = floor(k T / n + 1/2)`` for ``k = n..1``; ``n = T`` gives ``T, T-1, ..., 1``.
         """
         T = self.num_train_timesteps
         n = T if num_inference_steps is None else int(num_inference_steps)
         if not 1 <= n <= T:
             raise ValueError(f"num_inference_steps must lie in 1..{T}, got {n}")
         return [(2 * k * T + n) // (2 * n) for k in range(n, 0, -1)]
-
-    def set_timesteps(self, num_inference_steps: Optional[int] = None,
-                      timesteps: Optional[Sequence[int]] = None) -> None:
-        """Choose the inference steps for the strided sampler (``n`` evenly spaced, or an explicit list).
-
-        After the call :attr:`timesteps` is the descending list of steps and ``step(..., variant='strided')``
-        moves from each listed ``t`` to the next listed one (the last goes to 0).
-        """
-        if timesteps is not None:
-            ts = sorted({int(v) for v in timesteps}, reverse=True)
-            if not ts or ts[-1] < 1 or ts[0] > self.num_train_timesteps:
-                raise ValueError(f"timesteps must be a non-empty subset of 1..{self.num_train_timesteps}")
-        else:
-            ts = self.make_timesteps(num_inference_steps)
-        prev = torch.arange(-1, self.num_train_timesteps, dtype=torch.long).clamp(min=0)
-        for a, b in zip(ts, ts[1:] + [0]):
-            prev[a] = b
-        self._timesteps, self._prev = ts, prev
-
-    @property
-    def timesteps(self) -> list[int]:
-        """Descending list of ``t`` to call the network at (``T..1`` until :meth:`set_timesteps` is called)."""
-        return list(self._timesteps)
-
-    @property
-    def num_inference_steps(self) -> int:
-        return len(self._timesteps)
-
-    def previous_timestep(self, t: TimeLike) -> torch.Tensor:
-        """The step the strided sampler moves to from ``t`` (``t - 1`` for steps not in :attr:`timesteps`)."""
-        return self._prev[self._as_long(t)]
 
     # ------------------------------------------------------------------ reverse process
     def step(self, eps_pred: torch.Tensor, t: TimeLike, x_t: torch.Tensor,
@@ -279,7 +239,7 @@ class DDPMScheduler:
         variant: ``'eq7'`` (default, paper's sampler), ``'eq6'`` (standard DDPM), ``'strided'`` (DDIM) or
             ``'strided_eq7'`` (Eq. 7 on a sub-sequence of steps).
         noise: explicit ``eps'`` ``[N, ...]`` (e.g. to compare Eq. 6 and Eq. 7 on the same noise).
-        t_prev: strided variants only: target step (``0 <= t_prev < t``); default from :meth:`set_timesteps`.
+        t_prev: strided variants only: target step (``0 <= t_prev < t``); default ``t - 1``.
         eta: strided only: 0 = deterministic DDIM, 1 = DDPM-like ancestral noise.
 
         Returns ``x_{t_prev}`` (unwrapped), same shape and dtype as ``x_t``.

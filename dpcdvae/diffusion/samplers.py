@@ -89,7 +89,8 @@ class Sampler:
         return f"{type(self).__name__}()"
 
     def timesteps(self, scheduler, steps: Optional[int] = None) -> list[int]:
-        """Descending steps ``t`` at which the network is called. Non-strided samplers run all ``T`` steps
+        """Descending steps ``t`` at which a DDPM sampler (``family == "ddpm"``; ``scheduler`` a
+        :class:`~dpcdvae.diffusion.ddpm.DDPMScheduler`) calls the network. Non-strided samplers run all ``T`` steps
         (``steps`` must be ``None`` or ``T``); strided ones ``steps`` evenly spaced steps
         (:meth:`~dpcdvae.diffusion.ddpm.DDPMScheduler.make_timesteps`), or, when ``steps`` is a sequence of
         integers, exactly those steps (duplicates dropped, sorted descending; each in ``1..T``)."""
@@ -160,7 +161,7 @@ class _Strided(Sampler):
 
     @staticmethod
     def _prev(scheduler, t, t_prev):
-        tp = scheduler._prev[t] if t_prev is None else scheduler._as_long(t_prev)
+        tp = t - 1 if t_prev is None else scheduler._as_long(t_prev)
         if bool((tp >= t).any()) or bool((tp < 0).any()):
             raise ValueError("t_prev must satisfy 0 <= t_prev < t")
         return tp
@@ -201,17 +202,11 @@ class DDIMSampler(_Strided):
 class LangevinSampler(Sampler):
     """CDVAE's annealed Langevin dynamics. Its "scheduler" is an
     :class:`~dpcdvae.diffusion.langevin.AnnealedLangevin`; a step at noise level ``t`` (an int) is
-    ``x <- x + h_t score + sqrt(2 h_t) eps'`` (``eps_pred`` is the score, 1/Angstrom). ``steps`` = iterations per
-    level."""
+    ``x <- x + h_t score + sqrt(2 h_t) eps'`` (``eps_pred`` is the score, 1/Angstrom). The levels and the
+    iterations per level (``steps``) are run by :meth:`~dpcdvae.diffusion.langevin.AnnealedLangevin.sample`."""
     name = "langevin"
     family = "langevin"
     description = "CDVAE's annealed Langevin dynamics (steps = iterations per noise level)"
-
-    def timesteps(self, scheduler, steps: Optional[int] = None) -> list[int]:
-        """The level of every iteration, in order (levels below ``min_sigma`` skipped)."""
-        spl = scheduler.steps_per_level if steps is None else int(steps)
-        return [lv for lv in range(scheduler.num_levels) if float(scheduler.sigmas[lv]) >= scheduler.min_sigma
-                for _ in range(spl)]
 
     def step(self, scheduler, eps_pred, t, x_t, noise, t_prev=None) -> StepOutput:
         h = scheduler.step_size(int(t))

@@ -4,11 +4,9 @@ standardiser."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-import numpy as np
-
+from .._fileio import jsonable
 from ..errors import UserError
 
 
@@ -24,23 +22,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _jsonable(v):
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return None if math.isnan(f) or math.isinf(f) else f
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if isinstance(v, np.ndarray):
-        return [_jsonable(x) for x in v.tolist()]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
-
-
 def flatten(metrics: dict, sep: str = ".") -> dict:
     """Flat ``{key: scalar}``: nested dicts (e.g. ``invalid_reasons``) become ``invalid_reasons.<reason>`` keys;
     the per-structure lists are dropped (written as CSV instead)."""
@@ -52,7 +33,7 @@ def flatten(metrics: dict, sep: str = ".") -> dict:
             for k2, v2 in flatten(v, sep).items():
                 out[f"{k}{sep}{k2}"] = v2
         else:
-            out[k] = _jsonable(v)
+            out[k] = jsonable(v)
     return out
 
 

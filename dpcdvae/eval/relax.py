@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from .._alloc import tune_allocator
-from .._fileio import atomic_write_text, strict_json_dumps
+from .._fileio import atomic_write_text, jsonable, strict_json_dumps
 from ..progress import progress_bar
 from .io import read_samples_with_errors
 
@@ -130,7 +130,7 @@ class RelaxResult:
                 continue
             if f.name == "resumed":
                 continue
-            d[f.name] = _jsonable(getattr(self, f.name))
+            d[f.name] = jsonable(getattr(self, f.name))
         return d
 
     @classmethod
@@ -148,18 +148,6 @@ class RelaxResult:
                 v = float("nan")
             kw[k] = v
         return cls(**kw)
-
-
-def _jsonable(v):
-    if isinstance(v, (np.floating,)):
-        v = float(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.bool_,)):
-        return bool(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def _energy_pair(r: RelaxResult, energy: str) -> tuple[float, float]:

@@ -42,9 +42,12 @@ fewer iterations per level mean a less equilibrated chain at every level, the st
 ``x <- x + h_i * s_theta(x, sigma_i) + sqrt(2 h_i) z`` on Cartesian positions, ``h_i = step_lr * (sigma_i /
 sigma_L)^2`` with ``step_lr = 1e-4``, each followed by Cartesian -> fractional -> wrap -> Cartesian (the
 ``post_step`` of :meth:`AnnealedLangevin.sample`); atom types are reset to the argmax of the predicted logits at
-every step. The DDPM sampler names (``eq7``, the ``dpcdvae sample`` default, ``eq6``, ``strided``) are accepted as
-aliases of ``langevin`` so that the same CLI drives all three models; with them ``steps`` is also the number of
-iterations per level (``5000`` network calls at the defaults, ``50 * steps`` otherwise).
+every step. ``langevin`` is the only sampler of these models and their default (``sampler=None``, as the
+``dpcdvae sample`` / ``reconstruct`` default, picks it); ``steps`` is the number of iterations per level (``5000``
+network calls at the defaults, ``50 * steps`` otherwise). DP-CDVAE's DDPM samplers (``eq7``, ``eq6``,
+``strided_eq7``, ``strided``) are not aliases: :meth:`CDVAE.check_sampler` refuses them with a
+:class:`~dpcdvae.errors.SamplerError` (on the command line a ``UserError`` naming ``--sampler``); only a study over
+several model kinds (:func:`dpcdvae.workflows.sampler_for`, Table III) replaces them by ``langevin``, and says so.
 """
 from __future__ import annotations
 
@@ -169,8 +172,10 @@ class CDVAE(DPCDVAE):
     """CDVAE baseline (``cfg.model == "cdvae"``) or CDVAE + Fourier features (``"cdvae_fourier"``).
 
     Same public interface as :class:`DPCDVAE`: ``forward(batch, epoch, generator)`` (same loss keys),
-    ``encode``, ``decode_stats``, ``sample_from_latent``, ``reconstruct``, ``generate``; the lattice scaler lives
-    in the state dict (extra state). See the module docstring for the diffusion part.
+    ``encode``, ``decode_stats``, ``sample_from_latent``, ``reconstruct``, ``generate`` (the last two inherited:
+    they call this class's ``sample_from_latent``, so they sample with annealed Langevin and ``steps`` is the number
+    of iterations per level); the lattice scaler lives in the state dict (extra state). See the module docstring
+    for the diffusion part.
     """
 
     sampler_family: str = "langevin"
@@ -309,19 +314,3 @@ class CDVAE(DPCDVAE):
         return self._sample_output(frac, state["types"], lengths, angles, na_run, flags, ids, traj,
                                    meta={"sampler": sampler, "steps": n_calls,
                                          "steps_per_level": spl, "step_lr": step_lr, "model": self.cfg.model})
-
-    @torch.no_grad()
-    def reconstruct(self, batch, sampler: Optional[str] = None, steps: Optional[int] = None,
-                    seed: Optional[int] = None, use_mean: bool = False, trajectory_every: Optional[int] = None,
-                    progress: bool = False) -> SampleOutput:
-        """As :meth:`DPCDVAE.reconstruct`, sampling with annealed Langevin (``steps`` = iterations per level)."""
-        return super().reconstruct(batch, sampler=sampler, steps=steps, seed=seed, use_mean=use_mean,
-                                   trajectory_every=trajectory_every, progress=progress)
-
-    @torch.no_grad()
-    def generate(self, n: int, sampler: Optional[str] = None, steps: Optional[int] = None, seed: Optional[int] = None,
-                 num_atoms: Optional[Sequence[int]] = None, batch_size: int = 512,
-                 trajectory_every: Optional[int] = None, progress: bool = False) -> SampleOutput:
-        """As :meth:`DPCDVAE.generate`, sampling with annealed Langevin (``steps`` = iterations per level)."""
-        return super().generate(n, sampler=sampler, steps=steps, seed=seed, num_atoms=num_atoms,
-                                batch_size=batch_size, trajectory_every=trajectory_every, progress=progress)
