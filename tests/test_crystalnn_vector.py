@@ -20,7 +20,6 @@ Run alone (the CPU cores are busy elsewhere):
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -459,28 +458,12 @@ def test_comparisons_are_sensitive():
 # ----------------------------------------------------------------------------------------------------------------
 # the first 60 Perov-5 and Carbon-24 test crystals
 # ----------------------------------------------------------------------------------------------------------------
-def _shared_data_root() -> Path | None:
-    try:
-        from dpcdvae.data.locator import candidate_roots
-
-        roots = [p for p, _ in candidate_roots()]
-    except Exception:
-        roots = []
-    roots += [Path("/work/shared/data"), Path(__file__).resolve().parents[2] / "shared" / "data"]
-    for r in roots:
-        if (r / "carbon_24" / "test.csv").is_file() and (r / "perov_5" / "test.csv").is_file():
-            return r
-    return None
-
-
 _ROWS: dict = {}
 
 
-def _real_rows(dataset: str, n: int = 60) -> list:
-    root = _shared_data_root()
-    if root is None:
-        pytest.skip("shared data not found: need perov_5/test.csv and carbon_24/test.csv under $DPCDVAE_DATA, "
-                    "./data, ../shared/data or /work/shared/data")
+def _real_rows(dataset: str, root, n: int = 60) -> list:
+    """The first ``n`` test crystals of ``dataset`` under ``root`` (the ``shared_data_dir`` fixture, which skips
+    with a stated reason when the shared data are absent)."""
     if dataset not in _ROWS:
         from dpcdvae.eval.io import load_split_structures
 
@@ -491,9 +474,9 @@ def _real_rows(dataset: str, n: int = 60) -> list:
 
 
 @pytest.mark.parametrize("dataset", ["perov_5", "carbon_24"])
-def test_cell_info_equals_pymatgen_on_real_rows(dataset):
+def test_cell_info_equals_pymatgen_on_real_rows(dataset, shared_data_dir):
     tot = {"faces": 0, "exact": 0, "flat": 0}
-    for i, s in enumerate(_real_rows(dataset)):
+    for i, s in enumerate(_real_rows(dataset, shared_data_dir)):
         c = _compare_cells(F._wrapped(s))
         tot = {k: tot[k] + c[k] for k in tot}
     print(f"{dataset}/test: 60 crystals, {tot['faces']} faces, {tot['exact']} bit-identical, "
@@ -502,10 +485,10 @@ def test_cell_info_equals_pymatgen_on_real_rows(dataset):
 
 
 @pytest.mark.parametrize("dataset", ["perov_5", "carbon_24"])
-def test_nn_data_and_fingerprints_equal_previous_path_on_real_rows(dataset):
+def test_nn_data_and_fingerprints_equal_previous_path_on_real_rows(dataset, shared_data_dir):
     worst, sites, served, identical = 0.0, 0, 0, 0
     C.reset_counters()
-    for i, s in enumerate(_real_rows(dataset)):
+    for i, s in enumerate(_real_rows(dataset, shared_data_dir)):
         w = F._wrapped(s)
         c = _compare_nn(w)
         sites, served, identical = sites + c["sites"], served + c["served"], identical + c["identical"]
@@ -523,9 +506,9 @@ def test_nn_data_and_fingerprints_equal_previous_path_on_real_rows(dataset):
 
 
 @pytest.mark.parametrize("dataset", ["perov_5", "carbon_24"])
-def test_crystalnn_graph_equals_previous_path_on_real_rows(dataset, monkeypatch):
+def test_crystalnn_graph_equals_previous_path_on_real_rows(dataset, monkeypatch, shared_data_dir):
     C.reset_counters()
-    for i, s in enumerate(_real_rows(dataset)):
+    for i, s in enumerate(_real_rows(dataset, shared_data_dir)):
         assert _edges(s, "vector", monkeypatch) == _edges(s, "pymatgen", monkeypatch), (
             f"{dataset} test row {i}: CrystalNN graphs differ")
     assert C.counters()["nn_vector"] > 0
