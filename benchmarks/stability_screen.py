@@ -10,7 +10,7 @@ arms. ``band_gap_points`` = strided minus banded match rate: positive means the 
 (b) the fixed-point probe at each ``--probe-t`` (default 350 500 600) after each of ``--repeats`` (1 20) Eq. 7 maps
 on the first ``--probe-n`` of those crystals.
 (c) with ``--gen N``: COV-R / COV-P of N generated crystals against the whole test split, Eq. 7 (1000 calls) and
-strided Eq. 7 (``--base`` calls), with each criterion alone (``cov_r_struct``, ``cov_r_comp``: which one limits
+strided Eq. 7 (``--base`` calls) (``--gen-arms``: also Eq. 6), with each criterion alone (``cov_r_struct``, ``cov_r_comp``: which one limits
 COV) and the number of distinct formulas; CDVAE's Magpie constants by default (``--comp-scaler``), as Table II; the
 test split's fingerprints are cached on disk after the first run. ``--gen-only`` runs (c) alone.
 
@@ -41,6 +41,8 @@ def main(argv=None) -> dict:
     p.add_argument("--probe-n", type=int, default=None, help="crystals in the probe (default: --n)")
     p.add_argument("--gen", type=int, default=0, help="generated crystals for COV (0: skip)")
     p.add_argument("--gen-only", action="store_true", help="only (c): skip the reconstruction arms and the probe")
+    p.add_argument("--gen-arms", nargs="+", default=["eq7", "strided"], choices=["eq7", "strided", "eq6"],
+                   help="samplers of (c): eq7 (1000 calls), strided (strided Eq. 7, --base calls), eq6 (1000 calls)")
     p.add_argument("--comp-scaler", default="cdvae", choices=["cdvae", "test"],
                    help="Magpie standardiser of COV: CDVAE's constants (as Table II) or fitted on the test split")
     p.add_argument("--seed", type=int, default=0)
@@ -122,7 +124,9 @@ def generation_arms(model, a) -> dict:
     test = [t for t in test if t is not None]
     scaler = load_comp_scaler("cdvae" if a.comp_scaler == "cdvae" else "test", a.dataset)
     gen = {}
-    for name, sampler, steps in (("eq7", "eq7", None), ("strided", "strided_eq7", a.base)):
+    arms = {"eq7": ("eq7", None), "strided": ("strided_eq7", a.base), "eq6": ("eq6", None)}
+    for name in a.gen_arms:
+        sampler, steps = arms[name]
         t1 = time.time()
         # one generator seeded once: the first batch has the same z and x_T in both arms; later batches draw after
         # a different number of sampling steps (different z); --batch-size >= --gen makes every z the same
