@@ -100,3 +100,18 @@ def pytest_configure(config):
     except ImportError:  # pragma: no cover
         pass
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def random_sane_cell(seed: int = 5):
+    """A random triclinic BaTiO4 cell (lengths 3.5-5.5 A, angles 70-110 deg) whose atoms are all > 1.6 A apart:
+    a low-symmetry crystal for the fingerprint tests."""
+    import numpy as np
+    from pymatgen.core import Lattice, Structure
+
+    rng = np.random.default_rng(seed)
+    for _ in range(10000):
+        lat = Lattice.from_parameters(*rng.uniform(3.5, 5.5, 3), *rng.uniform(70, 110, 3))
+        s = Structure(lat, ["Ba", "Ti", "O", "O", "O", "O"], rng.random((6, 3)))
+        if (s.distance_matrix + np.eye(6) * 10).min() > 1.6:
+            return s
+    raise RuntimeError("no random cell with sane distances found")

@@ -24,6 +24,8 @@ import warnings
 import numpy as np
 import pytest
 
+from conftest import random_sane_cell as _random_cell
+
 pytest.importorskip("matminer")
 pytest.importorskip("pymatgen")
 
@@ -93,15 +95,6 @@ def _distorted_perovskite():
                      [[0.49613550000000006, 0.5, 0.5], [0.9966968, 0.0, 0.0], [0.49900367, 0.0, 0.5000000000000001],
                       [0.49900367, 0.5, 1.232595164407831e-32], [0.99900596, 0.5, 0.5000000000000001]])
 
-
-def _random_cell(seed: int = 5):
-    rng = np.random.default_rng(seed)
-    for _ in range(10000):
-        lat = Lattice.from_parameters(*rng.uniform(3.5, 5.5, 3), *rng.uniform(70, 110, 3))
-        s = Structure(lat, ["Ba", "Ti", "O", "O", "O", "O"], rng.random((6, 3)))
-        if (s.distance_matrix + np.eye(6) * 10).min() > 1.6:
-            return s
-    raise RuntimeError("no random cell with sane distances found")
 
 
 def _short_and_long():

@@ -19,6 +19,8 @@ import warnings
 import numpy as np
 import pytest
 
+from conftest import random_sane_cell as _random_cell
+
 pytest.importorskip("matminer")
 pytest.importorskip("pymatgen")
 
@@ -73,15 +75,6 @@ def _tilted_perovskite():
                    [.25, .5, .02], [.75, .5, .97], [.27, .03, .5], [.73, .98, .5], [.01, .5, .5], [.49, .52, .5]])
     return s
 
-
-def _random_cell(seed: int = 5):
-    rng = np.random.default_rng(seed)
-    for _ in range(10000):
-        lat = Lattice.from_parameters(*rng.uniform(3.5, 5.5, 3), *rng.uniform(70, 110, 3))
-        s = Structure(lat, ["Ba", "Ti", "O", "O", "O", "O"], rng.random((6, 3)))
-        if (s.distance_matrix + np.eye(6) * 10).min() > 1.6:
-            return s
-    raise RuntimeError("no random cell with sane distances found")
 
 
 BUILT = {
