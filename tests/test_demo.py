@@ -177,7 +177,7 @@ def test_reconstruction_progress_counts_crystals(demo_root, monkeypatch, capsys)
     err = capsys.readouterr().err
     recon = [ln for ln in err.splitlines() if ln.startswith("reconstructing:")]
     assert recon and "6/6" in recon[-1] and "crystal/s" in recon[-1], err[-2000:]
-    matcher = [ln for ln in err.splitlines() if ln.startswith("StructureMatcher:")]
+    matcher = [ln for ln in err.splitlines() if ln.startswith("StructureMatcher (valid pairs)")]
     if r["n_valid"]:  # the bar counts the valid predictions ...
         assert re.search(rf"\b{r['n_valid']}/{r['n_valid']}\b", matcher[-1]), matcher[-1]
     # ... and the next line says what it counted, over all 6
