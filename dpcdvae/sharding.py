@@ -10,6 +10,7 @@ each other (the batches are independent), so no process group is needed; one nod
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -37,6 +38,8 @@ def _load(spec: dict, device: str):
 
 
 def _worker(rank: int, world: int, spec: dict, tmp: str) -> None:
+    from .models.output import save_batch  # local: as in _load
+
     dev = f"cuda:{rank}" if spec.get("accelerator") == "gpu" else "cpu"
     if dev == "cpu":
         torch.set_num_threads(max(1, spec.get("threads") or (os.cpu_count() or 1) // world))
@@ -45,12 +48,15 @@ def _worker(rank: int, world: int, spec: dict, tmp: str) -> None:
     if spec["job"] == "generate":
         n, bs = spec["n"], spec["batch_size"]
         for k in range(rank, n_batches, world):
+            path = Path(tmp) / f"batch_{k:06d}.pt"
+            if path.is_file():  # kept from an earlier, interrupted run (resume)
+                continue
             start = k * bs
             m = min(bs, n - start)
             out = model.generate(m, sampler=spec["sampler"], steps=spec["steps"], seed=spec["seed"] + start,
                                  batch_size=m)
             out.ids = [f"gen-{start + i:05d}" for i in range(m)]
-            torch.save(out, Path(tmp) / f"batch_{k:06d}.pt")
+            save_batch(out, path)
             print(f"[dpcdvae] process {rank}/{world}: batch {k + 1}/{n_batches} done", flush=True)
     elif spec["job"] == "reconstruct":
         from torch_geometric.loader import DataLoader  # local: as above
@@ -66,7 +72,7 @@ def _worker(rank: int, world: int, spec: dict, tmp: str) -> None:
                 continue
             out = model.reconstruct(batch, sampler=spec["sampler"], steps=spec["steps"], seed=spec["seed"] + k,
                                     use_mean=spec.get("latent") == "mean")
-            torch.save(out, Path(tmp) / f"batch_{k:06d}.pt")
+            save_batch(out, Path(tmp) / f"batch_{k:06d}.pt")
             print(f"[dpcdvae] process {rank}/{world}: batch {k + 1}/{n_batches} done", flush=True)
     else:
         raise ValueError(f"unknown job {spec['job']!r}")
@@ -75,7 +81,9 @@ def _worker(rank: int, world: int, spec: dict, tmp: str) -> None:
 def run_sharded(spec: dict, devices: int, strategy: str = "ddp") -> list:
     """Run ``spec`` (``job``: ``"generate"`` or ``"reconstruct"``, ``checkpoint`` (a path or ``pretrained:<name>``,
     never a loaded model), ``n_batches``, ``batch_size``, ``sampler``, ``steps``, ``seed`` and the job's own keys)
-    on ``devices`` processes; returns the per-batch :class:`~dpcdvae.models.SampleOutput` in batch order."""
+    on ``devices`` processes; returns the per-batch :class:`~dpcdvae.models.SampleOutput` in batch order. With
+    ``batch_dir`` (generation) the batches are written there (:func:`~dpcdvae.models.output.save_batch`) and a batch
+    file already there is not computed again (resume)."""
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy {strategy}: expected one of {', '.join(STRATEGIES)}")
     if devices < 1:
@@ -84,12 +92,15 @@ def run_sharded(spec: dict, devices: int, strategy: str = "ddp") -> list:
         raise UserError(f"--devices {devices}: only {torch.cuda.device_count()} GPU(s) visible")
     if isinstance(spec.get("checkpoint"), torch.nn.Module):
         raise ValueError("run_sharded needs a checkpoint path or pretrained:<name>: each process loads the model")
+    from .models.output import load_batch  # local: the models package is heavy and only needed here
+
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix="dpcdvae-shards-") as tmp:
-        mp.start_processes(_worker, args=(devices, spec, tmp), nprocs=devices, join=True, start_method="spawn")
-        files = sorted(Path(tmp).glob("batch_*.pt"))
+    keep = spec.get("batch_dir")  # generation: the batches stay in the run folder (resumable)
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="dpcdvae-shards-")) as folder:
+        mp.start_processes(_worker, args=(devices, spec, folder), nprocs=devices, join=True, start_method="spawn")
+        files = sorted(Path(folder).glob("batch_*.pt"))
         if len(files) != spec["n_batches"]:
             raise RuntimeError(f"{len(files)} of {spec['n_batches']} batches came back from the processes")
-        outs = [torch.load(f, weights_only=False) for f in files]  # our own temporary files
+        outs = [load_batch(f) for f in files]
     print(f"[dpcdvae] {spec['n_batches']} batches on {devices} processes in {time.time() - t0:.1f} s", flush=True)
     return outs

@@ -122,6 +122,10 @@ def _add_sample(sub):
     p.add_argument("--n", type=int, default=16)
     _add_sampling_args(p)
     p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
+    p.add_argument("--resume", action="store_true",
+                   help="OUT is the run folder of an earlier, stopped `dpcdvae sample` with the same settings: its "
+                        "finished batches (OUT/batches) are read back, the rest computed; the result is the same "
+                        "crystals as one uninterrupted run")
     p.add_argument("--device", default="cpu")
     p.add_argument("--symprec", type=float, default=None, metavar="A",
                    help="write symmetrised CIFs with the space group found at this tolerance (A, e.g. 0.1; atoms "
@@ -142,19 +146,24 @@ def _cmd_sample(a):
         raise UserError(f"--batch-size {a.batch_size}: must be >= 1")
     if a.symprec is not None and not a.symprec > 0:
         raise UserError(f"--symprec {a.symprec}: a tolerance in A, > 0 (e.g. 0.1)")
+    if a.resume and not (Path(a.out) / "batches" / "spec.json").is_file():
+        raise UserError(f"--resume: {a.out} holds no batches/spec.json; give the run folder that an earlier "
+                        f"`dpcdvae sample` printed as \"out\"")
     model = load_model(a.checkpoint, map_location=a.device).to(a.device)
     a.sampler = check_sampling_args(model, a.sampler, a.steps)
-    run = new_run_dir(a.out, "sample")
+    run = Path(a.out) if a.resume else new_run_dir(a.out, "sample")
+    print(f"[dpcdvae] writing to {run} (finished batches are kept in {run / 'batches'}; if the run stops, continue "
+          f"it with the same command plus --resume --out {run})", file=sys.stderr, flush=True)
     t0 = time.time()
     _, writer = generate_to_folder(model, a.n, run, sampler=a.sampler, steps=a.steps, seed=a.seed,
                                    batch_size=a.batch_size, symprec=a.symprec, reseed_batches=True,
                                    devices=a.devices, checkpoint=a.checkpoint, strategy=a.strategy,
-                                   accelerator=a.accelerator,
+                                   accelerator=a.accelerator, resume=a.resume,
                                    meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
                                          "model_dataset": model_scope(model, a.checkpoint)["dataset"],
                                          "cif_symprec": a.symprec})
     print(json.dumps({"out": str(run), "n": a.n, "n_valid": writer.n_valid, "n_decoded": writer.n_decoded,
-                      "devices": a.devices,
+                      "devices": a.devices, "batches_read_back": writer.meta.get("batches_read_back", 0),
                       "validity": "paper (structure + composition; see samples.json)",
                       "wall_s": round(time.time() - t0, 1)}))
 

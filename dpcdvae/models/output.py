@@ -9,7 +9,10 @@ import torch
 
 from ..validity import crystal_validity
 
-__all__ = ["SampleOutput", "concat_outputs"]
+__all__ = ["SampleOutput", "concat_outputs", "save_batch", "load_batch"]
+
+#: version of the batch file layout written by :func:`save_batch`
+BATCH_FILE_VERSION = 1
 
 
 @dataclass
@@ -76,3 +79,43 @@ def concat_outputs(outs: list) -> SampleOutput:
         lengths=torch.cat([o.lengths for o in outs]), angles=torch.cat([o.angles for o in outs]),
         num_atoms=torch.cat([o.num_atoms for o in outs]), flags=sum((o.flags for o in outs), []),
         ids=sum((o.ids for o in outs), []), trajectory=outs[0].trajectory, meta=outs[0].meta)
+
+
+def save_batch(out: SampleOutput, path) -> None:
+    """Write ``out`` to ``path`` (a ``.pt`` file of tensors, strings and numbers only, so that
+    :func:`load_batch` reads it with ``torch.load(weights_only=True)``): coordinates, types, lattice, atom counts,
+    flags, ids and meta; not the structures (rebuilt from the tensors on load) and not a trajectory. The file appears
+    whole or not at all (written to a temporary name, then renamed): a run stopped mid-write leaves no half file."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    state = {"version": BATCH_FILE_VERSION, "frac_coords": out.frac_coords.detach().cpu(),
+             "atom_types": out.atom_types.detach().cpu(), "lengths": out.lengths.detach().cpu(),
+             "angles": out.angles.detach().cpu(), "num_atoms": out.num_atoms.detach().cpu(),
+             "flags": [str(f) for f in out.flags], "ids": [str(i) for i in out.ids],
+             "meta": {str(k): v for k, v in out.meta.items() if isinstance(v, (str, int, float, bool, type(None)))}}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_batch(path) -> SampleOutput:
+    """Read a file written by :func:`save_batch` back into a :class:`SampleOutput`: the same tensors, flags, ids and
+    meta, and the structures rebuilt from the tensors exactly as the sampler built them (``None`` where flagged).
+    Raises ``ValueError`` naming the file if it is not such a file."""
+    from ..crystal import tensors_to_structures
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or holding objects we did not write
+        raise ValueError(f"{path}: not a sample batch file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("version") != BATCH_FILE_VERSION:
+        raise ValueError(f"{path}: not a sample batch file of version {BATCH_FILE_VERSION}")
+    flags = list(state["flags"])
+    structures = tensors_to_structures(state["frac_coords"], state["atom_types"], state["lengths"], state["angles"],
+                                       state["num_atoms"])
+    return SampleOutput(structures=[None if f else s for s, f in zip(structures, flags)],
+                        frac_coords=state["frac_coords"], atom_types=state["atom_types"], lengths=state["lengths"],
+                        angles=state["angles"], num_atoms=state["num_atoms"], flags=flags, ids=list(state["ids"]),
+                        meta=dict(state["meta"]))
