@@ -1,5 +1,6 @@
 """Writing sampled crystals: a fresh run folder per call (never overwrites), CIFs written as they come,
-one extxyz with every crystal (material id, flags and sampler in each frame's info) and a JSON summary."""
+one extxyz with every crystal (material id, flags and sampler in each frame's info) and a JSON summary; and reading
+such a folder back (:func:`read_sample_run`)."""
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +12,7 @@ from typing import Optional
 
 from ._fileio import atomic_write_text, strict_json_dumps  # noqa: F401  (re-exported)
 from .crystal import structure_to_atoms, write_cif
+from .errors import UserError
 
 # local: heavy -- pymatgen and ase are imported inside the writers (the workflows import this module)
 
@@ -32,7 +34,7 @@ def spacegroup_symbol(structure, symprec: float) -> str:
 
 
 
-__all__ = ["new_run_dir", "SampleWriter", "write_samples", "strict_json_dumps", "VALIDITY_NOTE"]
+__all__ = ["new_run_dir", "SampleWriter", "write_samples", "read_sample_run", "strict_json_dumps", "VALIDITY_NOTE"]
 
 
 def new_run_dir(out: str | os.PathLike, prefix: str = "run") -> Path:
@@ -137,3 +139,120 @@ def write_samples(out, run_dir: str | os.PathLike, meta: Optional[dict] = None) 
     w = SampleWriter(run_dir, meta)
     w.add(out)
     return w.dir
+
+
+def read_sample_run(folder: str | os.PathLike, allow_interrupted: bool = False):
+    """Rebuild the :class:`~dpcdvae.models.SampleOutput` of a run folder written by :class:`SampleWriter`
+    (``dpcdvae sample --out DIR``, :func:`dpcdvae.workflows.generate_to_folder`): ``folder`` is the folder holding
+    ``samples.json`` (or that file itself).
+
+    Restored, for every record of ``samples.json`` in its order: ``ids``, ``flags``, ``num_atoms`` [B] (int64),
+    ``lengths`` [B,3] (A) and ``angles`` [B,3] (deg) (float32, the numbers the sampler produced); ``structures``:
+    the crystal read from its CIF (``cif/<id>.cif``, the same reader as ``dpcdvae evaluate --samples``) for a
+    ``"decoded"`` record, ``None`` for one that was not built; ``frac_coords`` [N,3] (float32, wrapped into [0, 1))
+    and ``atom_types`` [N] (Z, int64) concatenated from those structures, ``num_atoms[i]`` rows per crystal, so that
+    ``N = num_atoms.sum()`` and the rows of crystal ``i`` are where the sampler's were; a crystal without a
+    structure (not built), or whose CIF holds another number of atoms than ``num_atoms[i]`` (a CIF symmetrised with
+    ``--symprec`` may be a conventional cell), gets ``num_atoms[i]`` rows of NaN coordinates and type 0 instead;
+    :meth:`~dpcdvae.models.SampleOutput.validity` answers what ``samples.json`` recorded (``valid``,
+    ``struct_valid``, ``comp_valid``, ``invalid_reason``) without recomputing it; ``meta``: ``samples.json``'s
+    ``"meta"`` plus ``"read_from": str(folder)`` (and ``"interrupted": True`` for an interrupted run read with
+    ``allow_interrupted``).
+
+    Not restored: the coordinates and types of crystals that were not built (no CIF is written for them), the
+    sampler's unrounded coordinates (a CIF keeps 8 decimals), a reverse-diffusion ``trajectory`` (None) and any
+    timing in memory (``wall_s``); the sampler's exact tensors of a ``dpcdvae sample`` run are in its
+    ``batches/batch_<k>.pt`` files (:func:`dpcdvae.models.output.load_batch`). A decoded record whose CIF exists but
+    cannot be read as one ordered crystal gets ``None`` as structure, that read error as its flag and as its invalid
+    reason, and is listed in ``meta["read_errors"]`` ({id: error}).
+
+    Raises :class:`~dpcdvae.errors.UserError` (one line, naming the file) when ``samples.json`` is missing or
+    unreadable, when a CIF it lists is absent, and for an interrupted run (``"interrupted": true``, stopped before
+    the end: it holds only the crystals of the batches finished before) unless ``allow_interrupted=True``.
+    """
+    import math
+
+    import torch
+
+    from .eval.io import read_cif_file
+    from .models.output import SampleOutput
+
+    folder = Path(folder).expanduser()
+    if folder.name == "samples.json" and folder.is_file():
+        folder = folder.parent
+    path = folder / "samples.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; {folder} is not a run folder written by `dpcdvae sample` (it writes "
+                        f"samples.json, cif/ and samples.extxyz)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        records = data["crystals"]
+        if not isinstance(records, list):
+            raise TypeError("'crystals' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a samples.json written by `dpcdvae sample` ({type(exc).__name__}: {exc})") \
+            from None
+    if data.get("interrupted") and not allow_interrupted:
+        raise UserError(f"{path}: the run was interrupted (\"interrupted\": true) and holds {len(records):,} "
+                        f"crystals, those of the batches finished before it stopped; finish it first (the same "
+                        f"`dpcdvae sample` command plus --resume --out {folder}), or read these with "
+                        f"allow_interrupted=True")
+    ids, flags, structures, n_atoms, lengths, angles, validity = [], [], [], [], [], [], []
+    coords, types = [], []
+    read_errors: dict[str, str] = {}
+    for k, rec in enumerate(records):
+        try:
+            sid = str(rec["id"])
+            flag = str(rec.get("flag") or "")
+            na = int(rec["num_atoms"])
+            lens = [float(x) for x in rec["lengths"]]
+            angs = [float(x) for x in rec["angles"]]
+            if len(lens) != 3 or len(angs) != 3:
+                raise ValueError("lengths / angles need 3 numbers each")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path}: crystal record {k} is incomplete ({type(exc).__name__}: {exc})") from None
+        s = None
+        if rec.get("decoded"):
+            cif = folder / str(rec.get("cif") or Path("cif") / f"{sid}.cif")
+            if not cif.is_file():
+                raise UserError(f"{cif}: listed in {path} for crystal {sid} but absent")
+            _, structs, errs = read_cif_file(cif)
+            if len(structs) != 1 or structs[0] is None:
+                why = errs[0] if len(structs) == 1 else f"{len(structs)} data blocks in {cif.name}"
+                flag = f"unreadable CIF: {why}"[:300] if not why.startswith("unreadable CIF") else why
+                read_errors[sid] = flag
+            else:
+                s = structs[0]
+        v = {"valid": bool(rec.get("valid", False)), "struct_valid": bool(rec.get("struct_valid", False)),
+             "comp_valid": bool(rec.get("comp_valid", False)), "reason": rec.get("invalid_reason")}
+        if sid in read_errors:
+            v = {"valid": False, "struct_valid": False, "comp_valid": False, "reason": read_errors[sid]}
+        if s is not None and len(s) == na:
+            coords.append(torch.tensor([[x - math.floor(x) for x in site.frac_coords] for site in s],
+                                       dtype=torch.float32).reshape(-1, 3))
+            types.append(torch.tensor([site.specie.Z for site in s], dtype=torch.long))
+        else:
+            coords.append(torch.full((max(na, 0), 3), float("nan"), dtype=torch.float32))
+            types.append(torch.zeros(max(na, 0), dtype=torch.long))
+        ids.append(sid)
+        flags.append(flag)
+        structures.append(s)
+        n_atoms.append(na)
+        lengths.append(lens)
+        angles.append(angs)
+        validity.append(v)
+    has_validity = all(all(key in r for key in ("valid", "struct_valid", "comp_valid")) for r in records)
+    meta = dict(data.get("meta") or {})
+    meta["read_from"] = str(folder)
+    if data.get("interrupted"):
+        meta["interrupted"] = True
+    if read_errors:
+        meta["read_errors"] = read_errors
+    return SampleOutput(
+        structures=structures,
+        frac_coords=torch.cat(coords) if coords else torch.zeros((0, 3), dtype=torch.float32),
+        atom_types=torch.cat(types) if types else torch.zeros(0, dtype=torch.long),
+        lengths=torch.tensor(lengths, dtype=torch.float32).reshape(-1, 3),
+        angles=torch.tensor(angles, dtype=torch.float32).reshape(-1, 3),
+        num_atoms=torch.tensor(n_atoms, dtype=torch.long), flags=flags, ids=ids, meta=meta,
+        _validity=validity if has_validity else None)

@@ -34,7 +34,7 @@ from .eval.ground_state import table3
 from .eval.io import load_split_structures
 from .eval.reference import get_reference
 from .eval.tables import compare_table, render_markdown
-from .io import new_run_dir, SampleWriter
+from .io import new_run_dir, read_sample_run, SampleWriter
 from .models import load_model
 from .models.dpcdvae import _recenter
 from .models.pretrained import pretrained_card
@@ -47,7 +47,7 @@ __all__ = [
     "DataChoice", "GUARD_MARK",
     "setup", "headless", "resolve_dataset", "ensure_checkpoint", "load", "model_summary", "load_batch",
     "describe_samples", "write_samples", "save_fig", "save_table", "paper_vs_ours", "test_structures",
-    "run_reconstruction", "run_generation", "generation_study", "ground_state_study", "sampler_pair",
+    "run_reconstruction", "run_generation", "load_generation", "generation_study", "ground_state_study", "sampler_pair",
     "trajectory_run", "checkpoint_summary", "dataset_overview", "config_table", "train_run",
     "forward_trajectory", "eps_study", "steps_study", "trajectory_slider", "forward_slider", "nglview_trajectory",
     "nglview_structure", "show_animation", "eform_available_offline", "table3_frame", "unique_rows", "delta_e_values",
@@ -422,10 +422,15 @@ def reconstruction_details(metrics: dict):
 # Table II: generation
 # ================================================================================================================
 def run_generation(model, n: int, sampler: str = "eq7", steps: Optional[int] = None, seed: int = 0,
-                   out_dir=None, batch_size: int = 256):
+                   out_dir=None, batch_size: int = 256, samples=None):
     """Generate ``n`` crystals (z ~ N(0, I)); write them (CIFs, extxyz, JSON) to a fresh folder under ``out_dir``
-    (:func:`dpcdvae.workflows.generate_to_folder`). Returns the ``SampleOutput``."""
+    (:func:`dpcdvae.workflows.generate_to_folder`). Returns the ``SampleOutput``.
 
+    ``samples``: a folder written by ``dpcdvae sample`` (e.g. a 10,240-crystal run made on the command line): its
+    crystals are read instead (:func:`load_generation`; ``n``, ``sampler`` and ``steps`` are then the folder's, and
+    nothing is generated or written)."""
+    if samples is not None:
+        return load_generation(samples, n=n, sampler=sampler, steps=steps, model=model)
     t0 = time.time()
     writer = None
     if out_dir is not None:
@@ -442,6 +447,62 @@ def run_generation(model, n: int, sampler: str = "eq7", steps: Optional[int] = N
     if writer is not None:
         print(f"wrote {writer.n_decoded} CIF files ({writer.n_valid} valid in the paper's sense; + samples.extxyz, "
               f"samples.json) to {writer.dir / 'cif'}")
+    return out
+
+
+#: how the read line names a sampler
+_SAMPLER_LABELS = {"eq7": "Eq. 7", "eq6": "Eq. 6", "strided_eq7": "strided Eq. 7", "strided": "DDIM",
+                   "langevin": "Langevin"}
+
+
+def _command_label(command: Optional[str]) -> str:
+    """``meta["command"]`` (``" ".join(sys.argv)``) with the program path shortened to ``dpcdvae``."""
+    if not command:
+        return "an unrecorded command"
+    head, _, rest = str(command).strip().partition(" ")
+    name = Path(head).name
+    if name in ("dpcdvae", "__main__.py", "cli") or name.startswith("dpcdvae"):
+        name = "dpcdvae"
+    return f"`{name} {rest}`" if rest else f"`{name}`"
+
+
+def load_generation(folder, n: Optional[int] = None, sampler: Optional[str] = None, steps: Optional[int] = None,
+                    model=None, allow_interrupted: bool = False):
+    """The crystals of a folder written by ``dpcdvae sample --out DIR`` (:func:`dpcdvae.io.read_sample_run`) as a
+    ``SampleOutput``, for a notebook that evaluates a long command-line run instead of generating.
+
+    Prints one line: how many crystals, with which sampler, network calls and seed (the folder's ``meta``; with
+    ``model``, a sampler that ran all T steps is named with the model's T), where from, the command that wrote
+    them and how many were built and valid (as ``samples.json`` recorded them). ``n`` / ``sampler`` / ``steps``:
+    the notebook's parameters; when given and different from the folder's, one more line says so (the folder's
+    are used). An interrupted run is refused unless ``allow_interrupted``."""
+    t0 = time.time()
+    out = read_sample_run(folder, allow_interrupted=allow_interrupted)
+    meta = out.meta
+    f_sampler, f_steps, f_seed = meta.get("sampler"), meta.get("steps"), meta.get("seed")
+    calls = f_steps
+    if calls is None and model is not None and f_sampler in ("eq7", "eq6"):
+        calls = getattr(getattr(model, "cfg", None), "timesteps", None)
+    how = [_SAMPLER_LABELS.get(f_sampler, str(f_sampler) if f_sampler else "sampler not recorded"),
+           f"{calls:,} calls" if isinstance(calls, int) else "all T steps",
+           f"seed {f_seed}" if f_seed is not None else "seed not recorded"]
+    interrupted = " (an INTERRUPTED run: only its finished batches)" if meta.get("interrupted") else ""
+    print(f"read {len(out):,} crystals ({', '.join(how)}) from {meta['read_from']}{interrupted} written by "
+          f"{_command_label(meta.get('command'))}; {sum(out.decoded_mask):,} built, {sum(out.valid_mask):,} valid "
+          f"(structure + composition, as Table II) [{time.time() - t0:.1f} s]")
+    differ = []
+    if n is not None and int(n) != len(out):
+        differ.append(f"n_generate={n} (folder: {len(out):,})")
+    if sampler is not None and f_sampler is not None and sampler != f_sampler:
+        differ.append(f"sampler={sampler!r} (folder: {f_sampler!r})")
+    if steps is not None and steps != f_steps and not (steps == calls and f_steps is None):
+        differ.append(f"steps={steps} (folder: {f_steps})")
+    if differ:
+        print(f"note: the parameters {', '.join(differ)} disagree with the folder's; the folder's crystals are "
+              f"evaluated as they are")
+    if meta.get("read_errors"):
+        print(f"note: {len(meta['read_errors'])} CIF file(s) listed in samples.json could not be read (counted "
+              f"invalid): e.g. {next(iter(meta['read_errors'].items()))}")
     return out
 
 

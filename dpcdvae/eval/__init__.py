@@ -21,7 +21,8 @@ _EXPORTS = {
     # two runs compared crystal by crystal
     "paired_difference": "compare", "compare_runs": "compare", "read_per_structure": "compare",
     # generation
-    "generation_metrics": "generation", "data_vs_data": "generation", "structure_validity": "generation",
+    "generation_metrics": "generation", "data_vs_data": "generation", "load_generated_split": "generation",
+    "structure_validity": "generation",
     "structure_invalid_reason": "generation", "composition_validity": "generation",
     "composition_invalid_reason": "generation", "validity": "generation", "coverage": "generation",
     "property_statistics": "generation", "wasserstein": "generation", "COV_CUTOFFS": "generation",

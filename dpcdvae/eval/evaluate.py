@@ -41,7 +41,8 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
              split: str = "test", n_workers: int = 2, seed: int = 0, n_property_samples: int = 1000,
              require_comp_valid: bool = True, compute_eform: bool = True, cache: bool = True,
              progress: bool = True, comp_scaler: str = "cdvae",
-             property_model: str | None = None, breakdown: bool = False) -> tuple[dict, list[dict] | None]:
+             property_model: str | None = None, breakdown: bool = False, generated_split: str | None = None,
+             n_generated: int | None = None) -> tuple[dict, list[dict] | None]:
     """Run one evaluation task and return ``(metrics, per_record_list)`` (also the API behind the CLI).
 
     ``comp_scaler``: ``"test"`` (fit the Magpie standardiser on the reference split, default), ``"train"`` (fit on
@@ -51,6 +52,9 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
     predictor was used (path, sha256, dataset, property, units, its validation MAE).
     ``breakdown``: ``--task recon`` only: sort every miss into one cause (:mod:`dpcdvae.eval.failures`), as
     ``failures`` in the metrics and ``category`` / ``swapped`` columns in the per-structure records.
+    ``generated_split`` / ``n_generated``: ``--task baseline`` only: the split scored as "generated" (default
+    ``val``) and how many of its crystals, drawn with ``seed`` (default: all; see
+    :func:`dpcdvae.eval.generation.data_vs_data`); a :class:`UserError` with any other task.
     """
     from .io import align_by_id, load_split_structures
 
@@ -61,6 +65,14 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
         raise UserError(f"--breakdown applies to --task recon only (got --task {task})")
     if property_model is not None and task == "recon":
         raise UserError("--property-model applies to --task gen and baseline only (got --task recon)")
+    if task != "baseline":
+        for flag, value in (("--generated-split", generated_split), ("--n-generated", n_generated)):
+            if value is not None:
+                raise UserError(f"{flag} applies to --task baseline only (got --task {task})")
+    if generated_split is not None and generated_split not in ("train", "val", "test"):
+        raise UserError(f"--generated-split {generated_split}: one of train, val, test")
+    if n_generated is not None and int(n_generated) < 1:
+        raise UserError(f"--n-generated {n_generated}: the number of crystals must be >= 1")
     if property_model is not None and not Path(property_model).expanduser().is_file():
         raise UserError(f"--property-model {property_model}: no such file")
     if task == "recon":
@@ -101,7 +113,8 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
         m = data_vs_data(dataset, root=data_root, n_workers=n_workers, seed=seed,
                          n_property_samples=n_property_samples, reference_split=split, compute_eform=compute_eform,
                          cache=cache, progress=progress, comp_scaler=scaler, property_fn=property_fn,
-                         paper_dataset=paper_dataset, property_cache_tag=_property_cache_tag(used, paper_dataset))
+                         paper_dataset=paper_dataset, property_cache_tag=_property_cache_tag(used, paper_dataset),
+                         generated_split=generated_split or "val", n_generated=n_generated)
         m["property_model"] = used
         return m, m.pop("per_sample")
     if task == "gen":
