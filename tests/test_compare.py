@@ -1,4 +1,4 @@
-"""Two reconstruction runs compared crystal by crystal (dpcdvae.eval.compare, benchmarks/compare_recon_runs.py)."""
+"""Two reconstruction runs compared crystal by crystal (dpcdvae.eval.compare, experiments/compare_recon_runs.py)."""
 from __future__ import annotations
 
 import json

@@ -12,7 +12,7 @@ two different cations, it scores the best predictors that see only the compositi
 If both are near 50 %, the orientation is not in the composition: a reconstruction must carry it in z. Prints one
 JSON line.
 
-    python benchmarks/ab_orientation_data.py --n 1000
+    python experiments/ab_orientation_data.py --n 1000
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # for benchmarks/_common.py
 from _common import half_diagonal_pairs  # noqa: E402
 
 

@@ -4,7 +4,7 @@ posterior logvar per step, for each encoder output init (``model.encoder.output_
 Adam at the preset's learning rate, gradients clipped by value as in training, the first ``--n`` Perov-5 test
 crystals in batches of ``--batch-size`` (the graph the preset's encoder needs), seed 0. Prints one JSON line per init.
 
-    python benchmarks/first_steps.py --config paper --set model.decoder.project_input=false --n 256 --batch-size 256
+    python experiments/first_steps.py --config paper --set model.decoder.project_input=false --n 256 --batch-size 256
 """
 from __future__ import annotations
 

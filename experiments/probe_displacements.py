@@ -17,9 +17,9 @@ the first N crystals. ``--run DIR`` instead reads a finished ``dpcdvae reconstru
 its CIFs) and splits the matched crystals' RMS (StructureMatcher, as the reconstruction metric) by displaced /
 on-grid target, and counts the outputs that are displaced themselves.
 
-    python benchmarks/probe_displacements.py --checkpoint pretrained:perov_5 --n 200 [--sampler eq6]
-    python benchmarks/probe_displacements.py --run runs/s8/eval_p5_bs64_swap05 --dataset perov_5
-    python benchmarks/probe_displacements.py --checkpoint pretrained:perov_5 --latent 3000
+    python experiments/probe_displacements.py --checkpoint pretrained:perov_5 --n 200 [--sampler eq6]
+    python experiments/probe_displacements.py --run runs/s8/eval_p5_bs64_swap05 --dataset perov_5
+    python experiments/probe_displacements.py --checkpoint pretrained:perov_5 --latent 3000
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # for benchmarks/_common.py
 from _common import probe_model_and_split, probe_parser  # noqa: E402
 
 

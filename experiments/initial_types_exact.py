@@ -4,7 +4,7 @@ Runs only the encoder and the heads (no diffusion): for the first N test crystal
 (paper protocol) or its mean; Z_T built by floor(p N_a) + remainder drawn from p (the scheme this project had
 before), the published round + residual, and largest remainder. Prints one JSON line.
 
-    python benchmarks/initial_types_exact.py --checkpoint pretrained:perov_5 --dataset perov_5 --n 500
+    python experiments/initial_types_exact.py --checkpoint pretrained:perov_5 --dataset perov_5 --n 500
 """
 from __future__ import annotations
 

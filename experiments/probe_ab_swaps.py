@@ -13,7 +13,7 @@ and lattice, with z = the encoder's posterior mean of the true crystal:
 The A-B pair is the pair of atoms whose minimum-image fractional separation is (1/2, 1/2, 1/2) within 0.2 on each
 axis (perovskite cells of Perov-5); crystals where A and B are the same element are skipped. Prints one JSON line.
 
-    python benchmarks/probe_ab_swaps.py --checkpoint pretrained:perov_5 --n 500
+    python experiments/probe_ab_swaps.py --checkpoint pretrained:perov_5 --n 500
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # for benchmarks/_common.py
 from _common import half_diagonal_pairs, probe_model_and_split, probe_parser  # noqa: E402
 
 

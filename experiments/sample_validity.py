@@ -2,7 +2,7 @@
 (structural: every interatomic distance >= 0.5 A; compositional: SMACT charge neutrality + electronegativity) and
 the number-of-atoms histogram. No data needed. Prints one JSON line.
 
-    python benchmarks/sample_validity.py --checkpoint pretrained:perov_5 --n 100
+    python experiments/sample_validity.py --checkpoint pretrained:perov_5 --n 100
 """
 from __future__ import annotations
 

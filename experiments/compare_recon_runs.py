@@ -7,7 +7,7 @@ file existed, first score the run with ``dpcdvae evaluate --task recon --samples
 --out DIR_eval`` and pass ``DIR_eval`` (its ``per_structure.csv``) with ``--samples-a/--samples-b DIR`` for the
 structures.
 
-    python benchmarks/compare_recon_runs.py RUN_A RUN_B [--bands 1-8,9-12,13-16,17-24] [--coordination
+    python experiments/compare_recon_runs.py RUN_A RUN_B [--bands 1-8,9-12,13-16,17-24] [--coordination
         --dataset carbon_24 --cutoff 1.75]
 
 Final JSON line: the keys of :func:`dpcdvae.eval.compare.compare_runs` (``diff_points``, ``se_points``, ``bands``)
@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))  # _common.py
 from _common import print_json  # noqa: E402
 
 from dpcdvae.eval.compare import compare_runs, parse_bands  # noqa: E402

@@ -1,14 +1,14 @@
 """Experiment (its sampler is not in the package): does finishing the reverse process with standard DDPM steps keep
-Perov-5's off-site displacements that Eq. 7 removes (``benchmarks/probe_displacements.py``)?
+Perov-5's off-site displacements that Eq. 7 removes (``experiments/probe_displacements.py``)?
 
 The sampler defined here runs Eq. 7 down to step ``switch`` (exclusive), re-noises the clean estimate of step
 ``switch`` to the marginal of step ``switch - 1`` (``sqrt(abar) x0_hat + sqrt(1 - abar) eps'``) and ends with
 Eq. 6. For each ``--switch`` it reconstructs the first ``--n`` test crystals (z sampled, seed 0, the model's own
 initial types) and prints one JSON line with the match rate and <delta_rms>; ``--switch 0`` is plain Eq. 7 and
 ``--switch 1001`` plain Eq. 6 for T = 1000. Measured on 2026-12-06 with the shipped perov_5: no switch helps
-(RESULTS.md, "Where Perov-5's <delta_rms> comes from").
+(docs/lab-notes/results-log.md, "Where Perov-5's <delta_rms> comes from").
 
-    python benchmarks/eq7_eq6_switch.py --checkpoint pretrained:perov_5 --n 200 --switch 0 100 200 300 500 1001
+    python experiments/eq7_eq6_switch.py --checkpoint pretrained:perov_5 --n 200 --switch 0 100 200 300 500 1001
 """
 from __future__ import annotations
 
