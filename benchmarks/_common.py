@@ -8,7 +8,8 @@ import statistics
 import time
 from typing import Callable
 
-import dpcdvae  # noqa: E402,F401  (first: the package's OpenMP default applies before torch starts its threads)
+import dpcdvae.utils.openmp  # noqa: E402  (first: an entry point's OpenMP default, before torch starts its threads)
+dpcdvae.utils.openmp.configure_openmp()
 import torch
 
 __all__ = ["machine_info", "time_fn", "print_json", "sync", "half_diagonal_pairs"]
@@ -43,7 +44,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2 / AVX512: kernels differ
         "gemm_backend": _gemm_backend(),
-        "openmp_wait": dpcdvae.OPENMP_WAIT,  # how idle OpenMP threads wait (dpcdvae/__init__.py)  # dpcdvae.nets.gemm: oneDNN or torch's BLAS for the dense layers on CPU
+        "openmp_wait": dpcdvae.utils.openmp.OPENMP_WAIT,  # how idle OpenMP threads wait (dpcdvae/utils/openmp.py)  # dpcdvae.nets.gemm: oneDNN or torch's BLAS for the dense layers on CPU
         "cpu_count": os.cpu_count(),
         "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),

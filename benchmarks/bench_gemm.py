@@ -18,7 +18,8 @@ import statistics
 import sys
 import time
 
-import dpcdvae  # noqa: E402,F401  (first: the package's OpenMP default applies before torch starts its threads)
+import dpcdvae.utils.openmp  # noqa: E402  (first: an entry point's OpenMP default, before torch starts its threads)
+dpcdvae.utils.openmp.configure_openmp()
 import torch
 import torch.nn.functional as F
 

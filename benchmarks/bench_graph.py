@@ -12,8 +12,8 @@ edges alone (all edges within 7 A, no triplets), against ``Structure.get_neighbo
 (edges only, its Cython core). Median wall time of ``--repeats`` runs after a warm-up; the process CPU time is
 reported too (robust to other load on a shared machine; it sums all torch threads). Every case runs twice: first
 with the process's allocator cold (a fresh process), then warm (see ``_warm_allocator``: the state of any process
-that has freed a large tensor, such as a sampler). Since 2026-12-04 ``radius_graph_pbc`` raises glibc's thresholds
-itself at its first call (``dpcdvae._alloc``), so a fresh process no longer pays a page fault per page of its
+that has freed a large tensor, such as a sampler). Since 2026-12-04 a process raises glibc's thresholds before its
+first graph (``dpcdvae.utils.alloc``; here at the start of ``main``, as the package's entry points do), so a fresh process no longer pays a page fault per page of its
 temporaries; ``DPCDVAE_TUNE_MALLOC=0`` in the environment measures glibc's defaults (the old cold case). One JSON line per case and round, then a final JSON line whose top-level figures
 are those of ``mp20`` with the warm allocator, and which holds every case of both rounds.
 
@@ -29,18 +29,19 @@ import math
 import os
 import sys
 
-# OpenMP waiting: the package's default (dpcdvae.OPENMP_WAIT, a short spin; PASSIVE on a fully loaded machine),
+# OpenMP waiting: the package's default (dpcdvae.utils.openmp.OPENMP_WAIT, a short spin; PASSIVE on a fully loaded machine),
 # i.e. what a user's process gets; export OMP_WAIT_POLICY=PASSIVE to time the sleeping policy instead (on a shared
 # 2-core machine torch's own long spin ran this benchmark 3-50x slower than PASSIVE, measured 2026-11).
 
 import numpy as np  # noqa: E402
-import dpcdvae  # noqa: E402,F401  (first: the package's OpenMP default applies before torch starts its threads)
+import dpcdvae.utils.openmp  # noqa: E402  (first: an entry point's OpenMP default, before torch starts its threads)
+dpcdvae.utils.openmp.configure_openmp()
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info, print_json, time_fn  # noqa: E402
 
-from dpcdvae._alloc import allocator_state  # noqa: E402
+from dpcdvae.utils.alloc import allocator_state, tune_allocator  # noqa: E402
 from dpcdvae.crystal import lattice_params_to_matrix  # noqa: E402
 from dpcdvae.graph import radius_graph_pbc  # noqa: E402
 
@@ -141,7 +142,7 @@ def run_case(name, device, repeats, cutoff=7.0, max_nb=20):
         "edges_within_cutoff": n_edges_all, "pymatgen_edges": n_pmg, "edges_kept": n_edges, "triplets": n_trip,
         "device": info["device"], "torch_threads": info["torch_threads"], "torch": info["torch"],
         "load_avg_1min": info["load_avg_1min"], "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "openmp_default": dpcdvae.OPENMP_WAIT,
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "openmp_default": dpcdvae.utils.openmp.OPENMP_WAIT,
         "allocator_tuning": allocator_state()["reason"],
     }
 
@@ -163,6 +164,7 @@ def main(argv=None):
     ap.add_argument("--cold-only", action="store_true", help="skip the second, warm-allocator round")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    tune_allocator()  # an entry point's process tuning (the package's samplers and graph builder no longer do it)
     keys = ("speedup_vs_pymatgen", "graph_ms_per_crystal", "pymatgen_ms_per_crystal", "edges_only_speedup_vs_pymatgen",
             "cpu_time_speedup_vs_pymatgen", "graph_ms_per_batch")
     rounds = {}

@@ -21,7 +21,7 @@ The last line printed is a JSON object: ``one_by_one_structures_per_min``, ``bat
 ``batched_workers_structures_per_min``, ``speedup_workers`` (batched_workers / one_by_one),
 ``projected_minutes_100_structures`` (100 structures at the faster batched rate, same fmax / max_steps), the steps taken,
 the largest relaxed-enthalpy difference between modes, machine and load. OpenMP waiting is the package's default
-(``dpcdvae.OPENMP_WAIT``: a short spin, or ``PASSIVE`` on a fully loaded machine), what a user's process gets; set
+(``dpcdvae.utils.openmp.OPENMP_WAIT``: a short spin, or ``PASSIVE`` on a fully loaded machine), what a user's process gets; set
 ``OMP_WAIT_POLICY`` in the environment to override (with torch's own long spin, 2-thread runs on a loaded 2-core
 machine were ~10x slower than 1-thread runs, measured 2026-11).
 
@@ -39,7 +39,8 @@ import warnings
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import dpcdvae  # noqa: E402,F401  (before torch: the package's OpenMP default, see dpcdvae/__init__.py)
+import dpcdvae.utils.openmp  # noqa: E402  (before torch: an entry point's OpenMP default, see dpcdvae/utils/openmp.py)
+dpcdvae.utils.openmp.configure_openmp()
 
 
 def carbon24_cells(n: int, seed: int, rattle: float, strain: float):
@@ -188,7 +189,7 @@ def main(argv=None) -> dict:
         "max_abs_dH_between_modes_meV_per_atom": round(max_dh, 3),
         "loadavg_1min_before_after": [round(load0[0], 2), round(load1[0], 2)],
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "openmp_default": dpcdvae.OPENMP_WAIT,
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "openmp_default": dpcdvae.utils.openmp.OPENMP_WAIT,
         **machine_info(a.device),
     }
     for k in ("one_by_one_structures_per_min", "one_by_one_fast_structures_per_min", "batched_structures_per_min",

@@ -38,7 +38,8 @@ import subprocess
 import sys
 import time
 
-import dpcdvae  # noqa: E402,F401  (first: the package's OpenMP default applies before torch starts its threads)
+import dpcdvae.utils.openmp  # noqa: E402  (first: an entry point's OpenMP default, before torch starts its threads)
+dpcdvae.utils.openmp.configure_openmp()
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +66,7 @@ def run_case(config: str, batch_size: int, warmup: int, steps: int, device: str,
              lr: float = 0.0) -> dict:
     from torch_geometric.loader import DataLoader
 
-    from dpcdvae._alloc import allocator_state, tune_allocator
+    from dpcdvae.utils.alloc import allocator_state, tune_allocator
     from dpcdvae.config import load_config
     from dpcdvae.data import LatticeScaler
     from dpcdvae.models.registry import build_model

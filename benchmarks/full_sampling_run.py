@@ -25,7 +25,8 @@ import sys
 import time
 
 import numpy as np
-import dpcdvae  # noqa: E402,F401  (first: the package's OpenMP default applies before torch starts its threads)
+import dpcdvae.utils.openmp  # noqa: E402  (first: an entry point's OpenMP default, before torch starts its threads)
+dpcdvae.utils.openmp.configure_openmp()
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -104,6 +105,9 @@ def main(argv=None):
                    help="stop after the batch that passes this budget and project the whole run's time")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    from dpcdvae.utils.alloc import tune_allocator
+
+    tune_allocator()  # an entry point's process tuning (the package's samplers and graph builder no longer do it)
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}

@@ -27,7 +27,8 @@ import sys
 import time
 
 import numpy as np
-import dpcdvae  # noqa: E402,F401  (first: the package's OpenMP default applies before torch starts its threads)
+import dpcdvae.utils.openmp  # noqa: E402  (first: an entry point's OpenMP default, before torch starts its threads)
+dpcdvae.utils.openmp.configure_openmp()
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +48,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
 
     import dpcdvae.nets.gemnet as gm
-    from dpcdvae._alloc import tune_allocator
+    from dpcdvae.utils.alloc import tune_allocator
     from dpcdvae.config import load_config
     from dpcdvae.crystal import batch_from_num_atoms, lattice_params_to_matrix, wrap
     from dpcdvae.models.registry import build_model

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import yaml
 
 from .data.resolve import dataset_spec
-from .errors import ConfigError, ConfigValueError
+from .utils.errors import ConfigError, ConfigValueError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PRESETS = ("paper", "compact", "tiny")
@@ -400,7 +400,7 @@ def validate(cfg: Config) -> Config:
     model's coordinate options (as ``dpcdvae.models.dpcdvae.check_coord_options``: ``model.eq7_consistency_t`` two
     integers with ``1 <= lo <= hi <= model.timesteps`` when ``model.eq7_consistency_prob > 0``,
     ``model.eq7_consistency_noise`` two numbers with ``0 <= lo <= hi``) and ``model.decoder.fourier_min <=
-    model.decoder.fourier_max``. The first violation raises :class:`~dpcdvae.errors.ConfigValueError` (a
+    model.decoder.fourier_max``. The first violation raises :class:`~dpcdvae.utils.errors.ConfigValueError` (a
     :class:`ConfigError` and a ``ValueError``), one line naming the key, the value and what is allowed."""
     _check_section(cfg, "")
     m = cfg.model

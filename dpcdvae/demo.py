@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from ._fileio import strict_json_dumps
+from .utils.fileio import strict_json_dumps
 from .data import DEMO_NAME, DatasetNotFoundError, available_splits
 from .io import new_run_dir
 from .models import load_model

@@ -33,7 +33,6 @@ from typing import Optional
 
 import torch
 
-from ._alloc import tune_allocator
 from .crystalnn import fast_crystalnn
 
 # local: heavy -- pymatgen is imported inside crystalnn_edges (the models import this module for the graphs alone)
@@ -322,11 +321,11 @@ def radius_graph_pbc(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Ten
     and ``lattice`` on the kept edges, so they carry gradients to both. Works on any device (no host copies of
     per-edge data; a few scalars are read back to size the outputs).
 
-    On Linux (glibc) the first call raises the allocator's thresholds for the process
-    (:func:`dpcdvae._alloc.tune_allocator`; ``DPCDVAE_TUNE_MALLOC=0`` turns it off): the search's multi-megabyte
-    temporaries then come from memory already mapped instead of fresh pages, which cost a page fault each.
+    The search's multi-megabyte temporaries come from memory already mapped instead of fresh pages (a page fault
+    each) once the process's allocator is tuned: the entry points (the command line, training, the notebooks, the
+    relaxation) call :func:`dpcdvae.utils.alloc.tune_allocator` (``DPCDVAE_TUNE_MALLOC=0`` turns it off); a script
+    of your own calls it once.
     """
-    tune_allocator()
     device, dtype = frac.device, frac.dtype
     B = lattice.shape[0]
     N = frac.shape[0]

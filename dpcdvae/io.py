@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ._fileio import atomic_write_text, strict_json_dumps  # noqa: F401  (re-exported)
+from .utils.fileio import atomic_write_text, strict_json_dumps  # noqa: F401  (re-exported)
 from .crystal import structure_to_atoms, write_cif
-from .errors import UserError
+from .utils.errors import UserError
 
 # local: heavy -- pymatgen and ase are imported inside the writers (the workflows import this module)
 
@@ -166,7 +166,7 @@ def read_sample_run(folder: str | os.PathLike, allow_interrupted: bool = False):
     cannot be read as one ordered crystal gets ``None`` as structure, that read error as its flag and as its invalid
     reason, and is listed in ``meta["read_errors"]`` ({id: error}).
 
-    Raises :class:`~dpcdvae.errors.UserError` (one line, naming the file) when ``samples.json`` is missing or
+    Raises :class:`~dpcdvae.utils.errors.UserError` (one line, naming the file) when ``samples.json`` is missing or
     unreadable, when a CIF it lists is absent, and for an interrupted run (``"interrupted": true``, stopped before
     the end: it holds only the crystals of the batches finished before) unless ``allow_interrupted=True``.
     """

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ._fileio import strict_json_dumps
+from .utils.fileio import strict_json_dumps
 from .notebooks import GUARD_MARK
 
 __all__ = [

@@ -5,11 +5,17 @@ teaching notebook 06 also shows its lesson's few lines of arithmetic in its cell
 (papermill, ``dpcdvae notebooks`` / ``dpcdvae reproduce``) is :mod:`dpcdvae.notebook_runner`; checking their sources
 (one ``parameters`` cell, no outputs, ...) is :mod:`dpcdvae.notebook_check`.
 
-This module imports nothing heavy at import time.
+Importing it applies the process tuning of an entry point: how idle OpenMP threads wait
+(:func:`dpcdvae.utils.openmp.configure_openmp`, before torch is imported); :func:`setup` also tunes glibc's
+allocator (:func:`dpcdvae.utils.alloc.tune_allocator`).
 """
 from __future__ import annotations
 
-import dataclasses
+from .utils.openmp import configure_openmp
+
+configure_openmp()  # an entry point: before torch is first imported (the imports below load it)
+
+import dataclasses  # noqa: E402
 import hashlib
 import json
 import os
@@ -19,7 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ._fileio import strict_json_dumps
+from .utils.alloc import tune_allocator
+from .utils.fileio import strict_json_dumps
 from .config import load_config
 from .crystal import lattice_params_to_matrix, tensors_to_structures
 from .data import available_splits, DatasetNotFoundError, DEMO_NAME, load_split
@@ -38,7 +45,7 @@ from .io import new_run_dir, read_sample_run, SampleWriter
 from .models import load_model
 from .models.dpcdvae import _recenter
 from .models.pretrained import pretrained_card
-from . import progress as _progress  # (module attribute: tests replace progress._in_jupyter_kernel)
+from .utils import progress as _progress  # (module attribute: tests replace progress._in_jupyter_kernel)
 from .train import resolve_root, train
 from .viz import _crystal_slice, _draw_wrapped_frame, _frame_limits, _symbols, plot_structures
 from .workflows import generate_to_folder, reconstruct_split, run_ground_state_study
@@ -102,12 +109,14 @@ def setup(threads: Optional[int] = None, quiet: bool = True) -> dict:
     """First cell of every notebook: torch threads, quiet warnings/logging, versions (the install check).
 
     ``threads``: ``torch.set_num_threads`` (``None`` leaves torch's default; on a small shared CPU use 1).
-    Returns and prints ``{package: version}`` plus the device.
+    Tunes glibc's allocator for the kernel's process (:func:`dpcdvae.utils.alloc.tune_allocator`: CPU speed,
+    outputs unchanged). Returns and prints ``{package: version}`` plus the device.
     """
     import logging
 
     import torch
 
+    tune_allocator()  # an entry point (the notebook's kernel): freed memory is kept for the next step
     if threads:
         torch.set_num_threads(int(threads))
     if quiet:

@@ -28,16 +28,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ._fileio import atomic_open, strict_json_dumps
+from .utils.fileio import atomic_open, strict_json_dumps
 from .data import load_split
 from .data.registry import find_spec
-from .errors import UserError
+from .utils.errors import UserError
 from .eval.optimization import SR_LEVELS, cdvae_thresholds, split_thresholds, success_rates
 from .eval.property import PropertyModelUnavailable, predict_property
 from .io import SampleWriter
 from .models import concat_outputs
 from .models.pretrained import WEIGHTS_DIR, is_pretrained
-from .progress import progress_bar
+from .utils.progress import progress_bar
 from .train import resolve_root
 from .workflows import encode_posterior
 
@@ -166,7 +166,7 @@ def save_head(head: LatentPropertyHead, path) -> Path:
 
 def load_head(path) -> LatentPropertyHead:
     """Read a head written by :func:`save_head` with ``torch.load(weights_only=True)``; a missing, unreadable or
-    unsafe file (one that needs full unpickling) raises :class:`~dpcdvae.errors.CheckpointError` (one line)."""
+    unsafe file (one that needs full unpickling) raises :class:`~dpcdvae.utils.errors.CheckpointError` (one line)."""
     from .models.safeload import load_weights_only
 
     blob = load_weights_only(path, what="property head")  # one line (CheckpointError) if unreadable or unsafe

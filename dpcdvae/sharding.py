@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from .errors import UserError
+from .utils.alloc import tune_allocator
+from .utils.errors import UserError
 
 __all__ = ["run_sharded", "STRATEGIES"]
 
@@ -39,6 +40,8 @@ def _load(spec: dict, device: str):
 
 def _worker(rank: int, world: int, spec: dict, tmp: str) -> None:
     from .models.output import save_batch  # local: as in _load
+
+    tune_allocator()  # each spawned process is an entry point (CPU speed; outputs unchanged)
 
     dev = f"cuda:{rank}" if spec.get("accelerator") == "gpu" else "cpu"
     if dev == "cpu":

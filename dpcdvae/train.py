@@ -21,17 +21,17 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.loader import DataLoader
 
-from ._alloc import tune_allocator
-from ._fileio import atomic_open, strict_json_dumps
+from .utils.alloc import tune_allocator
+from .utils.fileio import atomic_open, strict_json_dumps
 from .config import Config, load_config
 from .data import load_dataset_splits
 from .data.resolve import dataset_root
 from .data.scalers import LatticeScaler
-from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .utils.errors import CheckpointError, ConfigError, TrainingDiverged
 from .models import build_model
 from .models.safeload import load_weights_only
 from .models.scope import training_data_of
-from .progress import interactive_output
+from .utils.progress import interactive_output
 
 log = logging.getLogger("dpcdvae.train")
 
@@ -456,7 +456,7 @@ def _weights_only_kwarg(fit) -> dict:
 def init_weights(module: "DPCDVAEModule", checkpoint: str) -> None:
     """Copy the weights of ``checkpoint`` (a path or ``pretrained:<name>``, EMA weights when it has them) into
     ``module.model`` and restart the EMA from them. A checkpoint of another architecture raises a
-    :class:`~dpcdvae.errors.ConfigError` naming the first mismatching parameter."""
+    :class:`~dpcdvae.utils.errors.ConfigError` naming the first mismatching parameter."""
     from .models import load_model
 
     src = load_model(checkpoint, ema=True)

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch_geometric.loader import DataLoader
 
-from ._fileio import atomic_write_text, strict_json_dumps
+from .utils.fileio import atomic_write_text, strict_json_dumps
 from .crystal import structure_to_atoms, tensors_to_structures, write_cif
 from .data import DataWarning, load_split
 from .diffusion.samplers import get_sampler
-from .errors import SamplerError, UserError
+from .utils.errors import SamplerError, UserError
 from .eval.ground_state import ground_state_metrics, relax_structures, render_table3, table3
 from .eval.relax import CHGNetBatchPredictor
 from .eval.reconstruction import reconstruction_metrics
@@ -37,7 +37,7 @@ from .io import SampleWriter, new_run_dir
 from .models import INITIAL_TYPES, concat_outputs, load_model
 from .models.pretrained import is_pretrained
 from .models.scope import dataset_mismatch, model_scope
-from .progress import progress_bar
+from .utils.progress import progress_bar
 from .sharding import run_sharded
 from .train import resolve_root
 from .viz import plot_delta_e_vs_paper
@@ -300,7 +300,7 @@ def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, st
     and a fingerprint of the model's weights). ``resume=True`` reads the batches already there back instead of
     computing them again and computes the rest: a long run stopped by a crash, Ctrl-C or a time limit continues
     where it stopped and ends with the same crystals as one uninterrupted run. A spec that differs from the
-    request raises :class:`~dpcdvae.errors.UserError` naming the setting."""
+    request raises :class:`~dpcdvae.utils.errors.UserError` naming the setting."""
     sampler = model.check_sampler(sampler)
     run_dir = Path(run_dir)
     batch_dir = None

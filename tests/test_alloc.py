@@ -1,4 +1,4 @@
-"""dpcdvae._alloc.tune_allocator: freed memory is reused without new page faults; the opt-out works."""
+"""dpcdvae.utils.alloc.tune_allocator: freed memory is reused without new page faults; the opt-out works."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 _PROBE = r"""
 import json, resource, sys
 import torch
-from dpcdvae._alloc import tune_allocator
+from dpcdvae.utils.alloc import tune_allocator
 
 def faults_of_loop():
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -54,7 +54,7 @@ def test_opt_out_by_environment():
 
 
 def test_idempotent_and_reported():
-    from dpcdvae._alloc import allocator_state, tune_allocator
+    from dpcdvae.utils.alloc import allocator_state, tune_allocator
 
     first = tune_allocator()
     assert tune_allocator() == first == allocator_state()
@@ -65,7 +65,8 @@ _SAMPLE = r"""
 import sys, torch
 from dpcdvae.config import load_config
 from dpcdvae.models.registry import build_model
-from dpcdvae._alloc import allocator_state
+from dpcdvae.utils.alloc import allocator_state, tune_allocator
+tune_allocator()  # as the entry points do (the command line, train(), the notebooks' setup)
 cfg = load_config("tiny", dataset="perov_5")
 torch.manual_seed(0)
 model = build_model(cfg).eval()

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("pymatgen")
 
 from dpcdvae.cli import main  # noqa: E402
-from dpcdvae.errors import UserError  # noqa: E402
+from dpcdvae.utils.errors import UserError  # noqa: E402
 from dpcdvae.eval.generation import data_vs_data, load_generated_split  # noqa: E402
 
 DEMO = "demo_synthetic_perovskites"

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from dpcdvae.errors import SamplerError
+from dpcdvae.utils.errors import SamplerError
 from dpcdvae.models.cdvae import CDVAE, langevin_sample_frac, min_image_displacement
 from dpcdvae.config import load_config
 from dpcdvae.crystal import lattice_params_to_matrix

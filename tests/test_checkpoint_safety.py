@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dpcdvae.cli import main
-from dpcdvae.errors import CheckpointError
+from dpcdvae.utils.errors import CheckpointError
 
 OV = {"train.batch_size": 16, "train.limit_val": 8}
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 
 from dpcdvae.cli import main
 from dpcdvae.config import PRESETS, RULES, Config, load_config, validate
-from dpcdvae.errors import ConfigError
+from dpcdvae.utils.errors import ConfigError
 
 OV = {"train.batch_size": 16, "train.limit_val": 8}
 

@@ -1,4 +1,4 @@
-"""dpcdvae._fileio: atomic writes leave the old file or the complete new one, and no temporary file; the one JSON
+"""dpcdvae.utils.fileio: atomic writes leave the old file or the complete new one, and no temporary file; the one JSON
 sanitiser (jsonable, strict_json_dumps)."""
 import json
 import math
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpcdvae._fileio import atomic_open, atomic_write_bytes, atomic_write_text, jsonable, strict_json_dumps
+from dpcdvae.utils.fileio import atomic_open, atomic_write_bytes, atomic_write_text, jsonable, strict_json_dumps
 
 
 def test_atomic_write_text_and_bytes(tmp_path):

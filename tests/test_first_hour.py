@@ -218,7 +218,7 @@ def test_strict_json_has_no_bare_nan():
 
 # ------------------------------------------------------------------------------------------- quiet logs
 def test_progress_in_a_file_is_lines_not_redraws(monkeypatch):
-    from dpcdvae.progress import progress_bar
+    from dpcdvae.utils.progress import progress_bar
 
     monkeypatch.setenv("DPCDVAE_PROGRESS_INTERVAL", "3600")
     buf = io.StringIO()

@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[1] / "dpcdvae"
 #: Keep in sync with the table in docs/ARCHITECTURE.md.
 LAYERS = {
     "": 8,  # the root package: the public facade (load_pretrained), imported by nothing inside
-    "_version": 0, "errors": 0, "_fileio": 0, "progress": 0, "_alloc": 0,
+    "_version": 0, "utils": 0,
     "crystal": 1, "validity": 1, "crystalnn": 1, "graph": 1,
     "data": 2, "nets": 2, "diffusion": 2, "config": 2,
     "models": 3, "csp": 3,

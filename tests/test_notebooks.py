@@ -346,7 +346,7 @@ def test_live_frontend_only_in_a_jupyter_server_kernel(monkeypatch):
     for k in ("DPCDVAE_HEADLESS", "DPCDVAE_WIDGETS", "JPY_SESSION_NAME", "VSCODE_PID", "VSCODE_IPC_HOOK_CLI"):
         monkeypatch.delenv(k, raising=False)
     assert nbmod.live_frontend() is False and nbmod.headless() is True  # no kernel at all (pytest)
-    import dpcdvae.progress as prog
+    import dpcdvae.utils.progress as prog
 
     monkeypatch.setattr(prog, "_in_jupyter_kernel", lambda: True)
     assert nbmod.live_frontend() is False  # a kernel driven by papermill / nbclient

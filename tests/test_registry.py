@@ -12,7 +12,7 @@ import pytest
 from dpcdvae.data import registry
 from dpcdvae.data.registry import (DEMO_NAME, DatasetSpec, get_spec, known_datasets, register_dataset,
                                    scoring_spec, spec_for_folder)
-from dpcdvae.errors import UnknownDatasetError, UserError
+from dpcdvae.utils.errors import UnknownDatasetError, UserError
 
 REPO = Path(__file__).resolve().parents[1]
 

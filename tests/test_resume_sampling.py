@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dpcdvae.config import load_config
-from dpcdvae.errors import UserError
+from dpcdvae.utils.errors import UserError
 from dpcdvae.models import build_model
 from dpcdvae.models.output import load_batch, save_batch
 from dpcdvae.workflows import generate_to_folder, model_fingerprint

@@ -10,7 +10,7 @@ from dpcdvae.config import load_config
 from dpcdvae.diffusion import DDPMScheduler, sample_loop
 from dpcdvae.diffusion.samplers import (SAMPLERS, Eq7Sampler, Sampler, StepOutput, get_sampler, register_sampler,
                                         sampler_names)
-from dpcdvae.errors import SamplerError, UserError
+from dpcdvae.utils.errors import SamplerError, UserError
 from dpcdvae.models import CDVAE, DPCDVAE, build_model
 from dpcdvae.workflows import check_sampling_args, sampler_for
 

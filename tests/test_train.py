@@ -74,7 +74,7 @@ def test_resume_gets_a_fresh_wall_clock_budget(tmp_path, demo_root):
 
 
 def test_resume_without_checkpoint_fails_clearly(tmp_path, demo_root):
-    from dpcdvae.errors import CheckpointError
+    from dpcdvae.utils.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="no last.ckpt or best.ckpt"):
         train("demo_synthetic_perovskites", "tiny", out=tmp_path / "none", overrides=OV, root=demo_root,
@@ -218,7 +218,7 @@ def test_a_nonfinite_step_is_skipped_and_counted(tmp_path, demo_root, monkeypatc
 def test_training_that_stays_nonfinite_stops_with_one_clear_line(tmp_path, demo_root, monkeypatch, capsys):
     import dpcdvae.train as train_mod
     from dpcdvae.cli import main
-    from dpcdvae.errors import TrainingDiverged
+    from dpcdvae.utils.errors import TrainingDiverged
 
     _nan_loss_at(monkeypatch, None)  # every step
     monkeypatch.setattr(train_mod, "MAX_NONFINITE_STEPS", 2)

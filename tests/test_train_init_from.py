@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dpcdvae.config import load_config
-from dpcdvae.errors import ConfigError
+from dpcdvae.utils.errors import ConfigError
 from dpcdvae.train import DPCDVAEModule, init_weights, train
 
 

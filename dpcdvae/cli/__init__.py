@@ -10,6 +10,10 @@
     dpcdvae train-property --dataset NAME [--prop COLUMN] --out DIR    a fresh property regressor (W1(E_form))
     dpcdvae convert IN OUT                      weights-only copy of a checkpoint you trust (reading IN runs its code)
 
+Importing this module applies the process tuning of an entry point: how idle OpenMP threads wait
+(:func:`dpcdvae.utils.openmp.configure_openmp`, before torch is imported); :func:`main` also tunes glibc's allocator
+(:func:`dpcdvae.utils.alloc.tune_allocator`).
+
 Errors: a user mistake (package error class, ``--set`` value outside the config schema, a file the system refuses:
 ``OSError``, a missing optional package: ``ModuleNotFoundError``) prints one line ``dpcdvae: error: ...`` and exits
 2; Ctrl-C (``KeyboardInterrupt``) prints one line and exits 130; ``dpcdvae --debug ...`` shows the traceback.
@@ -19,9 +23,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..data import DataError, DatasetNotFoundError
-from ..errors import CheckpointError, ConfigError, PretrainedNotFoundError, TrainingDiverged, UserError
-from . import convert, data, evaluate, models, notebooks, relax
+from ..utils.openmp import configure_openmp
+
+configure_openmp()  # an entry point: before torch is first imported (the command groups below import it)
+
+from ..data import DataError, DatasetNotFoundError  # noqa: E402
+from ..utils.alloc import tune_allocator  # noqa: E402
+from ..utils.errors import CheckpointError, ConfigError, PretrainedNotFoundError, TrainingDiverged, UserError  # noqa: E402
+from . import convert, data, evaluate, models, notebooks, relax  # noqa: E402
 
 __all__ = ["main", "build_parser", "known_errors", "COMMAND_GROUPS", "error_line", "EXIT_USER", "EXIT_INTERRUPTED"]
 
@@ -107,6 +116,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args._argv = list(argv) if argv is not None else sys.argv[1:]  # the command recorded in outputs
     debug = getattr(args, "debug", False)
+    tune_allocator()  # an entry point: glibc keeps freed memory for the next step (CPU speed; outputs unchanged)
     try:
         rc = args.func(args)
     except KeyboardInterrupt:

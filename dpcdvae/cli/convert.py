@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from .._fileio import strict_json_dumps
+from ..utils.fileio import strict_json_dumps
 
 
 def add_parser(sub) -> None:

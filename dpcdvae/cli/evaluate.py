@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._fileio import atomic_write_text, strict_json_dumps
+from ..utils.fileio import atomic_write_text, strict_json_dumps
 from ..data.paths import SPLITS
 from ..eval import property_train
 from ..eval.evaluate import _versions, evaluate, flatten, resolve_eval_dataset

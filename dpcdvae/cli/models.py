@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from .._fileio import strict_json_dumps
+from ..utils.fileio import strict_json_dumps
 from ..diffusion.samplers import sampler_names
-from ..errors import UserError  # noqa: F401  (re-exported: dpcdvae.cli.UserError)
+from ..utils.errors import UserError  # noqa: F401  (re-exported: dpcdvae.cli.UserError)
 
 
 def _parse_set(values) -> dict:
@@ -35,7 +35,7 @@ def check_train_settings(config: str, overrides: dict, max_epochs=None, max_minu
     """Check what ``dpcdvae train`` was given before any work (before Lightning is even imported): the numbers of
     ``--max-epochs`` / ``--max-minutes`` / ``--seed`` and every ``--set`` value against the config schema (type,
     range, allowed values: :func:`dpcdvae.config.validate`). Raises :class:`UserError` or
-    :class:`~dpcdvae.errors.ConfigValueError`, one line each."""
+    :class:`~dpcdvae.utils.errors.ConfigValueError`, one line each."""
     from ..config import load_config
 
     if max_epochs is not None and max_epochs < 1:

@@ -29,7 +29,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..progress import progress_bar
+from ..utils.progress import progress_bar
 from ..validity import canonicalize_structure  # noqa: F401 (the one canonicaliser; re-exported)
 
 # local: heavy, keeps the CLI start fast (pandas, pymatgen: the command line imports this module at start)

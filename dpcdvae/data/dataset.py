@@ -36,7 +36,7 @@ from .paths import SPLITS, DatasetNotFoundError, PathLike, cache_dir
 from .locator import splits_in
 from .registry import default_max_atoms, default_prop, find_spec
 from .resolve import dataset_dir, split_file
-from .._fileio import atomic_open
+from ..utils.fileio import atomic_open
 from .scalers import LatticeScaler, StandardScaler
 
 # local: heavy -- pymatgen only in CrystalDataset.get_structure (training and sampling import this module)

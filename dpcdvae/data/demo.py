@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from .._fileio import atomic_write_bytes
+from ..utils.fileio import atomic_write_bytes
 from .paths import SPLITS, cache_dir
 from .registry import DEMO_NAME
 

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .._fileio import atomic_write_bytes
+from ..utils.fileio import atomic_write_bytes
 from .paths import ENV_CACHE, ENV_DATA, SPLITS, DatasetNotFoundError, PathLike, cache_dir  # noqa: F401
 from .registry import downloadable_datasets, find_spec
 

@@ -16,7 +16,7 @@ SYNTHETIC demo dataset (``demo_synthetic_perovskites``, alias ``demo``, scored a
 A dataset of your own is a folder with ``train.csv`` / ``val.csv`` / ``test.csv`` in the CDVAE CSV format;
 :func:`spec_for_folder` builds its spec from the data (``max_atoms`` is the largest crystal in its CSVs, never a
 guess). :func:`register_dataset` adds a spec by name. An unknown name raises
-:class:`~dpcdvae.errors.UnknownDatasetError` (a one-line :class:`~dpcdvae.errors.UserError`).
+:class:`~dpcdvae.utils.errors.UnknownDatasetError` (a one-line :class:`~dpcdvae.utils.errors.UserError`).
 
 Layers: this module needs only :mod:`dpcdvae.data.paths` (and reads CSVs with :mod:`dpcdvae.data.csvio` when it
 sizes a folder). The locator (:mod:`dpcdvae.data.locator`) and the demo generator read their facts from here;
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .._fileio import atomic_write_bytes
-from ..errors import UnknownDatasetError, UserError
+from ..utils.fileio import atomic_write_bytes
+from ..utils.errors import UnknownDatasetError, UserError
 from .csvio import read_csv_rows, scan_symbols
 from .paths import SPLITS, DatasetNotFoundError, PathLike, cache_dir
 
@@ -171,7 +171,7 @@ def _rebuild_index() -> None:
 def register_dataset(spec: DatasetSpec, *, replace: bool = False) -> DatasetSpec:
     """Add ``spec`` to the registry (``replace=True`` to overwrite a dataset of the same name).
 
-    Raises :class:`~dpcdvae.errors.UserError` when the name is taken, or when the name or an alias already names
+    Raises :class:`~dpcdvae.utils.errors.UserError` when the name is taken, or when the name or an alias already names
     another dataset.
     """
     if not isinstance(spec, DatasetSpec):
@@ -213,7 +213,7 @@ def find_spec(name: str, aliases: bool = True) -> Optional[DatasetSpec]:
 
 def get_spec(name: str) -> DatasetSpec:
     """The spec of a registered dataset; ``name`` may be any alias, in any case (``"Perov-5"``, ``"perovskite"``,
-    ``"demo"``). Raises :class:`~dpcdvae.errors.UnknownDatasetError` (one line) for an unknown name."""
+    ``"demo"``). Raises :class:`~dpcdvae.utils.errors.UnknownDatasetError` (one line) for an unknown name."""
     if isinstance(name, DatasetSpec):
         return name
     spec = find_spec(name)
@@ -240,7 +240,7 @@ def downloadable_datasets() -> tuple[str, ...]:
 
 def scoring_spec(name: str) -> DatasetSpec:
     """The spec whose COV thresholds, property model and paper numbers apply to ``name`` (the demo: Perov-5's).
-    Raises :class:`~dpcdvae.errors.UserError` when the dataset is scored as none."""
+    Raises :class:`~dpcdvae.utils.errors.UserError` when the dataset is scored as none."""
     spec = get_spec(name)
     if spec.scored_as is None:
         raise UserError(f"dataset {spec.name!r} has no reference dataset to be scored as (no COV thresholds or "
@@ -311,7 +311,7 @@ def spec_for_folder(path: PathLike, name: Optional[str] = None, prop: Optional[s
     (the column of a dataset registered under exactly ``name``, else none). The batch size is
     :data:`DEFAULT_BATCH_SIZE`; no COV thresholds, property model or reference dataset. Not registered (see
     :func:`register_dataset`). Raises :class:`~dpcdvae.data.DatasetNotFoundError` when the folder holds no split
-    CSV, :class:`~dpcdvae.data.DataError` for an unreadable CSV and :class:`~dpcdvae.errors.UserError` when no
+    CSV, :class:`~dpcdvae.data.DataError` for an unreadable CSV and :class:`~dpcdvae.utils.errors.UserError` when no
     crystal in it can be read.
     """
     directory = Path(path).expanduser()

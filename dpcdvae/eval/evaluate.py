@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .._fileio import jsonable
-from ..errors import UserError
+from ..utils.fileio import jsonable
+from ..utils.errors import UserError
 
 
 def _versions() -> dict[str, str]:

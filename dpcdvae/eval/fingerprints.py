@@ -41,8 +41,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .._fileio import atomic_open
-from ..progress import progress_bar
+from ..utils.fileio import atomic_open
+from ..utils.progress import progress_bar
 from ..crystalnn import _voronoi_classes, fast_crystalnn  # noqa: F401 (fast_crystalnn re-exported)
 from ..validity import MIN_VOLUME, composition_key, degenerate_reason  # noqa: F401 (re-exported)
 

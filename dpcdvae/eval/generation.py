@@ -433,7 +433,7 @@ def data_vs_data(dataset: str, root: str | None = None, n_workers: int = 2, seed
     that many of its crystals instead of all of them (COV-R and the W1 distances depend on the count; the paper's
     Table II uses 10,240): the rows whose CIF cannot be parsed are dropped, then ``n_generated`` are drawn without
     replacement with ``numpy.random.default_rng(seed)`` and kept in split order (the same seed, the same subset).
-    A request larger than the parseable split raises :class:`~dpcdvae.errors.UserError`. ``None`` (default):
+    A request larger than the parseable split raises :class:`~dpcdvae.utils.errors.UserError`. ``None`` (default):
     the whole split, unparseable rows included (counted invalid). The metrics record ``baseline_generated_split``
     and ``baseline_n_generated`` (the count scored) beside the ``baseline`` text.
     """
@@ -458,9 +458,9 @@ def load_generated_split(dataset: str, split: str, root: str | None = None, n_ge
     """The structures of ``split`` that :func:`data_vs_data` scores as "generated": the whole split (``None`` where
     a CIF cannot be parsed) when ``n_generated`` is None, else ``n_generated`` of its parseable crystals drawn
     without replacement with ``numpy.random.default_rng(seed)``, in split order. Raises
-    :class:`~dpcdvae.errors.UserError` (one line: the split, its size, the request) when ``n_generated`` is < 1
+    :class:`~dpcdvae.utils.errors.UserError` (one line: the split, its size, the request) when ``n_generated`` is < 1
     or larger than the parseable split."""
-    from ..errors import UserError
+    from ..utils.errors import UserError
 
     if n_generated is not None and int(n_generated) < 1:
         raise UserError(f"--n-generated {n_generated}: the number of crystals must be >= 1")

@@ -55,7 +55,7 @@ from ..crystal import canonicalize_structure
 from ..data.locator import split_path
 from ..data.registry import PropertyModelSpec, find_spec, get_spec, known_datasets
 from ..graph import crystalnn_edges, graph_from_edges
-from ..progress import progress_bar
+from ..utils.progress import progress_bar
 
 # local: nets.dimenet (torch_geometric, sympy) and pandas are imported where used, so that the graph-building pool
 # workers (spawned off Linux) stay light; pymatgen too (heavy); omegaconf is not needed

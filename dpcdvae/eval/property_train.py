@@ -43,7 +43,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .._fileio import atomic_open, atomic_write_text, strict_json_dumps
+from ..utils.fileio import atomic_open, atomic_write_text, strict_json_dumps
 
 # torch and dpcdvae.eval.property are imported inside the functions: `dpcdvae --help` (which registers this
 # subcommand) must not import torch.
@@ -184,7 +184,7 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
         ``predictor`` is also in ``summary.json``).
     """
     import torch
-    from ..progress import progress_bar as tqdm
+    from ..utils.progress import progress_bar as tqdm
 
     from ..data.registry import default_prop, find_spec
     from ..nets.dimenet import PeriodicDimeNetPlusPlus

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .._fileio import atomic_open
+from ..utils.fileio import atomic_open
 
 #: bump when what is cached (the canonicaliser, the arrays' layout) changes: old files are then ignored
 CACHE_VERSION = 1

@@ -36,7 +36,7 @@ dE_rms                RMS energy change on relaxation                        meV
 from __future__ import annotations
 
 from ..data.registry import benchmark_datasets, get_spec
-from ..errors import UnknownDatasetError
+from ..utils.errors import UnknownDatasetError
 
 CITATION = (
     'Pakornchote et al., "Diffusion probabilistic models enhance variational autoencoder for crystal structure '
@@ -89,7 +89,7 @@ _MODEL_ALIASES = {
 def canonical_dataset(name: str) -> str:
     """Normalise the name of one of the paper's datasets (``"Perov-5"``, ``"perovskite"``, ``"perov_5"`` ...) to
     ``perov_5`` style (aliases: :mod:`dpcdvae.data.registry`). Any other name, the synthetic demo included, raises
-    :class:`~dpcdvae.errors.UnknownDatasetError` (a ``KeyError``)."""
+    :class:`~dpcdvae.utils.errors.UnknownDatasetError` (a ``KeyError``)."""
     spec = get_spec(name)
     if spec.name not in DATASETS:
         raise UnknownDatasetError(f"dataset {name!r} has no numbers in the paper's tables; known: "

@@ -55,9 +55,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .._alloc import tune_allocator
-from .._fileio import atomic_write_text, jsonable, strict_json_dumps
-from ..progress import progress_bar
+from ..utils.alloc import tune_allocator
+from ..utils.fileio import atomic_write_text, jsonable, strict_json_dumps
+from ..utils.progress import progress_bar
 from .io import read_samples_with_errors
 
 # local: heavy -- ase and pymatgen are imported inside the functions (the workflows import this module); chgnet and

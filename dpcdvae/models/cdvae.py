@@ -46,7 +46,7 @@ every step. ``langevin`` is the only sampler of these models and their default (
 ``dpcdvae sample`` / ``reconstruct`` default, picks it); ``steps`` is the number of iterations per level (``5000``
 network calls at the defaults, ``50 * steps`` otherwise). DP-CDVAE's DDPM samplers (``eq7``, ``eq6``,
 ``strided_eq7``, ``strided``) are not aliases: :meth:`CDVAE.check_sampler` refuses them with a
-:class:`~dpcdvae.errors.SamplerError` (on the command line a ``UserError`` naming ``--sampler``); only a study over
+:class:`~dpcdvae.utils.errors.SamplerError` (on the command line a ``UserError`` naming ``--sampler``); only a study over
 several model kinds (:func:`dpcdvae.workflows.sampler_for`, Table III) replaces them by ``langevin``, and says so.
 """
 from __future__ import annotations
@@ -58,7 +58,6 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .._alloc import tune_allocator
 from ..config import ModelConfig
 from ..crystal import cart_to_frac, frac_to_cart, lattice_params_to_matrix, wrap
 from ..data.scalers import LatticeScaler
@@ -266,7 +265,6 @@ class CDVAE(DPCDVAE):
             eta: ignored (DDIM parameter of the DP-CDVAE samplers). step_lr, min_sigma: CDVAE's Langevin options.
         """
         sampler = self.check_sampler(sampler)
-        tune_allocator()  # no page faults on the per-step temporaries (CPU speed; outputs unchanged)
         spl = int(steps) if steps is not None else LANGEVIN_STEPS_PER_LEVEL
         if spl < 1:
             raise ValueError(f"steps (Langevin iterations per level) must be >= 1, got {steps}")
@@ -282,7 +280,7 @@ class CDVAE(DPCDVAE):
         state = {"types": types}
         bar = None
         if progress and N > 0:
-            from ..progress import progress_bar as tqdm
+            from ..utils.progress import progress_bar as tqdm
             bar = tqdm(total=n_calls, desc="sampling (langevin)", leave=False)
 
         def score_fn(frac_w: torch.Tensor, level: int) -> torch.Tensor:

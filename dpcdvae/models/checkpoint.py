@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from .._fileio import atomic_open
+from ..utils.fileio import atomic_open
 from ..config import Config
 from ..data.scalers import LatticeScaler
-from ..errors import CheckpointError
+from ..utils.errors import CheckpointError
 from .pretrained import is_pretrained, load_pretrained
 from .registry import build_model
 from .safeload import _DROP, _same_file, load_weights_only, to_plain

@@ -15,13 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._alloc import tune_allocator
 from ..config import ModelConfig
 from ..crystal import MAX_ATOMIC_NUM, batch_from_num_atoms, lattice_params_to_matrix, tensors_to_structures, wrap
 from ..data.scalers import LatticeScaler
 from ..diffusion.ddpm import DDPMScheduler, sample_loop
 from ..diffusion.samplers import get_sampler, sampler_names
-from ..errors import SamplerError
+from ..utils.errors import SamplerError
 from ..nets.encoder import CrystalEncoder
 from ..nets.gemnet import GemNetTDenoiser
 from .output import SampleOutput, concat_outputs
@@ -670,7 +669,6 @@ class DPCDVAE(nn.Module):
                 prediction; only the coordinates (and types) are then denoised.
         """
         sampler = self.check_sampler(sampler)
-        tune_allocator()  # no page faults on the per-step temporaries (CPU speed; outputs unchanged)
         strided = get_sampler(sampler).strided
         cfg = self.cfg
         B = z.shape[0]
@@ -708,7 +706,7 @@ class DPCDVAE(nn.Module):
         n_calls = len(get_sampler(sampler).timesteps(self.scheduler, steps if strided else None))
         progress_bar = None
         if progress and N > 0:
-            from ..progress import progress_bar as tqdm
+            from ..utils.progress import progress_bar as tqdm
             progress_bar = tqdm(total=n_calls, desc=f"sampling ({sampler})", unit="network call", leave=False)
         traj = None
         if N > 0:

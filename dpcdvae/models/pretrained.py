@@ -22,9 +22,9 @@ from typing import Optional
 
 import torch
 
-from .._fileio import atomic_open, atomic_write_text, strict_json_dumps
+from ..utils.fileio import atomic_open, atomic_write_text, strict_json_dumps
 from ..config import Config
-from ..errors import CheckpointError, PretrainedNotFoundError
+from ..utils.errors import CheckpointError, PretrainedNotFoundError
 from .registry import build_model
 from .safeload import refusal_message
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..utils.errors import CheckpointError
 
 __all__ = ["load_weights_only", "to_plain", "refusal_message"]
 
@@ -38,7 +38,7 @@ def refusal_message(path, detail: str, what: str = "checkpoint") -> str:
 def load_weights_only(path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
     """Read a torch file with ``torch.load(weights_only=True)``: nothing stored in the file is ever called.
 
-    Raises :class:`~dpcdvae.errors.CheckpointError` with a one-line message naming ``what`` and the file when the
+    Raises :class:`~dpcdvae.utils.errors.CheckpointError` with a one-line message naming ``what`` and the file when the
     file is missing, unreadable or truncated (``... cannot be read (...); is the file complete?``), or when it needs
     full unpickling (:func:`refusal_message`: refused, with the ``dpcdvae convert`` command for a trusted file).
     """

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ..errors import UserError
+from ..utils.errors import UserError
 
 __all__ = ["OutOfScopeError", "model_scope", "check_composition",
            "cell_size_warning", "dataset_mismatch", "training_data_of"]

@@ -36,7 +36,7 @@ import torch_geometric
 from torch import nn
 from torch_geometric.nn.models import DimeNetPlusPlus
 
-from .._fileio import atomic_open
+from ..utils.fileio import atomic_open
 from torch_geometric.nn.models.dimenet import (BesselBasisLayer, EmbeddingBlock, Envelope, InteractionPPBlock,
                                                OutputPPBlock, SphericalBasisLayer)
 from torch_geometric.nn.resolver import activation_resolver

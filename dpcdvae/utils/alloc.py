@@ -7,10 +7,12 @@ every 4 KiB page it touches. Measured on the dev CPU (2-core AMD EPYC, AVX2, 1 t
 Perov-5 batch 16): about 14,000 minor page faults per step with the defaults, 0-100 with the thresholds raised,
 and 1.2-1.4x less CPU time per step (``BENCHMARKS.md``, "Allocator").
 
-:func:`tune_allocator` raises both thresholds with ``mallopt`` (2 GiB), once per process. It is called at the start
-of sampling, training and relaxation. The cost: memory freed by the process is kept for reuse instead of returned
-to the OS, so the resident size stays at its peak until the process ends (the peak itself is unchanged). Turn it
-off with the environment variable ``DPCDVAE_TUNE_MALLOC=0``. Where the C library is not glibc (macOS, Windows,
+:func:`tune_allocator` raises both thresholds with ``mallopt`` (2 GiB), once per process. The entry points call it,
+not the library code: the ``dpcdvae`` command line (:func:`dpcdvae.cli.main`), :func:`dpcdvae.train.train`, the
+notebooks' ``setup()``, the relaxation (:func:`dpcdvae.eval.relax.relax_structures`) and the processes of a sharded
+run; a script of your own that samples calls it once. The cost: memory freed by the process is kept for reuse
+instead of returned to the OS, so the resident size stays at its peak until the process ends (the peak itself is
+unchanged). Turn it off with the environment variable ``DPCDVAE_TUNE_MALLOC=0``. Where the C library is not glibc (macOS, Windows,
 musl) it does nothing. It has no effect on any number the model computes.
 
 The same effect from outside the process: ``MALLOC_MMAP_THRESHOLD_=2147483647 MALLOC_TRIM_THRESHOLD_=2147483647``.
@@ -52,7 +54,7 @@ def tune_allocator() -> dict:
     Returns ``{"applied": bool, "reason": str}``: applied now or earlier, or why not (the environment variable
     ``DPCDVAE_TUNE_MALLOC=0``, or a C library that is not glibc).
     """
-    if _state["reason"] != "not called yet":  # decided once per process: later calls (every graph build) are free
+    if _state["reason"] != "not called yet":  # decided once per process: later calls (another entry point) are free
         return dict(_state)
     if os.environ.get("DPCDVAE_TUNE_MALLOC", "1").strip().lower() in ("0", "false", "no", "off"):
         _state.update(applied=False, reason="disabled by DPCDVAE_TUNE_MALLOC")
