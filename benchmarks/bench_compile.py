@@ -32,7 +32,7 @@ def main(argv=None) -> dict:
     from bench_sampling import _crystals
 
     from dpcdvae.config import load_config
-    from dpcdvae.crystal import batch_from_num_atoms, lattice_params_to_matrix, wrap
+    from dpcdvae.structures.crystal import batch_from_num_atoms, lattice_params_to_matrix, wrap
     from dpcdvae.models.registry import build_model
 
     cfg = load_config("compact", dataset="perov_5")

@@ -1,6 +1,6 @@
 """CDVAE's CrystalNN graph (paper-config encoder graph, E_form predictor input): fast path vs pymatgen per-site.
 
-``dpcdvae.graph.crystalnn_edges(s, fast=True)`` tessellates once per structure; ``fast=False`` is pymatgen's own
+``dpcdvae.structures.graph.crystalnn_edges(s, fast=True)`` tessellates once per structure; ``fast=False`` is pymatgen's own
 per-site path (one tessellation per site). Both run here on the same structures (first ``--n`` rows of Carbon-24 val
 and Perov-5 test from the shared data), alternating, best of ``--repeats``; the edge sets are checked to be equal.
 
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     from dpcdvae.data.locator import DatasetNotFoundError
     from dpcdvae.eval.io import load_split_structures
-    from dpcdvae.graph import crystalnn_edges
+    from dpcdvae.structures.graph import crystalnn_edges
 
     res = {"benchmark": "bench_crystalnn", "n": args.n, **machine_info()}
     for ds, split in (("carbon_24", "val"), ("perov_5", "test")):

@@ -7,19 +7,19 @@ interleaved crystal by crystal (so that load from other jobs hits all alike), af
   info of pymatgen (``cnn.impl = "pymatgen"``): matminer's order parameters on the one-tessellation CrystalNN;
 * ``vector``: ``method="vector"`` (numpy order parameters) with pymatgen's cell info: the default before the
   vectorised cell info;
-* for each ``--impls`` entry other than ``pymatgen`` (:data:`dpcdvae.crystalnn.IMPLS`): ``method="vector"`` with
+* for each ``--impls`` entry other than ``pymatgen`` (:data:`dpcdvae.structures.crystalnn.IMPLS`): ``method="vector"`` with
   ``cnn.impl = <impl>``, reported under that name (``cells``: numpy cell info + pymatgen's ``get_nn_data``), the
   last one as ``default`` (``vector``: numpy cell info and CrystalNN weights, the default now).
 
 Reported per dataset: crystals per second of each, speed-ups, the max abs difference of each fingerprint from the
 ``fast`` one and of the default from ``vector``, the order-parameter counters of the vector path
 (:data:`dpcdvae.eval.order_params.COUNTERS`), the CrystalNN counters of the default path
-(:data:`dpcdvae.crystalnn.COUNTERS`: faces / sites that went to pymatgen's code and why) and crystals that raised.
+(:data:`dpcdvae.structures.crystalnn.COUNTERS`: faces / sites that went to pymatgen's code and why) and crystals that raised.
 Unless ``--no-stage-split``, the default path is also run stage by stage on the same crystals: ``prepare`` (of
 which the eligibility checks + neighbour search + qhull tessellation, the numpy cell info and the numpy CrystalNN
 weights), ``get_nn_data`` and the order parameters, as fractions of its time. The last line printed is one JSON
 object. ``vector`` and ``fast`` use pymatgen's all-site tessellation (``get_all_voronoi_polyhedra``), ``cells`` and
-the default the same points made from arrays (:func:`dpcdvae.crystalnn._tessellation`).
+the default the same points made from arrays (:func:`dpcdvae.structures.crystalnn._tessellation`).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_fingerprints.py --n 100
 """
@@ -92,7 +92,7 @@ def _split_one(structure, impl: str, acc: dict) -> None:
 
 def run_dataset(dataset: str, split: str, n: int, impls: list[str], do_split: bool) -> dict:
     """Time the variants on the first ``n`` parseable crystals of ``dataset/split``; a dict of figures."""
-    from dpcdvae import crystalnn as C
+    from dpcdvae.structures import crystalnn as C
     from dpcdvae.eval import order_params as O
     from dpcdvae.eval.io import load_split_structures
 
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", nargs="+", default=["perov_5", "carbon_24"])
     ap.add_argument("--impls", nargs="+", default=["cells", "vector"],
                     help="CrystalNN cell-info implementations to time with method='vector' besides pymatgen's "
-                         "(dpcdvae.crystalnn.IMPLS; the last one is reported as the default)")
+                         "(dpcdvae.structures.crystalnn.IMPLS; the last one is reported as the default)")
     ap.add_argument("--no-stage-split", dest="stage_split", action="store_false",
                     help="skip the stage-by-stage timing of the default path")
     args = ap.parse_args(argv)

@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info, print_json, time_fn  # noqa: E402
 
 from dpcdvae.utils.alloc import allocator_state, tune_allocator  # noqa: E402
-from dpcdvae.crystal import lattice_params_to_matrix  # noqa: E402
-from dpcdvae.graph import radius_graph_pbc  # noqa: E402
+from dpcdvae.structures.crystal import lattice_params_to_matrix  # noqa: E402
+from dpcdvae.structures.graph import radius_graph_pbc  # noqa: E402
 
 
 def _valid_angles(rng, lo, hi):

@@ -25,7 +25,7 @@ import time
 def main() -> None:
     from torch_geometric.loader import DataLoader
 
-    from dpcdvae.crystal import tensors_to_structures
+    from dpcdvae.structures.crystal import tensors_to_structures
     from dpcdvae.csp import predict_structures
     from dpcdvae.data import load_split
     from dpcdvae.eval.reconstruction import reconstruction_metrics

@@ -50,7 +50,7 @@ def main() -> None:
     import dpcdvae.nets.gemnet as gm
     from dpcdvae.utils.alloc import tune_allocator
     from dpcdvae.config import load_config
-    from dpcdvae.crystal import batch_from_num_atoms, lattice_params_to_matrix, wrap
+    from dpcdvae.structures.crystal import batch_from_num_atoms, lattice_params_to_matrix, wrap
     from dpcdvae.models.registry import build_model
 
     tune_allocator()

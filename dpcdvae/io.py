@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from .utils.fileio import atomic_write_text, strict_json_dumps  # noqa: F401  (re-exported)
-from .crystal import structure_to_atoms, write_cif
+from .structures.crystal import structure_to_atoms, write_cif
 from .utils.errors import UserError
 
 # local: heavy -- pymatgen and ase are imported inside the writers (the workflows import this module)

@@ -342,7 +342,7 @@ def decode_path(model, zs, sampler: Optional[str] = "strided_eq7", steps: Option
         lengths, angles, na = lengths.cpu().numpy(), angles.cpu().numpy(), na.cpu().numpy()
     s = path_points(n) if s is None else np.asarray(s, dtype=float)
     validity = out.validity()
-    from .crystal import lattice_params_to_matrix
+    from .structures.crystal import lattice_params_to_matrix
 
     vol = torch.linalg.det(lattice_params_to_matrix(torch.as_tensor(lengths, dtype=torch.float64),
                                                     torch.as_tensor(angles, dtype=torch.float64))).numpy()

@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence
 from .utils.alloc import tune_allocator
 from .utils.fileio import strict_json_dumps
 from .config import load_config
-from .crystal import lattice_params_to_matrix, tensors_to_structures
+from .structures.crystal import lattice_params_to_matrix, tensors_to_structures
 from .data import available_splits, DatasetNotFoundError, DEMO_NAME, load_split
 from .data.info import dataset_info
 from .data.registry import benchmark_datasets, find_spec

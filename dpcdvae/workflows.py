@@ -26,7 +26,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from .utils.fileio import atomic_write_text, strict_json_dumps
-from .crystal import structure_to_atoms, tensors_to_structures, write_cif
+from .structures.crystal import structure_to_atoms, tensors_to_structures, write_cif
 from .data import DataWarning, load_split
 from .diffusion.samplers import get_sampler
 from .utils.errors import SamplerError, UserError

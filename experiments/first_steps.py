@@ -18,7 +18,7 @@ import torch
 def init_eps_rms(model, batch, seed: int = 0) -> float:
     """RMS of the untrained decoder's predicted noise (fractional units) on ``batch``: its true coordinates, true
     types, z ~ N(0, I), t uniform in 1..T (a network whose output matches the target's scale gives about 1)."""
-    from dpcdvae.crystal import lattice_params_to_matrix
+    from dpcdvae.structures.crystal import lattice_params_to_matrix
 
     g = torch.Generator().manual_seed(seed)
     B = batch.num_graphs

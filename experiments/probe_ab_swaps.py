@@ -46,7 +46,7 @@ def probe(model, batch, tsteps=(10, 100, 300, 500, 800), draws: int = 8, seed: i
     """The probe on one batch (see the module docstring). Returns counts: ``n_pairs``, per t
     ``denoiser_prefers_true[t]``, and for the type head ``head_repairs`` / ``head_copies`` (exchanged input) and
     ``head_keeps_true`` (true input)."""
-    from dpcdvae.crystal import lattice_params_to_matrix
+    from dpcdvae.structures.crystal import lattice_params_to_matrix
     from dpcdvae.models.dpcdvae import _recenter, wrap
 
     model.eval()

@@ -68,7 +68,7 @@ def normalised_rms(pred: torch.Tensor, target: torch.Tensor, lattice: torch.Tens
 @torch.no_grad()
 def probe(model, batch, t0s=(1000, 300, 100, 30), seed: int = 0, tol: float = 0.01, variant: str = "eq7") -> dict:
     """The probe on one batch (see the module docstring); sums per t0 for displaced / on-grid targets."""
-    from dpcdvae.crystal import lattice_params_to_matrix
+    from dpcdvae.structures.crystal import lattice_params_to_matrix
     from dpcdvae.models.dpcdvae import _recenter, wrap
 
     model.eval()

@@ -15,7 +15,7 @@ from torch_geometric.loader import DataLoader
 from dpcdvae.utils.errors import SamplerError
 from dpcdvae.models.cdvae import CDVAE, langevin_sample_frac, min_image_displacement
 from dpcdvae.config import load_config
-from dpcdvae.crystal import lattice_params_to_matrix
+from dpcdvae.structures.crystal import lattice_params_to_matrix
 from dpcdvae.data import LatticeScaler
 from dpcdvae.diffusion import AnnealedLangevin
 from dpcdvae.models import SampleOutput, build_model

@@ -1,4 +1,4 @@
-"""Crystal math (dpcdvae.crystal): property-based round trips, checked against pymatgen and ASE."""
+"""Crystal math (dpcdvae.structures.crystal): property-based round trips, checked against pymatgen and ASE."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dpcdvae.crystal import (
+from dpcdvae.structures.crystal import (
     atoms_to_structure,
     batch_from_num_atoms,
     canonicalize_structure,

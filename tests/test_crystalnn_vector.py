@@ -1,4 +1,4 @@
-"""The vectorised Voronoi cell info and CrystalNN weights (``dpcdvae.crystalnn``, ``impl="vector"``) give pymatgen's
+"""The vectorised Voronoi cell info and CrystalNN weights (``dpcdvae.structures.crystalnn``, ``impl="vector"``) give pymatgen's
 numbers.
 
 (a) cell info: the fast path's tessellation (``_tessellation``, no site object per point) is pymatgen's all-site
@@ -9,7 +9,7 @@ numbers.
     pymatgen's extraction and pymatgen's ``get_nn_data`` on the same tessellation): the same CN weights, the same
     neighbours with the same rounded weights;
 (c) fingerprints (``method="vector"``) equal the previous path's to max abs difference <= 1e-8;
-(d) CDVAE's CrystalNN graph (:func:`dpcdvae.graph.crystalnn_edges`) has the same edges;
+(d) CDVAE's CrystalNN graph (:func:`dpcdvae.structures.graph.crystalnn_edges`) has the same edges;
 on crystals built here (simple cubic, bcc, fcc, rock salt, perovskite, a distorted perovskite, a random distorted
 cell, a cell with a 1.6 A and a 16 A lattice vector) and on the first 60 Perov-5 and Carbon-24 test crystals
 (skipped when the shared data are absent); plus the explicit, counted pymatgen path at CrystalNN's discontinuities.
@@ -32,7 +32,7 @@ pytest.importorskip("pymatgen")
 from pymatgen.analysis.local_env import VoronoiNN  # noqa: E402
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
-from dpcdvae import crystalnn as C  # noqa: E402
+from dpcdvae.structures import crystalnn as C  # noqa: E402
 from dpcdvae.eval import fingerprints as F  # noqa: E402
 
 TOL = 1e-8
@@ -132,7 +132,7 @@ FACE_KEYS = ("solid_angle", "area", "volume", "face_dist", "n_verts")
 
 
 def _compare_tessellation(structure, cutoff: float = 5.0) -> None:
-    """The fast path's own point set (:func:`dpcdvae.crystalnn._tessellation`) is pymatgen's, bit for bit, with the
+    """The fast path's own point set (:func:`dpcdvae.structures.crystalnn._tessellation`) is pymatgen's, bit for bit, with the
     same tessellation and equal site objects."""
     cap, sites, _, voro = _capture(structure, cutoff)
     lazy, v2, roots, point_site = C._tessellation(structure, cutoff)
@@ -250,7 +250,7 @@ def _fingerprint(structure, impl: str) -> np.ndarray:
 
 
 def _edges(structure, impl: str, monkeypatch) -> list:
-    from dpcdvae.graph import crystalnn_edges
+    from dpcdvae.structures.graph import crystalnn_edges
 
     with monkeypatch.context() as m:
         m.setattr(C, "DEFAULT_IMPL", impl)

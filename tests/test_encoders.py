@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from dpcdvae.graph import crystalnn_edges, graph_from_edges, radius_graph_pbc
+from dpcdvae.structures.graph import crystalnn_edges, graph_from_edges, radius_graph_pbc
 from dpcdvae.nets.dimenet import PeriodicDimeNetPlusPlus, drop_backtracking_triplets, triplet_angles
 from dpcdvae.nets.encoder import VARIANTS, CrystalEncoder, NumAtomsEncoder, symmetrize_edges
 from dpcdvae.nets.gine import GINEEncoder
@@ -253,7 +253,7 @@ def test_encoder_rotation_invariance(encoders, crystals):
 def test_encoder_forward_batch_wrapper(encoders, crystals):
     from types import SimpleNamespace
 
-    from dpcdvae.crystal import matrix_to_lattice_params
+    from dpcdvae.structures.crystal import matrix_to_lattice_params
 
     lengths, angles = matrix_to_lattice_params(crystals["lattice"])
     data = SimpleNamespace(frac_coords=crystals["frac"].float(), atom_types=crystals["z"],

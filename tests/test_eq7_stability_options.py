@@ -12,7 +12,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from dpcdvae.config import load_config
-from dpcdvae.crystal import lattice_params_to_matrix, wrap
+from dpcdvae.structures.crystal import lattice_params_to_matrix, wrap
 from dpcdvae.data import LatticeScaler
 from dpcdvae.diffusion.ddpm import DDPMScheduler
 from dpcdvae.diffusion.samplers import get_sampler

@@ -181,7 +181,7 @@ def test_fast_equals_matminer_on_real_rows(dataset, split):
 # CDVAE's CrystalNN graph (encoder graph of the paper config, E_form predictor) through the same fast path
 # ----------------------------------------------------------------------------------------------------------------
 def _edge_set(structure, fast):
-    from dpcdvae.graph import crystalnn_edges
+    from dpcdvae.structures.graph import crystalnn_edges
 
     ei, off = crystalnn_edges(structure, fast=fast)
     return sorted(zip(ei[0].tolist(), ei[1].tolist(), map(tuple, off.tolist())))

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from dpcdvae.crystal import lattice_params_to_matrix
-from dpcdvae.graph import graph_from_edges, radius_graph_pbc
+from dpcdvae.structures.crystal import lattice_params_to_matrix
+from dpcdvae.structures.graph import graph_from_edges, radius_graph_pbc
 from dpcdvae.nets.gemnet import GemNetTDenoiser, reverse_edges
 
 LATENT = 8

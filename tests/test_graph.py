@@ -1,4 +1,4 @@
-"""Periodic graph (dpcdvae.graph): neighbour lists against pymatgen, triplets against brute force.
+"""Periodic graph (dpcdvae.structures.graph): neighbour lists against pymatgen, triplets against brute force.
 
 Comparisons run in float64: identical (centre, neighbour, image) sets and distances within 1e-5 A.
 """
@@ -14,8 +14,8 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import dpcdvae.graph as graph_mod
-from dpcdvae.graph import (
+import dpcdvae.structures.graph as graph_mod
+from dpcdvae.structures.graph import (
     PeriodicGraph,
     build_triplets,
     crystalnn_edges,

@@ -77,7 +77,7 @@ def spy(self, key, value):
 
 type(os.environ).__setitem__ = spy
 before = dict(os.environ)
-import dpcdvae, dpcdvae.models, dpcdvae.graph
+import dpcdvae, dpcdvae.models, dpcdvae.structures.graph
 from dpcdvae.utils import openmp
 pkg = os.path.dirname(dpcdvae.__file__)
 ours = [w for w in writes if os.path.abspath(w[1]).startswith(pkg)]

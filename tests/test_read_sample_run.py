@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("pymatgen")
 
-from dpcdvae.crystal import tensors_to_structures  # noqa: E402
+from dpcdvae.structures.crystal import tensors_to_structures  # noqa: E402
 from dpcdvae.utils.errors import UserError  # noqa: E402
 from dpcdvae.io import SampleWriter, read_sample_run  # noqa: E402
 from dpcdvae.models.output import SampleOutput  # noqa: E402

@@ -235,7 +235,7 @@ def test_no_import_cycle_between_locator_and_demo():
 def test_one_canonicaliser(srtio3):
     import numpy as np
 
-    from dpcdvae import crystal, validity
+    from dpcdvae.structures import crystal, validity
     from dpcdvae.data import csvio
     from dpcdvae.eval import io
 

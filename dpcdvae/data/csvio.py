@@ -30,7 +30,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from ..utils.progress import progress_bar
-from ..validity import canonicalize_structure  # noqa: F401 (the one canonicaliser; re-exported)
+from ..structures.validity import canonicalize_structure  # noqa: F401 (the one canonicaliser; re-exported)
 
 # local: heavy, keeps the CLI start fast (pandas, pymatgen: the command line imports this module at start)
 
@@ -71,7 +71,7 @@ class PreprocessSettings:
     """Everything that changes the preprocessing output (part of the cache key).
 
     ``max_atoms``: rows with more atoms are errors (None: no limit). ``prop``: property column (None: ``y`` = NaN).
-    ``graph``: ``'crystalnn'`` (edges via :func:`dpcdvae.graph.crystalnn_edges`) or ``'none'``.
+    ``graph``: ``'crystalnn'`` (edges via :func:`dpcdvae.structures.graph.crystalnn_edges`) or ``'none'``.
     """
 
     niggli: bool = True
@@ -324,10 +324,10 @@ def _graph_fn(method: str):
         return None
     if method == "crystalnn":
         try:
-            from ..graph import crystalnn_edges  # local: guarded; graph needs torch, this reader does not
+            from ..structures.graph import crystalnn_edges  # local: guarded; graph needs torch, this reader does not
         except ImportError as exc:  # pragma: no cover - depends on the rest of the package
             raise RuntimeError(
-                "graph='crystalnn' needs dpcdvae.graph.crystalnn_edges, which could not be imported "
+                "graph='crystalnn' needs dpcdvae.structures.graph.crystalnn_edges, which could not be imported "
                 f"({exc}); use graph='none' or fix the installation."
             ) from exc
         return crystalnn_edges

@@ -78,7 +78,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from ..crystal import wrap as periodic_wrap  # pi(x) = x - floor(x) (Eq. 3): the package's one wrap
+from ..structures.crystal import wrap as periodic_wrap  # pi(x) = x - floor(x) (Eq. 3): the package's one wrap
 from .samplers import Sampler, get_sampler, sampler_names
 from .schedules import make_betas
 

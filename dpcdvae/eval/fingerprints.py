@@ -8,7 +8,7 @@ Fingerprints (CDVAE's definitions)
   processes and the result is cached on disk. ``method="fast"`` tessellates each structure once instead of once
   per site and gives the same numbers (about 1.7x faster on Carbon-24; see :func:`crystalnn_fingerprint`); the
   default ``method="vector"`` adds numpy order parameters (:mod:`dpcdvae.eval.order_params`) and, through
-  :mod:`dpcdvae.crystalnn`, numpy Voronoi cell information and CrystalNN weights: the same numbers (max difference
+  :mod:`dpcdvae.structures.crystalnn`, numpy Voronoi cell information and CrystalNN weights: the same numbers (max difference
   3e-16 on 100 + 100 test crystals), about 8x faster than ``"fast"`` (Perov-5 66, Carbon-24 31 crystals/s on one
   Zen 3 core, 2026-12-07; ``benchmarks/bench_fingerprints.py``); ``method="matminer"`` keeps the original path.
 * composition: matminer's ``ElementProperty.from_preset("magpie", impute_nan=False)`` (132 features: 22 Magpie
@@ -43,8 +43,8 @@ import numpy as np
 
 from ..utils.fileio import atomic_open
 from ..utils.progress import progress_bar
-from ..crystalnn import _voronoi_classes, fast_crystalnn  # noqa: F401 (fast_crystalnn re-exported)
-from ..validity import MIN_VOLUME, composition_key, degenerate_reason  # noqa: F401 (re-exported)
+from ..structures.crystalnn import _voronoi_classes, fast_crystalnn  # noqa: F401 (fast_crystalnn re-exported)
+from ..structures.validity import MIN_VOLUME, composition_key, degenerate_reason  # noqa: F401 (re-exported)
 
 # local: heavy -- pymatgen and matminer (~6 s) are imported where used: the pool workers build their featurizers
 # on first use, and the workflows import this module (through reconstruction and generation)

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.stats import wasserstein_distance
 
-from ..validity import (DIST_CUTOFF, composition_invalid_reason, composition_validity,  # noqa: F401 (re-exported)
+from ..structures.validity import (DIST_CUTOFF, composition_invalid_reason, composition_validity,  # noqa: F401 (re-exported)
                         crystal_validity, structure_invalid_reason, structure_validity)
 from .fingerprints import (CompScaler, composition_fingerprints, pack,
                            parallel_map, structure_fingerprints, unpack)

@@ -29,7 +29,7 @@ import numpy as np
 from ..data.csvio import read_csv_frame, read_csv_rows
 from ..data.registry import find_spec
 from ..data.resolve import split_file
-from ..validity import canonicalize_structure
+from ..structures.validity import canonicalize_structure
 
 # local: heavy -- pymatgen and ase are imported inside the readers (the relaxation engine imports this module, and
 # the workflows import the relaxation engine)
@@ -171,7 +171,7 @@ def read_samples(path: str | os.PathLike) -> tuple[list[str], list]:
 # reference splits
 # ----------------------------------------------------------------------------------------------------------------
 def _parse_canonical(cif: str):
-    """CIF text -> CDVAE canonical Structure (:func:`dpcdvae.validity.canonicalize_structure`: Niggli-reduced,
+    """CIF text -> CDVAE canonical Structure (:func:`dpcdvae.structures.validity.canonicalize_structure`: Niggli-reduced,
     rebuilt from lattice parameters, coordinates not wrapped); None when the text cannot be parsed. Unlike the
     training loader, nothing is validated beyond parsing: the metrics judge the crystals themselves."""
     from pymatgen.core import Structure

@@ -13,7 +13,7 @@ checkpoints' ``prop_scaler.pt`` holds (cross-checked at load time when readable)
 What reproduces CDVAE's inference (all checked against the test-set MAE, see :func:`evaluate_split`):
 
 * structures are canonicalised as CDVAE's data pipeline does: Niggli-reduced (no primitive search), rebuilt with
-  ``Lattice.from_parameters`` (:func:`dpcdvae.crystal.canonicalize_structure`);
+  ``Lattice.from_parameters`` (:func:`dpcdvae.structures.crystal.canonicalize_structure`);
 * the graph is CDVAE's CrystalNN graph: ``StructureGraph`` with ``CrystalNN(distance_cutoffs=None,
   x_diff_weight=-1, porous_adjustment=False)``, both directions of every bond (CrystalNN alone is not symmetric:
   in perovskites the A site lists the X atoms but not vice versa, and CDVAE's graph is the symmetrised union);
@@ -51,10 +51,10 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..crystal import canonicalize_structure
+from ..structures.crystal import canonicalize_structure
 from ..data.locator import split_path
 from ..data.registry import PropertyModelSpec, find_spec, get_spec, known_datasets
-from ..graph import crystalnn_edges, graph_from_edges
+from ..structures.graph import crystalnn_edges, graph_from_edges
 from ..utils.progress import progress_bar
 
 # local: nets.dimenet (torch_geometric, sympy) and pandas are imported where used, so that the graph-building pool
@@ -332,7 +332,7 @@ def load_property_checkpoint(dataset: str, cache_dir: Optional[PathLike] = None)
 
 def cdvae_crystalnn_graph(structure, fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """CDVAE's CrystalNN graph: ``edge_index [2, E]`` ([0] = source j, [1] = target i) and ``offsets [E, 3]`` as
-    numpy int64 arrays; see :func:`dpcdvae.graph.crystalnn_edges` (symmetric: each bond gives both directions)."""
+    numpy int64 arrays; see :func:`dpcdvae.structures.graph.crystalnn_edges` (symmetric: each bond gives both directions)."""
     edge_index, offsets = crystalnn_edges(structure, fast=fast)
     return edge_index.numpy().astype(np.int64), offsets.numpy().astype(np.int64)
 
@@ -409,7 +409,7 @@ def collate_prepared(items: Sequence[dict], device: Union[str, torch.device] = "
 
     Each item holds ``frac [n,3]`` (fractional), ``z [n]`` (Z), ``lattice [3,3]`` (rows, Angstrom),
     ``edge_index [2,E]`` (CDVAE's CrystalNN graph, [0] = source j, [1] = target i) and ``offsets [E,3]`` (image of
-    the source). The periodic graph is built with :func:`dpcdvae.graph.graph_from_edges` (distances in Angstrom,
+    the source). The periodic graph is built with :func:`dpcdvae.structures.graph.graph_from_edges` (distances in Angstrom,
     triplets); ``triplets='cdvae'`` then drops every k == i triplet as CDVAE's models were trained
     (``'exact_reverse'``: only the exact reverse bond). Used at prediction time by :class:`PropertyPredictor` and
     at training time by :mod:`dpcdvae.eval.property_train`, so both see the same graph.

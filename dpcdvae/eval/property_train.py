@@ -22,7 +22,7 @@ What is trained is exactly what predicts later:
   (trains on a 2-core CPU): hidden 64, 2 interaction blocks, int_emb 32, basis_emb 8, out_emb 128, 7 spherical,
   6 radial, cutoff 7 A (CDVAE's published models: hidden 128, 4 blocks, out_emb 256).
 * batches: the same :func:`dpcdvae.eval.property.collate_prepared` that :class:`PropertyPredictor` uses at prediction
-  time (``dpcdvae.graph.graph_from_edges`` on the stored CrystalNN edges, CDVAE's triplet rule), through the same
+  time (``dpcdvae.structures.graph.graph_from_edges`` on the stored CrystalNN edges, CDVAE's triplet rule), through the same
   :meth:`PropertyPredictor.forward_prepared`.
 * targets standardised with the training split's mean/std (``value = mean + std * output``); MSE loss on the
   standardised targets; Adam, ``ReduceLROnPlateau`` on the validation MAE, early stopping on it, a wall-clock limit.
@@ -95,7 +95,7 @@ def _load_items(name: str, split: str, prop: str, root, limit, max_z: int, progr
     ``Lattice.from_parameters`` builds them), ``edge_index [2,E]``, ``offsets [E,3]`` (= ``to_jimages``),
     ``y`` (property units) and ``material_id``.
     """
-    from ..crystal import lattice_params_to_matrix
+    from ..structures.crystal import lattice_params_to_matrix
     from ..data import load_split
 
     ds = load_split(name, split, root=root, graph="crystalnn", prop=prop, on_error="skip", limit=limit,

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..crystal import lattice_params_to_matrix, tensors_to_structures, wrap
+from ..structures.crystal import lattice_params_to_matrix, tensors_to_structures, wrap
 from .reconstruction import reconstruction_metrics
 
 __all__ = ["band_timesteps", "select_indices", "step_arms", "fixed_point_probe", "coordination",

@@ -59,7 +59,7 @@ import torch
 import torch.nn as nn
 
 from ..config import ModelConfig
-from ..crystal import cart_to_frac, frac_to_cart, lattice_params_to_matrix, wrap
+from ..structures.crystal import cart_to_frac, frac_to_cart, lattice_params_to_matrix, wrap
 from ..data.scalers import LatticeScaler
 from ..diffusion.langevin import AnnealedLangevin
 from .dpcdvae import DPCDVAE, gemnet_kwargs

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..crystal import MAX_ATOMIC_NUM, batch_from_num_atoms, lattice_params_to_matrix, tensors_to_structures, wrap
+from ..structures.crystal import MAX_ATOMIC_NUM, batch_from_num_atoms, lattice_params_to_matrix, tensors_to_structures, wrap
 from ..data.scalers import LatticeScaler
 from ..diffusion.ddpm import DDPMScheduler, sample_loop
 from ..diffusion.samplers import get_sampler, sampler_names

@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from ..validity import crystal_validity
+from ..structures.validity import crystal_validity
 
 __all__ = ["SampleOutput", "concat_outputs", "save_batch", "load_batch"]
 
@@ -104,7 +104,7 @@ def load_batch(path) -> SampleOutput:
     """Read a file written by :func:`save_batch` back into a :class:`SampleOutput`: the same tensors, flags, ids and
     meta, and the structures rebuilt from the tensors exactly as the sampler built them (``None`` where flagged).
     Raises ``ValueError`` naming the file if it is not such a file."""
-    from ..crystal import tensors_to_structures
+    from ..structures.crystal import tensors_to_structures
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

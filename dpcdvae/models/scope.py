@@ -30,7 +30,7 @@ from ..utils.errors import UserError
 __all__ = ["OutOfScopeError", "model_scope", "check_composition",
            "cell_size_warning", "dataset_mismatch", "training_data_of"]
 
-#: Elements the composition heads can represent: Z = 1..MAX_ATOMIC_NUM (as :data:`dpcdvae.crystal.MAX_ATOMIC_NUM`).
+#: Elements the composition heads can represent: Z = 1..MAX_ATOMIC_NUM (as :data:`dpcdvae.structures.crystal.MAX_ATOMIC_NUM`).
 _MAX_Z = 100
 
 

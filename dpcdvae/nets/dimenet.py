@@ -3,7 +3,7 @@
 PyG's own ``DimeNetPlusPlus.forward`` builds a (non-periodic) radius graph with ``radius_graph`` (needs pyg-lib) and
 its triplets with ``SparseTensor`` (needs torch_sparse). :class:`PeriodicDimeNetPlusPlus` keeps PyG's modules and
 parameter names (``rbf``, ``sbf``, ``emb``, ``interaction_blocks``, ``output_blocks``) but has its own ``forward``
-that takes a :class:`dpcdvae.graph.PeriodicGraph`: distances come from ``graph.dist`` and triplet angles from the
+that takes a :class:`dpcdvae.structures.graph.PeriodicGraph`: distances come from ``graph.dist`` and triplet angles from the
 image-shifted edge vectors ``graph.vec``, so the network is exact under periodic boundary conditions.
 
 Conventions (docs/ARCHITECTURE.md): ``edge_index[0] = j`` (source), ``edge_index[1] = i`` (target);
@@ -42,7 +42,7 @@ from torch_geometric.nn.models.dimenet import (BesselBasisLayer, EmbeddingBlock,
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import scatter
 
-from ..graph import PeriodicGraph
+from ..structures.graph import PeriodicGraph
 from .gemm import use_fast_linears
 from .gemnet_layers import maybe_checkpoint
 
@@ -66,7 +66,7 @@ def drop_backtracking_triplets(edge_index: torch.Tensor, idx_kj: torch.Tensor, i
                                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove every triplet with ``k == i`` (any image), as CDVAE's (and PyG's) ``triplets`` do.
 
-    :func:`dpcdvae.graph.build_triplets` only drops the exact reverse bond (k == i *and* the same image); CDVAE's
+    :func:`dpcdvae.structures.graph.build_triplets` only drops the exact reverse bond (k == i *and* the same image); CDVAE's
     property models were trained with the stricter rule, so :class:`~dpcdvae.eval.property.PropertyPredictor`
     applies this filter to reproduce them.
     """

@@ -28,8 +28,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..crystal import MAX_ATOMIC_NUM, lattice_params_to_matrix
-from ..graph import PeriodicGraph, graph_from_edges, radius_graph_pbc
+from ..structures.crystal import MAX_ATOMIC_NUM, lattice_params_to_matrix
+from ..structures.graph import PeriodicGraph, graph_from_edges, radius_graph_pbc
 from .dimenet import PeriodicDimeNetPlusPlus, drop_backtracking_triplets
 from .gine import GINEEncoder
 

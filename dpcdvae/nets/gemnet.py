@@ -62,8 +62,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..crystal import wrap
-from ..graph import PeriodicGraph, build_triplets, radius_graph_pbc
+from ..structures.crystal import wrap
+from ..structures.graph import PeriodicGraph, build_triplets, radius_graph_pbc
 from .embeddings import FourierFeatures, TimeEmbedding
 from .gemm import Linear
 from .gemnet_layers import (Dense, EdgeEmbedding, ForceOutput, GaussianRBF, InteractionBlock, ScaleFactor, maybe_checkpoint,

@@ -19,7 +19,7 @@ from torch import nn
 from torch_geometric.nn import GINEConv
 from torch_geometric.utils import scatter
 
-from ..crystal import MAX_ATOMIC_NUM
+from ..structures.crystal import MAX_ATOMIC_NUM
 
 __all__ = ["GINEEncoder"]
 

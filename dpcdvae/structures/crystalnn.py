@@ -1,6 +1,6 @@
 """CrystalNN neighbour lists from one Voronoi tessellation per structure (pymatgen's ``CrystalNN``, same answers).
 
-Low-level: used by the preprocessing (CDVAE's CrystalNN graph, :func:`dpcdvae.graph.crystalnn_edges`) and by the
+Low-level: used by the preprocessing (CDVAE's CrystalNN graph, :func:`dpcdvae.structures.graph.crystalnn_edges`) and by the
 Table II structure fingerprints (:mod:`dpcdvae.eval.fingerprints`). pymatgen is imported on first use.
 """
 from __future__ import annotations
@@ -780,6 +780,6 @@ def fast_crystalnn(impl: str | None = None, **kwargs):
     the per-site ones (same polyhedra, see the comment above :func:`_voronoi_classes`); ``cache_hits`` /
     ``cache_misses`` count how the cells were served, :data:`COUNTERS` how the vectorised code answered. ``impl``:
     one of :data:`IMPLS` (default :data:`DEFAULT_IMPL`, read when the object is made). Used for the Table II
-    fingerprints and for CDVAE's CrystalNN graph (:func:`dpcdvae.graph.crystalnn_edges`).
+    fingerprints and for CDVAE's CrystalNN graph (:func:`dpcdvae.structures.graph.crystalnn_edges`).
     """
     return _voronoi_classes()[2](impl=impl, **kwargs)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 # local: heavy -- pymatgen (and ase through it) is imported inside the converters; the models import this module
-from .utils.fileio import atomic_write_text
+from ..utils.fileio import atomic_write_text
 from .validity import canonicalize_structure  # noqa: F401 - the one canonicaliser (torch-free), re-exported
 
 MAX_ATOMIC_NUM = 100

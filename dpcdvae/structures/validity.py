@@ -196,7 +196,7 @@ def canonicalize_structure(structure, niggli: bool = True, wrap: bool = False):
     """CDVAE's canonical form: Niggli-reduced lattice (primitive cell search off), rebuilt from lattice parameters.
 
     The package's only canonicaliser (the data loader, the evaluation's reference splits and the property models
-    all call it; :mod:`dpcdvae.crystal` and :mod:`dpcdvae.data.csvio` re-export it). Needs pymatgen, not torch. Returns a new ``Structure``
+    all call it; :mod:`dpcdvae.structures.crystal` and :mod:`dpcdvae.data.csvio` re-export it). Needs pymatgen, not torch. Returns a new ``Structure``
     whose lattice is ``Lattice.from_parameters(a, b, c, alpha, beta, gamma)`` (lengths in Angstrom, angles in
     degrees) and whose fractional coordinates are those of the reduced structure: as they are (``wrap=False``,
     what the evaluation and the property models use), or wrapped into [0, 1) (``wrap=True``, what the data loader
