@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from .utils.fileio import atomic_write_text, strict_json_dumps  # noqa: F401  (re-exported)
-from .structures.crystal import structure_to_atoms, write_cif
-from .utils.errors import UserError
+from ..utils.fileio import atomic_write_text, strict_json_dumps  # noqa: F401  (re-exported)
+from ..structures.crystal import structure_to_atoms, write_cif
+from ..utils.errors import UserError
 
 # local: heavy -- pymatgen and ase are imported inside the writers (the workflows import this module)
 
@@ -174,8 +174,8 @@ def read_sample_run(folder: str | os.PathLike, allow_interrupted: bool = False):
 
     import torch
 
-    from .eval.io import read_cif_file
-    from .models.output import SampleOutput
+    from ..eval.io import read_cif_file
+    from ..models.output import SampleOutput
 
     folder = Path(folder).expanduser()
     if folder.name == "samples.json" and folder.is_file():
