@@ -26,7 +26,7 @@ def main() -> None:
     from torch_geometric.loader import DataLoader
 
     from dpcdvae.structures.crystal import tensors_to_structures
-    from dpcdvae.csp import predict_structures
+    from dpcdvae.models.csp import predict_structures
     from dpcdvae.data import load_split
     from dpcdvae.eval.reconstruction import reconstruction_metrics
     from dpcdvae.models import load_model

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dpcdvae.cli import main
-from dpcdvae.csp import allowed_num_atoms, parse_composition
+from dpcdvae.models.csp import allowed_num_atoms, parse_composition
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_cli_csp_writes_candidates_and_refuses_bad_requests(tmp_path, capsys):
 
 
 def test_batched_requests_keep_each_composition(model):
-    from dpcdvae.csp import predict_structures
+    from dpcdvae.models.csp import predict_structures
 
     comps, sizes = ["SrTiO3", "KNbO3", "Si", "NaF"], [5, 10, 4, None]
     out = predict_structures(model, comps, sizes, latent="search", sampler="strided_eq7", steps=2, seed=1,

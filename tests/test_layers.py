@@ -16,7 +16,7 @@ LAYERS = {
     "_version": 0, "utils": 0,
     "structures": 1,
     "data": 2, "nets": 2, "diffusion": 2, "config": 2,
-    "models": 3, "csp": 3,
+    "models": 3,
     "eval": 4,
     "io": 5, "train": 5, "viz": 5,
     "workflows": 6, "demo": 6, "optimize": 6, "sharding": 6, "latent": 6,

@@ -206,7 +206,7 @@ def _add_csp(sub):
 def _cmd_csp(a):
     from ..workflows import check_sampling_args, rank_candidates
 
-    from ..csp import allowed_num_atoms, parse_composition
+    from ..models.csp import allowed_num_atoms, parse_composition
     from ..io import SampleWriter, new_run_dir
     from ..models import load_model
     from ..models.scope import check_composition, model_scope

@@ -762,8 +762,8 @@ class DPCDVAE(nn.Module):
         """Structure prediction from a composition: ``n`` candidates with exactly ``composition`` (e.g. ``"SrTiO3"``;
         N_a and atom types forced, lattice and coordinates from the model). ``latent``: ``"search"`` (z moved so
         that the N_a and composition heads agree with the request) or ``"prior"`` (z ~ N(0, I)); see
-        :mod:`dpcdvae.csp`."""
-        from ..csp import predict_structure
+        :mod:`dpcdvae.models.csp`."""
+        from .csp import predict_structure
 
         return predict_structure(self, composition, n=n, num_atoms=num_atoms, latent=latent, sampler=sampler,
                                  steps=steps, seed=seed, **kwargs)

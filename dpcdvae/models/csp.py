@@ -29,8 +29,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from .structures.crystal import MAX_ATOMIC_NUM
-from .models.scope import cell_size_warning, check_composition, model_scope
+from ..structures.crystal import MAX_ATOMIC_NUM
+from .scope import cell_size_warning, check_composition, model_scope
 
 # local: heavy -- pymatgen is imported inside the two composition parsers; the sampling path imports this module
 
