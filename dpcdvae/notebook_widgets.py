@@ -18,7 +18,8 @@ def draw_path_point(dec, k: int, proj=None, enc: Optional[dict] = None, color_by
     Returns the figure."""
     import matplotlib.pyplot as plt
 
-    from .viz import _draw_structure, plot_latent_map
+    from .viz.latent import plot_latent_map
+    from .viz.structures import _draw_structure
 
     row = dec.table.iloc[k]
     with_map = proj is not None and enc is not None and getattr(proj, "extra_xy", None) is not None

@@ -47,7 +47,8 @@ from .models.dpcdvae import _recenter
 from .models.pretrained import pretrained_card
 from .utils import progress as _progress  # (module attribute: tests replace progress._in_jupyter_kernel)
 from .train import resolve_root, train
-from .viz import _crystal_slice, _draw_wrapped_frame, _frame_limits, _symbols, plot_structures
+from .viz import plot_structures
+from .viz.trajectories import _crystal_slice, _draw_wrapped_frame, _frame_limits, _symbols
 from .workflows import generate_to_folder, reconstruct_split, run_ground_state_study
 
 __all__ = [
