@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/fit_property_heads.py perov_5 carbon_24 [--out dpcdvae/weights/heads]
 
-Each head is :func:`dpcdvae.optimize.fit_property_head` on the model's own training split (Carbon-24: its
+Each head is :func:`dpcdvae.workflows.optimize.fit_property_head` on the model's own training split (Carbon-24: its
 validation split, every 10th crystal held out), seed 0. Prints one JSON line per model (the card) and a final line.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from dpcdvae.models import list_pretrained, load_model
-from dpcdvae.optimize import HEADS_DIR, fit_property_head, save_head
+from dpcdvae.workflows.optimize import HEADS_DIR, fit_property_head, save_head
 
 
 def main() -> None:

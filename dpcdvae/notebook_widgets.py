@@ -12,7 +12,7 @@ __all__ = ["path_slider", "draw_path_point"]
 
 
 def draw_path_point(dec, k: int, proj=None, enc: Optional[dict] = None, color_by: str = "main_element"):
-    """One frame of :func:`path_slider`: point ``k`` of a decoded path (``dec``: :func:`dpcdvae.latent.decode_path`)
+    """One frame of :func:`path_slider`: point ``k`` of a decoded path (``dec``: :func:`dpcdvae.workflows.latent.decode_path`)
     as a 3D crystal with its N_a, formula, validity and predicted cell (A, deg); with ``proj`` (a PCA projection
     of ``enc["z"]``, path in ``proj.extra_xy``) and ``enc``, also the latent map with the point circled.
     Returns the figure."""

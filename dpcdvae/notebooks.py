@@ -33,7 +33,7 @@ from .data import available_splits, DatasetNotFoundError, DEMO_NAME, load_split
 from .data.info import dataset_info
 from .data.registry import benchmark_datasets, find_spec
 from .data.resolve import build_synthetic
-from .demo import pick_demo_dataset
+from .workflows.demo import pick_demo_dataset
 from .diffusion import DDPMScheduler
 from .eval.evaluate import load_comp_scaler
 from .eval.generation import COV_CUTOFFS, density, generation_metrics, n_elements, structure_invalid_reason
@@ -49,7 +49,9 @@ from .utils import progress as _progress  # (module attribute: tests replace pro
 from .train import resolve_root, train
 from .viz import plot_structures
 from .viz.trajectories import _crystal_slice, _draw_wrapped_frame, _frame_limits, _symbols
-from .workflows import generate_to_folder, reconstruct_split, run_ground_state_study
+from .workflows.generate import generate_to_folder
+from .workflows.reconstruct import reconstruct_split
+from .workflows.relax import run_ground_state_study
 
 __all__ = [
     "DataChoice", "GUARD_MARK",

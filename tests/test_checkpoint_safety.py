@@ -197,7 +197,7 @@ def test_pretrained_file_refused(tmp_path):
 
 def test_property_head_and_notebook_summary_refuse(bad, tmp_path):
     from dpcdvae.notebooks import checkpoint_summary
-    from dpcdvae.optimize import load_head
+    from dpcdvae.workflows.optimize import load_head
 
     path, marker = bad
     for fn in (load_head, checkpoint_summary):

@@ -100,7 +100,7 @@ def test_draw_cell_draws_solid_grey_edges():
 
 
 def test_whole_split_reference_comes_from_the_card():
-    from dpcdvae.demo import whole_split_reference
+    from dpcdvae.workflows.demo import whole_split_reference
     from dpcdvae.models.pretrained import pretrained_card
 
     card = pretrained_card("perov_5")
@@ -125,7 +125,7 @@ def test_demo_picture_and_headline_say_what_they_count(tmp_path, monkeypatch, ca
     import matplotlib
 
     matplotlib.use("Agg")
-    from dpcdvae import demo
+    from dpcdvae.workflows import demo
     from dpcdvae.models.pretrained import pretrained_card
 
     gen = _twelve_generated()

@@ -1,4 +1,4 @@
-"""The latent-space explorer (dpcdvae.latent, notebook 07): interpolation, 2-D projections, encoding a split and
+"""The latent-space explorer (dpcdvae.workflows.latent, notebook 07): interpolation, 2-D projections, encoding a split and
 decoding a path, on numbers the tests make and on a tiny untrained model with the SYNTHETIC demo crystals."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpcdvae import latent
+from dpcdvae.workflows import latent
 from dpcdvae.config import load_config
 from dpcdvae.data import LatticeScaler
 from dpcdvae.models import DPCDVAE, SampleOutput

@@ -1,4 +1,4 @@
-"""Property-guided generation (dpcdvae.optimize, dpcdvae.eval.optimization): the success rates, the latent
+"""Property-guided generation (dpcdvae.workflows.optimize, dpcdvae.eval.optimization): the success rates, the latent
 optimiser, the property head on the frozen encoder, the whole task on a tiny model and the command's errors."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dpcdvae.eval.optimization import CDVAE_SR_THRESHOLDS, split_thresholds, success_rates
-from dpcdvae.optimize import (LatentPropertyHead, fit_property_head, load_head, optimize_latents, run_optimization,
+from dpcdvae.workflows.optimize import (LatentPropertyHead, fit_property_head, load_head, optimize_latents, run_optimization,
                               save_head, shipped_head_path)
 
 DEMO = "demo_synthetic_perovskites"

@@ -124,7 +124,7 @@ def test_shipped_perov5_reconstructs_its_measured_rate(shared_data_dir, monkeypa
 def test_demo_default_uses_the_shipped_model(tmp_path, monkeypatch):
     """The README's main job with its defaults (shrunk): no training, the shipped Perov-5 model; real Perov-5 test
     crystals when the locator finds them, else reconstruction skipped with a note (never silently)."""
-    from dpcdvae.demo import run_demo
+    from dpcdvae.workflows.demo import run_demo
 
     if not any(c["name"] == "perov_5" for c in SHIPPED):
         pytest.fail("pretrained:perov_5 is not shipped")

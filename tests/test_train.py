@@ -113,7 +113,7 @@ def test_ddp_two_cpu_processes(tmp_path, demo_root):
 
 def test_demo_main_job_small(tmp_path, monkeypatch):
     """The README's main job, shrunk: synthetic data, tiny config, a few seconds of training."""
-    from dpcdvae.demo import run_demo
+    from dpcdvae.workflows.demo import run_demo
 
     monkeypatch.setenv("DPCDVAE_CACHE", str(tmp_path / "cache"))
     s = run_demo(out=str(tmp_path / "demo"), train_minutes=0.1, dataset="demo", config="tiny", n_recon=4, n_gen=3,

@@ -89,7 +89,7 @@ def samples_model_dataset(samples) -> str | None:
     None when there is no such file or it does not say."""
     import json
 
-    from ..workflows import checkpoint_training_dataset
+    from ..workflows.common import checkpoint_training_dataset
 
     p = Path(samples)
     for cand in (p / "samples.json", p.parent / "samples.json", p.parent.parent / "samples.json"):

@@ -134,7 +134,8 @@ def _add_sample(sub):
 
 
 def _cmd_sample(a):
-    from ..workflows import check_sampling_args, generate_to_folder
+    from ..workflows.common import check_sampling_args
+    from ..workflows.generate import generate_to_folder
 
     from ..io import new_run_dir
     from ..models import load_model
@@ -204,7 +205,8 @@ def _add_csp(sub):
 
 
 def _cmd_csp(a):
-    from ..workflows import check_sampling_args, rank_candidates
+    from ..workflows.common import check_sampling_args
+    from ..workflows.rank import rank_candidates
 
     from ..models.csp import allowed_num_atoms, parse_composition
     from ..io import SampleWriter, new_run_dir
@@ -256,7 +258,7 @@ def _cmd_csp(a):
                        n_ranked=sum(r["rank"] is not None for r in table), best=best[0]["id"] if best else None)
     elif a.rank == "gii":
         from ..eval.plausibility import GII_BASIS
-        from ..workflows import rank_by_proxy
+        from ..workflows.rank import rank_by_proxy
 
         table = rank_by_proxy(out, run_dir=run)
         best = [r for r in table if r["rank"] is not None][:5]
@@ -307,8 +309,8 @@ def _add_optimize(sub):
 
 def _cmd_optimize(a):
     from ..models import load_model
-    from ..optimize import fit_property_head, load_head, run_optimization, save_head, shipped_head_path
-    from ..workflows import check_sampling_args, checkpoint_dataset
+    from ..workflows.optimize import fit_property_head, load_head, run_optimization, save_head, shipped_head_path
+    from ..workflows.common import check_sampling_args, checkpoint_dataset
 
     if a.n < 1:
         raise UserError(f"--n {a.n}: the number of starting points must be >= 1")
@@ -382,7 +384,7 @@ def _add_reconstruct(sub):
 
 
 def _cmd_reconstruct(a):
-    from ..workflows import reconstruct_split
+    from ..workflows.reconstruct import reconstruct_split
 
     if a.breakdown and a.no_metrics:
         raise UserError("--breakdown sorts the misses of the match-rate computation: drop --no-metrics")
@@ -421,7 +423,7 @@ def _add_demo(sub):
 
 
 def _cmd_demo(a):
-    from ..demo import run_demo
+    from ..workflows.demo import run_demo
 
     minutes = a.train_minutes if a.train_minutes is not None else a.train_minutes_old
     res = run_demo(out=a.out, checkpoint=a.checkpoint, train_minutes=minutes, dataset=a.dataset, config=a.config,

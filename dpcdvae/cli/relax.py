@@ -44,7 +44,7 @@ def _add_study_parser(subparsers) -> None:
 
 
 def _cmd_study(a) -> int:
-    from ..workflows import run_ground_state_study
+    from ..workflows.relax import run_ground_state_study
 
     s = run_ground_state_study(a.checkpoints, a.out, n=a.n, pressure_gpa=a.pressure, seed=a.seed, sampler=a.sampler,
                                steps=a.steps, fmax=a.fmax, max_steps=a.max_steps, device=a.device,
@@ -88,7 +88,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_relax(a) -> int:
-    from ..workflows import _fmt, relax_headline, run_relax, summary_table
+    from ..workflows.relax import _fmt, relax_headline, run_relax, summary_table
 
     if a.threads:
         import torch

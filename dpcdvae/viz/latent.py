@@ -96,8 +96,8 @@ def plot_latent_panels(proj, enc: dict, path_xy=None, quantities: Sequence[str] 
                        suptitle: Optional[str] = None):
     """The latent map of an encoded split, one panel per quantity: ``"property"`` (the dataset's property column
     with its unit), ``"num_atoms"`` (N_a, atoms per cell), ``"main_element"`` (the element with most atoms) or
-    ``"formula"``. ``proj``: a projection (``xy``, ``axis_labels()``: :func:`dpcdvae.latent.project_2d`); ``enc``:
-    :func:`dpcdvae.latent.encode_split`'s dict; ``path_xy``: a path drawn on every panel. SYNTHETIC data is said so
+    ``"formula"``. ``proj``: a projection (``xy``, ``axis_labels()``: :func:`dpcdvae.workflows.latent.project_2d`); ``enc``:
+    :func:`dpcdvae.workflows.latent.encode_split`'s dict; ``path_xy``: a path drawn on every panel. SYNTHETIC data is said so
     in the title. Returns the figure."""
     import matplotlib.pyplot as plt
 
@@ -123,7 +123,7 @@ def plot_latent_panels(proj, enc: dict, path_xy=None, quantities: Sequence[str] 
 
 
 def plot_path_structures(dec, ncols: Optional[int] = None, suptitle: Optional[str] = None):
-    """The crystals decoded along a path (``dec``: :func:`dpcdvae.latent.decode_path`'s result), one panel per
+    """The crystals decoded along a path (``dec``: :func:`dpcdvae.workflows.latent.decode_path`'s result), one panel per
     point, titled with its index, path parameter s and formula; invalid ones marked INVALID with the reason.
     Returns the figure."""
     t = dec.table
@@ -137,7 +137,7 @@ def plot_path_structures(dec, ncols: Optional[int] = None, suptitle: Optional[st
 
 
 def plot_path_heads(dec, n_elements: int = 4):
-    """What the heads predict from z along a path (``dec``: :func:`dpcdvae.latent.decode_path`), against the path
+    """What the heads predict from z along a path (``dec``: :func:`dpcdvae.workflows.latent.decode_path`), against the path
     parameter s (0 = crystal A, 1 = crystal B): N_a (the head's argmax, its probability on the right axis), the
     lattice lengths a, b, c (A), the angles (deg), and the composition head's predicted fractions of the elements
     that are most likely anywhere on the path. Points decoded into invalid crystals are marked with a red x.

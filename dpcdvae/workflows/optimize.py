@@ -28,18 +28,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .utils.fileio import atomic_open, strict_json_dumps
-from .data import load_split
-from .data.registry import find_spec
-from .utils.errors import UserError
-from .eval.optimization import SR_LEVELS, cdvae_thresholds, split_thresholds, success_rates
-from .eval.property import PropertyModelUnavailable, predict_property
-from .io import SampleWriter
-from .models import concat_outputs
-from .models.pretrained import WEIGHTS_DIR, is_pretrained
-from .utils.progress import progress_bar
-from .train import resolve_root
-from .workflows import encode_posterior
+from ..utils.fileio import atomic_open, strict_json_dumps
+from ..data import load_split
+from ..data.registry import find_spec
+from ..utils.errors import UserError
+from ..eval.optimization import SR_LEVELS, cdvae_thresholds, split_thresholds, success_rates
+from ..eval.property import PropertyModelUnavailable, predict_property
+from ..io import SampleWriter
+from ..models import concat_outputs
+from ..models.pretrained import WEIGHTS_DIR, is_pretrained
+from ..utils.progress import progress_bar
+from ..train import resolve_root
+from .common import encode_posterior
 
 __all__ = ["LatentPropertyHead", "fit_property_head", "save_head", "load_head",
            "optimize_latents", "run_optimization", "shipped_head_path", "HEAD_FORMAT", "HEADS_DIR"]
@@ -167,7 +167,7 @@ def save_head(head: LatentPropertyHead, path) -> Path:
 def load_head(path) -> LatentPropertyHead:
     """Read a head written by :func:`save_head` with ``torch.load(weights_only=True)``; a missing, unreadable or
     unsafe file (one that needs full unpickling) raises :class:`~dpcdvae.utils.errors.CheckpointError` (one line)."""
-    from .models.safeload import load_weights_only
+    from ..models.safeload import load_weights_only
 
     blob = load_weights_only(path, what="property head")  # one line (CheckpointError) if unreadable or unsafe
     if not isinstance(blob, dict) or blob.get("format") != HEAD_FORMAT:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from .utils.fileio import strict_json_dumps
-from .data import DEMO_NAME, DatasetNotFoundError, available_splits
-from .io import new_run_dir
-from .models import load_model
-from .train import train
-from .viz import plot_samples
-from .workflows import checkpoint_dataset, generate_to_folder, reconstruct_split
+from ..utils.fileio import strict_json_dumps
+from ..data import DEMO_NAME, DatasetNotFoundError, available_splits
+from ..io import new_run_dir
+from ..models import load_model
+from ..train import train
+from ..viz import plot_samples
+from .common import checkpoint_dataset
+from .generate import generate_to_folder
+from .reconstruct import reconstruct_split
 
 __all__ = ["run_demo", "pick_demo_dataset", "whole_split_reference"]
 

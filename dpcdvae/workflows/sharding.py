@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from .utils.alloc import tune_allocator
-from .utils.errors import UserError
+from ..utils.alloc import tune_allocator
+from ..utils.errors import UserError
 
 __all__ = ["run_sharded", "STRATEGIES"]
 
@@ -29,7 +29,7 @@ STRATEGIES = ("ddp",)
 
 
 def _load(spec: dict, device: str):
-    from .models import load_model  # local: each spawned process imports the models itself
+    from ..models import load_model  # local: each spawned process imports the models itself
 
     model = load_model(spec["checkpoint"], map_location=device, ema=spec.get("ema", True)).to(device)
     for key in ("initial_types", "type_update"):
@@ -39,7 +39,7 @@ def _load(spec: dict, device: str):
 
 
 def _worker(rank: int, world: int, spec: dict, tmp: str) -> None:
-    from .models.output import save_batch  # local: as in _load
+    from ..models.output import save_batch  # local: as in _load
 
     tune_allocator()  # each spawned process is an entry point (CPU speed; outputs unchanged)
 
@@ -64,8 +64,8 @@ def _worker(rank: int, world: int, spec: dict, tmp: str) -> None:
     elif spec["job"] == "reconstruct":
         from torch_geometric.loader import DataLoader  # local: as above
 
-        from .data import load_split
-        from .train import resolve_root
+        from ..data import load_split
+        from ..train import resolve_root
 
         ds = load_split(spec["dataset"], spec["split"], root=resolve_root(spec["dataset"], spec.get("root")),
                         max_atoms=model.cfg.max_atoms, graph=model.data_graph, limit=spec.get("limit"),
@@ -95,7 +95,7 @@ def run_sharded(spec: dict, devices: int, strategy: str = "ddp") -> list:
         raise UserError(f"--devices {devices}: only {torch.cuda.device_count()} GPU(s) visible")
     if isinstance(spec.get("checkpoint"), torch.nn.Module):
         raise ValueError("run_sharded needs a checkpoint path or pretrained:<name>: each process loads the model")
-    from .models.output import load_batch  # local: the models package is heavy and only needed here
+    from ..models.output import load_batch  # local: the models package is heavy and only needed here
 
     t0 = time.time()
     keep = spec.get("batch_dir")  # generation: the batches stay in the run folder (resumable)

@@ -56,8 +56,8 @@ def encode_split(model, dataset, split: str = "test", limit: Optional[int] = Non
     """
     import torch
 
-    from .data.registry import find_spec
-    from .workflows import encode_posterior
+    from ..data.registry import find_spec
+    from .common import encode_posterior
 
     name = getattr(dataset, "name", dataset)
     post = encode_posterior(model, name, split, root=root, limit=limit, batch_size=batch_size)
@@ -320,7 +320,7 @@ def decode_path(model, zs, sampler: Optional[str] = "strided_eq7", steps: Option
     import pandas as pd
     import torch
 
-    from .models.output import concat_outputs
+    from ..models.output import concat_outputs
 
     Z = torch.as_tensor(np.asarray(zs, dtype=np.float32), device=model.device).reshape(len(zs), -1)
     n = Z.shape[0]
@@ -342,7 +342,7 @@ def decode_path(model, zs, sampler: Optional[str] = "strided_eq7", steps: Option
         lengths, angles, na = lengths.cpu().numpy(), angles.cpu().numpy(), na.cpu().numpy()
     s = path_points(n) if s is None else np.asarray(s, dtype=float)
     validity = out.validity()
-    from .structures.crystal import lattice_params_to_matrix
+    from ..structures.crystal import lattice_params_to_matrix
 
     vol = torch.linalg.det(lattice_params_to_matrix(torch.as_tensor(lengths, dtype=torch.float64),
                                                     torch.as_tensor(angles, dtype=torch.float64))).numpy()

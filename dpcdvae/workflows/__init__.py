@@ -1,0 +1,44 @@
+"""Workflows: the jobs the command line, the demo and the notebooks run, one implementation each, one module per job:
+
+- :mod:`.reconstruct`: :func:`reconstruct_split`, Table I / S1: reconstruct a split with a model, write the crystals
+  and the metrics;
+- :mod:`.generate`: :func:`generate_to_folder`, Table II: generate crystals in batches and write them (CIFs, extxyz,
+  JSON), resumable;
+- :mod:`.relax`: :func:`run_relax` (relax a folder or file of structures, ``dpcdvae relax``, and compute the Table III
+  metrics) and :func:`run_ground_state_study` (Table III for several checkpoints: generate, relax, tabulate, Fig. S2);
+- :mod:`.rank`: :func:`rank_candidates` / :func:`rank_by_proxy`, ranking CSP candidates;
+- :mod:`.common`: what the jobs share (the sampler a model runs with, the dataset a checkpoint was trained on,
+  :func:`encode_posterior`);
+- :mod:`.sharding` (``--devices N``), :mod:`.demo` (``dpcdvae demo``), :mod:`.optimize` (property head on z, latent
+  optimisation, SR5/10/15), :mod:`.latent` (the latent space of notebook 07).
+
+The names of the first five are re-exported here (``from dpcdvae.workflows import reconstruct_split``), imported on
+first use, so that a process that needs one job (a sharded sampling process, the latent explorer) does not import
+the others. Layering: this package sits above the models, data, metrics, writers and pictures and below the command
+line and the notebooks.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "check_sampling_args": "common", "sampler_for": "common", "checkpoint_dataset": "common",
+    "checkpoint_training_dataset": "common", "encode_posterior": "common",
+    "LATENTS": "reconstruct", "reconstruct_split": "reconstruct", "matcher_count_line": "reconstruct",
+    "generate_to_folder": "generate", "model_fingerprint": "generate",
+    "run_relax": "relax", "run_ground_state_study": "relax", "relax_changes": "relax", "relax_headline": "relax",
+    "summary_table": "relax", "ck_name": "relax",
+    "rank_candidates": "rank", "rank_by_proxy": "rank",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
