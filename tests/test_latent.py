@@ -154,7 +154,7 @@ def test_pictures_draw(tiny, demo_root):
     import matplotlib.pyplot as plt
 
     from dpcdvae import viz
-    from dpcdvae.notebook_widgets import draw_path_point
+    from dpcdvae.notebooks.widgets import draw_path_point
 
     enc = latent.encode_split(tiny, "demo_synthetic_perovskites", "test", limit=8, root=demo_root)
     zs = latent.interpolate(enc["z"][0], enc["z"][1], 3)

@@ -20,7 +20,7 @@ LAYERS = {
     "eval": 4,
     "io": 5, "train": 5, "viz": 5,
     "workflows": 6,
-    "notebooks": 7, "notebook_runner": 7, "notebook_check": 7, "notebook_widgets": 7, "cli": 7,
+    "notebooks": 7, "cli": 7,
 }
 NAMES = {8: "the package facade", 0: "foundation", 1: "structures", 2: "data / nets / diffusion", 3: "models", 4: "metrics (eval)",
          5: "training, writers, pictures", 6: "workflows", 7: "command line and notebooks"}

@@ -16,9 +16,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dpcdvae import notebook_runner as nbrun
+from dpcdvae.notebooks import runner as nbrun
 from dpcdvae import notebooks as nbmod
-from dpcdvae.notebook_check import (MAX_CELL_LINES, check_notebook_sources, fix_notebook_sources,
+from dpcdvae.notebooks.check import (MAX_CELL_LINES, check_notebook_sources, fix_notebook_sources,
                                     readme_notebooks)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,11 +65,11 @@ def test_every_notebook_is_listed_and_checked():
 
 
 def test_notebook_sources_pass_their_check():
-    """The .ipynb files are the source: the committed ones pass `python -m dpcdvae.notebook_check`."""
+    """The .ipynb files are the source: the committed ones pass `python -m dpcdvae.notebooks.check`."""
     assert check_notebook_sources(NB_DIR) == []
     assert check_notebook_sources() == []  # the default folder is the checkout's notebooks/
     assert sorted(readme_notebooks(NB_DIR / "README.md")) == sorted(nbrun.NOTEBOOKS)
-    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebook_check"], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebooks.check"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0 and proc.stdout.strip().endswith(": ok"), proc.stdout + proc.stderr
 
 
@@ -129,7 +129,7 @@ def test_notebook_check_flags_a_corrupted_copy(tmp_path, corrupt, name):
     nbformat.write(nb, path)
     problems = check_notebook_sources(d)
     assert len(problems) == 1 and problems[0].startswith(f"{name}.ipynb: ") and expected in problems[0], problems
-    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebook_check", str(d)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebooks.check", str(d)], capture_output=True, text=True,
                           cwd=REPO)
     assert proc.returncode == 1 and expected in proc.stdout, proc.stdout + proc.stderr
 
@@ -168,7 +168,7 @@ def test_notebook_check_fix_strips_outputs_and_counts_byte_stably(tmp_path):
     _execution_count(nb, _code_cell(nb, True))
     nbformat.write(nb, d / name)
     assert len(check_notebook_sources(d)) == 3
-    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebook_check", "--fix", str(d)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "dpcdvae.notebooks.check", "--fix", str(d)], capture_output=True,
                           text=True, cwd=REPO)
     assert proc.returncode == 0 and f"fixed {name}" in proc.stdout, proc.stdout + proc.stderr
     assert check_notebook_sources(d) == []
@@ -388,7 +388,7 @@ def test_nglview_front_end_matches_its_python_side():
 def test_exported_html_renders_math_offline():
     """Every formula of every notebook converts to MathML, and the exported HTML carries MathML where the raw
     ``$...$`` stood (an offline reader never gets nbconvert's CDN MathJax)."""
-    from dpcdvae.notebook_runner import NOTEBOOKS, export_html, prerender_math
+    from dpcdvae.notebooks.runner import NOTEBOOKS, export_html, prerender_math
 
     total = 0
     for name in NOTEBOOKS:

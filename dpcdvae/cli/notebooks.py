@@ -1,5 +1,5 @@
 """``dpcdvae notebooks`` (run every notebook headlessly and check its HTML) and ``dpcdvae reproduce`` (one table by
-running its notebook): parse, call :mod:`dpcdvae.notebook_runner`, print."""
+running its notebook): parse, call :mod:`dpcdvae.notebooks.runner`, print."""
 from __future__ import annotations
 
 import json
@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
 
 
 def _cmd_notebooks(a) -> int:
-    from ..notebook_runner import CI_PARAMETERS, NOTEBOOKS, run_ci  # the runner imports the notebook helpers
+    from ..notebooks.runner import CI_PARAMETERS, NOTEBOOKS, run_ci
 
     if a.list:
         for n in NOTEBOOKS:
@@ -54,7 +54,7 @@ def _cmd_notebooks(a) -> int:
 
 
 def _cmd_reproduce(a) -> int:
-    from ..notebook_runner import _parse_value, reproduce
+    from ..notebooks.runner import _parse_value, reproduce
 
     params = {k: _parse_value(v) for k, v in a.parameter}
     name = "demo_synthetic_perovskites" if a.dataset in ("demo", "demo_synthetic_perovskites") else a.dataset

@@ -1,7 +1,7 @@
 """Checks on the notebook sources in ``notebooks/``: the ``.ipynb`` files are the source (edited in Jupyter), so what
 keeps them runnable and reviewable is checked here, by the tests and by anyone before a commit::
 
-    python -m dpcdvae.notebook_check [--fix] [FOLDER]      (FOLDER: default the checkout's notebooks/)
+    python -m dpcdvae.notebooks.check [--fix] [FOLDER]      (FOLDER: default the checkout's notebooks/)
 
 Per notebook (``FOLDER/*.ipynb``):
 
@@ -44,7 +44,7 @@ PARAMETERS_TAG = "parameters"
 
 def default_folder() -> Path:
     """The ``notebooks/`` folder of this source checkout."""
-    return Path(__file__).resolve().parents[1] / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def readme_notebooks(readme: Path) -> list[str]:
@@ -171,7 +171,7 @@ def fix_notebook_sources(folder=None) -> list[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dpcdvae.notebook_check",
+    p = argparse.ArgumentParser(prog="python -m dpcdvae.notebooks.check",
                                 description="check the notebook sources (one parameters cell, no outputs, ...)")
     p.add_argument("folder", nargs="?", default=None, help="folder of .ipynb files (default: the checkout's "
                                                               "notebooks/)")

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .utils.fileio import strict_json_dumps
-from .notebooks import GUARD_MARK
+from ..utils.fileio import strict_json_dumps
+from .session import GUARD_MARK
 
 __all__ = [
     "NOTEBOOKS", "CI_PARAMETERS", "TABLE_NOTEBOOK", "HTML_EXPECT", "notebooks_dir", "check_html", "prerender_math",
@@ -105,7 +105,7 @@ HTML_EXPECT: dict[str, list[str]] = {
 # ================================================================================================================
 def notebooks_dir(path: Optional[str] = None) -> Path:
     """The folder holding the ``.ipynb`` files (``path``, else ``<repo>/notebooks`` of this source checkout)."""
-    d = Path(path) if path else Path(__file__).resolve().parents[1] / "notebooks"
+    d = Path(path) if path else Path(__file__).resolve().parents[2] / "notebooks"
     if not (d / f"{NOTEBOOKS[0]}.ipynb").is_file():
         raise SystemExit(f"no notebooks in {d}: the .ipynb files live in the source checkout's notebooks/ folder "
                          "(pass --notebooks DIR)")
