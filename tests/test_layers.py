@@ -1,5 +1,7 @@
 """The package's layers (docs/ARCHITECTURE.md): every import inside dpcdvae/, function-local ones included, goes to
-the same or a lower layer, and the module import graph has no cycles."""
+the same or a lower layer, and the module import graph has no cycles. The folders are the layers (utils/,
+structures/, data/ ... notebooks/, cli/); the package root holds only the facade, the version, the config and the
+trainer."""
 from __future__ import annotations
 
 import ast
@@ -9,8 +11,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "dpcdvae"
 
-#: module (dotted, without the "dpcdvae." prefix) or package prefix -> layer; the longest matching prefix wins.
-#: Keep in sync with the table in docs/ARCHITECTURE.md.
+#: module (dotted, without the "dpcdvae." prefix) or folder (package) prefix -> layer; the longest matching prefix
+#: wins. Keep in sync with the table in docs/ARCHITECTURE.md.
 LAYERS = {
     "": 8,  # the root package: the public facade (load_pretrained), imported by nothing inside
     "_version": 0, "utils": 0,
@@ -78,6 +80,15 @@ def graph() -> dict[str, set[str]]:
 def test_every_module_has_a_layer(graph):
     top = {m.split(".")[0] for m in graph if m}
     assert top <= set(LAYERS), f"modules without a layer in LAYERS (and ARCHITECTURE.md): {sorted(top - set(LAYERS))}"
+
+
+#: the modules the package root keeps (everything else lives in a folder that says its layer)
+ROOT_MODULES = {"", "_version", "config", "train"}
+
+
+def test_the_root_keeps_only_the_facade_config_and_trainer(graph):
+    root = {m for m in graph if "." not in m and not (PKG / m / "__init__.py").is_file()}
+    assert root <= ROOT_MODULES, f"modules at the package root: {sorted(root - ROOT_MODULES)}; put them in a layer's folder"
 
 
 def test_no_upward_imports(graph):

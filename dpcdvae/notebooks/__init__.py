@@ -25,7 +25,7 @@ from ..utils.openmp import configure_openmp
 
 configure_openmp()  # an entry point: before torch is first imported (the helpers below import it)
 
-import importlib  # noqa: E402
+from ..utils.lazy import lazy_exports  # noqa: E402
 
 _EXPORTS = {
     "GUARD_MARK": "session", "live_frontend": "session", "headless": "session", "HEADLESS_WIDGET_NOTE": "session",
@@ -46,13 +46,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
