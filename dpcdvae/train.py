@@ -374,7 +374,7 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     terminal, one line per epoch when the output is a file or a pipe.
     """
     quiet_lightning()
-    tune_allocator()
+    tune_allocator()  # an entry point: glibc keeps freed memory for the next step (CPU speed; outputs unchanged)
     cfg = config if isinstance(config, Config) else load_config(config, dataset=dataset, root=root)
     ov = dict(overrides or {})
     if max_epochs is not None:

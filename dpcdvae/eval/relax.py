@@ -705,7 +705,7 @@ def relax_structures(structures, ids: Sequence[str] | None = None, pressure_gpa:
 
     Returns the results in input order (``resumed=True`` on those loaded from ``out_dir``).
     """
-    tune_allocator()  # glibc keeps freed memory for the next step (CPU speed; results unchanged)
+    tune_allocator()  # an entry point: glibc keeps freed memory for the next step (CPU speed; results unchanged)
     from ase.units import GPa
 
     if isinstance(structures, (str, os.PathLike)):
