@@ -213,5 +213,6 @@ def test_interrupted_sample_marks_samples_json(monkeypatch, tmp_path, capsys):
     line = _one_line(capsys.readouterr().err)
     assert rc == 130 and "interrupted" in line
     (js,) = out.rglob("samples.json")
+    assert f"--resume --out {js.parent}" in line  # the one line says how to continue
     data = json.loads(js.read_text())
     assert data["interrupted"] is True and data["n"] == 2 and len(data["crystals"]) == 2

@@ -122,8 +122,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
+        hint = getattr(args, "resume_hint", None)  # set by a command that can continue where it stopped
         print(f"dpcdvae: interrupted (Ctrl-C) during `{args.command}`; the files written so far are complete (an "
-              f"unfinished samples.json says \"interrupted\": true)", file=sys.stderr)
+              f"unfinished samples.json says \"interrupted\": true)" + (f"; {hint}" if hint else ""),
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     except known_errors() as exc:
         if debug:

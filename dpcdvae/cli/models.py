@@ -153,8 +153,7 @@ def _cmd_sample(a):
     model = load_model(a.checkpoint, map_location=a.device).to(a.device)
     a.sampler = check_sampling_args(model, a.sampler, a.steps)
     run = Path(a.out) if a.resume else new_run_dir(a.out, "sample")
-    print(f"[dpcdvae] writing to {run} (finished batches are kept in {run / 'batches'}; if the run stops, continue "
-          f"it with the same command plus --resume --out {run})", file=sys.stderr, flush=True)
+    a.resume_hint = f"continue it with the same command plus --resume --out {run}"
     t0 = time.time()
     _, writer = generate_to_folder(model, a.n, run, sampler=a.sampler, steps=a.steps, seed=a.seed,
                                    batch_size=a.batch_size, symprec=a.symprec, reseed_batches=True,
