@@ -154,12 +154,16 @@ def nglview_trajectory(out, crystal: int = 0):
         print(f"nglview: {HEADLESS_WIDGET_NOTE} ({len(frames)} frames ready)")
         from pymatgen.io.ase import AseAtomsAdaptor
 
-
         plot_structures([AseAtomsAdaptor.get_structure(frames[0])],
                         titles=[f"frame 1 of {len(frames)} (t = {int(traj['t'][0])})"])
         return None
+    return _nglview_with_cell(lambda: nglview.show_asetraj(frames))
+
+
+def _nglview_with_cell(make):
+    """``make()`` (an nglview view) with its unit cell drawn, or ``None`` with the reason printed."""
     try:
-        view = nglview.show_asetraj(frames)
+        view = make()
         view.add_unitcell()
         return view
     except Exception as exc:
@@ -172,18 +176,15 @@ def nglview_structure(structure):
     headless run)."""
     if headless():
         print(f"nglview: {HEADLESS_WIDGET_NOTE}")
-
         plot_structures([structure])
         return None
-    try:
+
+    def make():
         import nglview
 
-        view = nglview.show_pymatgen(structure)
-        view.add_unitcell()
-        return view
-    except Exception as exc:
-        print(f"nglview {GUARD_MARK}: {type(exc).__name__}: {exc}")
-        return None
+        return nglview.show_pymatgen(structure)
+
+    return _nglview_with_cell(make)
 
 
 def forward_slider(frac, T: int = 1000, types=None, seed: int = 0):
