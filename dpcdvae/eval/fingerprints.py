@@ -6,11 +6,11 @@ Fingerprints (CDVAE's definitions)
   (61 dimensionless order-parameter / coordination features). Computing it is the slow part of Table II
   (about 0.1 s per 9-atom Carbon-24 crystal on one core with matminer's per-site path), so it runs in worker
   processes and the result is cached on disk. ``method="fast"`` tessellates each structure once instead of once
-  per site and gives the same numbers (about 1.7x faster on Carbon-24; see :func:`crystalnn_fingerprint`); the
+  per site and gives the same numbers (faster; see :func:`crystalnn_fingerprint`); the
   default ``method="vector"`` adds numpy order parameters (:mod:`dpcdvae.eval.order_params`) and, through
   :mod:`dpcdvae.structures.crystalnn`, numpy Voronoi cell information and CrystalNN weights: the same numbers (max difference
-  3e-16 on 100 + 100 test crystals), about 8x faster than ``"fast"`` (Perov-5 66, Carbon-24 31 crystals/s on one
-  Zen 3 core, 2026-12-07; ``benchmarks/bench_fingerprints.py``); ``method="matminer"`` keeps the original path.
+  3e-16 on 100 + 100 test crystals), several times faster than ``"fast"`` (``benchmarks/bench_fingerprints.py``,
+  BENCHMARKS.md); ``method="matminer"`` keeps the original path.
 * composition: matminer's ``ElementProperty.from_preset("magpie", impute_nan=False)`` (132 features: 22 Magpie
   element properties x 6 statistics over the fractional composition, in their native units). ``impute_nan=False``
   keeps missing element data as NaN, as the matminer version CDVAE used did; :class:`CompScaler` then maps NaN to 0

@@ -23,12 +23,11 @@ max_steps=500, out_dir=None, batch=True, progress=True) -> list[RelaxResult]``
   stresses together, where stock CHGNet does two backward passes with ``create_graph=True``). Finished structures
   leave the batch and waiting ones join it. ``batch=False`` with ``calculator="chgnet"`` uses the stock
   ``chgnet.model.dynamics.CHGNetCalculator`` with ``Optimizer.run`` one structure at a time (the reference path).
-  The lock-step loop reproduces ``Optimizer.run`` step for step (same steps, same result; tested). Measured on 2
-  shared CPU cores (``benchmarks/bench_relax.py``, 8 perturbed 24-atom Carbon-24 cells, 10 GPa, FIRE, 100 steps):
-  batched 1.86x the stock one-by-one path, of which 1.6x comes from the single-backward kernel and only 1.16x from
-  batching itself: on CPU CHGNet is compute-bound (a 24-atom cell has thousands of bonds and angles), so batching
-  mostly pays off on a GPU. While relaxing, numpy/scipy BLAS is limited to one thread (the cell filter's 3x3
-  matrix functions were ~10x slower with threaded BLAS on a loaded machine).
+  The lock-step loop reproduces ``Optimizer.run`` step for step (same steps, same result; tested). Most of the
+  CPU gain comes from the single-backward kernel, little from batching itself: on CPU CHGNet is compute-bound (a
+  24-atom cell has thousands of bonds and angles), so batching mostly pays off on a GPU (measured:
+  ``benchmarks/bench_relax.py``, BENCHMARKS.md). While relaxing, numpy/scipy BLAS is limited to one thread (the cell
+  filter's 3x3 matrix functions are much slower with threaded BLAS on a loaded machine).
 * ``calculator`` can be ``"chgnet"`` (default; model loaded once per process and reused), ``"emt"`` (ASE's toy EMT,
   for smoke tests only), an ASE ``Calculator`` instance (one structure at a time; e.g. ``ase.calculators.vasp.Vasp``),
   ``"package.module:attribute"`` (an importable calculator, calculator factory or batch predictor), or a *batch

@@ -1,17 +1,15 @@
 """Matrix products of the dense layers on CPU: oneDNN where the default BLAS leaves the CPU's vector units idle.
 
 On CPU, ``torch.nn.functional.linear`` in float32 calls MKL's ``sgemm``. MKL picks its code path by CPU vendor, and on
-AMD processors with AVX-512 (Zen 4, Zen 5) it runs its AVX2 kernels: measured on an AMD EPYC Zen 5 (2 threads,
-``benchmarks/bench_gemm.py``, BENCHMARKS.md), ``[6400, 128] x [128, 128]`` (the edge layers of GemNet-T) runs at 211
-GFLOP/s with MKL and 472 with oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``, shipped inside torch);
-the ``[320, 548] x [548, 548]`` atom layers at 211 vs 452. The two compute the same sums in a different order
-(differences of a few 1e-7, relative).
+AMD processors with AVX-512 (Zen 4, Zen 5) it runs its AVX2 kernels, while oneDNN's inner product
+(``torch.ops.mkldnn._linear_pointwise``, shipped inside torch) uses the wider units (rates per shape and CPU:
+``benchmarks/bench_gemm.py``, BENCHMARKS.md). The two compute the same sums in a different order (differences of a
+few 1e-7, relative).
 
 :func:`linear` is a drop-in for ``F.linear`` that takes the oneDNN path for float32 CPU tensors when the backend is
 ``onednn``, and the stock path otherwise (GPU, float64, other CPUs). Training goes through :class:`_OneDNNLinear`,
 an autograd function: the input gradient is another oneDNN product; the weight gradient (a reduction over all rows)
-stays with MKL (153-212 GFLOP/s there; oneDNN's own weight-gradient primitive ran at 79-290 by shape, not reliably
-faster).
+stays with MKL (oneDNN's own weight-gradient primitive was not reliably faster; BENCHMARKS.md).
 
 Backend choice (``DPCDVAE_GEMM`` environment variable, or :func:`set_backend`):
 

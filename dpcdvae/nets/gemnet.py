@@ -51,9 +51,9 @@ Efficiency (1000 calls per sample): the bases (rbf, circular basis, all their sh
 per call; concatenation layers act on the atoms, not the edges; the triplet sum is one batched matmul per block
 over a padded ``[E, K, .]`` layout; linear maps that read the same input are fused; no energy head; Gaussians far
 in their tails are exactly 0 (avoids slow denormal ``exp``). On CPU, glibc returning large freed blocks to the OS
-cost 1.2-1.4x (a page fault per page of every per-call temporary); the entry points (command line, trainer,
+costs a page fault per page of every per-call temporary; the entry points (command line, trainer,
 notebooks, relaxation) call :func:`dpcdvae.utils.alloc.tune_allocator`, which stops that for the process. Every dense layer multiplies through
-:mod:`dpcdvae.nets.gemm` (oneDNN on AVX-512 CPUs, where MKL runs its AVX2 code on AMD: 1.5-1.6x per sampling step).
+:mod:`dpcdvae.nets.gemm` (oneDNN on AVX-512 CPUs, where MKL runs its AVX2 code on AMD). Measured speed: BENCHMARKS.md.
 """
 from __future__ import annotations
 

@@ -42,10 +42,9 @@ __all__ = ["fast_crystalnn", "voronoi_cell_arrays", "cell_info_dicts", "counters
 #
 # The same argument holds for any tessellation cutoff r_t <= r_c: the cell of site i computed from a point set that
 # contains every point within r_t of site i does not depend on the points farther away once R_i < r_t / 2. The
-# all-site tessellation therefore uses r_t = 5 A (``$DPCDVAE_FP_TESS_CUTOFF``), about 2.7x fewer points than 7 A,
+# all-site tessellation therefore uses r_t = 5 A (``$DPCDVAE_FP_TESS_CUTOFF``), fewer points than 7 A,
 # checks R_i < r_t / 2 per site (true for every site of the first 30 Carbon-24 / Perov-5 rows) and retries with
-# r_t = r_c when the small tessellation raises. Measured on Carbon-24 (one core): 1.8x faster overall; what remains
-# is mostly matminer's order parameters (``LocalStructOrderParams.get_order_parameters``), which are unchanged.
+# r_t = r_c when the small tessellation raises. Speed: BENCHMARKS.md (``benchmarks/bench_fingerprints.py``).
 #
 # How it is injected: ``CrystalNN.get_nn_data`` looks the name ``VoronoiNN`` up in its module globals when called.
 # :class:`_FastCrystalNN` runs pymatgen's own ``get_nn_data`` code object with a globals mapping in which that name
@@ -100,9 +99,8 @@ _FAST_TESS_CUTOFF = float(os.environ.get("DPCDVAE_FP_TESS_CUTOFF", "5.0"))
 #
 # ``impl="cells"`` uses the array tessellation and the vectorised cell info with pymatgen's ``get_nn_data``;
 # ``impl="pymatgen"`` is the fast path as it was before (pymatgen's ``get_all_voronoi_polyhedra`` and
-# ``_extract_cell_info``). ``$DPCDVAE_CRYSTALNN_IMPL`` sets the default. Measured (Carbon-24, one core, see
-# ``benchmarks/bench_fingerprints.py``): the fingerprint ~4x faster than with ``impl="pymatgen"``; what remains is
-# mostly the order parameters (:mod:`dpcdvae.eval.order_params`) and qhull.
+# ``_extract_cell_info``). ``$DPCDVAE_CRYSTALNN_IMPL`` sets the default. Speed of each: BENCHMARKS.md
+# (``benchmarks/bench_fingerprints.py``).
 
 #: implementations of :func:`fast_crystalnn`'s one-tessellation path (see the comment above)
 IMPLS = ("vector", "cells", "pymatgen")

@@ -3,9 +3,9 @@
 A reverse-diffusion step allocates and frees the same few hundred tensors (megabytes each) a thousand times. With
 glibc's defaults, a freed block above the mmap threshold (dynamic, 128 KiB to 32 MiB) is unmapped, and the top of
 the heap is trimmed once more than 128 KiB is free; the next step maps the memory again and pays a page fault for
-every 4 KiB page it touches. Measured on the dev CPU (2-core AMD EPYC, AVX2, 1 thread, published-width GemNet-T,
-Perov-5 batch 16): about 14,000 minor page faults per step with the defaults, 0-100 with the thresholds raised,
-and 1.2-1.4x less CPU time per step (``BENCHMARKS.md``, "Allocator").
+every 4 KiB page it touches: thousands of minor page faults per sampling step with the defaults, next to none with
+the thresholds raised (``tests/test_alloc.py`` counts them; the time saved per step depends on the CPU: measure it
+with ``benchmarks/bench_sampling.py``).
 
 :func:`tune_allocator` raises both thresholds with ``mallopt`` (2 GiB), once per process. The entry points call it,
 not the library code: the ``dpcdvae`` command line (:func:`dpcdvae.cli.main`), :func:`dpcdvae.train.train`, the

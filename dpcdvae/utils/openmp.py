@@ -15,13 +15,10 @@ OPENMP_WAIT = None
 def configure_openmp(env=None, torch_loaded=None, load=None, cpus=None) -> str:
     """How torch's idle OpenMP threads wait between operations (libgomp reads this when torch is first imported).
 
-    Measured on the 2-core dev CPU (AMD EPYC Zen 5, 2 torch threads, 2026-12-07; BENCHMARKS.md): sleeping at once
-    (``OMP_WAIT_POLICY=PASSIVE``, this package's default before that date) made a sampling step of the published
-    architecture 1.3x and the periodic graph builder 1.5x slower than spinning a little first, because every small
-    operation then waits for the threads to wake up. libgomp's own default (a long spin) is as fast on free cores but,
-    with two such processes on the two cores, 2x (sampling) to 3x (graph) slower than ``PASSIVE``. A short spin,
-    ``GOMP_SPINCOUNT=3000``, keeps the speed on free cores and loses less under contention (1.5x / 2.4x vs
-    ``PASSIVE``), so it is the default; when the machine is already fully loaded when this is called (1-minute load
+    Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) makes every small operation wait for the threads to wake up;
+    libgomp's own default (a long spin) is as fast on free cores but slow when two such processes share the cores. A
+    short spin, ``GOMP_SPINCOUNT=3000``, keeps the speed on free cores and loses less under contention, so it is the
+    default (measured on the 2-core dev CPU: the OpenMP section of docs/lab-notes/benchmarks-log.md); when the machine is already fully loaded when this is called (1-minute load
     average >= the number of CPUs) the default is ``PASSIVE``. Nothing is changed when either variable is set (set
     ``OMP_WAIT_POLICY=PASSIVE`` on a machine shared with other jobs) or when torch was imported first.
 
