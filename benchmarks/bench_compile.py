@@ -21,6 +21,9 @@ from _common import machine_info  # noqa: E402
 
 import torch  # noqa: E402
 
+from dpcdvae.diffusion.samplers import Eq7Sampler  # noqa: E402
+
+EQ7 = Eq7Sampler()
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,7 +56,7 @@ def main(argv=None) -> dict:
         for k in range(steps):
             t = torch.full((B,), 1000 - k, dtype=torch.long)
             eps, logits = f(wrap(x), ty, z, t, lattice, batch, na)
-            x = model.scheduler.step(eps, t[batch], x, variant="eq7")
+            x = EQ7.step(model.scheduler, eps, t[batch], x, torch.randn_like(x)).prev_sample
             ty = logits.argmax(-1) + 1
         return x
 

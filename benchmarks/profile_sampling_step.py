@@ -35,6 +35,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info  # noqa: E402
 from bench_sampling import CONFIGS, _crystals  # noqa: E402
 
+from dpcdvae.diffusion.samplers import Eq7Sampler  # noqa: E402
+
+EQ7 = Eq7Sampler()
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -100,7 +104,7 @@ def main() -> None:
         nonlocal x, types
         t = torch.full((a.batch_size,), cfg.model.timesteps - k, dtype=torch.long)
         eps, logits = net_forward(wrap(x), types, z, t, lattice, batch, na)
-        x = model.scheduler.step(eps, t[batch], x, variant="eq7")
+        x = EQ7.step(model.scheduler, eps, t[batch], x, torch.randn_like(x)).prev_sample
         types = logits.argmax(-1) + 1
 
     with torch.no_grad():

@@ -23,13 +23,13 @@ class _Eq7ThenEq6(Eq7Sampler):
 
     def step(self, scheduler, eps_pred, t, x_t, noise, t_prev=None) -> StepOutput:
         self._check_prev(scheduler, t, t_prev)
-        tt = scheduler._as_long(t)
+        tt = scheduler.as_timesteps(t)
         tmax = int(tt.max())
         if tmax > self.switch:
             return Eq7Sampler.step(self, scheduler, eps_pred, t, x_t, noise)
         if tmax == self.switch:
             x0_hat = self._x0_hat(scheduler, eps_pred, t, x_t)
-            abar_prev = scheduler._coef(scheduler._abar, tt - 1, x_t)
+            abar_prev = scheduler.coef("abar", tt - 1, x_t)
             return StepOutput(abar_prev.sqrt() * x0_hat + (1.0 - abar_prev).sqrt() * noise, x0_hat)
         return Eq6Sampler.step(self, scheduler, eps_pred, t, x_t, noise)
 

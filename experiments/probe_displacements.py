@@ -82,6 +82,9 @@ def probe(model, batch, t0s=(1000, 300, 100, 30), seed: int = 0, tol: float = 0.
     displaced = grid_offset(batch.frac_coords, batch.ptr) > tol
     res = {"n_displaced": int(displaced.sum()), "n_on_grid": int((~displaced).sum()), "per_t0": {}}
     sch = model.scheduler
+    from dpcdvae.diffusion.samplers import resolve_sampler
+
+    smp = resolve_sampler(variant)  # a name or a sampler object
     for t0 in t0s:
         g = torch.Generator().manual_seed(seed)
         eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
@@ -91,7 +94,8 @@ def probe(model, batch, t0s=(1000, 300, 100, 30), seed: int = 0, tol: float = 0.
         for t in range(int(t0), 0, -1):
             tv = torch.full((B,), t, dtype=torch.long)
             e, _ = model.decoder(wrap(x), types, mu, tv, lattice, ab, batch.num_atoms)
-            x = sch.step(e, t, x, generator=g, variant=variant)
+            noise = torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
+            x = smp.step(sch, e, sch.as_timesteps(t, 1), x, noise, t_prev=sch.as_timesteps(t - 1)).prev_sample
             if model.cfg.recenter:
                 x = _recenter(x, ab, B)
         out = wrap(x)

@@ -3,7 +3,7 @@
     dpcdvae demo [--out DIR]                    the main job: data -> train -> reconstruct -> generate, <= 10 min CPU
     dpcdvae data info|download|demo ...         datasets
     dpcdvae train --dataset perov_5 --config compact --out DIR [--max-minutes M] [--resume]
-    dpcdvae sample --checkpoint CKPT --n N [--sampler eq7|eq6|strided_eq7|strided --steps S] --out DIR [--resume]
+    dpcdvae sample --checkpoint CKPT --n N [--sampler eq7|eq6|strided_eq7|ddim --steps S] --out DIR [--resume]
     dpcdvae reconstruct --checkpoint CKPT --split test --out DIR
     dpcdvae csp --checkpoint CKPT --composition SrTiO3 [--num-atoms N] --n 20 --out DIR
     dpcdvae evaluate --task recon|gen --samples PATH --dataset NAME --out DIR [--property-model best.pt]

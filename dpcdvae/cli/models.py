@@ -101,11 +101,13 @@ def _dataset_name(name: str) -> str:
 
 
 def _add_sampling_args(p) -> None:
-    """--sampler (choices: the sampler registry), --steps, --batch-size, --seed: shared by sample and reconstruct."""
+    """--sampler (choices: the sampler registry, aliases included), --steps, --batch-size, --seed: shared by sample
+    and reconstruct."""
     p.add_argument("--sampler", choices=sampler_names(), default=None,
-                   help="default: the model's own (eq7 for DP-CDVAE, langevin for the CDVAE baselines)")
+                   help="default: the model's own (eq7 for DP-CDVAE, langevin for the CDVAE baselines); "
+                        "strided is another name of ddim")
     p.add_argument("--steps", type=int, default=None,
-                   help="network calls for --sampler strided_eq7 or strided (<= T); Langevin iterations per level")
+                   help="network calls for --sampler strided_eq7 or ddim (<= T); Langevin iterations per level")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--devices", type=int, default=1,
@@ -185,7 +187,7 @@ def _add_csp(sub):
                    help="the requested types re-assigned to sites by the type head at every step (assign, "
                         "default; the composition stays exact) or kept on their random start sites (fixed)")
     p.add_argument("--sampler", choices=sampler_names("ddpm"), default="eq7")
-    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or strided")
+    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or ddim (alias strided)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="a new run folder is made inside if OUT is not empty")
     p.add_argument("--symprec", type=float, default=None, metavar="A",
@@ -239,7 +241,7 @@ def _cmd_csp(a):
     csp = out.meta["csp"]
     writer = SampleWriter(run, meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
                                      "model_dataset": csp.get("model_scope", {}).get("dataset"),
-                                     "sampler": a.sampler, "steps": a.steps, "seed": a.seed, "csp": csp,
+                                     "sampler": a.sampler.label, "steps": a.steps, "seed": a.seed, "csp": csp,
                                      "cif_symprec": a.symprec}, symprec=a.symprec)
     writer.add(out)
     summary = {"out": str(run), "composition": csp["composition"], "latent": a.latent,
@@ -296,7 +298,7 @@ def _add_optimize(sub):
                         "with a pretrained model, else one is fitted now on the training split")
     p.add_argument("--head-minutes", type=float, default=10.0, help="time limit for fitting a head (minutes)")
     p.add_argument("--sampler", choices=sampler_names("ddpm"), default=None)
-    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or strided")
+    p.add_argument("--steps", type=int, default=None, help="network calls for --sampler strided_eq7 or ddim (alias strided)")
     p.add_argument("--no-eval", action="store_true", help="skip CDVAE's property model (no SR)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)

@@ -24,8 +24,8 @@ Coordinates ``x`` are tensors of any shape ``[N, ...]`` (``[N_atoms, 3]`` fracti
 must be expanded to atoms by the caller, e.g. ``t_crystal[batch]``). Schedule tables are float64; coefficients
 are gathered in float64 and then cast to the dtype and device of ``x``.
 
-The reverse steps (``step``)
-----------------------------
+The reverse steps (the sampler objects of :mod:`dpcdvae.diffusion.samplers`)
+---------------------------------------------------------------------------
 ``'eq6'`` (paper Eq. 6, standard DDPM ancestral step, used for the paper's Table S1)::
 
     x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) * eps) / sqrt(alpha_t) + sigma_t * eps'
@@ -50,7 +50,8 @@ The reverse steps (``step``)
   periodic image ``x0'`` of ``x0``; a network that only ever sees ``pi(x_t)`` can only learn a function of
   ``pi(x_t)``, so this is the quantity it is (implicitly) asked to approximate.
 
-``'strided'`` (our extension: DDIM of Song et al. 2021 on a sub-sequence of steps, ``eta = 0`` deterministic)::
+``'ddim'``, alias ``'strided'`` (our extension: DDIM of Song et al. 2021 on a sub-sequence of steps; the sampler
+option ``eta``, ``get_sampler("ddim", eta=...)``, 0 = deterministic)::
 
     x0_hat = (pi(x_t) - sqrt(1 - abar_t) eps) / sqrt(abar_t)                        (same estimate as Eq. 7)
     s      = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev)
@@ -79,15 +80,15 @@ from typing import Callable, Optional, Union
 import torch
 
 from ..structures.crystal import wrap as periodic_wrap  # pi(x) = x - floor(x) (Eq. 3): the package's one wrap
-from .samplers import Sampler, get_sampler, sampler_names
+from .samplers import SAMPLERS, Sampler, resolve_sampler, sampler_names
 from .schedules import make_betas
 
 __all__ = ["periodic_wrap", "DDPMScheduler", "Trajectory", "sample_loop", "VARIANTS", "STRIDED_VARIANTS"]
 
-#: The built-in DDPM samplers' names (the registry, :mod:`dpcdvae.diffusion.samplers`, may hold more) and the
-#: strided ones.
+#: The built-in DDPM samplers' names, aliases included (the registry, :mod:`dpcdvae.diffusion.samplers`, may hold
+#: more) and the strided ones.
 VARIANTS = sampler_names("ddpm")
-STRIDED_VARIANTS = tuple(n for n in VARIANTS if get_sampler(n).strided)
+STRIDED_VARIANTS = tuple(n for n in VARIANTS if SAMPLERS[n].strided)
 TimeLike = Union[int, torch.Tensor]
 
 
@@ -96,7 +97,8 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 
 class DDPMScheduler:
-    """DDPM noise schedule and reverse steps (Eq. 6, Eq. 7, strided DDIM) in the style of diffusers' schedulers.
+    """DDPM noise schedule in the style of diffusers' schedulers; the reverse steps (Eq. 6, Eq. 7, strided Eq. 7,
+    DDIM) are the sampler objects of :mod:`dpcdvae.diffusion.samplers`, which read the tables through :meth:`coef`.
 
     Parameters
     ----------
@@ -173,12 +175,38 @@ class DDPMScheduler:
             return t.to(device="cpu", dtype=torch.long)
         return torch.as_tensor(t, dtype=torch.long)
 
-    def _coef(self, table: torch.Tensor, t: TimeLike, x: torch.Tensor) -> torch.Tensor:
-        """``table[t]`` reshaped to broadcast per row against ``x`` and cast to ``x``'s dtype and device."""
+    def as_timesteps(self, t: TimeLike, min_t: int = 0) -> torch.Tensor:
+        """``t`` (an int, a sequence of ints or an integer tensor) as a CPU long tensor of the same shape, checked
+        to lie in ``min_t..T`` (a float tensor is a TypeError, a step out of range a ValueError)."""
+        tt = self._as_long(t)
+        self._check_t(tt, min_t)
+        return tt
+
+    #: the tables of :meth:`coef`: name -> attribute holding it, indexed by ``t = 0..T``
+    COEFS = {"abar": "_abar", "alpha": "_alpha", "beta": "_beta", "posterior_var": "_posterior_var"}
+
+    def coef(self, name: str, t: TimeLike, like: torch.Tensor) -> torch.Tensor:
+        """The schedule's entry ``name`` at step ``t``, shaped to broadcast per row against ``like`` and cast to
+        ``like``'s dtype and device (gathered in float64 first): a ``t`` of shape ``[]`` gives ``like.ndim`` ones
+        (``[1, 1]`` for ``like`` ``[N, 3]``), a ``t`` of shape ``[N]`` gives ``[N, 1, ..., 1]``.
+
+        ``t``: int or long tensor in ``0..T`` (not range-checked here: the caller's step list is; see
+        :meth:`as_timesteps`). All entries are dimensionless (they scale coordinates in whatever unit they have):
+
+        * ``"abar"``: ``abar_t = prod_{i <= t} alpha_i`` (:meth:`alpha_bar`); ``abar_0 = 1``;
+        * ``"alpha"``: ``alpha_t = 1 - beta_t``; ``alpha_0 = 1``;
+        * ``"beta"``: ``beta_t`` (``betas[t - 1]``); ``beta_0 = 0``;
+        * ``"posterior_var"``: ``sigma_t^2 = (1 - abar_{t-1}) / (1 - abar_t) * beta_t`` (the square of
+          :meth:`posterior_std`; a variance in the squared unit of the coordinates); ``sigma_0^2 = 0``.
+        """
+        try:
+            table = getattr(self, self.COEFS[name])
+        except KeyError:
+            raise ValueError(f"unknown coefficient {name!r}; choose one of {tuple(self.COEFS)}") from None
         c = table[self._as_long(t)]
-        while c.ndim < x.ndim:
+        while c.ndim < like.ndim:
             c = c.unsqueeze(-1)
-        return c.to(device=x.device, dtype=x.dtype)
+        return c.to(device=like.device, dtype=like.dtype)
 
     def alpha_bar(self, t: TimeLike) -> torch.Tensor:
         """``abar_t`` (float64) for ``t`` in ``0..T`` (``abar_0 = 1``); same shape as ``t``."""
@@ -201,14 +229,14 @@ class DDPMScheduler:
         """
         tt = self._as_long(t)
         self._check_t(tt, 0)
-        abar = self._coef(self._abar, tt, x0)
+        abar = self.coef("abar", tt, x0)
         return abar.sqrt() * x0 + (1.0 - abar).sqrt() * eps
 
     def predict_x0(self, eps_pred: torch.Tensor, t: TimeLike, x_t: torch.Tensor) -> torch.Tensor:
         """Clean-sample estimate ``x0_hat = (pi(x_t) - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` (the wrap as in Eq. 7)."""
         tt = self._as_long(t)
         self._check_t(tt, 1)
-        abar = self._coef(self._abar, tt, x_t)
+        abar = self.coef("abar", tt, x_t)
         return (self.wrap(x_t) - (1.0 - abar).sqrt() * eps_pred) / abar.sqrt()
 
     # ------------------------------------------------------------------ inference timesteps
@@ -222,48 +250,6 @@ class DDPMScheduler:
         if not 1 <= n <= T:
             raise ValueError(f"num_inference_steps must lie in 1..{T}, got {n}")
         return [(2 * k * T + n) // (2 * n) for k in range(n, 0, -1)]
-
-    # ------------------------------------------------------------------ reverse process
-    def step(self, eps_pred: torch.Tensor, t: TimeLike, x_t: torch.Tensor,
-             generator: Optional[torch.Generator] = None, variant: Union[str, Sampler] = "eq7",
-             noise: Optional[torch.Tensor] = None, t_prev: Optional[TimeLike] = None,
-             eta: float = 0.0) -> torch.Tensor:
-        """One reverse step ``x_t -> x_{t_prev}`` (``t_prev = t - 1`` for Eq. 6 / Eq. 7).
-
-        Parameters
-        ----------
-        eps_pred: ``[N, ...]`` predicted noise (fractional units), as returned by the network for ``pi(x_t)``.
-        t: int or long tensor ``[]``/``[N]`` in ``1..T``.
-        x_t: ``[N, ...]`` current (unwrapped) state.
-        generator: ``torch.Generator`` for ``eps'`` (ignored when ``noise`` is given).
-        variant: ``'eq7'`` (default, paper's sampler), ``'eq6'`` (standard DDPM), ``'strided'`` (DDIM) or
-            ``'strided_eq7'`` (Eq. 7 on a sub-sequence of steps).
-        noise: explicit ``eps'`` ``[N, ...]`` (e.g. to compare Eq. 6 and Eq. 7 on the same noise).
-        t_prev: strided variants only: target step (``0 <= t_prev < t``); default ``t - 1``.
-        eta: strided only: 0 = deterministic DDIM, 1 = DDPM-like ancestral noise.
-
-        Returns ``x_{t_prev}`` (unwrapped), same shape and dtype as ``x_t``.
-        """
-        sampler = _ddpm_sampler(variant, eta)
-        tt = self._as_long(t)
-        self._check_t(tt, 1)
-        if noise is None:
-            noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
-        return sampler.step(self, eps_pred, tt, x_t, noise, t_prev=t_prev).prev_sample
-
-
-def _ddpm_sampler(variant: Union[str, Sampler], eta: float = 0.0) -> Sampler:
-    """The sampler object of a DDPM ``variant`` name (or the object itself)."""
-    if isinstance(variant, Sampler):
-        smp = variant
-    else:
-        try:
-            smp = get_sampler(variant, eta=eta)
-        except ValueError:
-            raise ValueError(f"unknown variant {variant!r}; choose one of {sampler_names('ddpm')}") from None
-    if smp.family != "ddpm":
-        raise ValueError(f"sampler {smp.name!r} is not a DDPM sampler; choose one of {sampler_names('ddpm')}")
-    return smp
 
 
 @dataclass
@@ -285,10 +271,10 @@ class Trajectory:
 
 @torch.no_grad()
 def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
-                eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], variant: Union[str, Sampler] = "eq7",
-                steps: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sampler: Union[Sampler, str] = "eq7",
+                steps=None, generator: Optional[torch.Generator] = None,
                 return_trajectory_every: Optional[int] = None,
-                post_step: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, eta: float = 0.0):
+                post_step: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
     """Run the reverse process from ``x_T`` to ``x_0``, independent of any model.
 
     Parameters
@@ -297,19 +283,22 @@ def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
     x_T: ``[N, ...]`` initial state (e.g. ``randn`` with per-crystal mean removed).
     eps_fn: ``eps_fn(x_t_wrapped, t) -> eps_pred``; ``x_t_wrapped = pi(x_t)`` ``[N, ...]`` and ``t`` a long tensor
         ``[N]`` (all entries equal). May keep state in a closure (e.g. the atom types updated each step).
-    variant: ``'eq7'`` (paper), ``'eq6'``, ``'strided'`` (DDIM) or ``'strided_eq7'``.
+    sampler: a DDPM :class:`~dpcdvae.diffusion.samplers.Sampler` object (e.g. ``get_sampler("ddim", eta=0.5)``;
+        its options live on it). A name (``'eq7'``, the paper's and the default, ``'eq6'``, ``'strided_eq7'``,
+        ``'ddim'``/``'strided'``) is still accepted and resolved once here (no options then).
     steps: number of network calls; ``None`` = ``T``. ``'eq6'``/``'eq7'`` need every step (``None`` or ``T``);
-        the strided variants take any ``1..T`` (evenly spaced steps from :meth:`DDPMScheduler.make_timesteps`)
+        the strided samplers take any ``1..T`` (evenly spaced steps from :meth:`DDPMScheduler.make_timesteps`)
         or an explicit sequence of steps (:meth:`Sampler.timesteps`).
     generator: ``torch.Generator`` for the noise ``eps'`` (reproducible runs).
     return_trajectory_every: record every ``k``-th state (plus ``x_T`` and ``x_0``) and return it.
     post_step: ``x -> x`` applied to the unwrapped state after every step (e.g. remove the per-crystal mean).
-    eta: strided only (0 = deterministic DDIM).
 
     Returns ``x_0`` wrapped (``pi(x_0)``; unchanged if the scheduler does not wrap), or ``(x_0, Trajectory)``
     when ``return_trajectory_every`` is given. The scheduler's state is not changed.
     """
-    sampler = _ddpm_sampler(variant, eta)
+    sampler = resolve_sampler(sampler)
+    if sampler.family != "ddpm":
+        raise ValueError(f"sampler {sampler.label!r} is not a DDPM sampler; choose one of {sampler_names('ddpm')}")
     timesteps = sampler.timesteps(scheduler, steps)
     every = None if return_trajectory_every is None else int(return_trajectory_every)
     if every is not None and every < 1:
@@ -324,8 +313,9 @@ def sample_loop(scheduler: DDPMScheduler, x_T: torch.Tensor,
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else 0
         t_vec = torch.full((n,), t, dtype=torch.long, device=x.device)
         eps = eps_fn(scheduler.wrap(x), t_vec)
-        x = scheduler.step(eps, t, x, generator=generator, variant=sampler,
-                           t_prev=t_prev if sampler.strided else None)
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x = sampler.step(scheduler, eps, scheduler.as_timesteps(t, 1), x, noise,
+                         t_prev=scheduler.as_timesteps(t_prev)).prev_sample
         if post_step is not None:
             x = post_step(x)
         if traj is not None and ((i + 1) % every == 0 or t_prev == 0):

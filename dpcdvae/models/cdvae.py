@@ -45,7 +45,8 @@ sigma_L)^2`` with ``step_lr = 1e-4``, each followed by Cartesian -> fractional -
 every step. ``langevin`` is the only sampler of these models and their default (``sampler=None``, as the
 ``dpcdvae sample`` / ``reconstruct`` default, picks it); ``steps`` is the number of iterations per level (``5000``
 network calls at the defaults, ``50 * steps`` otherwise). DP-CDVAE's DDPM samplers (``eq7``, ``eq6``,
-``strided_eq7``, ``strided``) are not aliases: :meth:`CDVAE.check_sampler` refuses them with a
+``strided_eq7``, ``ddim`` and its alias ``strided``; :func:`dpcdvae.diffusion.samplers.sampler_names` lists them)
+are not stand-ins for ``langevin``: :meth:`CDVAE.check_sampler` refuses them, names or objects, with a
 :class:`~dpcdvae.utils.errors.SamplerError` (on the command line a ``UserError`` naming ``--sampler``); only a study over
 several model kinds (:func:`dpcdvae.workflows.sampler_for`, Table III) replaces them by ``langevin``, and says so.
 """
@@ -248,21 +249,22 @@ class CDVAE(DPCDVAE):
 
     # ------------------------------------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def sample_from_latent(self, z: torch.Tensor, sampler: Optional[str] = None, steps: Optional[int] = None,
+    def sample_from_latent(self, z: torch.Tensor, sampler=None, steps: Optional[int] = None,
                            generator: Optional[torch.Generator] = None, num_atoms: Optional[torch.Tensor] = None,
                            trajectory_every: Optional[int] = None, ids: Optional[Sequence[str]] = None,
-                           progress: bool = False, eta: float = 0.0, step_lr: float = LANGEVIN_STEP_LR,
+                           progress: bool = False, step_lr: float = LANGEVIN_STEP_LR,
                            min_sigma: float = 0.0) -> SampleOutput:
         """Decode latents ``z [B, L]`` into crystals with CDVAE's annealed Langevin dynamics.
 
         Args:
-            sampler: ``"langevin"`` (or ``None``); the DDPM samplers of DP-CDVAE are refused (:class:`SamplerError`).
+            sampler: ``"langevin"`` (or ``None``, or a :class:`~dpcdvae.diffusion.samplers.LangevinSampler`); the
+                DDPM samplers of DP-CDVAE are refused (:class:`SamplerError`).
             steps: Langevin iterations per noise level (default 100, CDVAE); network calls = levels x steps.
             num_atoms: force N_a per crystal instead of the N_a head's argmax.
             trajectory_every: record the wrapped fractional coordinates every k iterations (``t`` = iterations
                 left, first frame = the uniform initial state, last = the final sample; ``level`` and ``sigma``
                 of each frame; ``unwrapped`` equals ``wrapped``: the Langevin state is wrapped every step).
-            eta: ignored (DDIM parameter of the DP-CDVAE samplers). step_lr, min_sigma: CDVAE's Langevin options.
+            step_lr, min_sigma: CDVAE's Langevin options.
         """
         sampler = self.check_sampler(sampler)
         spl = int(steps) if steps is not None else LANGEVIN_STEPS_PER_LEVEL

@@ -163,7 +163,7 @@ def _check_model(model) -> None:
 
 
 def predict_structures(model, compositions: Sequence, num_atoms: Optional[Sequence[Optional[int]]] = None,
-                       latent: str = "search", sampler: str = "eq7", steps: Optional[int] = None,
+                       latent: str = "search", sampler="eq7", steps: Optional[int] = None,
                        seed: Optional[int] = 0, batch_size: int = 256, search_steps: int = 100,
                        search_lr: float = 0.05, ids: Optional[Sequence[str]] = None, progress: bool = False,
                        forced_types: str = "assign"):
@@ -172,10 +172,12 @@ def predict_structures(model, compositions: Sequence, num_atoms: Optional[Sequen
     (``composition``, ``num_atoms`` and, for ``"search"``, ``comp_ce_start`` / ``comp_ce_end``).
     ``forced_types``: ``"assign"`` (default: the type head re-assigns the requested types to sites at every step;
     the composition stays exact) or ``"fixed"`` (they stay on the random sites they start on; 41.66 vs 48.22 % on the
-    Perov-5 test split with the 2026-12-06 ``perov_5``, RESULTS.md)."""
+    Perov-5 test split with the 2026-12-06 ``perov_5``, RESULTS.md). ``sampler``: a name or a sampler object
+    (:meth:`~dpcdvae.models.DPCDVAE.sample_from_latent`), resolved once for all batches."""
     from pymatgen.core import Composition, Element
 
     _check_model(model)
+    sampler = model.resolve_sampler(sampler)
     if latent not in LATENT_MODES:
         raise ValueError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
     if not len(compositions):
@@ -221,7 +223,7 @@ def predict_structures(model, compositions: Sequence, num_atoms: Optional[Sequen
 
 
 def predict_structure(model, composition, n: int = 20, num_atoms: Optional[int] = None, latent: str = "search",
-                      sampler: str = "eq7", steps: Optional[int] = None, seed: Optional[int] = 0,
+                      sampler="eq7", steps: Optional[int] = None, seed: Optional[int] = 0,
                       batch_size: int = 256, search_steps: int = 100, search_lr: float = 0.05,
                       progress: bool = False, forced_types: str = "assign"):
     """``n`` candidate crystals of exactly ``composition`` (N_a and types forced; lattice and coordinates from the

@@ -9,7 +9,7 @@ Shapes: ``N`` atoms, ``B`` crystals. Units: Angstrom, degrees; fractional coordi
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -19,7 +19,7 @@ from ..config import ModelConfig
 from ..structures.crystal import MAX_ATOMIC_NUM, batch_from_num_atoms, lattice_params_to_matrix, tensors_to_structures, wrap
 from ..data.scalers import LatticeScaler
 from ..diffusion.ddpm import DDPMScheduler, sample_loop
-from ..diffusion.samplers import get_sampler, sampler_names
+from ..diffusion.samplers import Sampler, resolve_sampler, sampler_names
 from ..utils.errors import SamplerError
 from ..nets.encoder import CrystalEncoder
 from ..nets.gemnet import GemNetTDenoiser
@@ -384,14 +384,26 @@ class DPCDVAE(nn.Module):
         return sampler_names(self.sampler_family)
 
     @classmethod
-    def check_sampler(cls, sampler: Optional[str] = None) -> str:
-        """``sampler`` (or the model's default when ``None``) if this model runs it, else a :class:`SamplerError`
-        naming the ones it does."""
-        name = cls.default_sampler if sampler is None else sampler
-        names = sampler_names(cls.sampler_family)
-        if name not in names:
-            raise SamplerError(f"sampler {name!r}: a {cls.__name__} model samples with {', '.join(names)}")
+    def check_sampler(cls, sampler: Union[str, Sampler, None] = None) -> str:
+        """The name of ``sampler`` (the model's default when ``None``; an object's :attr:`~Sampler.label`) if this
+        model runs it, else a :class:`SamplerError` naming the ones it does. Builds no sampler object."""
+        if isinstance(sampler, Sampler):
+            name, ok = sampler.label, sampler.family == cls.sampler_family
+        else:
+            name = cls.default_sampler if sampler is None else sampler
+            ok = name in sampler_names(cls.sampler_family)
+        if not ok:
+            raise SamplerError(f"sampler {name!r}: a {cls.__name__} model samples with "
+                               f"{', '.join(sampler_names(cls.sampler_family))}")
         return name
+
+    @classmethod
+    def resolve_sampler(cls, sampler: Union[str, Sampler, None] = None) -> Sampler:
+        """The sampler object to run: ``sampler`` itself when it is one, else the object its name (the model's
+        default when ``None``) stands for, built here once (:func:`~dpcdvae.diffusion.samplers.resolve_sampler`);
+        a :class:`SamplerError` when this model does not run it (:meth:`check_sampler`). The public sampling
+        methods call it once and pass the object down."""
+        return resolve_sampler(sampler if isinstance(sampler, Sampler) else cls.check_sampler(sampler))
 
     def __init__(self, cfg: ModelConfig, lattice_scaler: Optional[LatticeScaler] = None):
         super().__init__()
@@ -643,18 +655,20 @@ class DPCDVAE(nn.Module):
         return na_run, lengths, angles, lattice, flags, atom_batch, types
 
     @torch.no_grad()
-    def sample_from_latent(self, z: torch.Tensor, sampler: Optional[str] = None, steps: Optional[int] = None,
+    def sample_from_latent(self, z: torch.Tensor, sampler: Union[str, Sampler, None] = None,
+                           steps: Optional[int] = None,
                            generator: Optional[torch.Generator] = None, num_atoms: Optional[torch.Tensor] = None,
                            trajectory_every: Optional[int] = None, ids: Optional[Sequence[str]] = None,
-                           progress: bool = False, eta: float = 0.0,
+                           progress: bool = False,
                            atom_types: Optional[torch.Tensor] = None, lengths: Optional[torch.Tensor] = None,
                            angles: Optional[torch.Tensor] = None, forced_types: str = "fixed") -> SampleOutput:
         """Decode latents ``z [B, L]`` into crystals by running the reverse diffusion.
 
         Args:
-            sampler: ``"eq7"`` (paper; the default, ``None``), ``"eq6"`` (standard DDPM, Table S1),
-                ``"strided_eq7"`` (Eq. 7 on a sub-sequence of steps: the few-step sampler) or ``"strided"`` (DDIM on a
-                sub-sequence); see :mod:`dpcdvae.diffusion.samplers`.
+            sampler: a name, ``"eq7"`` (paper; the default, ``None``), ``"eq6"`` (standard DDPM, Table S1),
+                ``"strided_eq7"`` (Eq. 7 on a sub-sequence of steps: the few-step sampler) or ``"ddim"`` (alias
+                ``"strided"``: DDIM on a sub-sequence), or a sampler object with its options, e.g.
+                ``get_sampler("ddim", eta=0.5)``; see :mod:`dpcdvae.diffusion.samplers`.
             steps: number of network calls for the strided samplers (<= T), or an explicit sequence of steps to
                 call the network at (e.g. a stability probe); ignored by eq6/eq7 (always T).
             num_atoms: force N_a per crystal instead of the N_a head's argmax.
@@ -668,8 +682,7 @@ class DPCDVAE(nn.Module):
             lengths, angles: force the lattice (``[B, 3]``, Angstrom and degrees) instead of the lattice head's
                 prediction; only the coordinates (and types) are then denoised.
         """
-        sampler = self.check_sampler(sampler)
-        strided = get_sampler(sampler).strided
+        smp = self.resolve_sampler(sampler)
         cfg = self.cfg
         B = z.shape[0]
         dev = z.device
@@ -703,16 +716,16 @@ class DPCDVAE(nn.Module):
             return eps_pred
 
         post = (lambda v: _recenter(v, atom_batch, B)) if cfg.recenter else None
-        n_calls = len(get_sampler(sampler).timesteps(self.scheduler, steps if strided else None))
+        timesteps = smp.timesteps(self.scheduler, steps, strict=False)  # eq6/eq7 ignore steps: always T
+        n_calls = len(timesteps)
         progress_bar = None
         if progress and N > 0:
             from ..utils.progress import progress_bar as tqdm
-            progress_bar = tqdm(total=n_calls, desc=f"sampling ({sampler})", unit="network call", leave=False)
+            progress_bar = tqdm(total=n_calls, desc=f"sampling ({smp.label})", unit="network call", leave=False)
         traj = None
         if N > 0:
-            res = sample_loop(self.scheduler, x, eps_fn, variant=sampler,
-                              steps=steps if strided else None, generator=generator,
-                              return_trajectory_every=trajectory_every, post_step=post, eta=eta)
+            res = sample_loop(self.scheduler, x, eps_fn, sampler=smp, steps=timesteps, generator=generator,
+                              return_trajectory_every=trajectory_every, post_step=post)
             frac, traj = res if trajectory_every else (res, None)
         else:
             frac = wrap(x)
@@ -721,7 +734,7 @@ class DPCDVAE(nn.Module):
         if traj is not None:
             traj = {"t": traj.timesteps, "unwrapped": torch.stack(traj.x), "wrapped": torch.stack(traj.x_wrapped)}
         return self._sample_output(frac, state["types"], lengths, angles, na_run, flags, ids, traj,
-                                   meta={"sampler": sampler, "steps": n_calls})
+                                   meta={"sampler": smp.label, "steps": n_calls})
 
     @staticmethod
     def _sample_output(frac, types, lengths, angles, na_run, flags: list, ids, traj: Optional[dict],
@@ -741,7 +754,7 @@ class DPCDVAE(nn.Module):
                             trajectory=traj, meta=meta)
 
     @torch.no_grad()
-    def reconstruct(self, batch, sampler: Optional[str] = None, steps: Optional[int] = None, seed: Optional[int] = None,
+    def reconstruct(self, batch, sampler: Union[str, Sampler, None] = None, steps: Optional[int] = None, seed: Optional[int] = None,
                     use_mean: bool = False, trajectory_every: Optional[int] = None, progress: bool = False
                     ) -> SampleOutput:
         """Reconstruct the crystals of a batch: z from the encoder posterior (sampled, as the published code;
@@ -757,8 +770,8 @@ class DPCDVAE(nn.Module):
                                        trajectory_every=trajectory_every, progress=progress)
 
     def predict_structure(self, composition, n: int = 20, num_atoms: Optional[int] = None, latent: str = "search",
-                          sampler: Optional[str] = None, steps: Optional[int] = None, seed: Optional[int] = 0,
-                          **kwargs) -> SampleOutput:
+                          sampler: Union[str, Sampler, None] = None, steps: Optional[int] = None,
+                          seed: Optional[int] = 0, **kwargs) -> SampleOutput:
         """Structure prediction from a composition: ``n`` candidates with exactly ``composition`` (e.g. ``"SrTiO3"``;
         N_a and atom types forced, lattice and coordinates from the model). ``latent``: ``"search"`` (z moved so
         that the N_a and composition heads agree with the request) or ``"prior"`` (z ~ N(0, I)); see
@@ -769,10 +782,12 @@ class DPCDVAE(nn.Module):
                                  steps=steps, seed=seed, **kwargs)
 
     @torch.no_grad()
-    def generate(self, n: int, sampler: Optional[str] = None, steps: Optional[int] = None, seed: Optional[int] = None,
+    def generate(self, n: int, sampler: Union[str, Sampler, None] = None, steps: Optional[int] = None, seed: Optional[int] = None,
                  num_atoms: Optional[Sequence[int]] = None, batch_size: int = 512,
                  trajectory_every: Optional[int] = None, progress: bool = False) -> SampleOutput:
-        """Generate ``n`` crystals from z ~ N(0, I). Batched internally (``batch_size`` crystals per pass)."""
+        """Generate ``n`` crystals from z ~ N(0, I). Batched internally (``batch_size`` crystals per pass).
+        ``sampler``: a name or a sampler object (:meth:`sample_from_latent`), resolved once for all batches."""
+        sampler = self.resolve_sampler(sampler)
         gen = _generator(seed, self.device)
         outs = []
         for start in range(0, n, batch_size):

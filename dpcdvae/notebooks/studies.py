@@ -85,8 +85,8 @@ def run_generation(model, n: int, sampler: str = "eq7", steps: Optional[int] = N
 
 
 #: how the read line names a sampler
-_SAMPLER_LABELS = {"eq7": "Eq. 7", "eq6": "Eq. 6", "strided_eq7": "strided Eq. 7", "strided": "DDIM",
-                   "langevin": "Langevin"}
+_SAMPLER_LABELS = {"eq7": "Eq. 7", "eq6": "Eq. 6", "strided_eq7": "strided Eq. 7", "ddim": "DDIM",
+                   "strided": "DDIM", "langevin": "Langevin"}
 
 
 def _command_label(command: Optional[str]) -> str:
@@ -250,7 +250,7 @@ def sampler_pair(model, data: DataChoice, crystal_index: int = 0, seed: int = 0,
     import torch
 
     labels = {"eq6": "Eq. 6 (standard DDPM)", "eq7": "Eq. 7 (DP-CDVAE)", "strided": "strided (DDIM)",
-              "strided_eq7": "strided Eq. 7"}
+              "ddim": "strided (DDIM)", "strided_eq7": "strided Eq. 7"}
     outs = {}
     for s in samplers:
         out, _ = trajectory_run(model, data, crystal_index, "reconstruct", s, None, seed, trajectory_every)

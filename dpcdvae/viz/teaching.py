@@ -158,7 +158,7 @@ def plot_steps_study(df, T: Optional[int] = None):
     import matplotlib.pyplot as plt
 
     names = {"eq7": f"Eq. 7, {T or 'T'} steps (reference)", "strided_eq7": "strided Eq. 7",
-             "strided": "strided DDIM"}
+             "strided": "strided DDIM", "ddim": "strided DDIM"}
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.3))
     groups = df.groupby("sampler", sort=False) if "sampler" in df else [("strided", df)]
     for k, (name, g) in enumerate(groups):

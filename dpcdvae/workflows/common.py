@@ -11,7 +11,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from ..data import load_split
-from ..diffusion.samplers import get_sampler
+from ..diffusion.samplers import SAMPLERS, Sampler
 from ..models.pretrained import is_pretrained
 from ..train import resolve_root
 from ..utils.errors import SamplerError, UserError
@@ -20,11 +20,13 @@ __all__ = ["check_sampling_args", "sampler_for", "checkpoint_dataset", "checkpoi
            "encode_posterior"]
 
 
-def check_sampling_args(model, sampler: Optional[str], steps: Optional[int]) -> str:
-    """The sampler to use with ``model`` (its own default when ``sampler`` is None); a UserError names the argument
-    when the sampler does not fit the model or ``--steps`` would be ignored."""
+def check_sampling_args(model, sampler, steps: Optional[int]) -> Sampler:
+    """The sampler object to use with ``model``: ``sampler`` is a name (the command line's ``--sampler``; the
+    model's own default when None), resolved here once, or a sampler object, returned as it is. A UserError names
+    the argument when the sampler does not fit the model or ``--steps`` would be ignored. Record
+    ``.label`` (the name as asked for) where a name is written down."""
     try:
-        sampler = model.check_sampler(sampler)
+        smp = model.resolve_sampler(sampler)
     except SamplerError as exc:
         if model.sampler_family == "langevin":
             raise UserError(f"--sampler {sampler}: this checkpoint is a {model.cfg.model} model, which samples with "
@@ -32,27 +34,31 @@ def check_sampling_args(model, sampler: Optional[str], steps: Optional[int]) -> 
                             ) from exc
         raise UserError(f"--sampler {sampler}: this checkpoint is a DP-CDVAE model; use "
                         f"{', '.join(model.supported_samplers)}") from exc
-    smp = get_sampler(sampler)
     if steps is not None:
         if steps < 1:
             raise UserError(f"--steps {steps}: must be >= 1")
         if smp.family == "ddpm" and not smp.strided:
-            raise UserError(f"--steps {steps}: --sampler {sampler} always runs all {model.cfg.timesteps} steps; "
-                            f"use --sampler strided_eq7 (or strided) for fewer")
+            strided = [n for n, c in SAMPLERS.items() if c.family == "ddpm" and c.strided]
+            raise UserError(f"--steps {steps}: --sampler {smp.label} always runs all {model.cfg.timesteps} steps; "
+                            f"use --sampler {' or '.join(strided)} for fewer")
         if smp.family == "ddpm" and steps > model.cfg.timesteps:
             raise UserError(f"--steps {steps}: at most T = {model.cfg.timesteps}")
-    return sampler
+    return smp
 
 
-def sampler_for(model, sampler: Optional[str], steps: Optional[int] = None) -> tuple[str, Optional[int], str]:
-    """For a study over several model kinds (Table III): ``(sampler, steps, note)`` for ``model``. ``sampler`` is
-    used when the model runs it; a model that does not (a CDVAE baseline asked for ``eq7``) uses its own default
-    with its default number of steps, and ``note`` says so (print it; empty when nothing was replaced)."""
-    if sampler is None or sampler in model.supported_samplers:
-        return model.check_sampler(sampler), steps, ""
+def sampler_for(model, sampler, steps: Optional[int] = None) -> tuple[Sampler, Optional[int], str]:
+    """For a study over several model kinds (Table III): ``(sampler object, steps, note)`` for ``model``.
+    ``sampler`` (a name or an object) is used when the model runs it; a model that does not (a CDVAE baseline asked
+    for ``eq7``) uses its own default with its default number of steps, and ``note`` says so (print it; empty when
+    nothing was replaced)."""
+    runs = (sampler.family == model.sampler_family if isinstance(sampler, Sampler)
+            else sampler is None or sampler in model.supported_samplers)
+    if runs:
+        return model.resolve_sampler(sampler), steps, ""
     own = model.default_sampler
-    return own, None, (f"{type(model).__name__} does not run {sampler!r}: it samples with its own {own!r} "
-                       f"(default steps)")
+    asked = sampler.label if isinstance(sampler, Sampler) else sampler
+    return model.resolve_sampler(own), None, (f"{type(model).__name__} does not run {asked!r}: it samples with "
+                                              f"its own {own!r} (default steps)")
 
 
 def checkpoint_dataset(checkpoint, model=None) -> Optional[str]:

@@ -94,7 +94,8 @@ def run_demo(out: str = "runs/demo", checkpoint: str = "pretrained:perov_5", tra
         model_label = f"shipped model {checkpoint}" if card else f"checkpoint {checkpoint}"
         print(f"[dpcdvae demo] using {model_label} (trained on {card.get('dataset', label)}, split "
               f"{card.get('train_split', '?')}); output: {run}", flush=True)
-    sampler = "strided_eq7" if steps else "eq7"
+    smp = model.resolve_sampler("strided_eq7" if steps else "eq7")  # the object both jobs below run
+    sampler = smp.label
     recon = {"n": 0}
     recon_note = ""
     have_test = False
@@ -106,12 +107,12 @@ def run_demo(out: str = "runs/demo", checkpoint: str = "pretrained:perov_5", tra
     if n_recon and have_test:
         print(f"[dpcdvae demo] reconstructing the first {n_recon} {label} test crystals ({sampler})", flush=True)
         recon = reconstruct_split(checkpoint, run / "reconstruction", dataset=name, split="test", limit=n_recon,
-                                  sampler=sampler, steps=steps, seed=seed, command="dpcdvae demo", latent=latent)
+                                  sampler=smp, steps=steps, seed=seed, command="dpcdvae demo", latent=latent)
     elif n_recon:
         recon_note = (f"reconstruction skipped: the {name} test split was not found by the data locator "
                       f"(set DPCDVAE_DATA or --data-root; `dpcdvae data info {name}`)")
         print(f"[dpcdvae demo] {recon_note}", flush=True)
-    gen, writer = generate_to_folder(model, n_gen, run / "generated", sampler=sampler, steps=steps, seed=seed,
+    gen, writer = generate_to_folder(model, n_gen, run / "generated", sampler=smp, steps=steps, seed=seed,
                                      batch_size=512, progress=False,
                                      meta={"command": "dpcdvae demo", "checkpoint": str(checkpoint),
                                            "synthetic_training_data": synthetic})

@@ -19,7 +19,7 @@ from .sharding import run_sharded
 __all__ = ["generate_to_folder", "model_fingerprint"]
 
 
-def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, steps: Optional[int] = None,
+def generate_to_folder(model, n: int, run_dir, sampler=None, steps: Optional[int] = None,
                        seed: int = 0, batch_size: int = 256, meta: Optional[dict] = None,
                        symprec: Optional[float] = None, progress: bool = True, reseed_batches: bool = False,
                        devices: int = 1, checkpoint=None, strategy: str = "ddp", accelerator: str = "cpu",
@@ -28,7 +28,8 @@ def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, st
     ``samples.extxyz``, ``samples.json``: :class:`~dpcdvae.io.SampleWriter`). Returns ``(SampleOutput, writer)``;
     ``writer.n_valid`` / ``writer.n_decoded`` count the paper-valid and the built crystals.
 
-    ``sampler=None``: the model's default. Seeding: one random stream seeded with ``seed`` over all batches
+    ``sampler``: a name (``None``: the model's default) or a sampler object (with its options, e.g.
+    ``get_sampler("ddim", eta=0.5)``), resolved once here; the metadata record its ``label``. Seeding: one random stream seeded with ``seed`` over all batches
     (default; ids ``gen-<i>``), or, with ``reseed_batches=True`` (``dpcdvae sample``), batch ``k`` seeded with
     ``seed + first index of the batch`` so that any batch can be redone alone (ids ``gen-<iiiii>``). The two give
     the same crystals when ``n <= batch_size``. ``devices=N`` (with ``reseed_batches`` and ``checkpoint``, a path or
@@ -41,18 +42,18 @@ def generate_to_folder(model, n: int, run_dir, sampler: Optional[str] = None, st
     computing them again and computes the rest: a long run stopped by a crash, Ctrl-C or a time limit continues
     where it stopped and ends with the same crystals as one uninterrupted run. A spec that differs from the
     request raises :class:`~dpcdvae.utils.errors.UserError` naming the setting."""
-    sampler = model.check_sampler(sampler)
+    sampler = model.resolve_sampler(sampler)
     run_dir = Path(run_dir)
     batch_dir = None
     if reseed_batches:
-        spec = {"n": int(n), "batch_size": int(batch_size), "sampler": sampler, "steps": steps, "seed": int(seed),
+        spec = {"n": int(n), "batch_size": int(batch_size), "sampler": sampler.label, "steps": steps, "seed": int(seed),
                 "model_sha256": model_fingerprint(model)}
         batch_dir = _prepare_batch_dir(run_dir, spec, resume)
     elif resume:
         raise UserError("resume: needs reseed_batches=True (batches that can be redone alone)")
     if resume:
         (run_dir / "samples.extxyz").unlink(missing_ok=True)  # the writer rewrites every crystal, in order
-    writer = SampleWriter(run_dir, meta={"sampler": sampler, "steps": steps, "seed": seed, **(meta or {})},
+    writer = SampleWriter(run_dir, meta={"sampler": sampler.label, "steps": steps, "seed": seed, **(meta or {})},
                           symprec=symprec)
     with writer.marks_interrupt():  # Ctrl-C: samples.json says "interrupted": true
         return _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progress, reseed_batches,

@@ -300,7 +300,7 @@ def _top_elements(p: np.ndarray, k: int = 3) -> str:
     return ", ".join(f"{Element.from_Z(int(i) + 1).symbol} {p[i]:.2f}" for i in idx)
 
 
-def decode_path(model, zs, sampler: Optional[str] = "strided_eq7", steps: Optional[int] = 50, seed: int = 0,
+def decode_path(model, zs, sampler="strided_eq7", steps: Optional[int] = 50, seed: int = 0,
                 same_noise: bool = True, s: Optional[Sequence[float]] = None) -> PathDecode:
     """Decode latent vectors ``zs [n, latent_dim]`` (a path) into crystals and read the heads at each point.
 
@@ -309,6 +309,7 @@ def decode_path(model, zs, sampler: Optional[str] = "strided_eq7", steps: Option
     same random numbers (the same r_T and initial-type draws wherever N_a agrees): what changes along the path is
     z's doing. ``same_noise=False`` decodes all points as one batch (faster; each point gets different noise).
     ``steps``: network calls of the strided samplers (ignored by ``eq7``/``eq6``, which take all T).
+    ``sampler``: a name or a sampler object, resolved once for all points.
 
     ``table`` columns, one row per point: ``s`` (path parameter, 0 = start, 1 = end), ``N_a`` (atoms in the
     decoded crystal = the N_a head's argmax), ``p(N_a)`` (that head's probability), ``formula`` (reduced formula of
@@ -327,6 +328,7 @@ def decode_path(model, zs, sampler: Optional[str] = "strided_eq7", steps: Option
     if n == 0:
         raise ValueError("decode_path needs at least one latent vector")
     ids = [f"path-{i}" for i in range(n)]
+    sampler = model.resolve_sampler(sampler)
     with torch.no_grad():
         if same_noise:
             out = concat_outputs([model.sample_from_latent(Z[i:i + 1], sampler=sampler, steps=steps,
@@ -358,7 +360,7 @@ def decode_path(model, zs, sampler: Optional[str] = "strided_eq7", steps: Option
                      "volume (A^3)": float(vol[i]), "composition head": _top_elements(comp_probs[i])})
     table = pd.DataFrame(rows, index=pd.Index(range(n), name="point")).round(3)
     heads = {"na_probs": na_probs, "lengths": lengths, "angles": angles, "comp_probs": comp_probs}
-    return PathDecode(out, table, heads, s, {"sampler": out.meta.get("sampler", sampler),
+    return PathDecode(out, table, heads, s, {"sampler": out.meta.get("sampler", sampler.label),
                                              "steps": out.meta.get("steps", steps), "seed": seed,
                                              "same_noise": same_noise})
 

@@ -210,7 +210,7 @@ def optimize_latents(head: LatentPropertyHead, z0: torch.Tensor, steps: int = 50
 
 def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int = 100, start: str = "data",
                      steps: int = 5000, lr: float = 1e-3, num_saved: int = 10, direction: str = "min",
-                     prior_weight: float = 0.0, sampler: Optional[str] = None, sampler_steps: Optional[int] = None,
+                     prior_weight: float = 0.0, sampler=None, sampler_steps: Optional[int] = None,
                      seed: int = 0, root: Optional[str] = None, batch_size: int = 512, evaluate: bool = True,
                      n_workers: int = 1, progress: bool = True, command: str = "") -> dict:
     """The whole task: ``n`` starting latents (``start="data"``: posterior samples of the first ``n`` test crystals,
@@ -222,7 +222,7 @@ def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int 
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sampler = model.check_sampler(sampler)
+    sampler = model.resolve_sampler(sampler)
     gen = torch.Generator().manual_seed(seed)
     test = None
     if start == "data":
@@ -252,7 +252,7 @@ def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int 
     decoded = concat_outputs(outs)
     valid = np.array(decoded.valid_mask, dtype=bool).reshape(S, n)
     res = {"dataset": dataset, "n": n, "start": start, "direction": direction, "steps": steps, "lr": lr,
-           "num_saved": S, "saved_steps": saved_steps, "prior_weight": prior_weight, "sampler": sampler,
+           "num_saved": S, "saved_steps": saved_steps, "prior_weight": prior_weight, "sampler": sampler.label,
            "sampler_steps": sampler_steps or model.cfg.timesteps, "seed": seed, "command": command,
            "head": {k: v for k, v in head.meta.items()},
            "head_pred_start_mean": float(head_pred[0].mean()), "head_pred_end_mean": float(head_pred[-1].mean()),
@@ -285,7 +285,7 @@ def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int 
         res["start_property_mean"] = float(np.nanmean(props[0])) if np.isfinite(props[0]).any() else None
         res["test_property_mean"] = float(np.nanmean(y_test))
     # the best valid crystal of each start (by the independent model when available, else the last valid one)
-    writer = SampleWriter(out / "best", meta={"task": "optimize", "dataset": dataset, "sampler": sampler})
+    writer = SampleWriter(out / "best", meta={"task": "optimize", "dataset": dataset, "sampler": sampler.label})
     rows = []
     sign = 1.0 if direction == "min" else -1.0
     for j in range(n):

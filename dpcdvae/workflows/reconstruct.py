@@ -42,7 +42,7 @@ def matcher_count_line(metrics: dict, n: int) -> str:
 
 
 def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str = "test",
-                      limit: Optional[int] = None, sampler: Optional[str] = None, steps: Optional[int] = None,
+                      limit: Optional[int] = None, sampler=None, steps: Optional[int] = None,
                       batch_size: int = 256, seed: int = 0, root: Optional[str] = None, device: str = "cpu",
                       metrics: bool = True, command: str = "", latent: str = "sample",
                       initial_types: Optional[str] = None, ema: bool = True,
@@ -107,7 +107,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     run = new_run_dir(out, run_prefix) if out is not None else None
     writer = None if run is None else SampleWriter(run, meta={"command": command, "checkpoint": ck_label, "dataset": dataset,
                                      "model_dataset": model_dataset,
-                                     "split": split, "sampler": sampler, "steps": steps, "seed": seed,
+                                     "split": split, "sampler": sampler.label, "steps": steps, "seed": seed,
                                      "latent": latent, "initial_types": model.cfg.initial_types,
                                      "type_update": getattr(model.cfg, "type_update", "argmax"),
                                      "weights": weights, **(extra_meta or {})})
@@ -141,7 +141,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
             targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
                                                  batch.num_atoms))
     result = {"out": None if run is None else str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
-              "sampler": sampler, "steps": steps or model.cfg.timesteps, "latent": latent,
+              "sampler": sampler.label, "steps": steps or model.cfg.timesteps, "latent": latent,
               "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
               "weights": weights, "devices": devices, "dataset": dataset, "model_dataset": model_dataset}
     if mismatch:

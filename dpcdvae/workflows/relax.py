@@ -164,7 +164,7 @@ def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: fl
         by_model[label] = s.pop("_results")
         m = {**s["metrics"], "n_generated": n, "n_degenerate": n - len(by_model[label]), "relax_wall_s": s["wall_s"]}
         ours[label] = m
-        rows[label] = {"checkpoint": ck_name(ck), "sampler": smp, **m}
+        rows[label] = {"checkpoint": ck_name(ck), "sampler": smp.label, **m}
         if progress:
             print(f"{label}: {m['n_relaxed']} relaxed ({m['n_converged']} converged) in {s['wall_s']} s", flush=True)
     df = table3(ours)
