@@ -8,6 +8,14 @@ from hypothesis import strategies as st
 
 from dpcdvae.diffusion import AnnealedLangevin, DDPMScheduler, get_sampler, make_betas, periodic_wrap, sample_loop
 
+
+def _step(sched, sampler, eps, t, x, noise=None, t_prev=None, generator=None, **options):
+    """One reverse step with a sampler object (a name is built here with ``options``, e.g. ``eta`` for DDIM)."""
+    smp = get_sampler(sampler, **options) if isinstance(sampler, str) else sampler
+    if noise is None:
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return smp.step(sched, eps, sched.as_timesteps(t, 1), x, noise, t_prev=t_prev).prev_sample
+
 T = 1000
 DT = torch.float64
 
@@ -73,11 +81,11 @@ def test_scheduler_tables_and_conventions(sched):
     with pytest.raises(ValueError):
         sched.add_noise(torch.zeros(2, 3), T + 1, torch.zeros(2, 3))
     with pytest.raises(ValueError):
-        sched.step(torch.zeros(2, 3), 0, torch.zeros(2, 3))
+        _step(sched, "eq7", torch.zeros(2, 3), 0, torch.zeros(2, 3))
     # input dtype is kept
     x = torch.rand(4, 3)
     assert sched.add_noise(x, 10, torch.randn(4, 3)).dtype == torch.float32
-    assert sched.step(torch.randn(4, 3), 10, x, variant="eq6").dtype == torch.float32
+    assert _step(sched, "eq6", torch.randn(4, 3), 10, x).dtype == torch.float32
 
 
 def test_wrap():
@@ -152,9 +160,9 @@ def test_oracle_recovers_x0_mod_1(sched, variant, steps):
     g = torch.Generator().manual_seed(2)
     x0 = torch.rand(24, 3, generator=g, dtype=DT)
     xT = torch.randn(24, 3, generator=g, dtype=DT)
-    for eta in ((0.0, 1.0) if variant == "strided" else (0.0,)):
-        out = sample_loop(sched, xT, _oracle_wrapped(sched, x0), variant=variant, steps=steps,
-                          generator=g, eta=eta)
+    for eta in ((0.0, 1.0) if variant == "strided" else (None,)):
+        smp = get_sampler(variant) if eta is None else get_sampler(variant, eta=eta)
+        out = sample_loop(sched, xT, _oracle_wrapped(sched, x0), sampler=smp, steps=steps, generator=g)
         assert out.dtype == DT and bool(((out >= 0) & (out < 1)).all())
         assert torus_err(out, x0) < 1e-4
 
@@ -176,9 +184,9 @@ def test_eq6_oracle_recovers_x0_mod_1(sched):
         state["x"] = x
         return x
 
-    out = sample_loop(sched, xT, eps_unwrapped, variant="eq6", generator=g, post_step=track)
+    out = sample_loop(sched, xT, eps_unwrapped, sampler="eq6", generator=g, post_step=track)
     assert torus_err(out, x0) < 1e-4
-    out = sample_loop(sched, xT, _oracle_wrapped(sched, x0), variant="eq6", generator=g)
+    out = sample_loop(sched, xT, _oracle_wrapped(sched, x0), sampler="eq6", generator=g)
     assert torus_err(out, x0) < 1e-4
 
 
@@ -190,9 +198,10 @@ def test_oracle_reverse_marginals_match_forward():
     n = 20_000
     x0 = torch.full((n, 1), 0.3, dtype=DT)
     xT = s.add_noise(x0, T, torch.randn(n, 1, generator=g, dtype=DT))
-    for variant, steps, eta in (("eq6", None, 0.0), ("strided", 20, 1.0), ("strided", 20, 0.3)):
-        out, traj = sample_loop(s, xT, _oracle_wrapped(s, x0), variant=variant, steps=steps, generator=g,
-                                eta=eta, return_trajectory_every=5 if steps else 250)
+    for smp, steps in ((get_sampler("eq6"), None), (get_sampler("ddim", eta=1.0), 20),
+                       (get_sampler("ddim", eta=0.3), 20)):
+        out, traj = sample_loop(s, xT, _oracle_wrapped(s, x0), sampler=smp, steps=steps, generator=g,
+                                return_trajectory_every=5 if steps else 250)
         assert torus_err(out, x0) < 1e-10
         for t, x in zip(traj.timesteps[1:-1], traj.x[1:-1]):
             abar = s.alpha_bar(t).item()
@@ -205,11 +214,11 @@ def test_eq6_and_eq7_differ_on_same_noise(sched):
     xt = torch.randn(8, 3, generator=g, dtype=DT)
     eps = torch.randn(8, 3, generator=g, dtype=DT)
     noise = torch.randn(8, 3, generator=g, dtype=DT)
-    a = sched.step(eps, 500, xt, variant="eq6", noise=noise)
-    b = sched.step(eps, 500, xt, variant="eq7", noise=noise)
+    a = _step(sched, "eq6", eps, 500, xt, noise)
+    b = _step(sched, "eq7", eps, 500, xt, noise)
     assert (a - b).abs().max().item() > 1e-2
     # explicit noise makes the step deterministic; Eq. 7 adds exactly sigma_t * noise to x0_hat
-    assert torch.equal(a, sched.step(eps, 500, xt, variant="eq6", noise=noise))
+    assert torch.equal(a, _step(sched, "eq6", eps, 500, xt, noise))
     assert torch.allclose(b, sched.predict_x0(eps, 500, xt) + sched.posterior_std(500) * noise)
     # Eq. 6 as printed
     al, ab, be = sched.alphas[499], sched.alphas_cumprod[499], sched.betas[499]
@@ -228,13 +237,13 @@ def test_strided_eta1_full_equals_ddpm_posterior_on_wrapped(sched):
     eps = torch.randn(5, 3, generator=g, dtype=DT)
     noise = torch.randn(5, 3, generator=g, dtype=DT)
     t = torch.tensor([2, 50, 333, 999, 1000])
-    a = sched.step(eps, t, xt, variant="strided", t_prev=t - 1, eta=1.0, noise=noise)
-    b = sched.step(eps, t, periodic_wrap(xt), variant="eq6", noise=noise)
+    a = _step(sched, "ddim", eps, t, xt, noise, t_prev=t - 1, eta=1.0)
+    b = _step(sched, "eq6", eps, t, periodic_wrap(xt), noise)
     assert torch.allclose(a, b, atol=1e-10)
     # per-row t equals row-by-row scalar t
     for i in range(5):
-        r = sched.step(eps[i:i + 1], int(t[i]), xt[i:i + 1], variant="eq7", noise=noise[i:i + 1])
-        assert torch.allclose(sched.step(eps, t, xt, variant="eq7", noise=noise)[i], r[0])
+        r = _step(sched, "eq7", eps[i:i + 1], int(t[i]), xt[i:i + 1], noise[i:i + 1])
+        assert torch.allclose(_step(sched, "eq7", eps, t, xt, noise)[i], r[0])
 
 
 def test_strided_eq7_with_every_step_is_eq7(sched):
@@ -244,8 +253,8 @@ def test_strided_eq7_with_every_step_is_eq7(sched):
     eps = torch.randn(6, 3, generator=g, dtype=DT)
     noise = torch.randn(6, 3, generator=g, dtype=DT)
     for t in (1, 2, 37, 500, T):
-        a = sched.step(eps, t, xt, variant="strided_eq7", t_prev=t - 1, noise=noise)
-        b = sched.step(eps, t, xt, variant="eq7", noise=noise)
+        a = _step(sched, "strided_eq7", eps, t, xt, noise, t_prev=t - 1)
+        b = _step(sched, "eq7", eps, t, xt, noise, t_prev=t - 1)
         assert torch.allclose(a, b, atol=1e-12)
     fn = lambda xw, t: 0.3 * torch.cos(6.283 * xw) + 1e-3 * t.to(xw).unsqueeze(-1)
     xT = torch.randn(6, 3, generator=g, dtype=DT)
@@ -262,9 +271,9 @@ def test_strided_eq7_noise_level(sched):
     eps = torch.randn(5, 3, generator=g, dtype=DT)
     noise = torch.randn(5, 3, generator=g, dtype=DT)
     x0_hat = sched.predict_x0(eps, 900, xt)
-    out = sched.step(eps, 900, xt, variant="strided_eq7", t_prev=800, noise=noise)
+    out = _step(sched, "strided_eq7", eps, 900, xt, noise, t_prev=800)
     assert torch.allclose(out, x0_hat + sched.posterior_std(801) * noise)
-    out = sched.step(eps, 100, xt, variant="strided_eq7", t_prev=0, noise=noise)
+    out = _step(sched, "strided_eq7", eps, 100, xt, noise, t_prev=0)
     assert torch.allclose(out, sched.predict_x0(eps, 100, xt))
     assert sched.posterior_std(801) > 0
 
@@ -283,29 +292,27 @@ def test_inference_timesteps_and_strided_step():
     assert get_sampler("strided").timesteps(s, [5, 500, 50]) == [500, 50, 5]
     x, e, z = torch.rand(4, 3, dtype=DT), torch.randn(4, 3, dtype=DT), torch.randn(4, 3, dtype=DT)
     # without t_prev a strided step goes to t - 1
-    assert torch.equal(s.step(e, 900, x, variant="strided", noise=z),
-                       s.step(e, 900, x, variant="strided", t_prev=899, noise=z))
+    assert torch.equal(_step(s, "strided", e, 900, x, z), _step(s, "strided", e, 900, x, z, t_prev=899))
     # the loop, written out: each listed step to the next listed one, the last to 0, the same noise draws
     fn = lambda xw, t: 0.2 * torch.sin(6.283 * xw) + 1e-4 * t.to(xw).unsqueeze(-1)
-    for variant in ("strided", "strided_eq7"):
+    for smp in (get_sampler("strided", eta=0.5), get_sampler("strided_eq7")):
         for steps in (10, [5, 500, 50]):
-            got = sample_loop(s, x, fn, variant=variant, steps=steps, generator=torch.Generator().manual_seed(3),
-                              eta=0.5)
+            got = sample_loop(s, x, fn, sampler=smp, steps=steps, generator=torch.Generator().manual_seed(3))
             g = torch.Generator().manual_seed(3)
-            ts = get_sampler(variant).timesteps(s, steps)
+            ts = smp.timesteps(s, steps)
             xm = x
             for t, tp in zip(ts, ts[1:] + [0]):
                 eps = fn(s.wrap(xm), torch.full((4,), t, dtype=torch.long))
-                xm = s.step(eps, t, xm, generator=g, variant=variant, t_prev=tp, eta=0.5)
+                xm = _step(s, smp, eps, t, xm, generator=g, t_prev=tp)
             assert torch.equal(got, s.wrap(xm))
     with pytest.raises(ValueError):
         s.make_timesteps(T + 1)
     with pytest.raises(ValueError):
         get_sampler("strided").timesteps(s, T + 1)
     with pytest.raises(ValueError):
-        sample_loop(s, x, lambda xw, t: xw, variant="eq7", steps=10)
+        sample_loop(s, x, lambda xw, t: xw, sampler="eq7", steps=10)
     with pytest.raises(ValueError):
-        s.step(e, 10, x, variant="strided", t_prev=10)
+        _step(s, "strided", e, 10, x, z, t_prev=10)
 
 
 def test_determinism_and_trajectory(sched):

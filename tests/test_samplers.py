@@ -20,7 +20,8 @@ def _eps_fn(W):
 
 
 def test_registry_names_and_families():
-    assert sampler_names("ddpm")[:4] == ("eq7", "eq6", "strided_eq7", "strided")
+    assert sampler_names("ddpm")[:5] == ("eq7", "eq6", "strided_eq7", "ddim", "strided")
+    assert sampler_names("ddpm", aliases=False)[:4] == ("eq7", "eq6", "strided_eq7", "ddim")
     assert sampler_names("langevin") == ("langevin",)
     assert get_sampler("strided_eq7").strided and not get_sampler("eq7").strided
     with pytest.raises(ValueError, match="unknown sampler 'euler'.*eq7"):
@@ -52,8 +53,9 @@ def test_step_output_and_eq7_formula():
     x0 = ((x - torch.floor(x)) - (1 - abar) ** 0.5 * eps) / abar ** 0.5
     assert torch.allclose(out.pred_original_sample, x0, atol=1e-6)
     assert torch.allclose(out.prev_sample, x0 + float(sch.posterior_std(40)) * noise, atol=1e-6)
-    # the scheduler's step is the sampler's step
-    assert torch.equal(sch.step(eps, 40, x, variant="eq7", noise=noise), out.prev_sample)
+    # t_prev = t - 1 given explicitly is the same step
+    assert torch.equal(get_sampler("eq7").step(sch, eps, t, x, noise, t_prev=torch.tensor(39)).prev_sample,
+                       out.prev_sample)
     with pytest.raises(ValueError, match="t -> t - 1"):
         get_sampler("eq6").step(sch, eps, t, x, noise, t_prev=torch.tensor(30))
 
@@ -77,7 +79,7 @@ def test_a_new_sampler_is_one_class_and_one_registration():
         sch = DDPMScheduler(200, "sigmoid")
         W = torch.randn(3, 3, generator=torch.Generator().manual_seed(3))
         x_T = torch.randn(10, 3, generator=torch.Generator().manual_seed(4))
-        got = sample_loop(sch, x_T, _eps_fn(W), variant="test_x0_jump", steps=5)
+        got = sample_loop(sch, x_T, _eps_fn(W), sampler="test_x0_jump", steps=5)
         # the same loop written out by hand
         x = x_T
         for t in sch.make_timesteps(5):
@@ -118,13 +120,16 @@ def test_models_refuse_the_other_family(models):
         check_sampling_args(cd, "eq6", None)
     with pytest.raises(UserError, match="--steps 5"):
         check_sampling_args(dp, "eq7", 5)
-    assert check_sampling_args(dp, "strided_eq7", 5) == "strided_eq7"
+    smp = check_sampling_args(dp, "strided_eq7", 5)  # the command line's edge: the name becomes an object
+    assert isinstance(smp, Sampler) and smp.label == "strided_eq7"
+    assert check_sampling_args(dp, smp, 5) is smp  # an object goes through as it is
 
 
 def test_sampler_for_a_mixed_study_says_what_it_replaced(models):
-    assert sampler_for(models["dpcdvae"], "strided_eq7", 10) == ("strided_eq7", 10, "")
+    smp, steps, note = sampler_for(models["dpcdvae"], "strided_eq7", 10)
+    assert (smp.label, steps, note) == ("strided_eq7", 10, "")
     smp, steps, note = sampler_for(models["cdvae"], "strided_eq7", 10)
-    assert (smp, steps) == ("langevin", None) and "does not run 'strided_eq7'" in note
+    assert (smp.label, steps) == ("langevin", None) and "does not run 'strided_eq7'" in note
 
 
 def test_sharded_sampling_gives_the_same_crystals_whatever_the_number_of_processes(tmp_path, demo_root):
