@@ -184,3 +184,15 @@ def test_every_sampler_object_reports_its_name():
     for n in sampler_names():
         smp = get_sampler(n)
         assert isinstance(smp, Sampler) and smp.label == n and n in (smp.name, *smp.aliases)
+
+
+def test_models_refuse_an_object_of_the_other_family():
+    from dpcdvae.models import CDVAE, DPCDVAE
+    from dpcdvae.utils.errors import SamplerError
+
+    with pytest.raises(SamplerError):
+        CDVAE.resolve_sampler(get_sampler("ddim"))
+    with pytest.raises(SamplerError):
+        DPCDVAE.resolve_sampler(get_sampler("langevin"))
+    smp = get_sampler("strided", eta=0.2)
+    assert DPCDVAE.resolve_sampler(smp) is smp and DPCDVAE.check_sampler(smp) == "strided"

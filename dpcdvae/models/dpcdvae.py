@@ -403,7 +403,8 @@ class DPCDVAE(nn.Module):
         default when ``None``) stands for, built here once (:func:`~dpcdvae.diffusion.samplers.resolve_sampler`);
         a :class:`SamplerError` when this model does not run it (:meth:`check_sampler`). The public sampling
         methods call it once and pass the object down."""
-        return resolve_sampler(sampler if isinstance(sampler, Sampler) else cls.check_sampler(sampler))
+        name = cls.check_sampler(sampler)  # refuses a name or an object of the other family
+        return resolve_sampler(sampler if isinstance(sampler, Sampler) else name)
 
     def __init__(self, cfg: ModelConfig, lattice_scaler: Optional[LatticeScaler] = None):
         super().__init__()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from ..diffusion.samplers import get_sampler
 from ..utils.fileio import strict_json_dumps
 from ..data import DEMO_NAME, DatasetNotFoundError, available_splits
 from ..io import new_run_dir
@@ -94,7 +95,7 @@ def run_demo(out: str = "runs/demo", checkpoint: str = "pretrained:perov_5", tra
         model_label = f"shipped model {checkpoint}" if card else f"checkpoint {checkpoint}"
         print(f"[dpcdvae demo] using {model_label} (trained on {card.get('dataset', label)}, split "
               f"{card.get('train_split', '?')}); output: {run}", flush=True)
-    smp = model.resolve_sampler("strided_eq7" if steps else "eq7")  # the object both jobs below run
+    smp = get_sampler("strided_eq7" if steps else "eq7")  # the object both jobs below run
     sampler = smp.label
     recon = {"n": 0}
     recon_note = ""
