@@ -112,7 +112,7 @@ def probe_model_and_split(a):
     ``--raw-weights``) and the first ``a.n`` crystals of the split, with the graph the model's encoder needs."""
     from dpcdvae.data import load_split
     from dpcdvae.models import load_model
-    from dpcdvae.train import resolve_root
+    from dpcdvae.data.resolve import resolve_root
 
     model = load_model(a.checkpoint, ema=not a.raw_weights)
     ds = load_split(a.dataset, a.split, root=resolve_root(a.dataset, None), max_atoms=model.cfg.max_atoms,

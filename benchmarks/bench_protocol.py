@@ -176,7 +176,7 @@ def table1_perov(n_time: int, workers: int) -> dict:
     from dpcdvae.eval.io import load_split_structures
     from dpcdvae.eval.reconstruction import reconstruction_metrics
     from dpcdvae.models import load_model
-    from dpcdvae.train import resolve_root
+    from dpcdvae.data.resolve import resolve_root
 
     model = load_model("pretrained:perov_5").eval()
     ds = load_split("perov_5", "test", root=resolve_root("perov_5", None), max_atoms=model.cfg.max_atoms,

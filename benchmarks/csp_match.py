@@ -30,7 +30,7 @@ def main() -> None:
     from dpcdvae.data import load_split
     from dpcdvae.eval.reconstruction import reconstruction_metrics
     from dpcdvae.models import load_model
-    from dpcdvae.train import resolve_root
+    from dpcdvae.data.resolve import resolve_root
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)

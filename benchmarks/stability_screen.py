@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
     from dpcdvae.data import load_split
     from dpcdvae.eval.stability import band_timesteps, fixed_point_probe, select_indices, step_arms
     from dpcdvae.models import load_model
-    from dpcdvae.train import resolve_root
+    from dpcdvae.data.resolve import resolve_root
 
     t0 = time.time()
     model = load_model(a.checkpoint, ema=not a.raw_weights).eval()

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .data.resolve import dataset_spec
+from .data.resolve import DatasetHandle, dataset_spec
 from .utils.errors import ConfigError, ConfigValueError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -434,7 +434,8 @@ def load_config(name_or_path: str = "paper", overrides: Optional[dict[str, Any]]
                 dataset: Optional[Any] = None, root: Optional[str] = None) -> Config:
     """Load a preset (``paper``, ``compact``, ``tiny``) or a YAML file, then apply dotted-key ``overrides``.
 
-    ``dataset`` (a name, a folder, or a :class:`~dpcdvae.data.registry.DatasetSpec`) applies its settings from the
+    ``dataset`` (a name, a folder, a :class:`~dpcdvae.data.registry.DatasetSpec` or a
+    :class:`~dpcdvae.data.resolve.DatasetHandle`, whose spec is used as it is) applies its settings from the
     dataset registry: ``max_atoms`` (Perov-5 20, Carbon-24 24, MP-20 20; a dataset of one's own, located under
     ``root`` like the loaders do: the largest crystal in its CSVs) and, for the ``paper`` config, the paper's batch
     size (Perov-5 512, Carbon-24 256, MP-20 256; others 256). The result is checked by :func:`validate` (type,
@@ -455,7 +456,8 @@ def load_config(name_or_path: str = "paper", overrides: Optional[dict[str, Any]]
     cfg = Config.from_dict(d)
     if dataset is not None:
         spec = dataset_spec(dataset, root)
-        key = dataset if isinstance(dataset, str) else spec.name
+        key = (dataset.name if isinstance(dataset, DatasetHandle) else dataset if isinstance(dataset, str)
+               else spec.name)
         per = raw.get("datasets", {}).get(key, {}) if isinstance(raw.get("datasets"), dict) else {}
         ds_over = {"model.max_atoms": spec.max_atoms}
         if cfg.name == "paper":

@@ -25,7 +25,7 @@ from .utils.alloc import tune_allocator
 from .utils.fileio import atomic_open, strict_json_dumps
 from .config import Config, load_config
 from .data import load_dataset_splits
-from .data.resolve import dataset_root
+from .data.resolve import DatasetLike, resolve_dataset
 from .data.scalers import LatticeScaler
 from .utils.errors import CheckpointError, ConfigError, TrainingDiverged
 from .models import build_model
@@ -197,10 +197,12 @@ class DPCDVAEModule(L.LightningModule):
 
 # ---------------------------------------------------------------------------------------------------- data
 class CrystalDataModule(L.LightningDataModule):
-    """Train/val loaders for a CDVAE-format dataset (or the synthetic demo). ``train_split`` may be ``val`` for
-    datasets whose training split is absent (Carbon-24 here); the choice is printed."""
+    """Train/val loaders for a CDVAE-format dataset (or the synthetic demo). ``dataset``: a
+    :class:`~dpcdvae.data.resolve.DatasetHandle`, or a name resolved once (with ``root``) when the data are set up.
+    ``train_split`` may be ``val`` for datasets whose training split is absent (Carbon-24 here); the choice is
+    printed."""
 
-    def __init__(self, dataset: str, cfg: Config, root: Optional[str] = None, train_split: str = "train",
+    def __init__(self, dataset: DatasetLike, cfg: Config, root: Optional[str] = None, train_split: str = "train",
                  num_workers: int = 0, on_error: str = "raise"):
         super().__init__()
         self.dataset, self.cfg, self.root, self.on_error = dataset, cfg, root, on_error
@@ -212,8 +214,9 @@ class CrystalDataModule(L.LightningDataModule):
             return
         graph = "crystalnn" if self.cfg.model.encoder.graph == "crystalnn" else "none"
         t = self.cfg.train
-        splits = load_dataset_splits(self.dataset, train_split=self.train_split, root=resolve_root(self.dataset,
-                                     self.root), max_atoms=self.cfg.model.max_atoms, graph=graph,
+        self.dataset = resolve_dataset(self.dataset, self.root)
+        splits = load_dataset_splits(self.dataset, train_split=self.train_split, max_atoms=self.cfg.model.max_atoms,
+                                     graph=graph,
                                      lattice_scaler=self.cfg.model.lattice_scaler, limit=t.limit_train,
                                      on_error=self.on_error)
         val = splits.val if splits.val is not None else splits.train
@@ -347,13 +350,7 @@ class _BudgetCosine(Callback):
 
 
 # ---------------------------------------------------------------------------------------------------- API
-def resolve_root(dataset: str, root: Optional[str] = None) -> Optional[str]:
-    """The data root to use: ``root`` as given, except for the synthetic demo dataset, which is generated on
-    first use (``$DPCDVAE_CACHE/demo``) when no root is given."""
-    return dataset_root(dataset, root)
-
-
-def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike = "runs/dpcdvae",
+def train(dataset: DatasetLike, config: str | Config = "compact", out: str | os.PathLike = "runs/dpcdvae",
           overrides: Optional[dict] = None, root: Optional[str] = None, train_split: str = "train",
           max_epochs: Optional[int] = None, max_minutes: Optional[float] = None, resume: bool = False,
           accelerator: str = "auto", devices: Any = "auto", strategy: str = "auto", progress: bool = True,
@@ -371,11 +368,14 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
     EMA weights when it has them) whose weights start the run instead of a random initialisation (fine-tuning; the
     architecture must be the same, the training options may differ; the optimizer, schedule and epoch count start
     afresh). Temporary files of an interrupted checkpoint write are removed on start. ``progress``: a bar in a
-    terminal, one line per epoch when the output is a file or a pipe.
+    terminal, one line per epoch when the output is a file or a pipe. ``dataset``: a name, an alias, a folder or
+    a :class:`~dpcdvae.data.resolve.DatasetHandle`; it is resolved once (:func:`dpcdvae.data.resolve_dataset`,
+    with ``root``), and the config and all splits are read through that one handle.
     """
     quiet_lightning()
     tune_allocator()  # an entry point: glibc keeps freed memory for the next step (CPU speed; outputs unchanged)
-    cfg = config if isinstance(config, Config) else load_config(config, dataset=dataset, root=root)
+    data = resolve_dataset(dataset, root)
+    cfg = config if isinstance(config, Config) else load_config(config, dataset=data)
     ov = dict(overrides or {})
     if max_epochs is not None:
         ov["train.max_epochs"] = int(max_epochs)
@@ -393,9 +393,9 @@ def train(dataset: str, config: str | Config = "compact", out: str | os.PathLike
         load_weights_only(ckpt_path)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
-    dm = CrystalDataModule(dataset, cfg, root=root, train_split=train_split, num_workers=num_workers,
-                           on_error=on_error)
+    dm = CrystalDataModule(data, cfg, train_split=train_split, num_workers=num_workers, on_error=on_error)
     dm.setup("fit")
+    dataset = data.name
     print(f"[dpcdvae] dataset {dataset!r}: training on split {train_split!r} ({len(dm.train_ds)} crystals), "
           f"validating on {len(dm.val_ds)} crystals; config {cfg.name!r}", flush=True)
     training_data = training_data_of(dataset, train_split, dm.train_ds, cfg.model.max_atoms)

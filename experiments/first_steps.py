@@ -37,7 +37,7 @@ def main():
     from dpcdvae.config import load_config
     from dpcdvae.data import LatticeScaler, load_split
     from dpcdvae.models import build_model
-    from dpcdvae.train import resolve_root
+    from dpcdvae.data.resolve import resolve_root
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default="paper")

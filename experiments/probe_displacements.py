@@ -122,7 +122,7 @@ def from_run(run_dir, dataset: str = "perov_5", split: str = "test", tol: float 
     from dpcdvae.data import load_split
     from dpcdvae.data.csvio import read_csv_frame
     from dpcdvae.eval.reconstruction import MATCHER_KW
-    from dpcdvae.train import resolve_root
+    from dpcdvae.data.resolve import resolve_root
 
     run_dir = Path(run_dir)
     samples = _json.loads((run_dir / "samples.json").read_text())

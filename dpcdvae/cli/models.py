@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..utils.fileio import strict_json_dumps
+from ..data.registry import registered_name
 from ..diffusion.samplers import sampler_names
 from ..utils.errors import UserError  # noqa: F401  (re-exported: dpcdvae.cli.UserError)
 
@@ -84,20 +85,30 @@ def _cmd_train(a):
     if a.model:
         ov["model.model"] = a.model
     check_train_settings(a.config, ov, a.max_epochs, a.max_minutes, a.seed)  # before Lightning is imported
+    data = resolve_dataset_arg(a.dataset, a.data_root)  # once: the config and every split read this handle
 
     from ..data import DataWarning
     from ..train import train
 
     warnings.simplefilter("ignore", DataWarning)  # the dataset report lists the skipped rows
     devices = a.devices if a.devices == "auto" else int(a.devices)
-    train(dataset=_dataset_name(a.dataset), config=a.config, out=a.out, overrides=ov, root=a.data_root,
+    train(dataset=data, config=a.config, out=a.out, overrides=ov,
           train_split=a.train_split, max_epochs=a.max_epochs, max_minutes=a.max_minutes, resume=a.resume,
           accelerator=a.accelerator, devices=devices, strategy=a.strategy, progress=not a.no_progress,
           seed=a.seed, on_error=a.on_error, init_from=a.init_from)
 
 
-def _dataset_name(name: str) -> str:
-    return "demo_synthetic_perovskites" if name in ("demo", "demo_synthetic_perovskites") else name
+def resolve_dataset_arg(name: str, root=None, flag: str = "--dataset"):
+    """``--dataset NAME`` resolved once (:func:`dpcdvae.data.resolve_dataset`: the registry's names and aliases in
+    any case, a folder of one's own, the demo generated on first use) -> a
+    :class:`~dpcdvae.data.resolve.DatasetHandle`. An unknown name is a one-line :class:`UserError` naming the
+    argument and the known datasets."""
+    from ..data.resolve import UnknownDatasetNameError, resolve_dataset
+
+    try:
+        return resolve_dataset(name, root)
+    except UnknownDatasetNameError as exc:
+        raise UserError(f"{flag} {name}: {exc}") from None
 
 
 def _add_sampling_args(p) -> None:
@@ -319,7 +330,7 @@ def _cmd_optimize(a):
     if model.sampler_family != "ddpm":
         raise UserError(f"--checkpoint {a.checkpoint}: optimize needs a DP-CDVAE model (this is {model.cfg.model})")
     a.sampler = check_sampling_args(model, a.sampler, a.steps)
-    dataset = _dataset_name(a.dataset) if a.dataset else checkpoint_dataset(a.checkpoint, model)
+    dataset = registered_name(a.dataset) if a.dataset else checkpoint_dataset(a.checkpoint, model)
     if dataset is None:
         raise UserError("--dataset is needed (no config.json beside the checkpoint and no model card)")
     out = Path(a.out)
@@ -389,7 +400,8 @@ def _cmd_reconstruct(a):
 
     if a.breakdown and a.no_metrics:
         raise UserError("--breakdown sorts the misses of the match-rate computation: drop --no-metrics")
-    res = reconstruct_split(a.checkpoint, a.out, dataset=a.dataset and _dataset_name(a.dataset), split=a.split,
+    data = resolve_dataset_arg(a.dataset, a.data_root) if a.dataset else None  # before the model is loaded
+    res = reconstruct_split(a.checkpoint, a.out, dataset=data, split=a.split,
                             limit=a.limit, sampler=a.sampler, steps=a.steps, batch_size=a.batch_size,
                             seed=a.seed, root=a.data_root, device=a.device, metrics=not a.no_metrics,
                             command=" ".join(sys.argv), latent=a.latent, initial_types=a.initial_types,

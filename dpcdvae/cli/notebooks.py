@@ -57,6 +57,8 @@ def _cmd_reproduce(a) -> int:
     from ..notebooks.runner import _parse_value, reproduce
 
     params = {k: _parse_value(v) for k, v in a.parameter}
-    name = "demo_synthetic_perovskites" if a.dataset in ("demo", "demo_synthetic_perovskites") else a.dataset
+    from ..data.registry import registered_name
+
+    name = registered_name(a.dataset)
     r = reproduce(a.table, name, a.checkpoint, a.out, params, notebooks=a.notebooks, kernel=a.kernel)
     return 0 if r["ok"] else 1

@@ -3,9 +3,11 @@ scalers, and the self-generated SYNTHETIC demo dataset.
 
 Quick start::
 
-    from dpcdvae.data import load_split, load_dataset_splits
+    from dpcdvae.data import load_split, load_dataset_splits, resolve_dataset
     test = load_split("perov_5", "test")                 # CrystalDataset of Data, cached on disk
     splits = load_dataset_splits("carbon_24", train_split="val")   # train here on 'val' (train absent)
+    carbon = resolve_dataset("Carbon-24")                 # resolved once: .spec, .directory, .name (carbon_24)
+    val = load_split(carbon, "val")                       # a handle is not looked up again
 
 Which datasets exist, and every fact about them (property column and units, ``max_atoms``, batch size, COV
 thresholds, property model, download address, synthetic or not), is :mod:`dpcdvae.data.registry`
@@ -26,7 +28,8 @@ _EXPORTS = {
     "paths": ["SPLITS", "DatasetNotFoundError", "cache_dir"],
     "registry": ["DEMO_NAME", "DatasetSpec", "PropertyModelSpec", "find_spec", "get_spec", "known_datasets",
                  "register_dataset", "spec_for_folder"],
-    "resolve": ["dataset_dir", "dataset_root", "dataset_spec"],
+    "resolve": ["DatasetHandle", "UnknownDatasetNameError", "dataset_dir", "dataset_root", "dataset_spec",
+                "resolve_dataset", "resolve_root"],
     "scalers": ["LatticeScaler", "StandardScaler", "lattice_features"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
@@ -54,4 +57,5 @@ __all__ = [
     "PreprocessSettings", "parse_cif", "read_csv_rows", "PREPROCESS_VERSION", "SPLITS",
     "DatasetSpec", "PropertyModelSpec", "get_spec", "find_spec", "known_datasets", "register_dataset",
     "spec_for_folder", "dataset_dir", "dataset_root", "dataset_spec",
+    "DatasetHandle", "resolve_dataset", "resolve_root", "UnknownDatasetNameError",
 ]

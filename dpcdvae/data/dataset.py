@@ -35,7 +35,7 @@ from .csvio import (GRAPH_METHODS, DataError, DataWarning, PreprocessSettings, R
 from .paths import SPLITS, DatasetNotFoundError, PathLike, cache_dir
 from .locator import splits_in
 from .registry import default_max_atoms, default_prop, find_spec
-from .resolve import dataset_dir, split_file
+from .resolve import DatasetLike, resolve_dataset
 from ..utils.fileio import atomic_open
 from .scalers import LatticeScaler, StandardScaler
 
@@ -426,20 +426,23 @@ class CrystalDataset(torch.utils.data.Dataset):
 # convenience loaders
 # ---------------------------------------------------------------------------------------------------------------
 
-def load_split(name: str, split: str, root: Optional[PathLike] = None, max_atoms: Optional[int] = _AUTO,
+def load_split(name: DatasetLike, split: str, root: Optional[PathLike] = None, max_atoms: Optional[int] = _AUTO,
                graph: str = "crystalnn", on_error: str = "raise", num_workers: Optional[int] = None,
                limit: Optional[int] = None, *, prop: Optional[str] = _AUTO, niggli: bool = True,
                cache: bool = True, progress: bool = True) -> CrystalDataset:
-    """Locate (:func:`dpcdvae.data.dataset_dir`: the synthetic demo is generated on first use) and load one split
-    of a dataset as a :class:`CrystalDataset`.
+    """Load one split of a dataset as a :class:`CrystalDataset`.
+
+    ``name``: a :class:`~dpcdvae.data.resolve.DatasetHandle` (already resolved: nothing is looked up again), or a
+    name, alias or folder, resolved here once with ``root`` (:func:`dpcdvae.data.resolve_dataset`: the synthetic
+    demo is generated on first use).
 
     ``max_atoms``: ``'auto'`` (default) takes the dataset's limit (Perov-5 / MP-20: 20, Carbon-24: 24, other
     datasets none); ``None`` means no limit; an int is a limit. ``prop``: ``'auto'`` (the dataset's property
     column), a column name, or ``None``. Other arguments as :meth:`CrystalDataset.from_csv`.
     Raises :class:`DatasetNotFoundError` when the dataset or split is absent.
     """
-    path = split_file(name, split, root)
-    return CrystalDataset.from_csv(path, name=name, split=split, prop=prop, max_atoms=max_atoms, graph=graph,
+    handle = resolve_dataset(name, root)
+    return CrystalDataset.from_csv(handle.split_file(split), name=handle.name, split=split, prop=prop, max_atoms=max_atoms, graph=graph,
                                    niggli=niggli, on_error=on_error, num_workers=num_workers, limit=limit,
                                    cache=cache, progress=progress)
 
@@ -470,9 +473,10 @@ class DatasetSplits:
         return iter((self.train, self.val, self.test, self.lattice_scaler))
 
 
-def load_dataset_splits(name: str, train_split: str = "train", root: Optional[PathLike] = None, *,
+def load_dataset_splits(name: DatasetLike, train_split: str = "train", root: Optional[PathLike] = None, *,
                         lattice_scaler: str = "minmax", verbose: bool = True, **kwargs) -> DatasetSplits:
-    """Load train/val/test of ``name`` with the scalers fitted on the training split.
+    """Load train/val/test of ``name`` (a :class:`~dpcdvae.data.resolve.DatasetHandle`, or a name, alias or folder
+    resolved here once with ``root``) with the scalers fitted on the training split.
 
     ``train_split``: the split to train on, ``'train'`` or ``'val'`` (e.g. Carbon-24 here, whose train split is
     absent). When training on ``'val'`` the returned ``val`` is the same dataset (validation on training rows).
@@ -482,7 +486,8 @@ def load_dataset_splits(name: str, train_split: str = "train", root: Optional[Pa
     """
     if train_split not in ("train", "val"):
         raise ValueError(f"train_split must be 'train' or 'val', got {train_split!r}")
-    directory = dataset_dir(name, root)
+    handle = resolve_dataset(name, root)
+    name, directory = handle.name, handle.directory
     present = splits_in(directory)
     if train_split not in present:
         raise DatasetNotFoundError(
@@ -500,7 +505,7 @@ def load_dataset_splits(name: str, train_split: str = "train", root: Optional[Pa
     loaded: dict[str, CrystalDataset] = {}
     for s in SPLITS:
         if s in present and (s == train_split or s in ("val", "test")):
-            loaded[s] = load_split(name, s, root=root, **kwargs)
+            loaded[s] = load_split(handle, s, **kwargs)
     train = loaded[train_split]
     val, test = loaded.get("val"), loaded.get("test")
     for s in SPLITS:

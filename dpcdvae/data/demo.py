@@ -33,7 +33,7 @@ from typing import Optional, Sequence, Union
 
 from ..utils.fileio import atomic_write_bytes
 from .paths import SPLITS, cache_dir
-from .registry import DEMO_NAME
+from .registry import DEMO_NAME, register_builder
 
 __all__ = ["DEMO_NAME", "IONIC_RADII", "DEMO_VERSION", "demo_compositions", "demo_rows", "make_demo_dataset",
            "ensure_demo_dataset"]
@@ -221,3 +221,6 @@ def ensure_demo_dataset(root: Optional[Union[str, os.PathLike]] = None,
         except (OSError, ValueError):
             pass
     return make_demo_dataset(base, n=n, seed=seed, distortion=distortion)
+
+
+register_builder(DEMO_NAME, ensure_demo_dataset)  # how dpcdvae.data.resolve generates the demo on first use

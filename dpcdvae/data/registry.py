@@ -19,8 +19,9 @@ guess). :func:`register_dataset` adds a spec by name. An unknown name raises
 :class:`~dpcdvae.utils.errors.UnknownDatasetError` (a one-line :class:`~dpcdvae.utils.errors.UserError`).
 
 Layers: this module needs only :mod:`dpcdvae.data.paths` (and reads CSVs with :mod:`dpcdvae.data.csvio` when it
-sizes a folder). The locator (:mod:`dpcdvae.data.locator`) and the demo generator read their facts from here;
-locating a dataset *and* generating a synthetic one on first use is :func:`dpcdvae.data.resolve.dataset_dir`.
+sizes a folder). The locator (:mod:`dpcdvae.data.locator`) and the demo generator read their facts from here (the
+demo generator registers its builder here: :func:`register_builder`); locating a dataset *and* generating a
+synthetic one on first use, once, is :func:`dpcdvae.data.resolve.resolve_dataset`.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..utils.fileio import atomic_write_bytes
 from ..utils.errors import UnknownDatasetError, UserError
@@ -40,7 +41,8 @@ from .paths import SPLITS, DatasetNotFoundError, PathLike, cache_dir
 log = logging.getLogger("dpcdvae.data")
 
 __all__ = ["DatasetSpec", "PropertyModelSpec", "DEMO_NAME", "DEFAULT_BATCH_SIZE", "get_spec", "find_spec",
-           "known_datasets", "benchmark_datasets", "downloadable_datasets", "register_dataset", "spec_for_folder",
+           "known_datasets", "registered_name", "unknown_dataset_message", "register_builder", "builder_of",
+           "benchmark_datasets", "downloadable_datasets", "register_dataset", "spec_for_folder",
            "scoring_spec", "default_prop", "default_max_atoms"]
 
 #: Name of the self-generated, clearly synthetic demo dataset (see :mod:`dpcdvae.data.demo`).
@@ -73,7 +75,9 @@ class DatasetSpec:
     ``cov_cutoffs``: ``(structure, composition)`` fingerprint-distance thresholds of COV-R / COV-P (None: the
     caller must give them). ``property_model``: CDVAE's pretrained regressor (None: none). ``download_url``: a
     template with ``{name}`` and ``{split}`` (None: not downloadable). ``synthetic``: generated, not DFT data;
-    ``builder``: ``"module:function"`` that generates it (returns its folder). ``scored_as``: the dataset whose
+    ``builder``: the function (no arguments) that generates it and returns its folder, or None when the module that
+    generates it registers it by name (:func:`register_builder`; the demo's is registered by
+    :mod:`dpcdvae.data.demo`; :func:`builder_of` finds either). ``scored_as``: the dataset whose
     paper numbers, COV thresholds and property model it is scored with (None: none). ``benchmark``: one of the
     datasets of the paper's tables. ``folder``: for a dataset built from a folder, that folder. ``elements``: the
     element symbols that occur in its training split (None: not known here), ``cell_sizes``: the atom counts per
@@ -93,7 +97,7 @@ class DatasetSpec:
     property_model: Optional[PropertyModelSpec] = None
     download_url: Optional[str] = None
     synthetic: bool = False
-    builder: Optional[str] = None
+    builder: Optional[Callable[[], PathLike]] = field(default=None, compare=False, repr=False)
     scored_as: Optional[str] = None
     benchmark: bool = False
     folder: Optional[str] = field(default=None, compare=False)
@@ -143,12 +147,12 @@ _BUILTIN = (
         name=DEMO_NAME, aliases=("demo",),
         description="SYNTHETIC demo: 5-atom ABX3 perovskites generated locally (not DFT data), scored as Perov-5",
         prop="heat_ref", prop_units="dimensionless (SYNTHETIC)", max_atoms=20, batch_size=DEFAULT_BATCH_SIZE,
-        cov_cutoffs=(0.2, 4.0), synthetic=True, builder="dpcdvae.data.demo:ensure_demo_dataset",
-        scored_as="perov_5"),
+        cov_cutoffs=(0.2, 4.0), synthetic=True, scored_as="perov_5"),  # builder: registered by dpcdvae.data.demo
 )
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 _INDEX: dict[str, str] = {}  # normalised name or alias -> registered name
+_BUILDERS: dict[str, Callable[[], PathLike]] = {}  # registered name -> the function that generates it
 
 
 def _keys(name: str) -> tuple[str, ...]:
@@ -192,6 +196,24 @@ def register_dataset(spec: DatasetSpec, *, replace: bool = False) -> DatasetSpec
     return spec
 
 
+def register_builder(name: str, builder: Callable[[], PathLike]) -> None:
+    """Register the function (no arguments; returns the folder) that generates the synthetic dataset ``name``.
+
+    The generating module calls this when it is imported (:mod:`dpcdvae.data.demo` for the demo), so this module
+    never imports it (no import cycle); :mod:`dpcdvae.data.resolve` imports the generators it knows."""
+    if not callable(builder):
+        raise TypeError(f"register_builder expects a callable, got {type(builder).__name__}")
+    _BUILDERS[get_spec(name).name] = builder
+
+
+def builder_of(spec: DatasetSpec) -> Optional[Callable[[], PathLike]]:
+    """The function that generates ``spec``'s data: its own ``builder``, else the one registered for its name
+    (:func:`register_builder`); None for a dataset that is not generated."""
+    if not spec.synthetic:
+        return None
+    return spec.builder or _BUILDERS.get(spec.name)
+
+
 def _known_line() -> str:
     parts = []
     for s in _REGISTRY.values():
@@ -211,6 +233,14 @@ def find_spec(name: str, aliases: bool = True) -> Optional[DatasetSpec]:
     return None
 
 
+def registered_name(name: str) -> str:
+    """The registered name of ``name`` when it is a registered name or an alias of one, in any case (``"demo"`` ->
+    ``demo_synthetic_perovskites``, ``"Perov-5"`` -> ``perov_5``); any other name (a folder of one's own) as it is.
+    Never touches the disk (:func:`dpcdvae.data.resolve_dataset` also finds the folder)."""
+    spec = find_spec(name)
+    return spec.name if spec is not None else name
+
+
 def get_spec(name: str) -> DatasetSpec:
     """The spec of a registered dataset; ``name`` may be any alias, in any case (``"Perov-5"``, ``"perovskite"``,
     ``"demo"``). Raises :class:`~dpcdvae.utils.errors.UnknownDatasetError` (one line) for an unknown name."""
@@ -218,9 +248,14 @@ def get_spec(name: str) -> DatasetSpec:
         return name
     spec = find_spec(name)
     if spec is None:
-        raise UnknownDatasetError(f"unknown dataset {name!r}: known datasets are {_known_line()}; a dataset of "
-                                  f"your own is a folder with train/val/test.csv (give its path)")
+        raise UnknownDatasetError(unknown_dataset_message(name))
     return spec
+
+
+def unknown_dataset_message(name) -> str:
+    """The one line that refuses an unknown dataset name: it names ``name`` and lists the registered datasets."""
+    return (f"unknown dataset {name!r}: known datasets are {_known_line()}; a dataset of your own is a folder with "
+            f"train/val/test.csv (give its path)")
 
 
 def known_datasets(synthetic: bool = True) -> tuple[str, ...]:

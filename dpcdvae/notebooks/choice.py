@@ -18,7 +18,7 @@ from ..data.resolve import build_synthetic
 from ..eval.io import load_split_structures
 from ..models import load_model
 from ..models.pretrained import pretrained_card
-from ..train import resolve_root, train
+from ..train import train
 from ..utils.fileio import strict_json_dumps
 from ..workflows.demo import pick_demo_dataset
 from .session import GUARD_MARK, headless
@@ -218,7 +218,7 @@ def load_batch(data: DataChoice, model=None, split: str = "test", n: Optional[in
     if model is not None:
         kw["max_atoms"] = model.cfg.max_atoms
         kw["graph"] = model.data_graph
-    ds = load_split(data.name, split, root=resolve_root(data.name), limit=(start + n) if n else None,
+    ds = load_split(data.name, split, limit=(start + n) if n else None,  # resolved once there (the demo: generated)
                     progress=not headless(), **kw)
     if start:
         import torch
@@ -233,7 +233,7 @@ def test_structures(data: DataChoice, n: Optional[int] = None, split: str = "tes
     from the CSV for real datasets; the stored crystals for the synthetic set)."""
     if data.synthetic:
 
-        ds = load_split(data.name, split, root=resolve_root(data.name), limit=n, graph="none", progress=False)
+        ds = load_split(data.name, split, limit=n, graph="none", progress=False)
         return [str(ds[i].material_id) for i in range(len(ds))], [ds.get_structure(i) for i in range(len(ds))]
 
     return load_split_structures(data.name, split, limit=n)

@@ -13,7 +13,7 @@ from ..eval.ground_state import table3
 from ..eval.reference import get_reference
 from ..eval.tables import compare_table, render_markdown
 from ..io import SampleWriter, new_run_dir
-from ..train import resolve_root
+from ..data.resolve import resolve_dataset as resolve_data
 from .choice import DataChoice
 
 __all__ = ["describe_samples", "write_samples", "save_fig", "save_table", "paper_vs_ours", "reconstruction_details",
@@ -132,8 +132,8 @@ def dataset_overview(data: DataChoice, limit: Optional[int] = 2000):
     import pandas as pd
 
 
-    root = resolve_root(data.name)
-    info = dataset_info(data.name, root=root)
+    handle = resolve_data(data.name)  # once (the demo: its generated copy)
+    info = dataset_info(data.name, root=handle.root)
     rows = []
     for split, d in info["splits"].items():
         if not d.get("present"):
@@ -145,7 +145,7 @@ def dataset_overview(data: DataChoice, limit: Optional[int] = 2000):
                      "used for": "training" if split == data.train_split else ("validation" if split == "val"
                                                                                else "evaluation")})
     df = pd.DataFrame(rows).set_index("split").round(3)
-    ds = load_split(data.name, data.train_split, root=root, limit=limit, graph="none", progress=False)
+    ds = load_split(handle, data.train_split, limit=limit, graph="none", progress=False)
     lengths = np.concatenate([ds[i].lengths.numpy() for i in range(len(ds))])
     angles = np.concatenate([ds[i].angles.numpy() for i in range(len(ds))])
     sub = f"{data.train_split}, first {len(ds)}"

@@ -13,7 +13,6 @@ from torch_geometric.loader import DataLoader
 from ..data import load_split
 from ..diffusion.samplers import SAMPLERS, Sampler
 from ..models.pretrained import is_pretrained
-from ..train import resolve_root
 from ..utils.errors import SamplerError, UserError
 
 __all__ = ["check_sampling_args", "sampler_for", "checkpoint_dataset", "checkpoint_training_dataset",
@@ -92,13 +91,14 @@ def checkpoint_training_dataset(checkpoint) -> Optional[str]:
 
 
 @torch.no_grad()
-def encode_posterior(model, dataset: str, split: str, root: Optional[str] = None, limit: Optional[int] = None,
+def encode_posterior(model, dataset, split: str, root: Optional[str] = None, limit: Optional[int] = None,
                  batch_size: int = 512, progress: bool = False) -> dict:
     """Every crystal of a split through ``model``'s encoder: ``{"mu", "logvar"}`` (``[n, L]`` float tensors, the
     posterior), ``"y"`` (``[n]`` the dataset's property column, NaN where absent), ``"ids"`` (material ids) and the
     loaded ``dataset``. Used by the property head (:mod:`dpcdvae.workflows.optimize`) and the latent explorer
-    (:mod:`dpcdvae.workflows.latent`)."""
-    ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=model.cfg.max_atoms,
+    (:mod:`dpcdvae.workflows.latent`). ``dataset``: a name (resolved once, with ``root``) or a
+    :class:`~dpcdvae.data.resolve.DatasetHandle`."""
+    ds = load_split(dataset, split, root=root, max_atoms=model.cfg.max_atoms,
                     graph=model.data_graph, limit=limit, progress=progress)
     mus, lvs, ys, ids = [], [], [], []
     model.eval()

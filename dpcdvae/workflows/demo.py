@@ -13,6 +13,7 @@ from typing import Optional
 from ..diffusion.samplers import get_sampler
 from ..utils.fileio import strict_json_dumps
 from ..data import DEMO_NAME, DatasetNotFoundError, available_splits
+from ..data.registry import find_spec
 from ..io import new_run_dir
 from ..models import load_model
 from ..train import train
@@ -26,8 +27,9 @@ __all__ = ["run_demo", "pick_demo_dataset", "whole_split_reference"]
 
 def pick_demo_dataset(dataset: str = "auto") -> tuple[str, bool]:
     """(dataset name, synthetic?) for the demo: Perov-5 when found by the locator, else the synthetic demo."""
-    if dataset in ("demo", DEMO_NAME):
-        return DEMO_NAME, True
+    spec = find_spec(dataset) if dataset != "auto" else None
+    if spec is not None and spec.synthetic:  # "demo" or its registered name (any case)
+        return spec.name, True
     if dataset != "auto":
         return dataset, False
     try:

@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from ..utils.fileio import atomic_open, strict_json_dumps
 from ..data import load_split
+from ..data.resolve import DatasetHandle, resolve_dataset
 from ..data.registry import find_spec
 from ..utils.errors import UserError
 from ..eval.optimization import SR_LEVELS, cdvae_thresholds, split_thresholds, success_rates
@@ -38,7 +39,6 @@ from ..io import SampleWriter
 from ..models import concat_outputs
 from ..models.pretrained import WEIGHTS_DIR, is_pretrained
 from ..utils.progress import progress_bar
-from ..train import resolve_root
 from .common import encode_posterior
 
 __all__ = ["LatentPropertyHead", "fit_property_head", "save_head", "load_head",
@@ -82,25 +82,28 @@ class LatentPropertyHead(nn.Module):
         return self.mean + self.std * self.forward(z)
 
 
-def fit_property_head(model, dataset: str, root: Optional[str] = None, split: str = "train",
+def fit_property_head(model, dataset, root: Optional[str] = None, split: str = "train",
                       val_split: str = "val", limit: Optional[int] = None, epochs: int = 300, lr: float = 1e-3,
                       batch_size: int = 256, hidden: int = 128, patience: int = 30, seed: int = 0,
                       max_minutes: Optional[float] = None, progress: bool = True) -> tuple[LatentPropertyHead, dict]:
     """Fit a :class:`LatentPropertyHead` on the frozen encoder of ``model`` (see the module docstring); with
     ``val_split == split`` every 10th crystal of the split is held out for validation. Returns the head (best
     validation MAE; eval mode) and a report: MAE (property units) of the head and of the constant
-    training mean on the validation split, R^2, epochs, wall time."""
+    training mean on the validation split, R^2, epochs, wall time. ``dataset``: a name (resolved once, with
+    ``root``) or a :class:`~dpcdvae.data.resolve.DatasetHandle`."""
     t0 = time.time()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    tr = encode_posterior(model, dataset, split, root=root, limit=limit, progress=progress)
+    data = resolve_dataset(dataset, root)
+    dataset = data.name
+    tr = encode_posterior(model, data, split, limit=limit, progress=progress)
     if val_split == split:  # e.g. Carbon-24 here: only val and test; hold out every 10th crystal of the split
         hold = torch.zeros(len(tr["y"]), dtype=torch.bool)
         hold[::10] = True
         va = {k: tr[k][hold] for k in ("mu", "logvar", "y")}
         tr = {k: tr[k][~hold] for k in ("mu", "logvar", "y")}
     else:
-        va = encode_posterior(model, dataset, val_split, root=root, progress=progress)
+        va = encode_posterior(model, data, val_split, progress=progress)
     ok_tr, ok_va = torch.isfinite(tr["y"]), torch.isfinite(va["y"])
     if int(ok_tr.sum()) < 10 or int(ok_va.sum()) < 2:
         raise UserError(f"dataset {dataset!r}: too few crystals with a property value in {split!r} / {val_split!r} "
@@ -208,7 +211,7 @@ def optimize_latents(head: LatentPropertyHead, z0: torch.Tensor, steps: int = 50
     return saved_steps, torch.stack(saved)
 
 
-def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int = 100, start: str = "data",
+def run_optimization(model, head: LatentPropertyHead, dataset, out, n: int = 100, start: str = "data",
                      steps: int = 5000, lr: float = 1e-3, num_saved: int = 10, direction: str = "min",
                      prior_weight: float = 0.0, sampler=None, sampler_steps: Optional[int] = None,
                      seed: int = 0, root: Optional[str] = None, batch_size: int = 512, evaluate: bool = True,
@@ -218,15 +221,25 @@ def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int 
     ``sampler``, predict the valid crystals' property with CDVAE's pretrained model and compute SR5/10/15.
 
     Writes into ``out``: the best valid crystal of each start (CIFs, ``samples.extxyz``, ``samples.json``),
-    ``optimization.json`` (settings, metrics) and ``per_start.csv``. Returns the metrics dict."""
+    ``optimization.json`` (settings, metrics) and ``per_start.csv``. Returns the metrics dict. ``dataset``: a name
+    or a :class:`~dpcdvae.data.resolve.DatasetHandle`; a name is resolved (with ``root``) once, when the data are
+    first read."""
     t0 = time.time()
+    handle = [dataset] if isinstance(dataset, DatasetHandle) else []
+    dataset = str(dataset)
+
+    def data() -> DatasetHandle:
+        if not handle:
+            handle.append(resolve_dataset(dataset, root))
+        return handle[0]
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sampler = model.resolve_sampler(sampler)
     gen = torch.Generator().manual_seed(seed)
     test = None
     if start == "data":
-        test = encode_posterior(model, dataset, "test", root=root, limit=n, progress=progress)
+        test = encode_posterior(model, data(), "test", limit=n, progress=progress)
         if len(test["ids"]) < n:
             raise UserError(f"--n {n}: the {dataset} test split has only {len(test['ids'])} crystals")
         mu, lv = test["mu"][:n], test["logvar"][:n]
@@ -274,7 +287,7 @@ def run_optimization(model, head: LatentPropertyHead, dataset: str, out, n: int 
             sr = success_rates(props, thr, direction)
             res.update({f"SR{p}_cdvae": sr[f"SR{p}"] for p in SR_LEVELS})
             res["thresholds_cdvae"] = list(thr)
-        y_test = load_split(dataset, "test", root=resolve_root(dataset, root), max_atoms=model.cfg.max_atoms,
+        y_test = load_split(data(), "test", max_atoms=model.cfg.max_atoms,
                             graph="none", progress=False).y.double().numpy().reshape(-1)
         thr_split = split_thresholds(y_test, direction)
         sr2 = success_rates(props, thr_split, direction)

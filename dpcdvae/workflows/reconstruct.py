@@ -11,14 +11,13 @@ from typing import Optional
 import torch
 from torch_geometric.loader import DataLoader
 
-from ..data import DataWarning, load_split
+from ..data import DataWarning, load_split, resolve_dataset
 from ..eval.reconstruction import reconstruction_metrics
 from ..io import SampleWriter, new_run_dir
 from ..models import INITIAL_TYPES, load_model
 from ..models.pretrained import is_pretrained
 from ..models.scope import dataset_mismatch, model_scope
 from ..structures.crystal import tensors_to_structures
-from ..train import resolve_root
 from ..utils.errors import UserError
 from ..utils.fileio import strict_json_dumps
 from ..utils.progress import progress_bar
@@ -92,6 +91,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
         dataset = checkpoint_dataset(checkpoint, model)
         if dataset is None:
             raise UserError("--dataset is needed (no config.json beside the checkpoint and no model card)")
+    data = resolve_dataset(dataset, root)  # once: an alias -> its registered name, the folder found
+    dataset = data.name
     model_dataset = model_scope(model, None if isinstance(checkpoint, torch.nn.Module) else checkpoint)["dataset"]
     mismatch = dataset_mismatch(model_dataset, dataset)
     if mismatch:  # one line: the model was trained on another dataset (pretrained:carbon_24 on perov_5)
@@ -99,7 +100,7 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     graph = model.data_graph
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # listed below and in the result instead
-        ds = load_split(dataset, split, root=resolve_root(dataset, root), max_atoms=model.cfg.max_atoms, graph=graph,
+        ds = load_split(data, split, max_atoms=model.cfg.max_atoms, graph=graph,
                         limit=limit, on_error=on_error, progress=progress)
     for r, mid, why in ds.skipped:
         print(f"[dpcdvae] skipped {ds.source}: row {r} (material_id={mid!r}): {why}", flush=True)

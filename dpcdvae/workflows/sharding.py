@@ -65,9 +65,8 @@ def _worker(rank: int, world: int, spec: dict, tmp: str) -> None:
         from torch_geometric.loader import DataLoader  # local: as above
 
         from ..data import load_split
-        from ..train import resolve_root
 
-        ds = load_split(spec["dataset"], spec["split"], root=resolve_root(spec["dataset"], spec.get("root")),
+        ds = load_split(spec["dataset"], spec["split"], root=spec.get("root"),  # resolved once, in load_split
                         max_atoms=model.cfg.max_atoms, graph=model.data_graph, limit=spec.get("limit"),
                         on_error=spec.get("on_error", "raise"), progress=False)
         for k, batch in enumerate(DataLoader(ds, batch_size=spec["batch_size"])):
