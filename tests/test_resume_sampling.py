@@ -141,3 +141,21 @@ def test_sharded_resume_gives_the_same_crystals(tmp_path, tiny_ckpt):
     assert (tmp_path / "a" / "samples.extxyz").read_text() == first
     meta = json.loads((tmp_path / "a" / "samples.json").read_text())["meta"]
     assert meta["batches_read_back"] == 2
+
+
+def test_resume_refuses_other_sampler_options_and_keeps_default_specs_unchanged(tiny, tmp_path):
+    """A DDIM run with eta 0.5 records its options; a resume with eta 0 is refused. A default sampler's spec has no
+    options key, so runs started before options were recorded still resume."""
+    from dpcdvae.diffusion.samplers import get_sampler
+
+    def run(folder, eta, resume=False):
+        return generate_to_folder(tiny, 4, folder, sampler=get_sampler("ddim", eta=eta), steps=3, seed=2,
+                                  batch_size=2, progress=False, reseed_batches=True, resume=resume)
+
+    run(tmp_path / "d", 0.5)
+    spec = json.loads((tmp_path / "d" / "batches" / "spec.json").read_text())
+    assert spec["sampler_options"] == {"eta": 0.5}
+    with pytest.raises(UserError, match="sampler_options"):
+        run(tmp_path / "d", 0.0, resume=True)
+    _gen(tiny, tmp_path / "e")
+    assert "sampler_options" not in json.loads((tmp_path / "e" / "batches" / "spec.json").read_text())

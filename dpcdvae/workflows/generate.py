@@ -48,6 +48,8 @@ def generate_to_folder(model, n: int, run_dir, sampler=None, steps: Optional[int
     if reseed_batches:
         spec = {"n": int(n), "batch_size": int(batch_size), "sampler": sampler.label, "steps": steps, "seed": int(seed),
                 "model_sha256": model_fingerprint(model)}
+        if sampler.options() != type(sampler)().options():  # non-default options (e.g. DDIM's eta) must match too;
+            spec["sampler_options"] = sampler.options()      # specs of default samplers keep their earlier form
         batch_dir = _prepare_batch_dir(run_dir, spec, resume)
     elif resume:
         raise UserError("resume: needs reseed_batches=True (batches that can be redone alone)")
@@ -93,7 +95,8 @@ def _prepare_batch_dir(run_dir: Path, spec: dict, resume: bool) -> Path:
             raise UserError(f"--resume: {spec_file} not found (resume needs the folder of an earlier run with the "
                             f"same settings)")
         old = json.loads(spec_file.read_text())
-        for key, value in spec.items():
+        for key in list(spec) + [k for k in old if k not in spec]:
+            value = spec.get(key)
             if old.get(key) != value:
                 what = "the model's weights differ" if key == "model_sha256" else \
                     f"{key} was {old.get(key)!r}, now {value!r}"
