@@ -58,7 +58,8 @@ def resolve_dataset(dataset: str = "auto", fallback_to_demo: bool = False) -> Da
     ...), else the SYNTHETIC demo perovskites; ``"demo"`` = the synthetic set; any other name must be found
     (``fallback_to_demo=True`` falls back to the synthetic set, saying so, instead of raising)."""
 
-    if dataset in ("auto", "demo", DEMO_NAME):
+    spec = find_spec(dataset) if dataset != "auto" else None  # the registry's aliases ("demo", "Perov-5", ...)
+    if dataset == "auto" or (spec is not None and spec.synthetic):
         name, synthetic = pick_demo_dataset(dataset)
     else:
         name, synthetic = dataset, False
