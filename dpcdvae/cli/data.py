@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from ..data.info import CHECK_DEFAULT_MAX_ROWS, dataset_info, format_info
 from ..data.locator import DownloadError, download
 from ..data.paths import SPLITS
 from ..data.registry import DEMO_NAME, downloadable_datasets
+from ..utils.fileio import strict_json_dumps
 
 __all__ = ["add_parser"]
 
@@ -18,7 +18,7 @@ __all__ = ["add_parser"]
 def cmd_info(args: argparse.Namespace) -> int:
     info = dataset_info(args.name, root=args.root, prop=args.prop, num_workers=args.workers, check=args.check)
     if args.json:
-        print(json.dumps(info, indent=2, allow_nan=False, default=str))
+        print(strict_json_dumps(info, indent=2))
     else:
         print(format_info(info), file=sys.stdout if info.get("found") else sys.stderr)
     return 0 if info.get("found") and info.get("ok") else 1

@@ -15,13 +15,11 @@ from __future__ import annotations
 import io
 import logging
 import math
-import multiprocessing
 import os
 import re
 import shlex
 import sys
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..utils.pool import process_pool
 from ..utils.progress import progress_bar
 from ..structures.validity import canonicalize_structure  # noqa: F401 (the one canonicaliser; re-exported)
 
@@ -413,15 +412,6 @@ def _process_chunk(task: tuple[dict, list[Row]]) -> list[tuple[int, str, bool, A
     return out
 
 
-def _mp_context():
-    """``fork`` on Linux (no re-import of ``__main__``: works from notebooks, stdin and unguarded scripts),
-    else ``spawn`` (scripts then need an ``if __name__ == "__main__":`` guard; a failing pool falls back to
-    in-process work)."""
-    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
 def _worker_init() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch = sys.modules.get("torch")
@@ -455,8 +445,8 @@ def iter_processed(rows: Sequence[Row], settings: PreprocessSettings, num_worker
             return
         done = 0
         try:
-            with ProcessPoolExecutor(max_workers=min(num_workers, len(chunks)), mp_context=_mp_context(),
-                                     initializer=_worker_init) as ex:
+            # fork on Linux, spawn elsewhere (dpcdvae.utils.pool); a failing pool falls back to in-process work
+            with process_pool(min(num_workers, len(chunks)), initializer=_worker_init) as ex:
                 try:
                     for res in ex.map(_process_chunk, tasks):
                         bar.update(len(res))
@@ -585,5 +575,5 @@ def scan_symbols(cifs: Sequence, num_workers: Optional[int] = None) -> list[Opti
         return _scan_chunk(cifs)
     size = math.ceil(len(cifs) / num_workers)
     parts = [cifs[i:i + size] for i in range(0, len(cifs), size)]
-    with ProcessPoolExecutor(max_workers=len(parts), mp_context=_mp_context()) as ex:
+    with process_pool(len(parts)) as ex:
         return [x for part in ex.map(_scan_chunk, parts) for x in part]

@@ -34,7 +34,7 @@ import functools
 import hashlib
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..utils.fileio import atomic_open
+from ..utils.pool import process_pool
 from ..utils.progress import progress_bar
 from ..structures.crystalnn import _voronoi_classes, fast_crystalnn  # noqa: F401 (fast_crystalnn re-exported)
 from ..structures.validity import MIN_VOLUME, composition_key, degenerate_reason  # noqa: F401 (re-exported)
@@ -153,7 +154,7 @@ def parallel_map(func: Callable[[Any], Any], items: Sequence, n_workers: int = 2
                     on_chunk(k, out)
                 bar.update(b - a)
         else:
-            with ProcessPoolExecutor(max_workers=int(n_workers)) as pool:
+            with process_pool(n_workers) as pool:  # fork on Linux, spawn elsewhere (dpcdvae.utils.pool)
                 futures = {pool.submit(_run_chunk, func, items[bounds[k][0]:bounds[k][1]]): k for k in todo}
                 for fut in as_completed(futures):
                     k = futures[fut]

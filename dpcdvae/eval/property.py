@@ -36,7 +36,6 @@ import hashlib
 import io
 import json
 import math
-import multiprocessing as mp
 import os
 import pickle
 import subprocess
@@ -55,6 +54,7 @@ from ..structures.crystal import canonicalize_structure
 from ..data.locator import split_path
 from ..data.registry import PropertyModelSpec, find_spec, get_spec, known_datasets
 from ..structures.graph import crystalnn_edges, graph_from_edges
+from ..utils.pool import process_pool
 from ..utils.progress import progress_bar
 
 # local: nets.dimenet (torch_geometric, sympy) and pandas are imported where used, so that the graph-building pool
@@ -380,13 +380,11 @@ def _prepare_all(structures: Sequence, niggli: bool, graph: str, n_workers: int,
     desc = "CrystalNN graphs"
     if n_workers is None or n_workers <= 1 or len(tasks) < 8:
         return [prepare_structure(*t) for t in progress_bar(tasks, desc=desc, disable=not progress)]
-    # fork on Linux (works from notebooks and unguarded scripts); spawn elsewhere. A failing pool falls back to
-    # in-process work.
-    linux_fork = sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
-    ctx = mp.get_context("fork" if linux_fork else "spawn")
+    # fork on Linux (works from notebooks and unguarded scripts), spawn elsewhere: dpcdvae.utils.pool. A failing
+    # pool falls back to in-process work.
     chunksize = max(1, min(32, len(tasks) // (4 * n_workers)))
     try:
-        with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init) as ex:
+        with process_pool(n_workers, initializer=_worker_init) as ex:
             return list(progress_bar(ex.map(_prepare_star, tasks, chunksize=chunksize), total=len(tasks), desc=desc,
                              disable=not progress))
     except (cf.process.BrokenProcessPool, OSError, RuntimeError) as exc:

@@ -815,16 +815,19 @@ def _relax_chunk(chunk: list, kwargs: dict, threads: int) -> list:
 
 
 def _run_in_processes(todo: list, workers: int, kwargs: dict):
-    """Deal ``todo`` out to ``workers`` spawned processes in chunks; yield ``(index, result)`` as chunks finish."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    """Deal ``todo`` out to ``workers`` spawned processes in chunks; yield ``(index, result)`` as chunks finish.
+    Spawned, not forked: each worker runs its own threaded torch model (CHGNet), and a forked child would inherit
+    this process's torch thread pools in whatever state they were (:mod:`dpcdvae.utils.pool`)."""
+    from concurrent.futures import as_completed
+
+    from ..utils.pool import process_pool
 
     per_chunk = max(1, 4 * int(kwargs.get("batch_size") or 1)) if kwargs.get("batch") else 4
     n_chunks = max(workers, math.ceil(len(todo) / per_chunk))
     n_chunks = min(len(todo), math.ceil(n_chunks / workers) * workers)
     chunks = [todo[k::n_chunks] for k in range(n_chunks)]
     threads = max(1, torch.get_num_threads() // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with process_pool(workers, start_method="spawn") as pool:
         futures = [pool.submit(_relax_chunk, c, kwargs, threads) for c in chunks if c]
         for fut in as_completed(futures):
             yield from fut.result()

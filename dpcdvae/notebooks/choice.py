@@ -143,7 +143,7 @@ def ensure_checkpoint(checkpoint: Optional[str], data: DataChoice, config: str =
           f"(split {data.train_split!r}, budget {budget}) into {run}")
     res = train(data.name, config=config, out=run, overrides=ov, train_split=data.train_split,
                 max_epochs=train_epochs, max_minutes=train_minutes, progress=not headless(), seed=seed)
-    done.write_text(strict_json_dumps({**res, "key": key}, indent=1, default=str))
+    done.write_text(strict_json_dumps({**res, "key": key}, indent=1))
     return Path(res["best"])
 
 

@@ -315,7 +315,7 @@ def run_ci(out, only: Optional[Sequence[str]] = None, notebooks: Optional[str] =
         results.append(r)
     summary = {"ok": all(r["ok"] for r in results), "wall_s": round(time.time() - t0, 1), "out": str(out),
                "notebooks": [{k: v for k, v in r.items() if k != "parameters"} for r in results]}
-    (out / "summary.json").write_text(strict_json_dumps(summary, indent=1, default=str))
+    (out / "summary.json").write_text(strict_json_dumps(summary, indent=1))
     n_ok = sum(r["ok"] for r in results)
     print(f"[dpcdvae notebooks] {n_ok}/{len(results)} notebooks passed in {summary['wall_s']} s; "
           f"summary: {out / 'summary.json'}", flush=True)

@@ -48,7 +48,7 @@ def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler
               "dataset": data.name, "synthetic": data.synthetic})
     out = None if res["out"] is None else Path(res["out"])
     if out is not None:
-        (out / "metrics.json").write_text(strict_json_dumps(m, indent=1, default=str))
+        (out / "metrics.json").write_text(strict_json_dumps(m, indent=1))
     print(f"{sampler}: reconstructed {res['n']} crystals in {wall:.1f} s; match rate {m['match_rate']:.2f} %, "
           f"<delta_rms> {m['delta_rms']:.4f}" + (f"; written to {out}" if out else ""))
     return {"metrics": m, "preds": res["_preds"], "targets": res["_targets"], "ids": res["_ids"], "wall_s": wall,
@@ -176,7 +176,7 @@ def generation_study(generated: Sequence, data: DataChoice, n_test: Optional[int
     if out_dir is not None:
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "generation_metrics.json").write_text(strict_json_dumps(m, indent=1, default=str))
+        (d / "generation_metrics.json").write_text(strict_json_dumps(m, indent=1))
     return {"metrics": m, "test": test}
 
 

@@ -66,27 +66,37 @@ def strict_json_dumps(obj, **kwargs) -> str:
     return json.dumps(jsonable(obj), allow_nan=False, **kwargs)
 
 
-def jsonable(v):
+def jsonable(v, nonfinite: str = "null"):
     """A JSON-safe copy of ``v``, recursively: the package's one sanitiser (behind :func:`strict_json_dumps`).
 
     * ``None``, ``bool``, ``str``, ``int``: as they are;
-    * ``float`` (numpy's ``float64`` included): a plain ``float``; NaN and +-inf become ``None``;
+    * ``float`` (numpy's ``float64`` included): a plain ``float``; NaN and +-inf become ``None`` (``nonfinite="null"``,
+      the default: standard JSON, what every results file and printed line uses) or stay floats
+      (``nonfinite="keep"``: ``json.dumps`` then writes ``NaN`` / ``Infinity``, which Python's ``json.loads`` reads
+      back as floats; used for the metadata a property head stores inside its own file, where a NaN ``val_r2`` must
+      come back as a number);
     * numpy / torch scalars (``np.float32``, ``np.int64``, ``np.bool_``, 0-d arrays and tensors): their Python value,
-      sanitised the same way (``np.bool_`` -> ``bool``, ``np.int64`` -> ``int``, NaN -> ``None``);
+      sanitised the same way (``np.bool_`` -> ``bool``, ``np.int64`` -> ``int``, NaN as above);
     * ``dict``: keys made ``str``, values sanitised; ``list`` / ``tuple``: a ``list``;
     * arrays and tensors: nested lists (``tolist()``), sanitised;
-    * anything else: ``str(v)``.
+    * anything else (a ``Path``, a ``Structure`` ...): ``str(v)``.
     """
+    if nonfinite not in ("null", "keep"):
+        raise ValueError(f"nonfinite must be 'null' or 'keep', got {nonfinite!r}")
+    return _jsonable(v, nonfinite == "keep")
+
+
+def _jsonable(v, keep: bool):
     if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
         return v
     if isinstance(v, float):
-        return float(v) if math.isfinite(v) else None
+        return float(v) if keep or math.isfinite(v) else None
     if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
+        return {str(k): _jsonable(x, keep) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
+        return [_jsonable(x, keep) for x in v]
     if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:  # numpy / torch scalar
-        return jsonable(v.item())
+        return _jsonable(v.item(), keep)
     if hasattr(v, "tolist"):
-        return jsonable(v.tolist())
+        return _jsonable(v.tolist(), keep)
     return str(v)

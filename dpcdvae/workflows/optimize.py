@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..utils.fileio import atomic_open, strict_json_dumps
+from ..utils.fileio import atomic_open, jsonable, strict_json_dumps
 from ..data import load_split
 from ..data.resolve import DatasetHandle, resolve_dataset
 from ..data.registry import find_spec
@@ -161,7 +161,7 @@ def save_head(head: LatentPropertyHead, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"format": HEAD_FORMAT, "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()},
             "latent_dim": head.latent_dim, "hidden": head.hidden, "layers": head.layers,
-            "meta_json": json.dumps(head.meta, default=str)}
+            "meta_json": json.dumps(jsonable(head.meta, nonfinite="keep"))}  # a NaN val_r2 reads back as NaN
     with atomic_open(path, "wb") as f:
         torch.save(blob, f)
     return path

@@ -120,7 +120,7 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
         plot_delta_e_vs_paper({Path(str(path)).stem or "relaxed": _delta_e(results, energy)},
                               path=out_dir / "delta_e_hist.png", energy=energy)
         summary["plot"] = str(out_dir / "delta_e_hist.png")
-    atomic_write_text(out_dir / "summary.json", strict_json_dumps(summary, indent=1, default=str))
+    atomic_write_text(out_dir / "summary.json", strict_json_dumps(summary, indent=1))
     summary["_results"] = results
     return summary
 
@@ -175,7 +175,7 @@ def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: fl
     if plot:
         plot_delta_e_vs_paper({k: _delta_e(v) for k, v in by_model.items()}, path=out_dir / "delta_e_hist.png")
         study["plot"] = str(out_dir / "delta_e_hist.png")
-    (out_dir / "study.json").write_text(strict_json_dumps(study, indent=1, default=str))
+    (out_dir / "study.json").write_text(strict_json_dumps(study, indent=1))
     study["table"] = text
     study["_results"] = by_model
     return study
