@@ -60,7 +60,7 @@ def main():
         r = reconstruct_split(a.checkpoint, None, dataset=a.dataset, split="test", sampler=sampler_name(sw), seed=0,
                               limit=a.n, batch_size=a.n, n_workers=1, progress=False)
         print(json.dumps({"bench": "eq7_eq6_switch", "switch": sw, "n": a.n,
-                          **{k: r[k] for k in ("match_rate", "delta_rms", "validity", "sample_wall_s")}}), flush=True)
+                          **{k: r.summary()[k] for k in ("match_rate", "delta_rms", "validity", "sample_wall_s")}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -61,10 +61,10 @@ def test_reconstruct_writes_the_per_crystal_table(demo_root, tmp_path):
 
     res = reconstruct_split("pretrained:perov_5", out=tmp_path, dataset="demo_synthetic_perovskites", root=str(demo_root), limit=3,
                             sampler="strided_eq7", steps=3, progress=False)
-    run = res["out"]
+    run = res.out
     per = read_per_structure(run)
     ids = [str(c["id"]) for c in json.loads(open(f"{run}/samples.json").read())["crystals"]]
-    assert list(per.index) == ids and int(per["matched"].sum()) == res["n_matched"]
+    assert list(per.index) == ids and int(per["matched"].sum()) == res.metrics["n_matched"]
     assert per["n_atoms_target"].tolist() == [5, 5, 5]
     same = compare_runs(run, run)
     assert same["diff_points"] == 0.0 and same["n"] == 3

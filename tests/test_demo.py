@@ -125,7 +125,7 @@ def test_demo_picture_and_headline_say_what_they_count(tmp_path, monkeypatch, ca
     import matplotlib
 
     matplotlib.use("Agg")
-    from dpcdvae.workflows import demo
+    from dpcdvae.workflows import GenerationResult, ReconstructionResult, demo
     from dpcdvae.models.pretrained import pretrained_card
 
     gen = _twelve_generated()
@@ -135,10 +135,14 @@ def test_demo_picture_and_headline_say_what_they_count(tmp_path, monkeypatch, ca
     monkeypatch.setattr(demo, "load_model", lambda ck: model)
     monkeypatch.setattr(demo, "checkpoint_dataset", lambda ck, m: "perov_5")
     monkeypatch.setattr(demo, "available_splits", lambda name: ["train", "val", "test"])
-    monkeypatch.setattr(demo, "reconstruct_split",
-                        lambda *a, **k: {"n": 32, "match_rate": 87.5, "delta_rms": 0.05, "out": None})
+    recon = ReconstructionResult(out=None, n=32, sample_wall_s=1.0, sampler="eq7", steps=1000, latent="sample",
+                                 initial_types="round_residual", type_update="argmax", weights="ema", devices=1,
+                                 dataset="perov_5", model_dataset="perov_5",
+                                 metrics={"match_rate": 87.5, "delta_rms": 0.05})
+    monkeypatch.setattr(demo, "reconstruct_split", lambda *a, **k: recon)
     monkeypatch.setattr(demo, "generate_to_folder",
-                        lambda *a, **k: (gen, SimpleNamespace(n_valid=n_valid, n_decoded=11)))
+                        lambda *a, **k: GenerationResult(samples=gen, out=tmp_path / "demo" / "generated", n=len(gen),
+                                                         n_decoded=11, n_valid=n_valid))
     figs = []
     draw = demo.plot_samples
     monkeypatch.setattr(demo, "plot_samples", lambda *a, **k: figs.append(draw(*a, **k)) or figs[-1])
@@ -178,8 +182,9 @@ def test_reconstruction_progress_counts_crystals(demo_root, monkeypatch, capsys)
     recon = [ln for ln in err.splitlines() if ln.startswith("reconstructing:")]
     assert recon and "6/6" in recon[-1] and "crystal/s" in recon[-1], err[-2000:]
     matcher = [ln for ln in err.splitlines() if ln.startswith("StructureMatcher (valid pairs)")]
-    if r["n_valid"]:  # the bar counts the valid predictions ...
-        assert re.search(rf"\b{r['n_valid']}/{r['n_valid']}\b", matcher[-1]), matcher[-1]
+    m = r.metrics
+    if m["n_valid"]:  # the bar counts the valid predictions ...
+        assert re.search(rf"\b{m['n_valid']}/{m['n_valid']}\b", matcher[-1]), matcher[-1]
     # ... and the next line says what it counted, over all 6
-    assert f"StructureMatcher compared the {r['n_valid']} valid reconstructions of 6 crystals" in err
-    assert f"{r['n_matched']}/6 matched" in err
+    assert f"StructureMatcher compared the {m['n_valid']} valid reconstructions of 6 crystals" in err
+    assert f"{m['n_matched']}/6 matched" in err

@@ -117,8 +117,8 @@ def test_shipped_perov5_reconstructs_its_measured_rate(shared_data_dir, monkeypa
                             limit=QUALITY_N, sampler="eq7", seed=0, batch_size=QUALITY_N)
     p = ref["value"] / 100.0
     margin = 100.0 * 2 * math.sqrt(max(p * (1 - p), 0.05) / QUALITY_N)
-    assert res["n"] == QUALITY_N
-    assert res["match_rate"] >= ref["value"] - margin, (res["match_rate"], ref["value"], margin)
+    assert res.n == QUALITY_N
+    assert res.match_rate >= ref["value"] - margin, (res.match_rate, ref["value"], margin)
 
 
 def test_demo_default_uses_the_shipped_model(tmp_path, monkeypatch):

@@ -68,7 +68,7 @@ def test_load_batch_names_a_file_that_is_not_a_batch(tmp_path):
 
 def test_resumed_run_gives_the_crystals_of_an_uninterrupted_one_and_reads_back_finished_batches(tiny, tmp_path,
                                                                                               monkeypatch):
-    full, _ = _gen(tiny, tmp_path / "full")
+    full = _gen(tiny, tmp_path / "full").samples
     assert sorted(p.name for p in (tmp_path / "full" / "batches").glob("batch_*.pt")) == \
         ["batch_000000.pt", "batch_000001.pt", "batch_000002.pt"]
     # an interrupted run: the first two batches finished, the last one not, no samples.json written at the end
@@ -84,9 +84,10 @@ def test_resumed_run_gives_the_crystals_of_an_uninterrupted_one_and_reads_back_f
         return real(self, n, **kw)
 
     monkeypatch.setattr(type(tiny), "generate", counting)
-    out, writer = _gen(tiny, part, resume=True)
+    res = _gen(tiny, part, resume=True)
+    out = res.samples
     assert calls == [(1, 5 + 6)]  # only the missing batch (crystal 6, seeded seed + 6) was computed
-    assert writer.meta["batches_read_back"] == 2
+    assert res.batches_read_back == 2 and res.meta["batches_read_back"] == 2 and res.n == 7 and res.out == part
     assert out.ids == full.ids == [f"gen-{i:05d}" for i in range(7)]
     assert torch.equal(out.frac_coords, full.frac_coords) and torch.equal(out.lengths, full.lengths)
     assert (part / "samples.extxyz").read_text() == (tmp_path / "full" / "samples.extxyz").read_text()

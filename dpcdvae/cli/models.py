@@ -168,15 +168,15 @@ def _cmd_sample(a):
     run = Path(a.out) if a.resume else new_run_dir(a.out, "sample")
     a.resume_hint = f"continue it with the same command plus --resume --out {run}"
     t0 = time.time()
-    _, writer = generate_to_folder(model, a.n, run, sampler=a.sampler, steps=a.steps, seed=a.seed,
-                                   batch_size=a.batch_size, symprec=a.symprec, reseed_batches=True,
-                                   devices=a.devices, checkpoint=a.checkpoint, strategy=a.strategy,
-                                   accelerator=a.accelerator, resume=a.resume,
-                                   meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
-                                         "model_dataset": model_scope(model, a.checkpoint)["dataset"],
-                                         "cif_symprec": a.symprec})
-    print(json.dumps({"out": str(run), "n": a.n, "n_valid": writer.n_valid, "n_decoded": writer.n_decoded,
-                      "devices": a.devices, "batches_read_back": writer.meta.get("batches_read_back", 0),
+    gen = generate_to_folder(model, a.n, run, sampler=a.sampler, steps=a.steps, seed=a.seed,
+                             batch_size=a.batch_size, symprec=a.symprec, reseed_batches=True,
+                             devices=a.devices, checkpoint=a.checkpoint, strategy=a.strategy,
+                             accelerator=a.accelerator, resume=a.resume,
+                             meta={"command": " ".join(sys.argv), "checkpoint": str(a.checkpoint),
+                                   "model_dataset": model_scope(model, a.checkpoint)["dataset"],
+                                   "cif_symprec": a.symprec})
+    print(json.dumps({"out": str(run), "n": a.n, "n_valid": gen.n_valid, "n_decoded": gen.n_decoded,
+                      "devices": a.devices, "batches_read_back": gen.batches_read_back,
                       "validity": "paper (structure + composition; see samples.json)",
                       "wall_s": round(time.time() - t0, 1)}))
 
@@ -408,7 +408,7 @@ def _cmd_reconstruct(a):
                             ema=not a.raw_weights, type_update=a.type_update, on_error=a.on_error,
                             devices=a.devices, strategy=a.strategy, accelerator=a.accelerator,
                             breakdown=a.breakdown)
-    print(strict_json_dumps(res))
+    print(strict_json_dumps(res.summary()))
 
 
 # ------------------------------------------------------------------------------------------------------ demo

@@ -42,16 +42,16 @@ def run_reconstruction(model, data: DataChoice, n: Optional[int] = None, sampler
                             batch_size=batch_size, seed=seed, latent=latent, n_workers=n_workers,
                             progress=not headless(), keep_structures=True, run_prefix="run",
                             extra_meta={"synthetic": data.synthetic})
-    m = res["_metrics"]
-    wall = res["sample_wall_s"]
-    m.update({"sampler": res["sampler"], "steps": res["steps"], "latent": latent, "sample_wall_s": wall,
+    m = res.metrics
+    wall = res.sample_wall_s
+    m.update({"sampler": res.sampler, "steps": res.steps, "latent": latent, "sample_wall_s": wall,
               "dataset": data.name, "synthetic": data.synthetic})
-    out = None if res["out"] is None else Path(res["out"])
+    out = res.out
     if out is not None:
         (out / "metrics.json").write_text(strict_json_dumps(m, indent=1))
-    print(f"{sampler}: reconstructed {res['n']} crystals in {wall:.1f} s; match rate {m['match_rate']:.2f} %, "
+    print(f"{sampler}: reconstructed {res.n} crystals in {wall:.1f} s; match rate {m['match_rate']:.2f} %, "
           f"<delta_rms> {m['delta_rms']:.4f}" + (f"; written to {out}" if out else ""))
-    return {"metrics": m, "preds": res["_preds"], "targets": res["_targets"], "ids": res["_ids"], "wall_s": wall,
+    return {"metrics": m, "preds": res.preds, "targets": res.targets, "ids": res.ids, "wall_s": wall,
             "out": out}
 
 
@@ -66,10 +66,11 @@ def run_generation(model, n: int, sampler: str = "eq7", steps: Optional[int] = N
     if samples is not None:
         return load_generation(samples, n=n, sampler=sampler, steps=steps, model=model)
     t0 = time.time()
-    writer = None
+    gen = None
     if out_dir is not None:
-        out, writer = generate_to_folder(model, n, new_run_dir(Path(out_dir), "samples"), sampler=sampler,
-                                         steps=steps, seed=seed, batch_size=batch_size, progress=not headless())
+        gen = generate_to_folder(model, n, new_run_dir(Path(out_dir), "samples"), sampler=sampler, steps=steps,
+                                 seed=seed, batch_size=batch_size, progress=not headless())
+        out = gen.samples
     else:
         out = model.generate(n, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size,
                              progress=not headless())
@@ -78,9 +79,9 @@ def run_generation(model, n: int, sampler: str = "eq7", steps: Optional[int] = N
     print(f"generated {n} crystals with {out.meta.get('sampler')} ({out.meta.get('steps')} network calls) in "
           f"{wall:.1f} s; {sum(out.decoded_mask)} built, {sum(out.valid_mask)} valid (structure + composition, as "
           f"Table II)")
-    if writer is not None:
-        print(f"wrote {writer.n_decoded} CIF files ({writer.n_valid} valid in the paper's sense; + samples.extxyz, "
-              f"samples.json) to {writer.dir / 'cif'}")
+    if gen is not None:
+        print(f"wrote {gen.n_decoded} CIF files ({gen.n_valid} valid in the paper's sense; + samples.extxyz, "
+              f"samples.json) to {gen.cif_dir}")
     return out
 
 

@@ -99,7 +99,7 @@ def run_demo(out: str = "runs/demo", checkpoint: str = "pretrained:perov_5", tra
               f"{card.get('train_split', '?')}); output: {run}", flush=True)
     smp = get_sampler("strided_eq7" if steps else "eq7")  # the object both jobs below run
     sampler = smp.label
-    recon = {"n": 0}
+    recon = None  # a ReconstructionResult when the test split was found
     recon_note = ""
     have_test = False
     if name is not None:
@@ -115,35 +115,36 @@ def run_demo(out: str = "runs/demo", checkpoint: str = "pretrained:perov_5", tra
         recon_note = (f"reconstruction skipped: the {name} test split was not found by the data locator "
                       f"(set DPCDVAE_DATA or --data-root; `dpcdvae data info {name}`)")
         print(f"[dpcdvae demo] {recon_note}", flush=True)
-    gen, writer = generate_to_folder(model, n_gen, run / "generated", sampler=smp, steps=steps, seed=seed,
-                                     batch_size=512, progress=False,
-                                     meta={"command": "dpcdvae demo", "checkpoint": str(checkpoint),
-                                           "synthetic_training_data": synthetic})
+    gen = generate_to_folder(model, n_gen, run / "generated", sampler=smp, steps=steps, seed=seed,
+                             batch_size=512, progress=False,
+                             meta={"command": "dpcdvae demo", "checkpoint": str(checkpoint),
+                                   "synthetic_training_data": synthetic})
     png = run / "generated.png"
-    plot_samples(gen, 8, png, suptitle=model_label, what="generated crystals")
+    plot_samples(gen.samples, 8, png, suptitle=model_label, what="generated crystals")
     whole = whole_split_reference(getattr(model, "card", None) if res is None else None, name, sampler, steps,
-                                  latent) if recon["n"] else None
-    dr = recon.get("delta_rms")
+                                  latent) if recon is not None and recon.n else None
+    recon_n = 0 if recon is None else recon.n
+    dr = None if recon is None else recon.delta_rms
     summary = {
         "run": str(run), "checkpoint": str(checkpoint), "dataset": name, "synthetic": synthetic,
         "config": model.config.name, "trained_here": res is not None,
         "train_minutes": train_minutes, "epochs": res["epochs"] if res else None,
         "best_val_loss": res["best_val_loss"] if res else None,
         "sampler": sampler, "steps": steps or model.cfg.timesteps, "latent": latent,
-        "recon_n": recon["n"], "recon_match_rate": recon.get("match_rate"),
+        "recon_n": recon_n, "recon_match_rate": None if recon is None else recon.match_rate,
         "recon_delta_rms": dr if isinstance(dr, (int, float)) and dr == dr else None,  # NaN -> null
         "recon_note": recon_note or None,
         "recon_whole_split": whole,  # the same model and protocol on the whole test split (model card), or null
-        "generated_n": len(gen), "generated_valid": writer.n_valid, "generated_built": writer.n_decoded,
+        "generated_n": gen.n, "generated_valid": gen.n_valid, "generated_built": gen.n_decoded,
         "validity": "paper (structure + composition, as Table II)", "picture": str(png),
-        "cif_dirs": ([recon["out"] + "/cif"] if recon.get("out") else []) + [str(run / "generated" / "cif")],
+        "cif_dirs": ([str(recon.out / "cif")] if recon is not None and recon.out else []) + [str(gen.cif_dir)],
         "wall_s": round(time.time() - t0, 1),
     }
     (run / "summary.json").write_text(strict_json_dumps(summary, indent=1))
     rate = summary["recon_match_rate"]
     beside = (f" (whole test split, {whole['n']} crystals, same sampler, from the model card: "
               f"{whole['match_rate']:.2f} %)" if whole and rate is not None else "")
-    print(f"[dpcdvae demo] reconstruction match rate on the first {recon['n']} {name} test crystals: "
+    print(f"[dpcdvae demo] reconstruction match rate on the first {recon_n} {name} test crystals: "
           f"{'n/a' if rate is None else f'{rate:.1f} %'}{beside}; generated {summary['generated_valid']}/{n_gen} "
           f"valid; picture {png}", flush=True)
     return summary

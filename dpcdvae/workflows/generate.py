@@ -14,19 +14,21 @@ from ..models import concat_outputs
 from ..utils.errors import UserError
 from ..utils.fileio import atomic_write_text, strict_json_dumps
 from ..utils.progress import progress_bar
+from .results import GenerationResult
 from .sharding import run_sharded
 
-__all__ = ["generate_to_folder", "model_fingerprint"]
+__all__ = ["generate_to_folder", "model_fingerprint", "GenerationResult"]
 
 
 def generate_to_folder(model, n: int, run_dir, sampler=None, steps: Optional[int] = None,
                        seed: int = 0, batch_size: int = 256, meta: Optional[dict] = None,
                        symprec: Optional[float] = None, progress: bool = True, reseed_batches: bool = False,
                        devices: int = 1, checkpoint=None, strategy: str = "ddp", accelerator: str = "cpu",
-                       resume: bool = False):
+                       resume: bool = False) -> GenerationResult:
     """Generate ``n`` crystals from z ~ N(0, I) with ``model`` and write them into ``run_dir`` as they come (CIFs,
-    ``samples.extxyz``, ``samples.json``: :class:`~dpcdvae.io.SampleWriter`). Returns ``(SampleOutput, writer)``;
-    ``writer.n_valid`` / ``writer.n_decoded`` count the paper-valid and the built crystals.
+    ``samples.extxyz``, ``samples.json``: :class:`~dpcdvae.io.SampleWriter`). Returns a
+    :class:`~dpcdvae.workflows.results.GenerationResult`: the crystals (``samples``), the folder (``out``) and the
+    counts (``n``, ``n_decoded`` built, ``n_valid`` valid in the paper's sense, ``batches_read_back``).
 
     ``sampler``: a name (``None``: the model's default) or a sampler object (with its options, e.g.
     ``get_sampler("ddim", eta=0.5)``), resolved once here; the metadata record its ``label``. Seeding: one random stream seeded with ``seed`` over all batches
@@ -58,8 +60,11 @@ def generate_to_folder(model, n: int, run_dir, sampler=None, steps: Optional[int
     writer = SampleWriter(run_dir, meta={"sampler": sampler.label, "steps": steps, "seed": seed, **(meta or {})},
                           symprec=symprec)
     with writer.marks_interrupt():  # Ctrl-C: samples.json says "interrupted": true
-        return _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progress, reseed_batches,
-                                 devices, checkpoint, strategy, accelerator, batch_dir)
+        samples = _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progress, reseed_batches,
+                                    devices, checkpoint, strategy, accelerator, batch_dir)
+    return GenerationResult(samples=samples, out=writer.dir, n=len(samples), n_decoded=writer.n_decoded,
+                            n_valid=writer.n_valid, batches_read_back=writer.meta.get("batches_read_back", 0),
+                            meta=dict(writer.meta))
 
 
 def model_fingerprint(model) -> str:
@@ -112,13 +117,13 @@ def _prepare_batch_dir(run_dir: Path, spec: dict, resume: bool) -> Path:
 
 def _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progress, reseed_batches, devices,
                       checkpoint, strategy, accelerator, batch_dir=None):
-    """The body of :func:`generate_to_folder` once its writer exists."""
+    """The body of :func:`generate_to_folder` once its writer exists: all crystals as one ``SampleOutput``."""
     from ..models.output import load_batch, save_batch
 
     if not reseed_batches:
         out = model.generate(n, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
         writer.add(out)
-        return out, writer
+        return out
     n_batches = (n + batch_size - 1) // batch_size
     done_before = sorted(batch_dir.glob("batch_*.pt"))
     writer.meta["batches_read_back"] = len(done_before)
@@ -133,7 +138,7 @@ def _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progre
                             "accelerator": accelerator, "batch_dir": str(batch_dir)}, devices, strategy)
         for out in outs:
             writer.add(out)
-        return concat_outputs(outs), writer
+        return concat_outputs(outs)
     outs = []
     bar = progress_bar(total=n, desc="generating", unit="crystal") if progress else None
     for k in range(n_batches):
@@ -152,4 +157,4 @@ def _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progre
             bar.update(m)
     if bar is not None:
         bar.close()
-    return concat_outputs(outs), writer
+    return concat_outputs(outs)

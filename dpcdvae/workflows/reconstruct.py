@@ -22,9 +22,10 @@ from ..utils.errors import UserError
 from ..utils.fileio import strict_json_dumps
 from ..utils.progress import progress_bar
 from .common import check_sampling_args, checkpoint_dataset
+from .results import ReconstructionResult
 from .sharding import run_sharded
 
-__all__ = ["LATENTS", "reconstruct_split", "matcher_count_line"]
+__all__ = ["LATENTS", "reconstruct_split", "matcher_count_line", "ReconstructionResult"]
 
 #: how z is taken in reconstruction: a posterior sample (the paper's protocol) or the posterior mean
 LATENTS = ("sample", "mean")
@@ -48,20 +49,21 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
                       type_update: Optional[str] = None, on_error: str = "raise", n_workers: int = 1,
                       progress: bool = True, keep_structures: bool = False, extra_meta: Optional[dict] = None,
                       run_prefix: str = "recon", devices: int = 1, strategy: str = "ddp",
-                      accelerator: str = "cpu", breakdown: bool = False) -> dict:
+                      accelerator: str = "cpu", breakdown: bool = False) -> ReconstructionResult:
     """Reconstruct ``split`` of a dataset with a checkpoint; write CIFs + extxyz + JSON and (optionally) the
     reconstruction metrics (match rate, <delta_rms>) into a fresh run folder inside ``out`` (``out=None``: write
-    nothing). Returns the metrics dict.
+    nothing). Returns a :class:`~dpcdvae.workflows.results.ReconstructionResult` (settings, ``metrics``, ``ids``; its
+    :meth:`~dpcdvae.workflows.results.ReconstructionResult.summary` is what ``metrics.json`` holds).
 
     ``checkpoint``: a path, ``"pretrained:<name>"`` or an already loaded model. ``latent``: ``"sample"`` draws z from
     the encoder posterior (the paper's protocol), ``"mean"`` takes its mean. ``n_workers``: processes of the
-    StructureMatcher step (the numbers do not depend on it). ``keep_structures=True`` adds ``_preds``,
-    ``_targets``, ``_ids`` and ``_metrics`` (the full metrics dict, per-structure rows included) to the result.
+    StructureMatcher step (the numbers do not depend on it). ``keep_structures=True`` also keeps the predicted
+    and the target structures in the result (``preds``, ``targets``).
     ``initial_types`` overrides the checkpoint's ``model.initial_types``; ``ema=False`` samples with the raw weights
-    of a run trained with EMA. ``on_error="skip"`` skips bad CSV rows (listed in the result as ``skipped_rows``).
+    of a run trained with EMA. ``on_error="skip"`` skips bad CSV rows (listed in the result's ``skipped_rows``).
     ``devices=N`` shards the batches over N processes (:mod:`dpcdvae.workflows.sharding`; the same crystals whatever N).
     ``breakdown=True`` (with ``metrics``) also sorts every miss into one cause (:mod:`dpcdvae.eval.failures`: wrong
-    composition, wrong geometry, two elements exchanged, ...): ``failures`` in the result and ``failures.json``."""
+    composition, wrong geometry, two elements exchanged, ...): the result's ``failures`` and ``failures.json``."""
     if latent not in LATENTS:
         raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
     if limit is not None and limit < 1:
@@ -141,35 +143,32 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
             ids.extend(res.ids)
             targets.extend(tensors_to_structures(batch.frac_coords, batch.atom_types, batch.lengths, batch.angles,
                                                  batch.num_atoms))
-    result = {"out": None if run is None else str(run), "n": len(preds), "sample_wall_s": round(time.time() - t0, 1),
-              "sampler": sampler.label, "steps": steps or model.cfg.timesteps, "latent": latent,
-              "initial_types": model.cfg.initial_types, "type_update": getattr(model.cfg, "type_update", "argmax"),
-              "weights": weights, "devices": devices, "dataset": dataset, "model_dataset": model_dataset}
-    if mismatch:
-        result["warning"] = mismatch
-    if ds.skipped:
-        result["skipped_rows"] = [{"row": r, "material_id": mid, "reason": why} for r, mid, why in ds.skipped]
-    m = None
+    result = ReconstructionResult(
+        out=run, n=len(preds), sample_wall_s=round(time.time() - t0, 1), sampler=sampler.label,
+        steps=steps or model.cfg.timesteps, latent=latent, initial_types=model.cfg.initial_types,
+        type_update=getattr(model.cfg, "type_update", "argmax"), weights=weights, devices=devices, dataset=dataset,
+        model_dataset=model_dataset, warning=mismatch or None,
+        skipped_rows=[{"row": r, "material_id": mid, "reason": why} for r, mid, why in ds.skipped], ids=ids)
     if metrics:
         m = reconstruction_metrics(preds, targets, ids=ids, n_workers=n_workers, progress=progress)
-        result.update({k: v for k, v in m.items() if not isinstance(v, (list, dict))})
+        result.metrics = m
         if progress:  # the StructureMatcher bar above counts the valid predictions only: say what it counted
             print(matcher_count_line(m, len(preds)), file=sys.stderr, flush=True)
         if breakdown:
             from ..eval.failures import failure_breakdown
 
             fb = failure_breakdown(preds, targets, m["per_structure"], n_workers=n_workers, progress=progress)
-            result["failures"] = {k: v for k, v in fb.items() if k != "per_structure"}
+            result.failures = {k: v for k, v in fb.items() if k != "per_structure"}
             if run is not None:
                 rows = [{"material_id": i, **r} for i, r in zip(ids, fb["per_structure"])]
-                (run / "failures.json").write_text(strict_json_dumps({**result["failures"], "per_structure": rows},
+                (run / "failures.json").write_text(strict_json_dumps({**result.failures, "per_structure": rows},
                                                                      indent=1))
     if run is not None:
-        (run / "metrics.json").write_text(strict_json_dumps(result, indent=1))
-        if m is not None:  # per crystal: matched, rms_dist, validity, ... (dpcdvae.eval.compare reads it)
+        (run / "metrics.json").write_text(strict_json_dumps(result.summary(), indent=1))
+        if result.metrics is not None:  # per crystal: matched, rms_dist, validity, ... (dpcdvae.eval.compare reads it)
             import pandas as pd
 
-            pd.DataFrame(m["per_structure"]).to_csv(run / "per_structure.csv", index=False)
+            pd.DataFrame(result.metrics["per_structure"]).to_csv(run / "per_structure.csv", index=False)
     if keep_structures:
-        result.update({"_preds": preds, "_targets": targets, "_ids": ids, "_metrics": m})
+        result.preds, result.targets = preds, targets
     return result
