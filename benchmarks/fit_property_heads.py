@@ -32,7 +32,7 @@ def main() -> None:
         head, rep = fit_property_head(model, model.card["dataset"], split=split,
                                       val_split="val" if split == "train" else split, seed=a.seed, progress=False)
         save_head(head, Path(a.out) / f"{name}.pt")
-        # the weights the head was fitted on: tests/test_optimize.py checks it against the shipped file
+        # the weights the head was fitted on: tests/workflows/test_optimize.py checks it against the shipped file
         weights = next(c["file"] for c in list_pretrained() if c["name"] == name)
         sha = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
         rep.update({"model": f"pretrained:{name}", "model_sha256": sha, "commit": commit,

@@ -234,7 +234,7 @@ def crystalnn_fingerprint(structure, method: str = DEFAULT_FP_METHOD) -> np.ndar
     same CrystalNN data as ``"fast"`` and evaluates the order parameters with numpy
     (:mod:`dpcdvae.eval.order_params`; an order parameter whose geometry sits at one of its branch thresholds is
     computed by matminer's object, counted in ``order_params.COUNTERS``); it equals ``"fast"`` to max abs
-    difference <= 1e-8 (``tests/test_order_params.py``). Raises ``ValueError`` for a degenerate structure (see
+    difference <= 1e-8 (``tests/eval/test_order_params.py``). Raises ``ValueError`` for a degenerate structure (see
     :func:`degenerate_reason`) or an unknown ``method``, and whatever matminer raises.
     """
     if method not in FP_METHODS:

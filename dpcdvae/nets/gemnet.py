@@ -16,7 +16,7 @@ The published counts (about 2.4 M for CDVAE's decoder, 15.8 M for DP-CDVAE's) al
 GemNet's output blocks (per output block: Dense(rbf -> edge), Dense(edge -> atom), ``num_atom`` residual layers of
 the atom width and Linear(atom -> 1)), which the published code evaluates on every call and throws away. It is not
 built here; adding its size back gives 2.50 M (minus our time embedding, 0.13 M, which CDVAE lacks: 2.37 M) and
-15.80 M (``tests/test_gemnet.py::test_parameter_counts_paper_config``).
+15.80 M (``tests/nets/test_gemnet.py::test_parameter_counts_paper_config``).
 
 Graph symmetry: a radius graph truncated to ``max_neighbors`` is not symmetric (edge j->i may be kept while i->j
 is not). GemNet's symmetric message update needs the reverse edge; here a missing reverse edge contributes zero

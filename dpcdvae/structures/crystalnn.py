@@ -38,7 +38,7 @@ __all__ = ["fast_crystalnn", "voronoi_cell_arrays", "cell_info_dicts", "counters
 # coordinates outside [0, 1) which pymatgen's all-site path re-wraps, two atoms closer than 0.5 A, oxidation-state
 # targets), is computed by the original single-site call. What remains is floating-point noise in the qhull vertex
 # coordinates (~1e-15 relative), far below the 1e-3 rounding that CrystalNN applies to the weights and the 1e-8
-# tolerance of the equality test (``tests/test_fast_fingerprint.py``).
+# tolerance of the equality test (``tests/eval/test_fast_fingerprint.py``).
 #
 # The same argument holds for any tessellation cutoff r_t <= r_c: the cell of site i computed from a point set that
 # contains every point within r_t of site i does not depend on the points farther away once R_i < r_t / 2. The
@@ -83,7 +83,7 @@ _FAST_TESS_CUTOFF = float(os.environ.get("DPCDVAE_FP_TESS_CUTOFF", "5.0"))
 #   pymatgen's own ``_semicircle_integral``).
 #
 # On this build every one of these numbers is bit-for-bit pymatgen's (tested: the comparisons in
-# ``tests/test_crystalnn_vector.py`` are exact), so the neighbour order among equal weights is pymatgen's too; with
+# ``tests/structures/test_crystalnn_vector.py`` are exact), so the neighbour order among equal weights is pymatgen's too; with
 # another BLAS (an FMA in ``ddot``) they could differ by an ulp, which only matters at CrystalNN's discontinuities.
 # There the answer goes through pymatgen's code explicitly and is counted in :data:`COUNTERS` (never silently):
 #
@@ -537,7 +537,7 @@ def _voronoi_classes():
         """``VoronoiNN`` whose ``get_all_voronoi_polyhedra`` only tessellates: it records the tessellated sites, the
         targets, the ``scipy.spatial.Voronoi`` object and the home-cell site indices (``self.captured``,
         ``self.roots``) instead of extracting each cell. pymatgen's tessellation as it is, for checking
-        :func:`_tessellation` and :func:`voronoi_cell_arrays` against it (``tests/test_crystalnn_vector.py``)."""
+        :func:`_tessellation` and :func:`voronoi_cell_arrays` against it (``tests/structures/test_crystalnn_vector.py``)."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)

@@ -4,7 +4,7 @@ A reverse-diffusion step allocates and frees the same few hundred tensors (megab
 glibc's defaults, a freed block above the mmap threshold (dynamic, 128 KiB to 32 MiB) is unmapped, and the top of
 the heap is trimmed once more than 128 KiB is free; the next step maps the memory again and pays a page fault for
 every 4 KiB page it touches: thousands of minor page faults per sampling step with the defaults, next to none with
-the thresholds raised (``tests/test_alloc.py`` counts them; the time saved per step depends on the CPU: measure it
+the thresholds raised (``tests/utils/test_alloc.py`` counts them; the time saved per step depends on the CPU: measure it
 with ``benchmarks/bench_sampling.py``).
 
 :func:`tune_allocator` raises both thresholds with ``mallopt`` (2 GiB), once per process. The entry points call it,

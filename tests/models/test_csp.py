@@ -44,7 +44,7 @@ def _perov5_elements() -> list[int]:
     return [Element(s).Z for s in get_spec("perov_5").elements]
 
 
-ELEMENTS = _perov5_elements()  # what the perov_5 model saw in training (others are refused, tests/test_model_scope.py)
+ELEMENTS = _perov5_elements()  # what the perov_5 model saw in training (others are refused, tests/models/test_model_scope.py)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

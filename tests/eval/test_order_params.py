@@ -8,7 +8,7 @@
     near-ideal neighbour sets; and the explicit (counted) pymatgen path for geometries at a branch threshold.
 
 Run alone (the CPU cores are busy elsewhere):
-    OMP_NUM_THREADS=1 python3 -m pytest -q tests/test_order_params.py -p no:xdist
+    OMP_NUM_THREADS=1 python3 -m pytest -q tests/eval/test_order_params.py -p no:xdist
 """
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def test_wrap():
     assert torch.allclose(w, torch.tensor([0.0, 0.75, 0.0, 0.5, 0.0, 0.75, 0.9], dtype=DT))
     assert torch.equal(DDPMScheduler(10, wrap=False).wrap(x), x)
     assert torch.equal(DDPMScheduler(10, wrap=lambda v: 2 * v).wrap(x), 2 * x)
-    # the package has one wrap: the scheduler's default is dpcdvae.structures.crystal.wrap (tested in tests/test_crystal.py)
+    # the package has one wrap: the scheduler's default is dpcdvae.structures.crystal.wrap (tested in tests/structures/test_crystal.py)
     from dpcdvae.structures.crystal import wrap
 
     assert periodic_wrap is wrap

@@ -21,7 +21,7 @@ from dpcdvae import notebooks as nbmod
 from dpcdvae.notebooks.check import (MAX_CELL_LINES, check_notebook_sources, fix_notebook_sources,
                                     readme_notebooks)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NB_DIR = REPO / "notebooks"
 
 

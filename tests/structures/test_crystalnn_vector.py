@@ -15,7 +15,7 @@ cell, a cell with a 1.6 A and a 16 A lattice vector) and on the first 60 Perov-5
 (skipped when the shared data are absent); plus the explicit, counted pymatgen path at CrystalNN's discontinuities.
 
 Run alone (the CPU cores are busy elsewhere):
-    OMP_NUM_THREADS=1 python3 -m pytest -q tests/test_crystalnn_vector.py -p no:xdist
+    OMP_NUM_THREADS=1 python3 -m pytest -q tests/structures/test_crystalnn_vector.py -p no:xdist
 """
 from __future__ import annotations
 

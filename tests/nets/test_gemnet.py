@@ -1,6 +1,6 @@
 """Tests of the GemNet-T denoiser: symmetries, edge cases, gradients, parameter counts (+ a timing print).
 
-Run: ``python -m pytest -q tests/test_gemnet.py`` (add ``-s`` to see the parameter counts and the timing).
+Run: ``python -m pytest -q tests/nets/test_gemnet.py`` (add ``-s`` to see the parameter counts and the timing).
 """
 from __future__ import annotations
 
@@ -382,7 +382,7 @@ def time_paper_config(threads: int = 2, repeats: int = 3, B: int = 16) -> dict:
 @pytest.mark.slow
 def test_timing_print_paper_config():
     """Not an assertion: prints the forward speed (``pytest -s``). For a clean number run the file directly on an
-    otherwise idle machine: ``python tests/test_gemnet.py`` (best of 20, 2 threads)."""
+    otherwise idle machine: ``python tests/nets/test_gemnet.py`` (best of 20, 2 threads)."""
     rates = time_paper_config(threads=2, repeats=3)
     assert all(r > 0 for r in rates.values())
 

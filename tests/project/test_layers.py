@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[1] / "dpcdvae"
+PKG = Path(__file__).resolve().parents[2] / "dpcdvae"
 
 #: module (dotted, without the "dpcdvae." prefix) or folder (package) prefix -> layer; the longest matching prefix
 #: wins. Keep in sync with the table in docs/ARCHITECTURE.md.

@@ -14,7 +14,7 @@ from dpcdvae.data.registry import (DEMO_NAME, DatasetSpec, get_spec, known_datas
                                    scoring_spec, spec_for_folder)
 from dpcdvae.utils.errors import UnknownDatasetError, UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------------------------ a user's folder

@@ -1,7 +1,7 @@
 """The fast CrystalNN 'ops' fingerprint (one Voronoi tessellation per structure) equals matminer's per-site path.
 
 Run alone (two CPU cores are busy elsewhere):
-    OMP_NUM_THREADS=1 python3 -m pytest -q tests/test_fast_fingerprint.py -p no:xdist
+    OMP_NUM_THREADS=1 python3 -m pytest -q tests/eval/test_fast_fingerprint.py -p no:xdist
 """
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def _shared_data_root() -> Path | None:
     except Exception:
         roots = []
     roots += [Path("/work/shared/data"), Path.cwd().parent / "shared" / "data",
-              Path(__file__).resolve().parents[2] / "shared" / "data"]
+              Path(__file__).resolve().parents[3] / "shared" / "data"]
     for r in roots:
         if (r / "carbon_24" / "val.csv").is_file() and (r / "perov_5" / "test.csv").is_file():
             return r

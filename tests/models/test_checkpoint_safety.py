@@ -17,7 +17,7 @@ from dpcdvae.cli import main
 from dpcdvae.utils.errors import CheckpointError
 
 OV = {"train.batch_size": 16, "train.limit_val": 8}
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _Payload:

@@ -17,7 +17,7 @@ import torch
 from dpcdvae.utils.fileio import jsonable, strict_json_dumps
 from dpcdvae.utils.pool import default_start_method, process_pool
 
-PKG = Path(__file__).resolve().parents[1] / "dpcdvae"
+PKG = Path(__file__).resolve().parents[2] / "dpcdvae"
 DEMO_SIZES = (16, 4, 6)  # conftest's demo_root
 
 
