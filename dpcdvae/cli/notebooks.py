@@ -20,7 +20,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--timeout", type=int, default=600,
                    help="per-cell timeout in seconds (default 600; a notebook failing outside its cells is retried "
                         "once)")
-    p.add_argument("--list", action="store_true", help="print the notebooks and their CI parameters and exit")
+    p.add_argument("--list", action="store_true",
+                   help="print the notebooks and their CI parameters (each notebook's metadata) and exit")
     p.set_defaults(func=_cmd_notebooks)
 
     r = subparsers.add_parser("reproduce", help="reproduce Table I/S1/II/III by running its notebook (papermill)")
@@ -37,11 +38,11 @@ def add_parser(subparsers) -> None:
 
 
 def _cmd_notebooks(a) -> int:
-    from ..notebooks.runner import CI_PARAMETERS, NOTEBOOKS, run_ci
+    from ..notebooks.runner import ci_parameters, notebook_names, notebooks_dir, run_ci
 
     if a.list:
-        for n in NOTEBOOKS:
-            print(n, json.dumps(CI_PARAMETERS[n]))
+        for n in notebook_names(notebooks_dir(a.notebooks)):
+            print(n, json.dumps(ci_parameters(n, a.notebooks)))
         return 0
     if not a.out:
         raise SystemExit("dpcdvae notebooks: --out DIR is required")

@@ -10,11 +10,13 @@ Per notebook (``FOLDER/*.ipynb``):
   papermill's ``injected-parameters`` tag (an executed copy saved over the source);
 * no code cell holds outputs or an execution count (``--fix`` strips them in place);
 * the kernelspec is ``python3``;
+* its metadata holds the runner's facts (``metadata["dpcdvae"]``, see :data:`dpcdvae.notebooks.runner.META_KEY`):
+  ``ci_parameters`` (a mapping whose names are all assigned in the parameters cell) and ``html_expect`` (strings);
 * it is listed in the table of ``FOLDER/README.md`` (and every notebook listed there exists);
 * no code cell is longer than :data:`MAX_CELL_LINES` lines (notebooks hold narrative and calls into the package,
-  not logic), except the cells tagged ``lesson`` in the teaching notebooks (:data:`LESSON_NOTEBOOKS`), which show a
-  lesson's arithmetic and may hold up to :data:`MAX_LESSON_LINES` lines. Lines are counted as in the cell's source,
-  comments and blank lines included.
+  not logic), except the cells tagged ``lesson`` in the teaching notebooks (metadata ``"lesson_cells": true``),
+  which show a lesson's arithmetic and may hold up to :data:`MAX_LESSON_LINES` lines. Lines are counted as in the
+  cell's source, comments and blank lines included.
 
 Each problem is one line naming the file (and the cell index, counted from 0 over all cells as Jupyter shows them).
 ``--fix`` rewrites only the files it changes, with :mod:`nbformat` (one-space indentation, a trailing newline: what
@@ -29,17 +31,17 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-__all__ = ["MAX_CELL_LINES", "MAX_LESSON_LINES", "LESSON_NOTEBOOKS", "check_notebook_sources", "fix_notebook_sources",
+__all__ = ["MAX_CELL_LINES", "MAX_LESSON_LINES", "check_notebook_sources", "fix_notebook_sources",
            "readme_notebooks", "main"]
 
 #: longest code cell allowed (today's longest is a 24-line parameters cell)
 MAX_CELL_LINES = 40
-#: longest cell tagged ``lesson`` allowed in :data:`LESSON_NOTEBOOKS`
+#: longest cell tagged ``lesson`` allowed in a notebook whose metadata says ``"dpcdvae": {"lesson_cells": true}``
 MAX_LESSON_LINES = 120
-#: the notebooks whose ``lesson`` cells show their computation in the cell
-LESSON_NOTEBOOKS: tuple[str, ...] = ("06_teaching_diffusion",)
 LESSON_TAG = "lesson"
 PARAMETERS_TAG = "parameters"
+#: the notebook-metadata key of the runner's facts (what :mod:`dpcdvae.notebooks.runner` reads)
+META_KEY = "dpcdvae"
 
 
 def default_folder() -> Path:
@@ -64,6 +66,18 @@ def readme_notebooks(readme: Path) -> list[str]:
 def _tags(cell) -> list:
     tags = cell.get("metadata", {}).get("tags", [])
     return list(tags) if isinstance(tags, (list, tuple)) else []
+
+
+def _assigned_names(source: str) -> set[str]:
+    """The names assigned at the top level of ``source`` (a parameters cell: plain assignments); empty when it does
+    not parse."""
+    import ast
+
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return set()
+    return {t.id for node in body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
 
 
 def _check_one(path: Path) -> list[str]:
@@ -96,7 +110,24 @@ def _check_one(path: Path) -> list[str]:
     if len(code_tagged) != 1:
         where = f" (cells {', '.join(map(str, code_tagged))})" if code_tagged else ""
         problems.append(f"{f}: {len(code_tagged)} code cells tagged '{PARAMETERS_TAG}'{where}, expected exactly 1")
-    lesson_ok = path.stem in LESSON_NOTEBOOKS
+    meta = nb.metadata.get(META_KEY)
+    if not isinstance(meta, dict):
+        problems.append(f"{f}: no metadata[{META_KEY!r}] (its CI parameters and HTML checks, see "
+                        "dpcdvae.notebooks.runner.META_KEY)")
+        meta = {}
+    else:
+        ci = meta.get("ci_parameters")
+        if not isinstance(ci, dict):
+            problems.append(f"{f}: metadata[{META_KEY!r}]['ci_parameters'] is {type(ci).__name__}, expected a mapping")
+        elif len(code_tagged) == 1:  # papermill sets a parameter only by assigning it in the parameters cell
+            missing = sorted(set(ci) - _assigned_names(nb.cells[code_tagged[0]].source))
+            if missing:
+                problems.append(f"{f}: CI parameters {missing} are not assigned in its parameters cell "
+                                f"(cell {code_tagged[0]})")
+        expect = meta.get("html_expect")
+        if not (isinstance(expect, list) and all(isinstance(x, str) for x in expect)):
+            problems.append(f"{f}: metadata[{META_KEY!r}]['html_expect'] is not a list of strings")
+    lesson_ok = meta.get("lesson_cells") is True
     for i, c in enumerate(nb.cells):
         if "injected-parameters" in _tags(c):
             problems.append(f"{f}: cell {i}: papermill's injected-parameters cell (an executed copy saved as the "

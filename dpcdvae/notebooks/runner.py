@@ -25,79 +25,99 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..utils.fileio import strict_json_dumps
+from .check import META_KEY
 from .session import GUARD_MARK
 
 __all__ = [
-    "NOTEBOOKS", "CI_PARAMETERS", "TABLE_NOTEBOOK", "HTML_EXPECT", "notebooks_dir", "check_html", "prerender_math",
-    "export_html", "run_notebook", "run_ci", "reproduce",
+    "NOTEBOOKS", "CI_PARAMETERS", "TABLE_NOTEBOOK", "HTML_EXPECT", "META_KEY", "notebook_names", "notebook_meta",
+    "ci_parameters", "html_expect", "table_notebooks", "notebooks_dir", "check_html", "prerender_math", "export_html",
+    "run_notebook", "run_ci", "reproduce",
 ]
 
 # ================================================================================================================
-# the notebooks and their CI parameters
+# the notebooks and their facts: each notebook's own metadata (one place)
 # ================================================================================================================
-NOTEBOOKS: tuple[str, ...] = (
-    "00_quickstart",
-    "01_training",
-    "02_reverse_trajectory",
-    "03_table1_reconstruction",
-    "04_table2_generation",
-    "05_table3_ground_state",
-    "06_teaching_diffusion",
-    "07_latent_explorer",
-)
+# What the runner and the checks need to know about a notebook is in the notebook's own metadata (key META_KEY):
+#
+#     nb.metadata["dpcdvae"] = {
+#         "ci_parameters": {...},  # small parameters for CI (papermill ``-p``): tiny config, a few samples, a few
+#                                  # epochs; ``dataset="auto"`` means Perov-5 from ../shared/data when the data
+#                                  # locator finds it, else the SYNTHETIC perovskites; ``work_dir`` is added by the
+#                                  # runner (one folder shared by all notebooks of a run). The notebooks that train
+#                                  # share one model: the same training values -> same cache key -> trained once
+#                                  # per work_dir (07 decodes the shipped model, without data).
+#         "html_expect": [...],    # strings the executed HTML must contain (tables' headers, figures)
+#         "tables": {"I": {"header": "...", "parameters": {...}}},  # optional: the paper's tables it reproduces
+#                                  # (``dpcdvae reproduce --table``), the header its HTML must show and parameters
+#                                  # that table needs (defaults under the user's ``-p``)
+#         "lesson_cells": true,    # optional: its cells tagged ``lesson`` may be longer (dpcdvae.notebooks.check)
+#     }
+#
+# A new notebook is its ``.ipynb`` file (with this metadata, written with nbformat) and a row in notebooks/README.md;
+# ``python -m dpcdvae.notebooks.check`` checks the metadata. (``META_KEY`` is defined in :mod:`.check`.)
 
-#: which notebook reproduces which table of the paper (``dpcdvae reproduce --table``)
-TABLE_NOTEBOOK: dict[str, str] = {
-    "I": "03_table1_reconstruction",
-    "S1": "03_table1_reconstruction",
-    "II": "04_table2_generation",
-    "III": "05_table3_ground_state",
-}
 
-#: the model every CI notebook shares (same values -> same cache key -> trained once per ``work_dir``)
-_CI_TRAIN: dict[str, Any] = {"config": "tiny", "train_epochs": 25, "train_minutes": 3.0, "limit_train": 300,
-                             "limit_val": 64, "batch_size": 32, "threads": 1}
+def _folder(path: Optional[str] = None) -> Path:
+    return Path(path) if path else Path(__file__).resolve().parents[2] / "notebooks"
 
-#: small parameters for CI (papermill ``-p``): tiny config, a few samples, a few epochs; ``dataset="auto"`` means
-#: Perov-5 from ../shared/data when the data locator finds it, else the self-generated SYNTHETIC perovskites.
-#: ``work_dir`` is added by the runner (one folder shared by all notebooks of a run).
-CI_PARAMETERS: dict[str, dict[str, Any]] = {
-    "00_quickstart": {"dataset": "auto", **_CI_TRAIN, "n_generate": 4, "n_recon": 6, "sampler": "eq7",
-                      "steps": None},
-    "01_training": {"dataset": "auto", "config": "tiny", "train_epochs": 6, "train_minutes": 2.0,
-                    "resume_epochs": 2, "limit_train": 200, "limit_val": 48, "batch_size": 32, "threads": 1},
-    "02_reverse_trajectory": {"dataset": "auto", **_CI_TRAIN, "crystal_index": 0, "sampler": "eq7",
-                              "trajectory_every": 2, "max_animation_frames": 25},
-    "03_table1_reconstruction": {"dataset": "auto", **_CI_TRAIN, "n_test": 12, "samplers": ["eq7", "eq6"],
-                                 "steps": None, "n_workers": 1},
-    "04_table2_generation": {"dataset": "auto", **_CI_TRAIN, "n_generate": 12, "n_test": 24, "sampler": "eq7",
-                             "steps": None, "n_property_samples": 12, "compute_eform": "auto", "n_workers": 1},
-    "05_table3_ground_state": {"dataset": "carbon_24", "fallback_to_demo": True, **_CI_TRAIN,
-                               "n_generate": 3, "sampler": "eq7", "steps": None, "pressure_gpa": 10.0,
-                               "calculator": "chgnet", "fmax": 0.1, "max_steps": 12},
-    "06_teaching_diffusion": {"dataset": "auto", **_CI_TRAIN, "T": 1000, "n_oracle_atoms": 400,
-                              "steps_list": [1, 2, 5, 10, 20, 50], "eps_ts": [1, 10, 25, 50, 75, 100]},
-    # the shipped model decodes without any data; the map then shows the SYNTHETIC demo crystals (labelled)
-    "07_latent_explorer": {"dataset": "auto", "fallback_to_demo": True, "checkpoint": "pretrained:perov_5",
-                           "n_encode": 48, "map_method": "pca", "index_a": 0, "index_b": None, "n_path": 5,
-                           "sampler": "strided_eq7", "steps": 20, "seed": 0, "threads": 1},
-}
 
-#: strings the executed HTML of each notebook must contain (tables' headers, figures); checked in CI
-HTML_EXPECT: dict[str, list[str]] = {
-    "00_quickstart": ["data:image/png", "install check", "CIF"],
-    "01_training": ["data:image/png", "val_loss", "resumed"],
-    "02_reverse_trajectory": ["data:image/png", "Eq. 6", "Eq. 7", "animation"],
-    "03_table1_reconstruction": ["data:image/png", "Match rate (%)", "<delta_rms>", "Table I /", "Table S1 /",
-                                 "DP-CDVAE (paper)", "delta (ours - DP-CDVAE)"],
-    "04_table2_generation": ["data:image/png", "Valid. struc. (%)", "COV-R (%)", "COV-P (%)", "W1 rho (g/cm^3)",
-                             "Table II /", "delta (ours - DP-CDVAE)"],
-    "05_table3_ground_state": ["data:image/png", "DFT (paper)", "dE_rms (meV/atom)", "dV_rms (A^3/atom)"],
-    "06_teaching_diffusion": ["data:image/png", "sigmoid", "cosine", "linear"],
-    "07_latent_explorer": ["data:image/png", "explained variance of the two axes", "active dims", "|mu_A - mu_B|",
-                           "p(N_a)", "composition head", "invalid because", "points decode into valid crystals",
-                           "first frame"],
-}
+def notebook_names(notebooks: Optional[str] = None) -> list[str]:
+    """The notebooks of the folder (``notebooks``, else the checkout's ``notebooks/``): the ``.ipynb`` stems, sorted
+    (their run order)."""
+    return sorted(p.stem for p in _folder(notebooks).glob("*.ipynb"))
+
+
+def notebook_meta(name: str, notebooks: Optional[str] = None) -> dict:
+    """``nb.metadata["dpcdvae"]`` of ``<folder>/<name>.ipynb`` (read as JSON: nothing heavy imported). Raises
+    ``SystemExit`` with one line when the file or its metadata is missing."""
+    path = _folder(notebooks) / f"{name}.ipynb"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path}: cannot read the notebook ({exc})") from None
+    meta = raw.get("metadata", {}).get(META_KEY) if isinstance(raw, dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get("ci_parameters"), dict):
+        raise SystemExit(f"{path}: no metadata[{META_KEY!r}]['ci_parameters'] (see dpcdvae.notebooks.runner.META_KEY)")
+    return meta
+
+
+def ci_parameters(name: str, notebooks: Optional[str] = None) -> dict[str, Any]:
+    """The CI parameters of notebook ``name`` (its metadata's ``ci_parameters``; ``work_dir`` not included)."""
+    return dict(notebook_meta(name, notebooks)["ci_parameters"])
+
+
+def html_expect(name: str, notebooks: Optional[str] = None) -> list[str]:
+    """The strings the executed HTML of notebook ``name`` must contain (its metadata's ``html_expect``; none for a
+    notebook that is not in the folder or has no such metadata)."""
+    try:
+        return list(notebook_meta(name, notebooks).get("html_expect", []))
+    except SystemExit:
+        return []
+
+
+def table_notebooks(notebooks: Optional[str] = None) -> dict[str, tuple[str, dict]]:
+    """Which notebook reproduces which table of the paper (``dpcdvae reproduce --table``): ``{table: (notebook,
+    {"header": ..., "parameters": {...}})}`` from the notebooks' metadata, in notebook order."""
+    out: dict[str, tuple[str, dict]] = {}
+    for name in notebook_names(notebooks):
+        for table, facts in notebook_meta(name, notebooks).get("tables", {}).items():
+            out[table] = (name, dict(facts))
+    return out
+
+
+def __getattr__(attr: str):
+    """Read-only views over the checkout's notebooks, computed from their metadata when asked for (the module still
+    imports nothing and reads no file at import time): ``NOTEBOOKS`` (names, sorted), ``CI_PARAMETERS`` and
+    ``HTML_EXPECT`` (name -> value), ``TABLE_NOTEBOOK`` (table -> notebook name)."""
+    if attr == "NOTEBOOKS":
+        return tuple(notebook_names())
+    if attr == "CI_PARAMETERS":
+        return {n: ci_parameters(n) for n in notebook_names()}
+    if attr == "HTML_EXPECT":
+        return {n: html_expect(n) for n in notebook_names()}
+    if attr == "TABLE_NOTEBOOK":
+        return {t: n for t, (n, _) in table_notebooks().items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 # ================================================================================================================
@@ -105,8 +125,8 @@ HTML_EXPECT: dict[str, list[str]] = {
 # ================================================================================================================
 def notebooks_dir(path: Optional[str] = None) -> Path:
     """The folder holding the ``.ipynb`` files (``path``, else ``<repo>/notebooks`` of this source checkout)."""
-    d = Path(path) if path else Path(__file__).resolve().parents[2] / "notebooks"
-    if not (d / f"{NOTEBOOKS[0]}.ipynb").is_file():
+    d = _folder(path)
+    if not notebook_names(path):
         raise SystemExit(f"no notebooks in {d}: the .ipynb files live in the source checkout's notebooks/ folder "
                          "(pass --notebooks DIR)")
     return d
@@ -141,10 +161,11 @@ def _error_outputs(nb) -> list[dict]:
 
 
 def check_html(html_text: str, name: str, nb=None, expect: Optional[Sequence[str]] = None) -> dict:
-    """The HTML checks: every string of :data:`HTML_EXPECT` present (raw or HTML-escaped), at least one PNG figure,
+    """The HTML checks: every string of ``expect`` (default: the notebook's metadata's ``html_expect``, see
+    :func:`html_expect`) present (raw or HTML-escaped), at least one PNG figure,
     no error outputs (from ``nb`` when given, else by the HTML's error markers). Returns ``{"ok", "missing",
     "errors", "images", "guarded"}``; ``guarded`` counts cells that printed "not available" (reported, not failed)."""
-    expect = HTML_EXPECT.get(name, []) if expect is None else expect
+    expect = html_expect(name) if expect is None else expect
     missing = [s for s in expect if s not in html_text and _html.escape(s) not in html_text]
     images = html_text.count('src="data:image/png')  # figures rendered as <img> (animation frames not counted)
     errors = _error_outputs(nb) if nb is not None else []
@@ -228,6 +249,7 @@ def run_notebook(name: str, out_dir, parameters: dict, notebooks: Optional[str] 
     stem = stem or name
     out_nb, out_html = out_dir / f"{stem}.ipynb", out_dir / f"{stem}.html"
     kernel = kernel or _kernel_spec(out_dir / ".jupyter")
+    expect = html_expect(name, notebooks) if expect is None else expect
     saved_backend = os.environ.pop("MPLBACKEND", None)  # the kernel must use the inline backend
     t0 = time.time()
     result: dict = {"name": name, "ipynb": str(out_nb), "html": str(out_html), "parameters": parameters}
@@ -285,7 +307,8 @@ def _infrastructure_failure(r: dict) -> bool:
 
 def run_ci(out, only: Optional[Sequence[str]] = None, notebooks: Optional[str] = None, kernel: Optional[str] = None,
            work_dir: Optional[str] = None, timeout: int = 600) -> dict:
-    """Execute the notebooks (all, or ``only``) with :data:`CI_PARAMETERS` into ``out``; returns a summary dict
+    """Execute the notebooks (all, or ``only``) with their CI parameters (each notebook's metadata, see
+    :func:`ci_parameters`) into ``out``; returns a summary dict
     (also written to ``out/summary.json``) with ``ok`` True only when every notebook ran and passed its checks.
 
     ``timeout`` is per cell (seconds; the CI cells take well under a minute). A notebook that fails outside its cells
@@ -293,17 +316,18 @@ def run_ci(out, only: Optional[Sequence[str]] = None, notebooks: Optional[str] =
     is run once more; the retry is recorded as ``retried_after`` in its summary entry. Cell errors are not retried."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    names = list(NOTEBOOKS)
+    known = notebook_names(notebooks_dir(notebooks))  # (a folder without notebooks: one line, exit)
+    names = list(known)
     if only:
-        unknown = [n for n in only if _match(n) is None]
+        unknown = [n for n in only if _match(n, known) is None]
         if unknown:
-            raise SystemExit(f"unknown notebook(s) {unknown}; known: {', '.join(NOTEBOOKS)}")
-        names = [_match(n) for n in only]
+            raise SystemExit(f"unknown notebook(s) {unknown}; known: {', '.join(known)}")
+        names = [_match(n, known) for n in only]
     work = str(Path(work_dir).resolve()) if work_dir else str(out / "work")
     t0 = time.time()
     results = []
     for name in names:
-        params = {**CI_PARAMETERS[name], "work_dir": work}
+        params = {**ci_parameters(name, notebooks), "work_dir": work}
         print(f"[dpcdvae notebooks] running {name} ...", flush=True)
         r = run_notebook(name, out, params, notebooks=notebooks, kernel=kernel, timeout=timeout)
         if _infrastructure_failure(r):
@@ -322,9 +346,9 @@ def run_ci(out, only: Optional[Sequence[str]] = None, notebooks: Optional[str] =
     return summary
 
 
-def _match(name: str) -> Optional[str]:
+def _match(name: str, known: Optional[Sequence[str]] = None) -> Optional[str]:
     name = Path(name).stem
-    for n in NOTEBOOKS:
+    for n in (notebook_names() if known is None else known):
         if name == n or n.startswith(name) or n.split("_", 1)[1] == name or n.split("_", 1)[0] == name:
             return n
     return None
@@ -342,15 +366,15 @@ def reproduce(table: str, dataset: str, checkpoint: Optional[str] = None, out: s
     """Run the notebook of Table ``table`` (I/S1 -> 03, II -> 04, III -> 05) with ``dataset``, ``checkpoint`` and
     extra ``parameters`` through papermill; writes ``<out>/<notebook>-<dataset>.ipynb`` and ``.html``."""
     t = str(table).strip().upper().removeprefix("TABLE").strip()
-    if t not in TABLE_NOTEBOOK:
-        raise SystemExit(f"--table must be one of {', '.join(TABLE_NOTEBOOK)}, got {table!r}")
-    name = TABLE_NOTEBOOK[t]
+    tables = table_notebooks(notebooks)
+    if t not in tables:
+        raise SystemExit(f"--table must be one of {', '.join(tables)}, got {table!r}")
+    name, facts = tables[t]
     params = {"dataset": dataset, "checkpoint": checkpoint, "work_dir": str(Path(out).resolve() / "work"),
               **(parameters or {})}
-    if t == "S1":
-        params.setdefault("samplers", ["eq7", "eq6"])
-    header = {"I": "Match rate (%)", "S1": "Match rate (%)", "II": "COV-R (%)", "III": "DFT (paper)"}[t]
-    expect = ["data:image/png", header, f"Table {t} /"]
+    for k, v in facts.get("parameters", {}).items():  # what this table needs (e.g. S1: samplers), unless given
+        params.setdefault(k, v)
+    expect = ["data:image/png", facts["header"], f"Table {t} /"]
     r = run_notebook(name, out, params, notebooks=notebooks, kernel=kernel, timeout=timeout,
                      stem=f"{name}-{dataset}", expect=expect)
     _print_result(r)

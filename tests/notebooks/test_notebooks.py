@@ -50,7 +50,7 @@ def test_notebook_is_clean_and_parameterised(name):
             assert c.get("execution_count") is None, f"{name}: a cell has an execution count"
     # every CI parameter (and work_dir, which the runner adds) is a parameter of the notebook
     names = _parameter_names(tagged[0])
-    missing = (set(nbrun.CI_PARAMETERS[name]) | {"work_dir"}) - names
+    missing = (set(nb.metadata["dpcdvae"]["ci_parameters"]) | {"work_dir"}) - names
     assert not missing, f"{name}: CI parameters {sorted(missing)} are not in its parameters cell"
     # the parameters cell is plain assignments (papermill overrides them by name)
     for node in ast.parse(tagged[0].source).body:
@@ -59,9 +59,42 @@ def test_notebook_is_clean_and_parameterised(name):
 
 def test_every_notebook_is_listed_and_checked():
     on_disk = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
-    assert on_disk == sorted(nbrun.NOTEBOOKS)
-    assert set(nbrun.CI_PARAMETERS) == set(nbrun.NOTEBOOKS) == set(nbrun.HTML_EXPECT)
-    assert set(nbrun.TABLE_NOTEBOOK.values()) <= set(nbrun.NOTEBOOKS)
+    assert on_disk == list(nbrun.NOTEBOOKS) == nbrun.notebook_names(str(NB_DIR))
+    for name in on_disk:  # the runner's facts are the notebook's own metadata, nothing else
+        meta = _read(name).metadata["dpcdvae"]
+        assert nbrun.ci_parameters(name) == meta["ci_parameters"] == nbrun.CI_PARAMETERS[name]
+        assert nbrun.html_expect(name) == meta["html_expect"] == nbrun.HTML_EXPECT[name] and meta["html_expect"]
+    assert nbrun.TABLE_NOTEBOOK == {"I": "03_table1_reconstruction", "S1": "03_table1_reconstruction",
+                                    "II": "04_table2_generation", "III": "05_table3_ground_state"}
+    assert nbrun.table_notebooks()["S1"][1] == {"header": "Match rate (%)", "parameters": {"samplers": ["eq7", "eq6"]}}
+
+
+def test_notebooks_that_train_share_one_model():
+    """The CI notebooks that train (all but 01, which shows training with its own budget, and 07, which decodes the
+    shipped model) ask for the same model: same training values -> same cache key -> trained once per work_dir."""
+    keys = ("config", "train_epochs", "train_minutes", "limit_train", "limit_val", "batch_size", "threads")
+    shared = [n for n in nbrun.NOTEBOOKS if n not in ("01_training", "07_latent_explorer")]
+    budgets = {n: tuple(nbrun.ci_parameters(n).get(k) for k in keys) for n in shared}
+    assert len(set(budgets.values())) == 1 and None not in next(iter(budgets.values())), budgets
+
+
+def test_notebook_check_wants_the_runner_metadata(tmp_path):
+    """`python -m dpcdvae.notebooks.check` refuses a notebook without its CI parameters, or with one that its
+    parameters cell does not assign (papermill could not set it)."""
+    d = _copy_notebooks(tmp_path)
+    path = d / "00_quickstart.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["dpcdvae"]["ci_parameters"]["no_such_parameter"] = 1
+    nbformat.write(nb, path)
+    assert check_notebook_sources(d) == [
+        f"00_quickstart.ipynb: CI parameters ['no_such_parameter'] are not assigned in its parameters cell "
+        f"(cell {_code_cell(nb, True)})"]
+    del nb.metadata["dpcdvae"]
+    nbformat.write(nb, path)
+    problems = check_notebook_sources(d)
+    assert len(problems) == 1 and problems[0].startswith("00_quickstart.ipynb: no metadata['dpcdvae']"), problems
+    with pytest.raises(SystemExit, match="no metadata"):
+        nbrun.ci_parameters("00_quickstart", str(d))
 
 
 def test_notebook_sources_pass_their_check():
