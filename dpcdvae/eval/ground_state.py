@@ -48,8 +48,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .relax import (CHGNetBatchPredictor, RelaxResult, _blas_single_thread, _err,  # noqa: F401 (re-exported)
-                    load_chgnet, load_results, read_structures, relax_structure, relax_structures)
+from .relax import (CHGNetBatchPredictor, RelaxResult, load_chgnet, load_results,  # noqa: F401 (re-exported)
+                    read_structures, relax_structure, relax_structures)
+from .relax.engine import _blas_single_thread, _err
 from .reference import get_reference, models
 from .tables import render_markdown, render_text
 

@@ -170,7 +170,7 @@ def test_missing_optional_package_names_the_extra(monkeypatch, capsys):
 
 def test_relax_without_chgnet_for_real(monkeypatch, tmp_path, capsys, srtio3):
     """The real path: chgnet not importable (hidden from ``sys.modules``), ``dpcdvae relax`` on one CIF."""
-    import dpcdvae.eval.relax as relax_mod
+    import dpcdvae.eval.relax.chgnet as relax_mod  # load_chgnet reads _MODEL_CACHE there
 
     for name in [m for m in sys.modules if m == "chgnet" or m.startswith("chgnet.")] + ["chgnet"]:
         monkeypatch.setitem(sys.modules, name, None)

@@ -1,40 +1,7 @@
-"""Relaxation under pressure with CHGNet (batched) or any ASE calculator: the engine behind ``dpcdvae relax`` and
-the Table III study (:mod:`dpcdvae.eval.ground_state` computes the metrics).
-
-Relaxation
-----------
-``relax_structures(structures, ids=None, pressure_gpa=0.0, calculator="chgnet", optimizer="FIRE", fmax=0.05,
-max_steps=500, out_dir=None, batch=True, progress=True) -> list[RelaxResult]``
-
-* ``structures``: pymatgen ``Structure`` / ASE ``Atoms`` objects (``None`` entries give a failed result), or a path
-  (a CIF file, a folder of CIFs, an extxyz file; see :func:`read_structures`).
-* Each :class:`RelaxResult` holds energies per atom (eV/atom), enthalpies per atom ``H = E + pV`` (eV/atom),
-  volumes per atom (A^3/atom) before and after, the number of optimizer steps, ``converged``, wall time, the
-  generated and relaxed ``Structure`` and the error message of a failed relaxation (a failure never stops the run).
-* With ``out_dir`` each result is written as soon as it finishes: ``out_dir/<id>.json`` (everything, structures
-  included) and ``out_dir/<id>.cif`` (the relaxed structure, P1), both written atomically. A later call with the
-  same ``out_dir`` loads finished ids instead of relaxing them again (``resume=True``), so an interrupted run only
-  does the rest. Results computed with other settings (pressure, calculator, optimizer, fmax, max_steps) are never
-  mixed in silently: that raises ``ValueError``.
-* **Batching** (``batch=True``, the default for CHGNet): up to ``batch_size`` structures relax in lock step. Each
-  structure keeps its own ASE optimizer on its own ``FrechetCellFilter`` (so the algorithm is exactly ASE's FIRE /
-  BFGS), but all energy/force/stress requests of one optimizer step are served by ONE batched CHGNet call
-  (:class:`CHGNetBatchPredictor`: one graph batch, one forward pass and a single backward pass for forces and
-  stresses together, where stock CHGNet does two backward passes with ``create_graph=True``). Finished structures
-  leave the batch and waiting ones join it. ``batch=False`` with ``calculator="chgnet"`` uses the stock
-  ``chgnet.model.dynamics.CHGNetCalculator`` with ``Optimizer.run`` one structure at a time (the reference path).
-  The lock-step loop reproduces ``Optimizer.run`` step for step (same steps, same result; tested). Most of the
-  CPU gain comes from the single-backward kernel, little from batching itself: on CPU CHGNet is compute-bound (a
-  24-atom cell has thousands of bonds and angles), so batching mostly pays off on a GPU (measured:
-  ``benchmarks/bench_relax.py``, BENCHMARKS.md). While relaxing, numpy/scipy BLAS is limited to one thread (the cell
-  filter's 3x3 matrix functions are much slower with threaded BLAS on a loaded machine).
-* ``calculator`` can be ``"chgnet"`` (default; model loaded once per process and reused), ``"emt"`` (ASE's toy EMT,
-  for smoke tests only), an ASE ``Calculator`` instance (one structure at a time; e.g. ``ase.calculators.vasp.Vasp``),
-  ``"package.module:attribute"`` (an importable calculator, calculator factory or batch predictor), or a *batch
-  predictor*: a callable ``f(list[ase.Atoms]) -> list[dict]`` returning for each ``energy`` (eV, total),
-  ``forces`` ([n, 3] eV/A) and ``stress`` (Voigt 6 or 3x3, eV/A^3, ASE sign convention); a failed item may be an
-  ``Exception`` instance instead of a dict.
-"""
+"""The relaxation engine: calculator resolution (CHGNet, EMT, an ASE calculator, ``module:attr``, a batch predictor),
+the one-by-one ASE loop (``Optimizer.run``), the lock-step loop (every optimizer step of all active structures served
+by one batched predictor call), the worker processes, and :func:`relax_structures` / :func:`relax_structure`
+(see :mod:`dpcdvae.eval.relax` for the whole story)."""
 from __future__ import annotations
 
 import contextlib
@@ -43,234 +10,27 @@ import io
 import json
 import math
 import os
-import re
 import time
 import warnings
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..utils.alloc import tune_allocator
-from ..utils.fileio import atomic_write_text, jsonable, strict_json_dumps
-from ..utils.progress import progress_bar
-from .io import read_samples_with_errors
+from ...utils.alloc import tune_allocator
+from ...utils.progress import progress_bar
+from .chgnet import CHGNetBatchPredictor, load_chgnet
+from .io import (_bare, _is_atoms, _safe_name, _settings_mismatch, _to_atoms, _to_structure, _write_result,
+                 read_structures)
+from .results import RelaxResult
 
-# local: heavy -- ase and pymatgen are imported inside the functions (the workflows import this module); chgnet and
+# local: heavy -- ase is imported inside the functions (the workflows import this package); chgnet and
 # threadpoolctl are optional
 
-__all__ = ["RelaxResult", "relax_structures", "relax_structure", "read_structures", "load_results", "load_chgnet",
-           "CHGNetBatchPredictor"]
-
-
-@dataclass
-class RelaxResult:
-    """One relaxation. Energies and enthalpies in eV/atom, volumes in A^3/atom, pressure in GPa, time in s.
-
-    ``initial_*`` refer to the generated (input) structure, ``relaxed_*`` to the end of the relaxation. The
-    enthalpy per atom is ``H = E + p V`` with ``p = pressure_gpa * ase.units.GPa`` (eV/A^3). ``steps`` counts
-    optimizer steps (force calls = steps + 1). ``converged`` is ASE's criterion (largest generalised force of the
-    ``FrechetCellFilter``, atoms and cell, below ``fmax``). ``wall_time_s`` runs from the moment the structure
-    started relaxing to its end (in batched mode it includes the time spent on the other structures of the same
-    batch). ``error`` is ``None`` unless the relaxation failed; ``resumed`` is True when the result was loaded from
-    ``out_dir`` instead of computed.
-    """
-
-    id: str
-    n_atoms: int = 0
-    formula: str = ""
-    pressure_gpa: float = 0.0
-    initial_energy_per_atom: float = float("nan")
-    relaxed_energy_per_atom: float = float("nan")
-    initial_enthalpy_per_atom: float = float("nan")
-    relaxed_enthalpy_per_atom: float = float("nan")
-    initial_volume_per_atom: float = float("nan")
-    relaxed_volume_per_atom: float = float("nan")
-    steps: int = 0
-    converged: bool = False
-    final_fmax: float = float("nan")
-    wall_time_s: float = 0.0
-    calculator: str = ""
-    optimizer: str = ""
-    fmax: float = float("nan")
-    max_steps: int = 0
-    batched: bool = False
-    error: str | None = None
-    initial_structure: Any = field(default=None, repr=False)
-    relaxed_structure: Any = field(default=None, repr=False)
-    resumed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Relaxed without error (converged or not) and the relaxed structure is available."""
-        return self.error is None and self.relaxed_structure is not None and self.initial_structure is not None
-
-    def delta_energy_mev(self, energy: str = "enthalpy") -> float:
-        """``E_gen - E_relaxed`` in meV/atom (``energy="enthalpy"``: H = E + pV, the default; or ``"energy"``)."""
-        a, b = _energy_pair(self, energy)
-        return 1000.0 * (a - b)
-
-    @property
-    def delta_volume_per_atom(self) -> float:
-        """``V_gen/N - V_relaxed/N`` (A^3/atom)."""
-        return self.initial_volume_per_atom - self.relaxed_volume_per_atom
-
-    def to_dict(self, structures: bool = True) -> dict:
-        """JSON-ready dict (structures as pymatgen ``as_dict()`` when ``structures``)."""
-        d = {}
-        for f in fields(self):
-            if f.name in ("initial_structure", "relaxed_structure"):
-                if structures:
-                    s = getattr(self, f.name)
-                    d[f.name] = None if s is None else s.as_dict()
-                continue
-            if f.name == "resumed":
-                continue
-            d[f.name] = jsonable(getattr(self, f.name))
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "RelaxResult":
-        from pymatgen.core import Structure
-
-        kw = {}
-        names = {f.name for f in fields(cls)}
-        for k, v in d.items():
-            if k not in names:
-                continue
-            if k in ("initial_structure", "relaxed_structure"):
-                v = None if v is None else Structure.from_dict(v)
-            elif v is None and k not in ("error",):
-                v = float("nan")
-            kw[k] = v
-        return cls(**kw)
-
-
-def _energy_pair(r: RelaxResult, energy: str) -> tuple[float, float]:
-    e = str(energy).lower()
-    if e in ("enthalpy", "h"):
-        return r.initial_enthalpy_per_atom, r.relaxed_enthalpy_per_atom
-    if e in ("energy", "e"):
-        return r.initial_energy_per_atom, r.relaxed_energy_per_atom
-    raise ValueError(f"energy must be 'enthalpy' or 'energy', got {energy!r}")
-
-
-# ================================================================================================================
-# CHGNet
-# ================================================================================================================
-_MODEL_CACHE: dict[tuple[str, str], Any] = {}
-
-
-def load_chgnet(model_name: str = "0.3.0", device: str = "cpu"):
-    """The pretrained CHGNet (weights from inside the ``chgnet`` wheel; never downloads), loaded once per process
-    and ``(model_name, device)`` and reused (in eval mode; the model object is CHGNet's own, unmodified)."""
-    key = (str(model_name), str(device))
-    if key not in _MODEL_CACHE:
-        from chgnet.model import CHGNet
-
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = CHGNet.load(model_name=model_name, use_device=device, verbose=False)
-        model.eval()
-        _MODEL_CACHE[key] = model
-    return _MODEL_CACHE[key]
-
-
-class CHGNetBatchPredictor:
-    """Batch predictor: ``predictor(list[ase.Atoms]) -> list[dict]`` with ``energy`` (eV, total), ``free_energy``,
-    ``forces`` ([n, 3] eV/A) and ``stress`` (Voigt 6, eV/A^3, ASE convention) for every structure, from batched
-    CHGNet calls of at most ``batch_size`` structures.
-
-    ``fast=True`` (default) runs CHGNet's forward pass on the graph batch and ONE backward pass giving forces and
-    stresses together, without ``create_graph`` (stock ``CHGNet.predict_graph`` does two backward passes that build
-    a double-backward graph, needed for training only); same numbers to float32 round-off. It relies on CHGNet's
-    ``BatchedGraph.from_graphs`` and ``CHGNet._compute`` (checked with chgnet 0.4.2) and falls back to the public
-    ``predict_graph`` if they change. ``calls`` / ``n_evaluated`` count batched calls and structures evaluated.
-    """
-
-    def __init__(self, model=None, model_name: str = "0.3.0", device: str = "cpu", batch_size: int = 64,
-                 fast: bool = True):
-        self.model = model if model is not None else load_chgnet(model_name, device)
-        self.device = device
-        self.batch_size = int(batch_size)
-        self.fast = bool(fast)
-        self.calls = 0
-        self.n_evaluated = 0
-        version = getattr(self.model, "version", None) or model_name
-        self.name = f"chgnet-{version}"
-
-    def __repr__(self) -> str:
-        return f"CHGNetBatchPredictor({self.name}, device={self.device}, fast={self.fast})"
-
-    def _graphs(self, atoms_list):
-        from pymatgen.io.ase import AseAtomsAdaptor
-
-        graphs = []
-        for a in atoms_list:
-            s = AseAtomsAdaptor.get_structure(_bare(a))
-            graphs.append(self.model.graph_converter(s).to(self.device))
-        return graphs
-
-    def _fast(self, graphs):
-        from chgnet.model.model import BatchedGraph
-
-        m = self.model
-        with torch.enable_grad():
-            bg = BatchedGraph.from_graphs(graphs, bond_basis_expansion=m.bond_basis_expansion,
-                                          angle_basis_expansion=m.angle_basis_expansion, compute_stress=True)
-            pred = m._compute(bg, compute_force=False, compute_stress=False)
-            n_per = pred["atoms_per_graph"]
-            e_model = pred["e"]  # eV/atom when the model is intensive (CHGNet is), before the AtomRef shift
-            e_total = (e_model * n_per).sum() if m.is_intensive else e_model.sum()
-            grads = torch.autograd.grad(e_total, [*bg.atom_positions, *bg.strains])
-        k = len(graphs)
-        comp = m.composition_model(graphs) if m.composition_model is not None else 0.0
-        e = (e_model + comp).detach().cpu().numpy()
-        out = []
-        for i in range(k):
-            stress_gpa = (grads[k + i] / bg.volumes[i] * 160.21766208).detach().cpu().numpy()
-            out.append({"e": float(e[i]), "f": -grads[i].detach().cpu().numpy(), "s": stress_gpa})
-        return out
-
-    def _stock(self, graphs):
-        preds = self.model.predict_graph(graphs, task="efs", batch_size=self.batch_size)
-        if not isinstance(preds, list):
-            preds = [preds]
-        return [{"e": float(p["e"]), "f": p["f"], "s": p["s"]} for p in preds]
-
-    def __call__(self, atoms_list: Sequence) -> list[dict]:
-        from ase.stress import full_3x3_to_voigt_6_stress
-        from ase.units import GPa
-
-        atoms_list = list(atoms_list)
-        out: list[dict] = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for start in range(0, len(atoms_list), self.batch_size):
-                chunk = atoms_list[start:start + self.batch_size]
-                graphs = self._graphs(chunk)
-                preds = None
-                if self.fast:
-                    try:
-                        preds = self._fast(graphs)
-                    except (AttributeError, TypeError, KeyError):  # CHGNet internals changed: public API
-                        self.fast = False
-                if preds is None:
-                    preds = self._stock(graphs)
-                self.calls += 1
-                self.n_evaluated += len(chunk)
-                for a, p in zip(chunk, preds):
-                    n = len(a)
-                    energy = p["e"] * n if self.model.is_intensive else p["e"]
-                    s = np.asarray(p["s"], dtype=float) * GPa
-                    if s.shape == (3, 3):
-                        s = full_3x3_to_voigt_6_stress(s)
-                    out.append({"energy": float(energy), "free_energy": float(energy),
-                                "forces": np.asarray(p["f"], dtype=float).reshape(n, 3), "stress": s})
-        return out
+__all__ = ["relax_structures", "relax_structure", "VOLUME_RATIO_LIMITS"]
 
 
 @contextlib.contextmanager
@@ -286,12 +46,6 @@ def _blas_single_thread():
         return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
-
-
-def _bare(atoms):
-    a = atoms.copy()
-    a.calc = None
-    return a
 
 
 # ================================================================================================================
@@ -404,87 +158,6 @@ def _optimizer_name(optimizer) -> str:
 
 
 # ================================================================================================================
-# inputs / outputs
-# ================================================================================================================
-def read_structures(path: str | os.PathLike) -> tuple[list[str], list, list[str | None]]:
-    """``(ids, structures, errors)`` from a CIF file, a folder of CIFs (and extxyz files) or an extxyz file.
-
-    Ids are file stems (``<stem>#<k>`` for multi-block CIFs) or, for extxyz frames, ``info["material_id"]`` (else
-    the frame index). Unreadable entries are ``None`` with the reason in ``errors``.
-    """
-    return read_samples_with_errors(path)
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9._#+=-]")
-
-
-def _safe_name(sid: str) -> str:
-    s = _SAFE.sub("_", str(sid)).lstrip(".")
-    return s or "_"
-
-
-def _to_atoms(s):
-    """Structure / Atoms -> a fresh periodic ``Atoms`` without calculator."""
-    from ase import Atoms
-
-    if isinstance(s, Atoms):
-        a = s.copy()
-        a.calc = None
-        if not all(a.pbc):
-            a.pbc = True
-        return a
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    if not getattr(s, "is_ordered", True):
-        raise ValueError("disordered structure (partial occupancies)")
-    return _bare(AseAtomsAdaptor.get_atoms(s))
-
-
-def _to_structure(a):
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    return AseAtomsAdaptor.get_structure(_bare(a))
-
-
-def _write_result(out_dir: Path, r: RelaxResult) -> None:
-    name = _safe_name(r.id)
-    if r.relaxed_structure is not None:
-        from pymatgen.io.cif import CifWriter
-
-        atomic_write_text(out_dir / f"{name}.cif", str(CifWriter(r.relaxed_structure)))
-    # the JSON is the completion marker: written last
-    atomic_write_text(out_dir / f"{name}.json", strict_json_dumps(r.to_dict(structures=True), indent=1))
-
-
-def load_results(out_dir: str | os.PathLike, ids: Iterable[str] | None = None) -> list[RelaxResult]:
-    """Results written by :func:`relax_structures` in ``out_dir`` (all ``*.json`` but ``summary.json``, sorted,
-    or the given ``ids`` in that order; a missing id raises ``FileNotFoundError``)."""
-    out_dir = Path(out_dir)
-    if ids is None:
-        files = sorted(p for p in out_dir.glob("*.json") if p.name != "summary.json" and not p.name.startswith("."))
-    else:
-        files = [out_dir / f"{_safe_name(i)}.json" for i in ids]
-    out = []
-    for p in files:
-        r = RelaxResult.from_dict(json.loads(p.read_text()))
-        r.resumed = True
-        out.append(r)
-    return out
-
-
-def _settings_mismatch(r: RelaxResult, want: dict) -> list[str]:
-    bad = []
-    if not math.isclose(float(r.pressure_gpa), want["pressure_gpa"], rel_tol=1e-9, abs_tol=1e-9):
-        bad.append(f"pressure_gpa {r.pressure_gpa} != {want['pressure_gpa']}")
-    for k in ("calculator", "optimizer", "max_steps"):
-        if getattr(r, k) != want[k]:
-            bad.append(f"{k} {getattr(r, k)!r} != {want[k]!r}")
-    if not math.isclose(float(r.fmax), want["fmax"], rel_tol=1e-9):
-        bad.append(f"fmax {r.fmax} != {want['fmax']}")
-    return bad
-
-
-# ================================================================================================================
 # relaxation
 # ================================================================================================================
 @dataclass
@@ -557,14 +230,6 @@ def _failed(sid, structure, settings, batched, msg, t0=None) -> RelaxResult:
     if t0 is not None:
         r.wall_time_s = time.perf_counter() - t0
     return r
-
-
-def _is_atoms(x) -> bool:
-    try:
-        from ase import Atoms
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(x, Atoms)
 
 
 def _err(exc: BaseException) -> str:
@@ -820,7 +485,7 @@ def _run_in_processes(todo: list, workers: int, kwargs: dict):
     this process's torch thread pools in whatever state they were (:mod:`dpcdvae.utils.pool`)."""
     from concurrent.futures import as_completed
 
-    from ..utils.pool import process_pool
+    from ...utils.pool import process_pool
 
     per_chunk = max(1, 4 * int(kwargs.get("batch_size") or 1)) if kwargs.get("batch") else 4
     n_chunks = max(workers, math.ceil(len(todo) / per_chunk))
@@ -838,8 +503,3 @@ def relax_structure(structure, **kwargs) -> RelaxResult:
     sid = kwargs.pop("id", None)
     kwargs.setdefault("progress", False)
     return relax_structures([structure], ids=None if sid is None else [sid], **kwargs)[0]
-
-
-# ================================================================================================================
-# metrics (Table III, Fig. S2)
-# ================================================================================================================
