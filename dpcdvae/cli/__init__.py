@@ -29,10 +29,12 @@ configure_openmp()  # an entry point: before torch is first imported (the comman
 
 from ..data import DataError, DatasetNotFoundError  # noqa: E402
 from ..utils.alloc import tune_allocator  # noqa: E402
-from ..utils.errors import CheckpointError, ConfigError, PretrainedNotFoundError, TrainingDiverged, UserError  # noqa: E402
+from ..utils.errors import (ArgumentError, CheckpointError, ConfigError, PretrainedNotFoundError,  # noqa: E402
+                            TrainingDiverged, UserError)
 from . import convert, data, evaluate, models, notebooks, relax  # noqa: E402
 
-__all__ = ["main", "build_parser", "known_errors", "COMMAND_GROUPS", "error_line", "EXIT_USER", "EXIT_INTERRUPTED"]
+__all__ = ["main", "build_parser", "known_errors", "COMMAND_GROUPS", "error_line", "flag_for", "FLAGS", "EXIT_USER",
+           "EXIT_INTERRUPTED"]
 
 #: Every command group's ``add_parser(subparsers)``, in the order ``dpcdvae --help`` lists them.
 COMMAND_GROUPS = (models.add_parser, data.add_parser, evaluate.add_parser, relax.add_parser,
@@ -40,6 +42,10 @@ COMMAND_GROUPS = (models.add_parser, data.add_parser, evaluate.add_parser, relax
 
 EXIT_USER = 2  #: a user mistake, a refused file, a missing optional package
 EXIT_INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT), as a shell reports it
+
+#: Python argument of a workflow -> its command-line flag, where the flag is not ``--`` + the name with ``-`` for ``_``
+#: (an :class:`~dpcdvae.utils.errors.ArgumentError` names the Python argument; :func:`error_line` prints the flag)
+FLAGS = {"ema": "--raw-weights", "run_dir": "--out"}
 
 #: top-level module -> the pip extra of dpcdvae that installs it (used when importlib.metadata cannot say)
 OPTIONAL_MODULES = {"chgnet": "relax", "threadpoolctl": "relax", "playwright": "dev", "hypothesis": "dev"}
@@ -84,11 +90,18 @@ def _extra_for(module: str):
     return found[0] if found else OPTIONAL_MODULES.get(module)
 
 
+def flag_for(arg: str) -> str:
+    """The command-line flag of a workflow's Python argument: :data:`FLAGS`, else ``--`` + the name with ``-`` for
+    ``_`` (``"batch_size"`` -> ``"--batch-size"``)."""
+    return FLAGS.get(arg, "--" + arg.replace("_", "-"))
+
+
 def error_line(exc: BaseException) -> str:
     """The one line ``dpcdvae`` prints for an error that ends a command (without the ``dpcdvae: error:`` prefix):
     the message of a package error; for an ``OSError`` what failed and the path(s) it names (``exc.filename``,
     ``exc.filename2``); for a ``ModuleNotFoundError`` the missing package and the ``pip install`` that brings it
-    (the dpcdvae extra, e.g. ``dpcdvae[relax]`` for CHGNet). Always a single line."""
+    (the dpcdvae extra, e.g. ``dpcdvae[relax]`` for CHGNet); an :class:`~dpcdvae.utils.errors.ArgumentError` with
+    the flags of the arguments it names (:func:`flag_for`: ``--limit 0: must be >= 1``). Always a single line."""
     if isinstance(exc, ModuleNotFoundError):
         name = (exc.name or str(exc)).split(".")[0]
         extra = _extra_for(name)
@@ -102,6 +115,8 @@ def error_line(exc: BaseException) -> str:
             text += " (check the permissions of that path, or write somewhere else)"
         elif getattr(exc, "errno", None) == 28:  # ENOSPC
             text += " (free some space, or write somewhere else; the files written before are complete)"
+    elif isinstance(exc, ArgumentError):
+        text = exc.render(flag_for)
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())  # one line whatever the message held

@@ -49,8 +49,8 @@ def _cmd_study(a) -> int:
     s = run_ground_state_study(a.checkpoints, a.out, n=a.n, pressure_gpa=a.pressure, seed=a.seed, sampler=a.sampler,
                                steps=a.steps, fmax=a.fmax, max_steps=a.max_steps, device=a.device,
                                command=" ".join(shlex.quote(x) for x in sys.argv))
-    print(s["table"])
-    print(f"wall time {s['wall_s']} s; details: {Path(a.out) / 'study.json'}")
+    print(s.table)
+    print(f"wall time {s.wall_s} s; details: {Path(a.out) / 'study.json'}")
     return 0
 
 
@@ -105,13 +105,12 @@ def _cmd_relax(a) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"dpcdvae relax: error: {exc}", file=sys.stderr)
         return 2
-    results = s.pop("_results")
-    print(summary_table(results, a.energy))
-    m = s["metrics"]
+    print(summary_table(s.results, a.energy))
+    m = s.metrics
     print()
-    print(relax_headline(results, a.energy))  # the headline: what relaxing changed, before any match rate
+    print(relax_headline(s.results, a.energy))  # the headline: what relaxing changed, before any match rate
     print(f"{m['n']} structures at {a.pressure:g} GPa: {m['n_relaxed']} relaxed ({m['n_converged']} converged), "
-          f"{m['n_failed']} failed, {s['n_resumed']} resumed from {a.out} (* in the table)")
+          f"{m['n_failed']} failed, {s.n_resumed} resumed from {a.out} (* in the table)")
     print(f"match rate (relaxed vs generated) {_fmt(m['match_rate'], 1)} %   <delta_rms> {_fmt(m['delta_rms'])}   "
           f"dV_rms {_fmt(m['dV_rms'])} A^3/atom   dE_rms ({m['energy_measure']}) {_fmt(m['dE_rms'], 1)} meV/atom")
     if "chgnet" in str(a.calculator).lower():

@@ -221,7 +221,7 @@ def ground_state_study(models: dict, n: int = 100, sampler: str = "eq7", steps: 
     study = run_ground_state_study(models, out_dir, n=n, pressure_gpa=pressure_gpa, seed=seed, sampler=sampler,
                                    steps=steps, fmax=fmax, max_steps=max_steps, progress=not headless(),
                                    calculator=calculator, optimizer=optimizer, plot=False)
-    return {name: {"results": study["_results"][name], "metrics": row} for name, row in study["models"].items()}
+    return {name: {"results": study.results[name], "metrics": row} for name, row in study.models.items()}
 
 
 def trajectory_run(model, data: DataChoice, crystal_index: int = 0, mode: str = "reconstruct",

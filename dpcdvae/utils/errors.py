@@ -24,6 +24,45 @@ class UserError(ValueError):
     command line prints it as one line and exits with status 2."""
 
 
+#: marks an argument named inside an :class:`ArgumentError`'s detail (:func:`mention`); never part of a value or path
+_MENTION = "\x1f"
+
+
+def mention(arg: str) -> str:
+    """Name another argument inside the detail of an :class:`ArgumentError`:
+    ``f"...; use {mention('sampler')} ddim for fewer"`` reads ``sampler`` from Python and ``--sampler`` on the
+    command line."""
+    return f"{_MENTION}{arg}{_MENTION}"
+
+
+class ArgumentError(UserError):
+    """A bad value of one argument of a function, named by its Python name: ``ArgumentError("limit", f"{limit}:
+    must be >= 1")`` reads ``limit=0: must be >= 1``; the command line prints the same message with the flag,
+    ``--limit 0: must be >= 1`` (:meth:`render` with the flag of each argument, :func:`dpcdvae.cli.error_line`).
+
+    ``detail`` is the text after the name: one that starts with ``":"`` or ``" "`` follows the name as it is
+    (``ArgumentError("dataset", " is needed (...)")`` -> ``dataset is needed (...)``); any other starts with the
+    value, after ``=`` (a space after a flag). Other arguments named in ``detail`` are written with :func:`mention`.
+    ``.arg``: the argument's name; ``.detail``: the detail as given."""
+
+    def __init__(self, arg: str, detail: str):
+        self.arg, self.detail = arg, detail
+        super().__init__(self.render())
+
+    def __reduce__(self):  # picklable (e.g. raised in a worker process) although __init__ takes two arguments
+        return type(self), (self.arg, self.detail)
+
+    def render(self, flag=None) -> str:
+        """The message. ``flag``: ``None`` for the Python form (the argument's name, ``name=value``), or a function
+        that gives the command-line flag of an argument name (``"batch_size"`` -> ``"--batch-size"``) for the form
+        the command line prints (``--flag value``)."""
+        name = flag or (lambda arg: arg)
+        sep = "" if self.detail[:1] in (":", " ") else ("=" if flag is None else " ")
+        parts = f"{name(self.arg)}{sep}{self.detail}".split(_MENTION)
+        parts[1::2] = [name(arg) for arg in parts[1::2]]
+        return "".join(parts)
+
+
 class SamplerError(UserError):
     """A sampler name the model does not run (e.g. ``eq6`` on a CDVAE checkpoint, ``langevin`` on DP-CDVAE); the
     message lists the ones it does."""

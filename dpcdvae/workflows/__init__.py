@@ -7,7 +7,8 @@
 - :mod:`.relax`: :func:`run_relax` (relax a folder or file of structures, ``dpcdvae relax``, and compute the Table III
   metrics) and :func:`run_ground_state_study` (Table III for several checkpoints: generate, relax, tabulate, Fig. S2);
 - :mod:`.rank`: :func:`rank_candidates` / :func:`rank_by_proxy`, ranking CSP candidates;
-- :mod:`.results`: what those two return, :class:`ReconstructionResult` and :class:`GenerationResult`;
+- :mod:`.results`: what those jobs return, :class:`ReconstructionResult`, :class:`GenerationResult`,
+  :class:`RelaxRunResult` and :class:`GroundStateStudyResult`;
 - :mod:`.common`: what the jobs share (the sampler a model runs with, the dataset a checkpoint was trained on,
   :func:`encode_posterior`);
 - :mod:`.sharding` (``--devices N``), :mod:`.demo` (``dpcdvae demo``), :mod:`.optimize` (property head on z, latent
@@ -27,7 +28,8 @@ _EXPORTS = {
     "checkpoint_training_dataset": "common", "encode_posterior": "common",
     "LATENTS": "reconstruct", "reconstruct_split": "reconstruct", "matcher_count_line": "reconstruct",
     "generate_to_folder": "generate", "model_fingerprint": "generate",
-    "ReconstructionResult": "results", "GenerationResult": "results",
+    "ReconstructionResult": "results", "GenerationResult": "results", "RelaxRunResult": "results",
+    "GroundStateStudyResult": "results",
     "run_relax": "relax", "run_ground_state_study": "relax", "relax_changes": "relax", "relax_headline": "relax",
     "summary_table": "relax", "ck_name": "relax",
     "rank_candidates": "rank", "rank_by_proxy": "rank",

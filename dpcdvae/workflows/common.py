@@ -13,7 +13,7 @@ from torch_geometric.loader import DataLoader
 from ..data import load_split
 from ..diffusion.samplers import SAMPLERS, Sampler
 from ..models.pretrained import is_pretrained
-from ..utils.errors import SamplerError, UserError
+from ..utils.errors import ArgumentError, SamplerError, mention
 
 __all__ = ["check_sampling_args", "sampler_for", "checkpoint_dataset", "checkpoint_training_dataset",
            "encode_posterior"]
@@ -21,27 +21,29 @@ __all__ = ["check_sampling_args", "sampler_for", "checkpoint_dataset", "checkpoi
 
 def check_sampling_args(model, sampler, steps: Optional[int]) -> Sampler:
     """The sampler object to use with ``model``: ``sampler`` is a name (the command line's ``--sampler``; the
-    model's own default when None), resolved here once, or a sampler object, returned as it is. A UserError names
-    the argument when the sampler does not fit the model or ``--steps`` would be ignored. Record
+    model's own default when None), resolved here once, or a sampler object, returned as it is. An
+    :class:`~dpcdvae.utils.errors.ArgumentError` names the argument (``sampler``, ``steps``; the command line prints
+    the flag) when the sampler does not fit the model or ``steps`` would be ignored. Record
     ``.label`` (the name as asked for) where a name is written down."""
     try:
         smp = model.resolve_sampler(sampler)
     except SamplerError as exc:
         if model.sampler_family == "langevin":
-            raise UserError(f"--sampler {sampler}: this checkpoint is a {model.cfg.model} model, which samples with "
-                            f"annealed Langevin only (--sampler langevin, --steps = iterations per noise level)"
-                            ) from exc
-        raise UserError(f"--sampler {sampler}: this checkpoint is a DP-CDVAE model; use "
-                        f"{', '.join(model.supported_samplers)}") from exc
+            raise ArgumentError("sampler", f"{sampler}: this checkpoint is a {model.cfg.model} model, which samples "
+                                           f"with annealed Langevin only ({mention('sampler')} langevin, "
+                                           f"{mention('steps')} = iterations per noise level)") from exc
+        raise ArgumentError("sampler", f"{sampler}: this checkpoint is a DP-CDVAE model; use "
+                                       f"{', '.join(model.supported_samplers)}") from exc
     if steps is not None:
         if steps < 1:
-            raise UserError(f"--steps {steps}: must be >= 1")
+            raise ArgumentError("steps", f"{steps}: must be >= 1")
         if smp.family == "ddpm" and not smp.strided:
             strided = [n for n, c in SAMPLERS.items() if c.family == "ddpm" and c.strided]
-            raise UserError(f"--steps {steps}: --sampler {smp.label} always runs all {model.cfg.timesteps} steps; "
-                            f"use --sampler {' or '.join(strided)} for fewer")
+            raise ArgumentError("steps", f"{steps}: {mention('sampler')} {smp.label} always runs all "
+                                         f"{model.cfg.timesteps} steps; use {mention('sampler')} "
+                                         f"{' or '.join(strided)} for fewer")
         if smp.family == "ddpm" and steps > model.cfg.timesteps:
-            raise UserError(f"--steps {steps}: at most T = {model.cfg.timesteps}")
+            raise ArgumentError("steps", f"{steps}: at most T = {model.cfg.timesteps}")
     return smp
 
 

@@ -11,7 +11,7 @@ import torch
 
 from ..io import SampleWriter
 from ..models import concat_outputs
-from ..utils.errors import UserError
+from ..utils.errors import ArgumentError, UserError, mention
 from ..utils.fileio import atomic_write_text, strict_json_dumps
 from ..utils.progress import progress_bar
 from .results import GenerationResult
@@ -97,16 +97,16 @@ def _prepare_batch_dir(run_dir: Path, spec: dict, resume: bool) -> Path:
     spec_file = batch_dir / "spec.json"
     if resume:
         if not spec_file.is_file():
-            raise UserError(f"--resume: {spec_file} not found (resume needs the folder of an earlier run with the "
-                            f"same settings)")
+            raise ArgumentError("resume", f": {spec_file} not found (resume needs the folder of an earlier run with "
+                                          f"the same settings)")
         old = json.loads(spec_file.read_text())
         for key in list(spec) + [k for k in old if k not in spec]:
             value = spec.get(key)
             if old.get(key) != value:
                 what = "the model's weights differ" if key == "model_sha256" else \
                     f"{key} was {old.get(key)!r}, now {value!r}"
-                raise UserError(f"--resume {run_dir}: {what}; resume with the settings of the earlier run "
-                                f"(see {spec_file}) or write to a new --out")
+                raise ArgumentError("resume", f" {run_dir}: {what}; resume with the settings of the earlier run "
+                                              f"(see {spec_file}) or write to a new {mention('run_dir')}")
         return batch_dir
     batch_dir.mkdir(parents=True, exist_ok=True)
     for stale in batch_dir.glob("batch_*.pt"):  # a fresh run never mixes in another run's batches
@@ -132,7 +132,8 @@ def _generate_batches(model, writer, n, sampler, steps, seed, batch_size, progre
               file=sys.stderr, flush=True)
     if devices > 1:
         if checkpoint is None or isinstance(checkpoint, torch.nn.Module):
-            raise UserError("--devices: give a checkpoint path or pretrained:<name> (each process loads the model)")
+            raise ArgumentError("devices", ": give a checkpoint path or pretrained:<name> (each process loads the "
+                                           "model)")
         outs = run_sharded({"job": "generate", "checkpoint": str(checkpoint), "n": n, "n_batches": n_batches,
                             "batch_size": batch_size, "sampler": sampler, "steps": steps, "seed": seed,
                             "accelerator": accelerator, "batch_dir": str(batch_dir)}, devices, strategy)

@@ -32,7 +32,7 @@ from ..utils.fileio import atomic_open, jsonable, strict_json_dumps
 from ..data import load_split
 from ..data.resolve import DatasetHandle, resolve_dataset
 from ..data.registry import find_spec
-from ..utils.errors import UserError
+from ..utils.errors import ArgumentError, UserError
 from ..eval.optimization import SR_LEVELS, cdvae_thresholds, split_thresholds, success_rates
 from ..eval.property import PropertyModelUnavailable, predict_property
 from ..io import SampleWriter
@@ -241,7 +241,7 @@ def run_optimization(model, head: LatentPropertyHead, dataset, out, n: int = 100
     if start == "data":
         test = encode_posterior(model, data(), "test", limit=n, progress=progress)
         if len(test["ids"]) < n:
-            raise UserError(f"--n {n}: the {dataset} test split has only {len(test['ids'])} crystals")
+            raise ArgumentError("n", f"{n}: the {dataset} test split has only {len(test['ids'])} crystals")
         mu, lv = test["mu"][:n], test["logvar"][:n]
         z0 = mu + (0.5 * lv).exp() * torch.randn(mu.shape, generator=gen)
         start_ids = test["ids"][:n]
@@ -249,7 +249,7 @@ def run_optimization(model, head: LatentPropertyHead, dataset, out, n: int = 100
         z0 = torch.randn(n, model.cfg.latent_dim, generator=gen)
         start_ids = [f"prior-{i}" for i in range(n)]
     else:
-        raise UserError(f"--start {start!r}: expected data or prior")
+        raise ArgumentError("start", f"{start!r}: expected data or prior")
     saved_steps, zs = optimize_latents(head, z0, steps=steps, lr=lr, direction=direction, num_saved=num_saved,
                                        prior_weight=prior_weight)
     with torch.no_grad():

@@ -18,7 +18,7 @@ from ..models import INITIAL_TYPES, load_model
 from ..models.pretrained import is_pretrained
 from ..models.scope import dataset_mismatch, model_scope
 from ..structures.crystal import tensors_to_structures
-from ..utils.errors import UserError
+from ..utils.errors import ArgumentError
 from ..utils.fileio import strict_json_dumps
 from ..utils.progress import progress_bar
 from .common import check_sampling_args, checkpoint_dataset
@@ -67,12 +67,12 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     if latent not in LATENTS:
         raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
     if limit is not None and limit < 1:
-        raise UserError(f"--limit {limit}: must be >= 1")
+        raise ArgumentError("limit", f"{limit}: must be >= 1")
     if batch_size < 1:
-        raise UserError(f"--batch-size {batch_size}: must be >= 1")
+        raise ArgumentError("batch_size", f"{batch_size}: must be >= 1")
     if not ema and isinstance(checkpoint, (str, Path)) and is_pretrained(checkpoint):
-        raise UserError(f"--raw-weights: {checkpoint} is a shipped model, which holds one set of weights (its card "
-                        f"says which: `dpcdvae pretrained list`)")
+        raise ArgumentError("ema", f": {checkpoint} is a shipped model, which holds one set of weights (its card "
+                                   f"says which: `dpcdvae pretrained list`)")
     if isinstance(checkpoint, torch.nn.Module):
         model = checkpoint
     else:
@@ -87,12 +87,12 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
         model.cfg.initial_types = initial_types
     if type_update is not None:
         if type_update not in ("argmax", "fixed"):
-            raise UserError(f"--type-update {type_update!r}: expected argmax or fixed")
+            raise ArgumentError("type_update", f"{type_update!r}: expected argmax or fixed")
         model.cfg.type_update = type_update
     if dataset is None:
         dataset = checkpoint_dataset(checkpoint, model)
         if dataset is None:
-            raise UserError("--dataset is needed (no config.json beside the checkpoint and no model card)")
+            raise ArgumentError("dataset", " is needed (no config.json beside the checkpoint and no model card)")
     data = resolve_dataset(dataset, root)  # once: an alias -> its registered name, the folder found
     dataset = data.name
     model_dataset = model_scope(model, None if isinstance(checkpoint, torch.nn.Module) else checkpoint)["dataset"]
@@ -121,7 +121,8 @@ def reconstruct_split(checkpoint, out, dataset: Optional[str] = None, split: str
     sharded = None
     if devices > 1:
         if isinstance(checkpoint, torch.nn.Module):
-            raise UserError("--devices: give a checkpoint path or pretrained:<name> (each process loads the model)")
+            raise ArgumentError("devices", ": give a checkpoint path or pretrained:<name> (each process loads the "
+                                           "model)")
         sharded = run_sharded({"job": "reconstruct", "checkpoint": str(checkpoint), "ema": ema,
                                "initial_types": initial_types, "type_update": type_update, "dataset": dataset,
                                "split": split, "root": root, "limit": limit, "on_error": on_error,

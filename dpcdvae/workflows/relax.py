@@ -18,6 +18,7 @@ from ..utils.fileio import atomic_write_text, strict_json_dumps
 from ..viz import plot_delta_e_vs_paper
 from .common import sampler_for
 from .generate import generate_to_folder
+from .results import GroundStateStudyResult, RelaxRunResult
 
 __all__ = ["run_relax", "run_ground_state_study", "relax_changes", "relax_headline", "summary_table", "ck_name"]
 
@@ -83,8 +84,10 @@ def summary_table(results, energy: str = "enthalpy") -> str:
 def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = "chgnet", fmax: float = 0.05,
               max_steps: int = 500, optimizer: str = "FIRE", batch: bool = True, batch_size: int = 32,
               device: str = "cpu", resume: bool = True, retry_failed: bool = False, energy: str = "enthalpy",
-              plot: bool = False, progress: bool = True, command: str = "", workers: int = 1) -> dict:
-    """The API behind ``dpcdvae relax``: relax, compute the metrics, write ``<out>/summary.json``; returns it.
+              plot: bool = False, progress: bool = True, command: str = "", workers: int = 1) -> RelaxRunResult:
+    """The API behind ``dpcdvae relax``: relax, compute the metrics, write ``<out>/summary.json``. Returns a
+    :class:`~dpcdvae.workflows.results.RelaxRunResult` (the relaxations, the metrics; its
+    :meth:`~dpcdvae.workflows.results.RelaxRunResult.summary` is what ``summary.json`` holds).
     ``workers``: processes relaxing at once (see :func:`~dpcdvae.eval.relax.relax_structures`)."""
     out_dir = Path(out)
     earlier = 0.0  # wall time of earlier (interrupted or finished) runs into the same folder
@@ -102,34 +105,27 @@ def run_relax(path: str, out: str, pressure_gpa: float = 0.0, calculator: str = 
     wall = time.time() - t0
     metrics = ground_state_metrics(results, energy=energy)
     per = metrics.pop("per_structure")
-    summary = {
-        "command": command,
-        "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "input": str(path),
-        "settings": {"pressure_gpa": pressure_gpa, "calculator": calculator, "optimizer": optimizer, "fmax": fmax,
-                     "max_steps": max_steps, "batch": batch, "batch_size": batch_size, "device": device,
-                     "workers": workers, "energy_measure": energy},
-        "wall_s": round(wall, 2),
-        "wall_s_total": round(earlier + wall, 2),  # this run plus the earlier runs it resumed
-        "n_resumed": sum(1 for r in results if r.resumed),
-        "metrics": metrics,
-        "results": [{**r.to_dict(structures=False), "resumed": r.resumed, **{k: p[k] for k in
-                     ("matched", "rms_dist", "dV", "dE_meV")}} for r, p in zip(results, per)],
-    }
+    run = RelaxRunResult(
+        out=out_dir, input=str(path),
+        settings={"pressure_gpa": pressure_gpa, "calculator": calculator, "optimizer": optimizer, "fmax": fmax,
+                  "max_steps": max_steps, "batch": batch, "batch_size": batch_size, "device": device,
+                  "workers": workers, "energy_measure": energy},
+        results=results, metrics=metrics, per_structure=per, wall_s=round(wall, 2),
+        wall_s_total=round(earlier + wall, 2),  # this run plus the earlier runs it resumed
+        command=command, date=_dt.datetime.now().isoformat(timespec="seconds"))
     if plot:
         plot_delta_e_vs_paper({Path(str(path)).stem or "relaxed": _delta_e(results, energy)},
                               path=out_dir / "delta_e_hist.png", energy=energy)
-        summary["plot"] = str(out_dir / "delta_e_hist.png")
-    atomic_write_text(out_dir / "summary.json", strict_json_dumps(summary, indent=1))
-    summary["_results"] = results
-    return summary
+        run.plot = out_dir / "delta_e_hist.png"
+    atomic_write_text(out_dir / "summary.json", strict_json_dumps(run.summary(), indent=1))
+    return run
 
 
 def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: float = 10.0, seed: int = 0,
                            sampler: str | None = None, steps: int | None = None, fmax: float = 0.05,
                            max_steps: int = 500, batch_size: int = 32, device: str = "cpu", plot: bool = True,
                            progress: bool = True, command: str = "", calculator: str = "chgnet",
-                           optimizer: str = "FIRE") -> dict:
+                           optimizer: str = "FIRE") -> GroundStateStudyResult:
     """Table III for several models: for each model generate ``n`` crystals (seeded), relax them at ``pressure_gpa``
     (GPa; CHGNet by default, ``fmax`` in eV/A) and compute the ground-state metrics; then one table with the paper's
     DFT rows beside ours, and the Fig. S2 histograms. Layout: ``<out>/<model label>/{generated,relaxed}``,
@@ -138,8 +134,9 @@ def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: fl
 
     ``checkpoints``: a list of checkpoints (paths or ``pretrained:<name>``; labelled by the model kind) or a dict
     ``{label: checkpoint or loaded model}``. ``sampler``: used by the models that run it; the others use their own
-    (printed, :func:`sampler_for`). The returned dict also holds ``"_results"`` (``{label: [RelaxResult]}``), not
-    written to ``study.json``."""
+    (printed, :func:`sampler_for`). Returns a :class:`~dpcdvae.workflows.results.GroundStateStudyResult` (one row
+    per model, each model's relaxations, the table; its
+    :meth:`~dpcdvae.workflows.results.GroundStateStudyResult.summary` is what ``study.json`` holds)."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -161,23 +158,22 @@ def run_ground_state_study(checkpoints, out: str, n: int = 100, pressure_gpa: fl
         s = run_relax(str(gen_dir / "samples.extxyz"), str(mdir / "relaxed"), pressure_gpa=pressure_gpa,
                       calculator=calculator, optimizer=optimizer, fmax=fmax, max_steps=max_steps,
                       batch_size=batch_size, device=device, progress=progress, command=command)
-        by_model[label] = s.pop("_results")
-        m = {**s["metrics"], "n_generated": n, "n_degenerate": n - len(by_model[label]), "relax_wall_s": s["wall_s"]}
+        by_model[label] = s.results
+        m = {**s.metrics, "n_generated": n, "n_degenerate": n - len(by_model[label]), "relax_wall_s": s.wall_s}
         ours[label] = m
         rows[label] = {"checkpoint": ck_name(ck), "sampler": smp.label, **m}
         if progress:
-            print(f"{label}: {m['n_relaxed']} relaxed ({m['n_converged']} converged) in {s['wall_s']} s", flush=True)
+            print(f"{label}: {m['n_relaxed']} relaxed ({m['n_converged']} converged) in {s.wall_s} s", flush=True)
     df = table3(ours)
     text = render_table3(df, markdown=True)
     (out_dir / "table3.md").write_text(text + "\n")
-    study = {"command": command, "date": _dt.datetime.now().isoformat(timespec="seconds"), "n": n,
-             "pressure_gpa": pressure_gpa, "seed": seed, "wall_s": round(time.time() - t0, 1), "models": rows}
+    study = GroundStateStudyResult(out=out_dir, n=n, pressure_gpa=pressure_gpa, seed=seed, models=rows,
+                                   results=by_model, table=text, wall_s=round(time.time() - t0, 1), command=command,
+                                   date=_dt.datetime.now().isoformat(timespec="seconds"))
     if plot:
         plot_delta_e_vs_paper({k: _delta_e(v) for k, v in by_model.items()}, path=out_dir / "delta_e_hist.png")
-        study["plot"] = str(out_dir / "delta_e_hist.png")
-    (out_dir / "study.json").write_text(strict_json_dumps(study, indent=1))
-    study["table"] = text
-    study["_results"] = by_model
+        study.plot = out_dir / "delta_e_hist.png"
+    (out_dir / "study.json").write_text(strict_json_dumps(study.summary(), indent=1))
     return study
 
 

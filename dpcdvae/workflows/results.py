@@ -1,14 +1,16 @@
-"""What the reconstruction and generation jobs return: :class:`ReconstructionResult`
-(:func:`~dpcdvae.workflows.reconstruct_split`) and :class:`GenerationResult`
-(:func:`~dpcdvae.workflows.generate_to_folder`). Plain dataclasses with documented fields; the JSON record the command
-line prints and writes (``metrics.json``) is :meth:`ReconstructionResult.summary`."""
+"""What the jobs return: :class:`ReconstructionResult` (:func:`~dpcdvae.workflows.reconstruct_split`),
+:class:`GenerationResult` (:func:`~dpcdvae.workflows.generate_to_folder`), :class:`RelaxRunResult`
+(:func:`~dpcdvae.workflows.run_relax`) and :class:`GroundStateStudyResult`
+(:func:`~dpcdvae.workflows.run_ground_state_study`). Plain dataclasses with documented fields; the JSON record a
+job writes (``metrics.json``, ``summary.json``, ``study.json``) and the command line prints is the result's
+``summary()``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["ReconstructionResult", "GenerationResult"]
+__all__ = ["ReconstructionResult", "GenerationResult", "RelaxRunResult", "GroundStateStudyResult"]
 
 
 @dataclass
@@ -124,3 +126,101 @@ class GenerationResult:
     def cif_dir(self) -> Path:
         """The folder of the built crystals' CIF files (``out / "cif"``)."""
         return self.out / "cif"
+
+
+@dataclass
+class RelaxRunResult:
+    """One relaxation run into a folder (Table III for one set of structures; ``dpcdvae relax``).
+
+    * ``out``: the output folder (``<id>.json`` + ``<id>.cif`` per structure, ``summary.json``);
+    * ``input``: the CIF file, folder of CIFs or extxyz file relaxed, as given;
+    * ``settings``: ``pressure_gpa`` (GPa), ``calculator``, ``optimizer``, ``fmax`` (eV/A), ``max_steps``,
+      ``batch``, ``batch_size``, ``device``, ``workers``, ``energy_measure`` (``"enthalpy"`` or ``"energy"``);
+    * ``results``: one :class:`~dpcdvae.eval.relax.RelaxResult` per structure, in the input's order (energies and
+      enthalpies in eV/atom, volumes in A^3/atom; ``resumed`` for those read back from ``out``);
+    * ``metrics``: the Table III metrics of :func:`~dpcdvae.eval.ground_state.ground_state_metrics` without their
+      per-structure rows (``match_rate`` in %, ``delta_rms`` dimensionless, ``dV_rms`` in A^3/atom, ``dE_rms`` in
+      meV/atom, counts ``n``, ``n_relaxed``, ``n_converged``, ``n_failed``, ...);
+    * ``per_structure``: those rows (``id``, ``matched``, ``rms_dist``, ``dV`` in A^3/atom, ``dE_meV`` in
+      meV/atom), in the order of ``results``;
+    * ``wall_s``: seconds this run took; ``wall_s_total``: with the earlier runs into ``out`` that it resumed (both
+      rounded to 0.01 s);
+    * ``command``: the command line recorded; ``date``: when the run ended (ISO 8601, seconds);
+    * ``plot``: the Fig. S2 histogram written (``out / "delta_e_hist.png"``), or ``None``.
+    """
+
+    out: Path
+    input: str
+    settings: dict
+    results: list
+    metrics: dict
+    per_structure: list
+    wall_s: float
+    wall_s_total: float
+    command: str = ""
+    date: str = ""
+    plot: Optional[Path] = None
+
+    @property
+    def n_resumed(self) -> int:
+        """Structures whose stored result was read back from ``out`` instead of relaxed again."""
+        return sum(1 for r in self.results if r.resumed)
+
+    def summary(self) -> dict:
+        """The run's record as a JSON-ready dict, what ``summary.json`` holds: ``command``, ``date``, ``input``,
+        ``settings``, ``wall_s``, ``wall_s_total``, ``n_resumed``, ``metrics`` and ``results`` (one row per
+        structure: the relaxation without its structures, ``resumed``, and ``matched``, ``rms_dist``, ``dV``,
+        ``dE_meV``), and ``plot`` when it was drawn."""
+        d: dict[str, Any] = {
+            "command": self.command, "date": self.date, "input": self.input, "settings": self.settings,
+            "wall_s": self.wall_s, "wall_s_total": self.wall_s_total, "n_resumed": self.n_resumed,
+            "metrics": self.metrics,
+            "results": [{**r.to_dict(structures=False), "resumed": r.resumed,
+                         **{k: p[k] for k in ("matched", "rms_dist", "dV", "dE_meV")}}
+                        for r, p in zip(self.results, self.per_structure)],
+        }
+        if self.plot is not None:
+            d["plot"] = str(self.plot)
+        return d
+
+
+@dataclass
+class GroundStateStudyResult:
+    """Table III over several models (``dpcdvae ground-state``): each model generated ``n`` crystals, relaxed.
+
+    * ``out``: the study folder (``<model label>/{generated,relaxed}``, ``table3.md``, ``study.json``);
+    * ``n``: crystals generated per model; ``pressure_gpa``: the relaxation pressure (GPa); ``seed``: of the
+      generation;
+    * ``models``: ``{label: row}``, one row per model as ``study.json`` holds it: ``checkpoint``, ``sampler``, the
+      metrics of :class:`RelaxRunResult` (``match_rate`` in %, ``dV_rms`` in A^3/atom, ``dE_rms`` in meV/atom,
+      counts, ...), ``n_generated``, ``n_degenerate`` (generated crystals that were not built into a structure,
+      hence not relaxed) and ``relax_wall_s`` (s);
+    * ``results``: ``{label: [RelaxResult]}``, each model's relaxations (:class:`~dpcdvae.eval.relax.RelaxResult`;
+      eV/atom, A^3/atom), in the order of ``models``;
+    * ``table``: Table III as Markdown, the paper's DFT rows beside ours (what ``table3.md`` holds);
+    * ``wall_s``: seconds the study took (rounded to 0.1 s); ``command``: the command line recorded; ``date``: when
+      it ended (ISO 8601, seconds);
+    * ``plot``: the Fig. S2 histograms written (``out / "delta_e_hist.png"``), or ``None``.
+    """
+
+    out: Path
+    n: int
+    pressure_gpa: float
+    seed: int
+    models: dict
+    results: dict
+    table: str
+    wall_s: float
+    command: str = ""
+    date: str = ""
+    plot: Optional[Path] = None
+
+    def summary(self) -> dict:
+        """The study's record as a JSON-ready dict, what ``study.json`` holds: ``command``, ``date``, ``n``,
+        ``pressure_gpa``, ``seed``, ``wall_s``, ``models``, and ``plot`` when it was drawn (not the relaxations,
+        not the table)."""
+        d: dict[str, Any] = {"command": self.command, "date": self.date, "n": self.n, "pressure_gpa": self.pressure_gpa,
+                             "seed": self.seed, "wall_s": self.wall_s, "models": self.models}
+        if self.plot is not None:
+            d["plot"] = str(self.plot)
+        return d

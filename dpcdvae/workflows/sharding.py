@@ -20,7 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 from ..utils.alloc import tune_allocator
-from ..utils.errors import UserError
+from ..utils.errors import ArgumentError
 
 __all__ = ["run_sharded", "STRATEGIES"]
 
@@ -87,11 +87,11 @@ def run_sharded(spec: dict, devices: int, strategy: str = "ddp") -> list:
     ``batch_dir`` (generation) the batches are written there (:func:`~dpcdvae.models.output.save_batch`) and a batch
     file already there is not computed again (resume)."""
     if strategy not in STRATEGIES:
-        raise UserError(f"--strategy {strategy}: expected one of {', '.join(STRATEGIES)}")
+        raise ArgumentError("strategy", f"{strategy}: expected one of {', '.join(STRATEGIES)}")
     if devices < 1:
-        raise UserError(f"--devices {devices}: must be >= 1")
+        raise ArgumentError("devices", f"{devices}: must be >= 1")
     if spec.get("accelerator") == "gpu" and devices > torch.cuda.device_count():
-        raise UserError(f"--devices {devices}: only {torch.cuda.device_count()} GPU(s) visible")
+        raise ArgumentError("devices", f"{devices}: only {torch.cuda.device_count()} GPU(s) visible")
     if isinstance(spec.get("checkpoint"), torch.nn.Module):
         raise ValueError("run_sharded needs a checkpoint path or pretrained:<name>: each process loads the model")
     from ..models.output import load_batch  # local: the models package is heavy and only needed here

@@ -70,3 +70,18 @@ def test_cdvae_checkpoint_refuses_ddpm_samplers(tmp_path, demo_root, capsys):
     rc, _ = _run(["sample", "--checkpoint", res["best"], "--n", "1", "--steps", "1", "--out", str(tmp_path / "ok")],
                  capsys)
     assert rc == 0  # the default sampler of a CDVAE checkpoint is langevin
+
+
+@pytest.mark.parametrize("extra, line", [
+    (["--limit", "0"], "--limit 0: must be >= 1"),
+    (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
+    (["--raw-weights"], "--raw-weights: pretrained:carbon_24 is a shipped model, which holds one set of weights (its "
+                        "card says which: `dpcdvae pretrained list`)"),
+])
+def test_workflow_argument_errors_print_the_flag(tmp_path, capsys, extra, line):
+    """reconstruct_split raises ArgumentError naming its Python argument (limit=0, batch_size=0, ema); the command
+    line prints the flag, the same line as before the workflows named arguments."""
+    rc, err = _run(["reconstruct", "--checkpoint", "pretrained:carbon_24", *extra, "--out", str(tmp_path / "o")],
+                   capsys)
+    assert rc == 2 and err == f"dpcdvae: error: {line}\n"
+    assert not (tmp_path / "o").exists()

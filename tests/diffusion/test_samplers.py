@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dpcdvae.cli import build_parser
+from dpcdvae.cli import build_parser, error_line
 from dpcdvae.config import load_config
 from dpcdvae.diffusion import DDPMScheduler, sample_loop
 from dpcdvae.diffusion.samplers import (SAMPLERS, Eq7Sampler, Sampler, StepOutput, get_sampler, register_sampler,
                                         sampler_names)
-from dpcdvae.utils.errors import SamplerError, UserError
+from dpcdvae.utils.errors import ArgumentError, SamplerError, UserError
 from dpcdvae.models import CDVAE, DPCDVAE, build_model
 from dpcdvae.workflows import check_sampling_args, sampler_for
 
@@ -115,11 +115,15 @@ def test_models_refuse_the_other_family(models):
     for name in sampler_names("ddpm"):
         with pytest.raises(SamplerError, match="langevin"):
             cd.check_sampler(name)
-    # the command line's check names the argument
-    with pytest.raises(UserError, match="--sampler eq6"):
+    # the check names the argument: its Python name from Python, the flag on the command line (error_line)
+    with pytest.raises(UserError, match="^sampler=eq6: ") as exc:
         check_sampling_args(cd, "eq6", None)
-    with pytest.raises(UserError, match="--steps 5"):
+    assert isinstance(exc.value, ArgumentError) and exc.value.arg == "sampler"
+    assert error_line(exc.value).startswith("--sampler eq6: ") and "(--sampler langevin, --steps = " in \
+        error_line(exc.value) and "(sampler langevin, steps = " in str(exc.value)
+    with pytest.raises(UserError, match="^steps=5: sampler eq7 always runs all") as exc:
         check_sampling_args(dp, "eq7", 5)
+    assert error_line(exc.value).startswith("--steps 5: --sampler eq7 always runs all") and "--" not in str(exc.value)
     smp = check_sampling_args(dp, "strided_eq7", 5)  # the command line's edge: the name becomes an object
     assert isinstance(smp, Sampler) and smp.label == "strided_eq7"
     assert check_sampling_args(dp, smp, 5) is smp  # an object goes through as it is

@@ -359,8 +359,8 @@ def test_ground_state_study_two_models(tmp_path):
         cks.append(res["best"])
     s = run_ground_state_study(cks, str(tmp_path / "study"), n=2, pressure_gpa=10.0, steps=2, max_steps=3,
                                progress=False)
-    assert set(s["models"]) == {"DP-CDVAE", "CDVAE"}
-    assert "DFT (paper)" in s["table"] and "CHGNet" in s["table"]
+    assert set(s.models) == {"DP-CDVAE", "CDVAE"}
+    assert "DFT (paper)" in s.table and "CHGNet" in s.table
     study = _json.loads((tmp_path / "study" / "study.json").read_text())
     assert all(m["n"] == 2 for m in study["models"].values())
     assert (tmp_path / "study" / "delta_e_hist.png").is_file()

@@ -1,4 +1,5 @@
-"""What the jobs return (ReconstructionResult, GenerationResult: the fields their docstrings promise, on a tiny model),
+"""What the jobs return (ReconstructionResult, GenerationResult: the fields their docstrings promise, on a tiny model;
+RelaxRunResult, GroundStateStudyResult: the relaxations and the record written, no private key),
 the one JSON sanitiser (dpcdvae.utils.fileio.jsonable; no second one in the package) and the one process-pool helper
 (dpcdvae.utils.pool.process_pool)."""
 from __future__ import annotations
@@ -84,6 +85,84 @@ def test_generation_result_fields_are_what_the_docstring_says(tiny_model, tmp_pa
     assert res.n_valid == sum(res.samples.valid_mask) <= res.n_decoded
     assert [c["id"] for c in written["crystals"]] == res.samples.ids
     assert res.meta["sampler"] == "strided_eq7" and res.meta["seed"] == 1
+
+
+def _relaxed(id_, resumed=False, failed=False):
+    """A RelaxResult without running a relaxation (two-atom Cu cells; energies in eV/atom, volumes in A^3/atom)."""
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from dpcdvae.eval.relax import RelaxResult
+
+    s = AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.61).repeat((2, 1, 1)))
+    return RelaxResult(id=id_, n_atoms=2, formula="Cu2", pressure_gpa=10.0, initial_energy_per_atom=-3.5,
+                       relaxed_energy_per_atom=-3.6, initial_enthalpy_per_atom=-3.4, relaxed_enthalpy_per_atom=-3.5,
+                       initial_volume_per_atom=11.8, relaxed_volume_per_atom=11.7, steps=3, converged=True,
+                       error="boom" if failed else None, initial_structure=s,
+                       relaxed_structure=None if failed else s.copy(), resumed=resumed)
+
+
+def test_relax_run_result_is_what_summary_json_holds(tmp_path):
+    """run_relax returns a RelaxRunResult: the RelaxResults themselves, and summary() is summary.json (the keys of
+    before, no private key)."""
+    import ase.io
+    from ase.build import bulk
+
+    from dpcdvae.eval.relax import RelaxResult
+    from dpcdvae.workflows import RelaxRunResult, run_relax
+
+    frames = []
+    for n, mid in ((1, "cu-1"), (2, "cu-2")):
+        at = bulk("Cu", "fcc", a=3.61).repeat((n, 1, 1))
+        at.rattle(0.03, seed=n)
+        at.info["material_id"] = mid
+        frames.append(at)
+    ase.io.write(tmp_path / "gen.extxyz", frames, format="extxyz")
+    out = tmp_path / "relaxed"
+    res = run_relax(str(tmp_path / "gen.extxyz"), str(out), pressure_gpa=1.0, calculator="emt", max_steps=20,
+                    progress=False, command="test")
+    assert isinstance(res, RelaxRunResult) and res.out == out and res.plot is None
+    assert [r.id for r in res.results] == ["cu-1", "cu-2"] and all(isinstance(r, RelaxResult) for r in res.results)
+    assert [p["id"] for p in res.per_structure] == ["cu-1", "cu-2"] and "per_structure" not in res.metrics
+    assert res.settings["pressure_gpa"] == 1.0 and res.settings["calculator"] == "emt" and res.n_resumed == 0
+    assert res.wall_s_total == res.wall_s >= 0 and res.command == "test"
+    s = res.summary()
+    assert list(s) == ["command", "date", "input", "settings", "wall_s", "wall_s_total", "n_resumed", "metrics",
+                       "results"]
+    assert not any(k.startswith("_") for k in s)
+    assert json.loads((out / "summary.json").read_text()) == json.loads(strict_json_dumps(s))
+    assert s["results"][0]["id"] == "cu-1" and s["results"][0]["resumed"] is False and "dE_meV" in s["results"][0]
+    assert "relaxed_structure" not in s["results"][0] and s["metrics"]["n"] == 2
+    again = run_relax(str(tmp_path / "gen.extxyz"), str(out), pressure_gpa=1.0, calculator="emt", max_steps=20,
+                      progress=False)
+    assert again.n_resumed == 2 and again.summary()["n_resumed"] == 2
+
+
+def test_ground_state_study_result_holds_each_models_relaxations(tmp_path):
+    from dpcdvae.workflows import GroundStateStudyResult, RelaxRunResult
+
+    runs = {"DP-CDVAE": [_relaxed("a"), _relaxed("b", failed=True)], "CDVAE": [_relaxed("c", resumed=True)]}
+    rows = {"DP-CDVAE": {"checkpoint": "a.ckpt", "sampler": "eq7", "match_rate": 50.0, "n_generated": 3,
+                         "n_degenerate": 1, "relax_wall_s": 1.5},
+            "CDVAE": {"checkpoint": "b.ckpt", "sampler": "langevin", "match_rate": 100.0, "n_generated": 3,
+                      "n_degenerate": 2, "relax_wall_s": 0.5}}
+    study = GroundStateStudyResult(out=tmp_path, n=3, pressure_gpa=10.0, seed=0, models=rows, results=runs,
+                                   table="| model |", wall_s=2.0, command="dpcdvae ground-state", date="2026-01-01")
+    assert study.results["DP-CDVAE"] is runs["DP-CDVAE"] and [r.id for r in study.results["CDVAE"]] == ["c"]
+    assert list(study.results) == list(study.models)
+    s = study.summary()
+    assert list(s) == ["command", "date", "n", "pressure_gpa", "seed", "wall_s", "models"]
+    assert not any(k.startswith("_") for k in s) and "table" not in s and "results" not in s
+    json.loads(strict_json_dumps(s))  # JSON-ready
+    study.plot = tmp_path / "delta_e_hist.png"
+    assert study.summary()["plot"] == str(tmp_path / "delta_e_hist.png")
+
+    run = RelaxRunResult(out=tmp_path, input="gen.extxyz", settings={}, results=runs["DP-CDVAE"],
+                         metrics={"n": 2}, per_structure=[{"id": r.id, "matched": True, "rms_dist": 0.0, "dV": 0.1,
+                                                          "dE_meV": 1.0} for r in runs["DP-CDVAE"]],
+                         wall_s=1.0, wall_s_total=3.0)
+    assert run.n_resumed == 0 and [row["id"] for row in run.summary()["results"]] == ["a", "b"]
+    assert run.summary()["results"][1]["error"] == "boom" and "plot" not in run.summary()
 
 
 # ------------------------------------------------------------------------------------------------ the sanitiser
