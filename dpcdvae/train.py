@@ -27,7 +27,7 @@ from .config import Config, load_config
 from .data import load_dataset_splits
 from .data.resolve import DatasetLike, resolve_dataset
 from .data.scalers import LatticeScaler
-from .utils.errors import CheckpointError, ConfigError, TrainingDiverged
+from .utils.errors import CheckpointArgumentError, ConfigArgumentError, TrainingDiverged, mention
 from .models import build_model
 from .models.safeload import load_weights_only
 from .models.scope import training_data_of
@@ -68,7 +68,9 @@ def clean_stale_temps(folder: Path) -> list[Path]:
 
 def resume_checkpoint(out: Path) -> Path:
     """The checkpoint ``--resume`` continues from: ``out/last.ckpt``, or ``out/best.ckpt`` when a kill hit the
-    first ``last.ckpt`` write (said on stdout). :class:`CheckpointError` names the folder when there is neither."""
+    first ``last.ckpt`` write (said on stdout). When there is neither, a
+    :class:`~dpcdvae.utils.errors.CheckpointArgumentError` (a ``CheckpointError`` of :func:`train`'s ``resume``)
+    names the folder."""
     out = Path(out)
     last, best = out / "last.ckpt", out / "best.ckpt"
     if last.is_file():
@@ -77,8 +79,8 @@ def resume_checkpoint(out: Path) -> Path:
         print(f"[dpcdvae] {last} is missing (the run was stopped during its first write); resuming from {best}",
               flush=True)
         return best
-    raise CheckpointError(f"--resume: no last.ckpt or best.ckpt in {out} to resume from "
-                          f"(run without --resume to start a new training there)")
+    raise CheckpointArgumentError("resume", f": no last.ckpt or best.ckpt in {out} to resume from "
+                                            f"(run without {mention('resume')} to start a new training there)")
 
 
 def quiet_lightning() -> None:
@@ -456,7 +458,8 @@ def _weights_only_kwarg(fit) -> dict:
 def init_weights(module: "DPCDVAEModule", checkpoint: str) -> None:
     """Copy the weights of ``checkpoint`` (a path or ``pretrained:<name>``, EMA weights when it has them) into
     ``module.model`` and restart the EMA from them. A checkpoint of another architecture raises a
-    :class:`~dpcdvae.utils.errors.ConfigError` naming the first mismatching parameter."""
+    :class:`~dpcdvae.utils.errors.ConfigArgumentError` (a ``ConfigError`` of :func:`train`'s ``init_from``) naming
+    the first mismatching parameter."""
     from .models import load_model
 
     src = load_model(checkpoint, ema=True)
@@ -465,8 +468,8 @@ def init_weights(module: "DPCDVAEModule", checkpoint: str) -> None:
         w = theirs.get(k)
         if isinstance(v, torch.Tensor) and (not isinstance(w, torch.Tensor) or w.shape != v.shape):
             got = "missing" if w is None else tuple(getattr(w, "shape", ()))
-            raise ConfigError(f"--init-from {checkpoint}: parameter {k!r} is {got} there, {tuple(v.shape)} in "
-                              f"this model: the architecture differs")
+            raise ConfigArgumentError("init_from", f"{checkpoint}: parameter {k!r} is {got} there, "
+                                                   f"{tuple(v.shape)} in this model: the architecture differs")
     module.model.load_state_dict(theirs)
     if module.ema is not None:
         module.ema = AveragedModel(module.model, multi_avg_fn=get_ema_multi_avg_fn(module.cfg.train.ema_decay),

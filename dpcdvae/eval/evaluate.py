@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..utils.fileio import jsonable
-from ..utils.errors import UserError
+from ..utils.errors import ArgumentError, mention
 
 
 def _versions() -> dict[str, str]:
@@ -47,34 +47,38 @@ def evaluate(task: str, dataset: str, samples: str | None = None, data_root: str
 
     ``comp_scaler``: ``"test"`` (fit the Magpie standardiser on the reference split, default), ``"train"`` (fit on
     the dataset's train split) or the path of a JSON file ``{"mean": [132], "std": [132], "fitted_on": str}``.
-    ``property_model``: ``--task gen`` / ``baseline`` only: a checkpoint written by ``dpcdvae train-property`` used for W1(E_form)
-    instead of CDVAE's pretrained regressor; the metrics then carry ``property_model.*`` keys saying which
-    predictor was used (path, sha256, dataset, property, units, its validation MAE).
-    ``breakdown``: ``--task recon`` only: sort every miss into one cause (:mod:`dpcdvae.eval.failures`), as
+    ``property_model``: ``task`` ``"gen"`` / ``"baseline"`` only: a checkpoint written by ``dpcdvae train-property``
+    used for W1(E_form) instead of CDVAE's pretrained regressor; the metrics then carry ``property_model.*`` keys
+    saying which predictor was used (path, sha256, dataset, property, units, its validation MAE).
+    ``breakdown``: ``task`` ``"recon"`` only: sort every miss into one cause (:mod:`dpcdvae.eval.failures`), as
     ``failures`` in the metrics and ``category`` / ``swapped`` columns in the per-structure records.
-    ``generated_split`` / ``n_generated``: ``--task baseline`` only: the split scored as "generated" (default
+    ``generated_split`` / ``n_generated``: ``task`` ``"baseline"`` only: the split scored as "generated" (default
     ``val``) and how many of its crystals, drawn with ``seed`` (default: all; see
     :func:`dpcdvae.eval.generation.data_vs_data`); a :class:`UserError` with any other task.
+
+    A bad argument raises an :class:`~dpcdvae.utils.errors.ArgumentError` (a :class:`UserError`) naming it
+    (``n_generated=0: the number of crystals must be >= 1``; ``dpcdvae evaluate`` prints the flag).
     """
     from .io import align_by_id, load_split_structures
 
     if task not in TASKS:
-        raise UserError(f"--task {task}: one of {', '.join(TASKS)}")
+        raise ArgumentError("task", f"{task}: one of {', '.join(TASKS)}")
     dataset, paper_dataset, data_root = resolve_eval_dataset(dataset, data_root)
     if breakdown and task != "recon":
-        raise UserError(f"--breakdown applies to --task recon only (got --task {task})")
+        raise ArgumentError("breakdown", f" applies to {mention('task')} recon only (got {mention('task')} {task})")
     if property_model is not None and task == "recon":
-        raise UserError("--property-model applies to --task gen and baseline only (got --task recon)")
+        raise ArgumentError("property_model", f" applies to {mention('task')} gen and baseline only "
+                                              f"(got {mention('task')} recon)")
     if task != "baseline":
-        for flag, value in (("--generated-split", generated_split), ("--n-generated", n_generated)):
+        for arg, value in (("generated_split", generated_split), ("n_generated", n_generated)):
             if value is not None:
-                raise UserError(f"{flag} applies to --task baseline only (got --task {task})")
+                raise ArgumentError(arg, f" applies to {mention('task')} baseline only (got {mention('task')} {task})")
     if generated_split is not None and generated_split not in ("train", "val", "test"):
-        raise UserError(f"--generated-split {generated_split}: one of train, val, test")
+        raise ArgumentError("generated_split", f"{generated_split}: one of train, val, test")
     if n_generated is not None and int(n_generated) < 1:
-        raise UserError(f"--n-generated {n_generated}: the number of crystals must be >= 1")
+        raise ArgumentError("n_generated", f"{n_generated}: the number of crystals must be >= 1")
     if property_model is not None and not Path(property_model).expanduser().is_file():
-        raise UserError(f"--property-model {property_model}: no such file")
+        raise ArgumentError("property_model", f"{property_model}: no such file")
     if task == "recon":
         pred_ids, preds, errs = read_checked_samples(samples, task)
         tids, targets = load_split_structures(dataset, split, root=data_root)
@@ -140,7 +144,8 @@ def resolve_eval_dataset(name: str, data_root: str | None = None) -> tuple[str, 
     """``(dataset to read, paper dataset, data root)`` for ``--dataset name``: a paper dataset (any spelling:
     ``Perov-5``, ``perov_5``) is itself; ``demo`` is the SYNTHETIC demo data (generated on first use) scored with
     Perov-5's COV thresholds and property model (its ``scored_as`` in :mod:`dpcdvae.data.registry`). Anything
-    else is a :class:`UserError` naming the choices."""
+    else is a :class:`UserError` naming the choices (an :class:`~dpcdvae.utils.errors.ArgumentError` of
+    :func:`evaluate`'s ``dataset``: ``--dataset`` on the command line)."""
     from ..data.registry import find_spec, known_datasets
     from ..data.resolve import dataset_root
 
@@ -148,8 +153,8 @@ def resolve_eval_dataset(name: str, data_root: str | None = None) -> tuple[str, 
     if spec is None or spec.scored_as is None:
         scored = [find_spec(n) for n in known_datasets() if find_spec(n).scored_as]
         names = [s.aliases[0] if s.synthetic and s.aliases else s.name for s in scored]
-        raise UserError(f"--dataset {name}: evaluate knows {', '.join(names[:-1])} and {names[-1]} (the COV "
-                        f"thresholds and property models of the paper are per dataset)")
+        raise ArgumentError("dataset", f"{name}: evaluate knows {', '.join(names[:-1])} and {names[-1]} (the COV "
+                                       f"thresholds and property models of the paper are per dataset)")
     if spec.synthetic:
         data_root = dataset_root(spec.name, data_root)
     return spec.name, spec.scored_as, data_root
@@ -158,21 +163,21 @@ def resolve_eval_dataset(name: str, data_root: str | None = None) -> tuple[str, 
 def read_checked_samples(samples: str | None, task: str) -> tuple[list, list, list]:
     """Read ``--samples`` (:func:`dpcdvae.eval.io.read_samples_with_errors`) and refuse, before any expensive
     work, a missing path, an empty set or a set in which no crystal can be read (:class:`UserError`, naming the
-    path and the first problem)."""
+    path and the first problem; an :class:`~dpcdvae.utils.errors.ArgumentError` of ``samples``)."""
     from .io import read_samples_with_errors
 
     if samples is None:
-        raise UserError(f"--samples is required for --task {task}")
+        raise ArgumentError("samples", f" is required for {mention('task')} {task}")
     try:
         ids, structs, errs = read_samples_with_errors(samples)
     except FileNotFoundError as exc:
-        raise UserError(f"--samples {samples}: {exc}") from None
+        raise ArgumentError("samples", f"{samples}: {exc}") from None
     if not ids:
-        raise UserError(f"--samples {samples}: no samples in it; nothing to evaluate")
+        raise ArgumentError("samples", f"{samples}: no samples in it; nothing to evaluate")
     if all(s is None for s in structs):
         first = next((e for e in errs if e), "unreadable")
-        raise UserError(f"--samples {samples}: none of its {len(ids)} entries is a readable crystal "
-                        f"(first: {first}); nothing to evaluate")
+        raise ArgumentError("samples", f"{samples}: none of its {len(ids)} entries is a readable crystal "
+                                       f"(first: {first}); nothing to evaluate")
     return ids, structs, errs
 
 
@@ -191,7 +196,7 @@ def _property_predictor(dataset: str, property_model: str | None, compute_eform:
 
     path = Path(property_model).expanduser().resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"--property-model {path} does not exist")
+        raise ArgumentError("property_model", f"{path} does not exist")  # evaluate() checked it before
     used = {"source": "checkpoint (dpcdvae train-property)", "path": str(path),
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     try:

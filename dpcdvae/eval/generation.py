@@ -458,12 +458,12 @@ def load_generated_split(dataset: str, split: str, root: str | None = None, n_ge
     """The structures of ``split`` that :func:`data_vs_data` scores as "generated": the whole split (``None`` where
     a CIF cannot be parsed) when ``n_generated`` is None, else ``n_generated`` of its parseable crystals drawn
     without replacement with ``numpy.random.default_rng(seed)``, in split order. Raises
-    :class:`~dpcdvae.utils.errors.UserError` (one line: the split, its size, the request) when ``n_generated`` is < 1
-    or larger than the parseable split."""
-    from ..utils.errors import UserError
+    :class:`~dpcdvae.utils.errors.ArgumentError` of ``n_generated`` (a ``UserError``, one line: the split, its size,
+    the request) when ``n_generated`` is < 1 or larger than the parseable split."""
+    from ..utils.errors import ArgumentError, mention
 
     if n_generated is not None and int(n_generated) < 1:
-        raise UserError(f"--n-generated {n_generated}: the number of crystals must be >= 1")
+        raise ArgumentError("n_generated", f"{n_generated}: the number of crystals must be >= 1")
     _, gen = load_split_structures(dataset, split, root=root, limit=limit)
     if n_generated is None:
         return gen
@@ -472,9 +472,9 @@ def load_generated_split(dataset: str, split: str, root: str | None = None, n_ge
     if n_generated > len(ok):
         bad = len(gen) - len(ok)
         unparsed = f" ({bad:,} unparseable rows dropped)" if bad else ""
-        hint = (" (--generated-split train may be larger where the dataset has one)" if split != "train"
+        hint = (f" ({mention('generated_split')} train may be larger where the dataset has one)" if split != "train"
                 else " (ask for at most that many)")
-        raise UserError(f"--n-generated {n_generated:,}: the {dataset} {split} split has {len(ok):,} crystals"
-                        f"{unparsed}, fewer than requested{hint}")
+        raise ArgumentError("n_generated", f"{n_generated:,}: the {dataset} {split} split has {len(ok):,} crystals"
+                                           f"{unparsed}, fewer than requested{hint}")
     idx = np.sort(np.random.default_rng(seed).choice(len(ok), n_generated, replace=False))
     return [ok[i] for i in idx]

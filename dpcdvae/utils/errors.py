@@ -63,6 +63,19 @@ class ArgumentError(UserError):
         return "".join(parts)
 
 
+class CheckpointArgumentError(ArgumentError, CheckpointError):
+    """An :class:`ArgumentError` about the checkpoint an argument names (``resume``: no checkpoint to resume from):
+    still a :class:`CheckpointError` for the callers that catch one."""
+
+
+class ConfigArgumentError(ArgumentError, ConfigError):
+    """An :class:`ArgumentError` about a configuration an argument brings (``init_from``: a checkpoint of another
+    architecture): still a :class:`ConfigError` (a ``KeyError``) for the callers that catch one."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class SamplerError(UserError):
     """A sampler name the model does not run (e.g. ``eq6`` on a CDVAE checkpoint, ``langevin`` on DP-CDVAE); the
     message lists the ones it does."""

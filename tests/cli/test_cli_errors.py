@@ -85,3 +85,32 @@ def test_workflow_argument_errors_print_the_flag(tmp_path, capsys, extra, line):
                    capsys)
     assert rc == 2 and err == f"dpcdvae: error: {line}\n"
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra, line", [
+    (["--task", "gen", "--samples", "S", "--breakdown"], "--breakdown applies to --task recon only (got --task gen)"),
+    (["--task", "recon", "--samples", "S", "--property-model", "x.pt"],
+     "--property-model applies to --task gen and baseline only (got --task recon)"),
+    (["--task", "gen", "--samples", "S", "--n-generated", "10"],
+     "--n-generated applies to --task baseline only (got --task gen)"),
+    (["--task", "gen"], "--samples is required for --task gen"),
+])
+def test_evaluate_argument_errors_print_the_flag(tmp_path, capsys, extra, line):
+    """dpcdvae.eval.evaluate raises ArgumentError naming its Python arguments (breakdown, task, property_model,
+    n_generated, samples); the command line prints the flags, the same line as before evaluate named arguments."""
+    (tmp_path / "S").mkdir()
+    extra = [str(tmp_path / "S") if a == "S" else a for a in extra]
+    rc, err = _run(["evaluate", "--dataset", "perov_5", *extra, "--quiet", "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and err == f"dpcdvae: error: {line}\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_train_resume_without_checkpoint_prints_the_flag(tmp_path, demo_root, capsys):
+    """dpcdvae.train raises a CheckpointArgumentError naming ``resume`` (from Python: ``resume: no last.ckpt ...
+    (run without resume ...)``); the command line prints ``--resume``."""
+    out = tmp_path / "none"
+    rc, err = _run(["train", "--dataset", "demo", "--data-root", str(demo_root), "--config", "tiny", "--resume",
+                    "--max-epochs", "1", "--out", str(out)], capsys)
+    assert rc == 2 and err.splitlines()[-1] == (f"dpcdvae: error: --resume: no last.ckpt or best.ckpt in {out} to "
+                                                f"resume from (run without --resume to start a new training there)")
+    assert not (out / "last.ckpt").exists()

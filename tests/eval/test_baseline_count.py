@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("pymatgen")
 
-from dpcdvae.cli import main  # noqa: E402
-from dpcdvae.utils.errors import UserError  # noqa: E402
+from dpcdvae.cli import error_line, main  # noqa: E402
+from dpcdvae.utils.errors import ArgumentError, UserError  # noqa: E402
 from dpcdvae.eval.generation import data_vs_data, load_generated_split  # noqa: E402
 
 DEMO = "demo_synthetic_perovskites"
@@ -61,12 +61,17 @@ def test_unparseable_rows_are_dropped_before_drawing(tmp_path, isolated_cache):
 
 
 def test_over_large_request_names_the_split_and_sizes(demo_root):
+    """From Python the message names the arguments (n_generated=..., generated_split); the command line prints the
+    same message with the flags (dpcdvae.cli.error_line)."""
     with pytest.raises(UserError) as exc:
         load_generated_split(DEMO, "val", root=str(demo_root), n_generated=10240)
     msg = str(exc.value)
-    assert "--n-generated 10,240" in msg and f"{DEMO} val split has {DEMO_SIZES[1]} crystals" in msg
-    assert "--generated-split train" in msg and "\n" not in msg
-    with pytest.raises(UserError, match="--n-generated 0"):
+    assert isinstance(exc.value, ArgumentError) and exc.value.arg == "n_generated"
+    assert msg.startswith("n_generated=10,240: ") and f"{DEMO} val split has {DEMO_SIZES[1]} crystals" in msg
+    assert "(generated_split train may be larger" in msg and "--" not in msg and "\n" not in msg
+    line = error_line(exc.value)
+    assert line.startswith("--n-generated 10,240: ") and "(--generated-split train may be larger" in line
+    with pytest.raises(ArgumentError, match=r"^n_generated=0: the number of crystals must be >= 1$"):
         load_generated_split(DEMO, "val", root=str(demo_root), n_generated=0)
 
 

@@ -207,7 +207,7 @@ def test_evaluate_gen_with_property_model(trained, env):
     expect = wasserstein_distance(pred.predict(structs[:6], n_workers=1, progress=False),
                                   pred.predict(test_structs, n_workers=1, progress=False))
     assert m["w1_eform"] == pytest.approx(expect, rel=1e-6, abs=1e-9)
-    with pytest.raises(ValueError, match="--task gen and baseline only"):
-        from dpcdvae.eval.evaluate import evaluate
+    with pytest.raises(ValueError, match=r"^property_model applies to task gen and baseline only \(got task recon\)$"):
+        from dpcdvae.eval.evaluate import evaluate  # from Python the message names the argument, not --property-model
 
         evaluate("recon", "perov_5", samples=str(samples), data_root=str(root), property_model="x.pt")

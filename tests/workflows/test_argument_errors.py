@@ -1,6 +1,7 @@
 """Workflows raise plain errors: an ArgumentError (a UserError) names the Python argument (``limit=0: must be >= 1``)
 when a workflow is called from Python; the command line prints the same message with the flag
-(``--limit 0: must be >= 1``, dpcdvae.cli.error_line). No workflow writes a flag into its messages itself."""
+(``--limit 0: must be >= 1``, dpcdvae.cli.error_line). No library module below the CLI (dpcdvae/workflows/,
+dpcdvae/eval/, dpcdvae/train.py) writes a flag into its messages itself."""
 from __future__ import annotations
 
 import argparse
@@ -11,9 +12,13 @@ from pathlib import Path
 import pytest
 
 from dpcdvae.cli import build_parser, error_line, flag_for
-from dpcdvae.utils.errors import ArgumentError, UserError, mention
+from dpcdvae.utils.errors import (ArgumentError, CheckpointArgumentError, CheckpointError, ConfigArgumentError,
+                                  ConfigError, UserError, mention)
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "dpcdvae" / "workflows"
+PACKAGE = Path(__file__).resolve().parents[2] / "dpcdvae"
+WORKFLOWS = PACKAGE / "workflows"
+#: the library modules whose errors name Python arguments (ArgumentError), never flags
+LIBRARY = sorted([*WORKFLOWS.glob("*.py"), *(PACKAGE / "eval").rglob("*.py"), PACKAGE / "train.py"])
 
 
 def test_argument_error_python_and_flag_forms():
@@ -63,13 +68,74 @@ def test_run_sharded_from_python_names_the_argument():
         run_sharded({"job": "generate", "checkpoint": "x.ckpt"}, 0)
 
 
-def _raises_in_workflows():
-    """``(file, line, call)`` of every ``raise XError(...)`` in dpcdvae/workflows/."""
-    for path in sorted(WORKFLOWS.glob("*.py")):
+def test_evaluate_from_python_names_the_argument(tmp_path):
+    """dpcdvae.eval.evaluate refuses bad arguments before any data is read: ArgumentError naming the Python argument
+    (the command line prints the flag, tests/cli/test_cli_errors.py)."""
+    from dpcdvae.eval.evaluate import evaluate, read_checked_samples, resolve_eval_dataset
+
+    cases = [  # (call, argument, from Python, on the command line)
+        (lambda: evaluate("nope", "perov_5"), "task", "task=nope: one of recon, gen, baseline",
+         "--task nope: one of recon, gen, baseline"),
+        (lambda: evaluate("gen", "perov_5", breakdown=True), "breakdown",
+         "breakdown applies to task recon only (got task gen)",
+         "--breakdown applies to --task recon only (got --task gen)"),
+        (lambda: evaluate("recon", "perov_5", property_model="x.pt"), "property_model",
+         "property_model applies to task gen and baseline only (got task recon)",
+         "--property-model applies to --task gen and baseline only (got --task recon)"),
+        (lambda: evaluate("gen", "perov_5", n_generated=3), "n_generated",
+         "n_generated applies to task baseline only (got task gen)",
+         "--n-generated applies to --task baseline only (got --task gen)"),
+        (lambda: evaluate("baseline", "perov_5", generated_split="bogus"), "generated_split",
+         "generated_split=bogus: one of train, val, test", "--generated-split bogus: one of train, val, test"),
+        (lambda: evaluate("baseline", "perov_5", n_generated=0), "n_generated",
+         "n_generated=0: the number of crystals must be >= 1", "--n-generated 0: the number of crystals must be >= 1"),
+        (lambda: evaluate("gen", "perov_5", property_model=str(tmp_path / "no.pt")), "property_model",
+         f"property_model={tmp_path / 'no.pt'}: no such file", f"--property-model {tmp_path / 'no.pt'}: no such file"),
+        (lambda: read_checked_samples(None, "gen"), "samples", "samples is required for task gen",
+         "--samples is required for --task gen"),
+        (lambda: read_checked_samples(str(tmp_path / "none"), "gen"), "samples",
+         f"samples={tmp_path / 'none'}: ", f"--samples {tmp_path / 'none'}: "),
+    ]
+    for call, arg, python, cli in cases:
+        with pytest.raises(ArgumentError) as exc:
+            call()
+        assert exc.value.arg == arg and str(exc.value).startswith(python) and "--" not in str(exc.value)
+        assert error_line(exc.value).startswith(cli)
+    with pytest.raises(ArgumentError) as exc:
+        resolve_eval_dataset("perov_7")
+    assert exc.value.arg == "dataset" and str(exc.value).startswith("dataset=perov_7: evaluate knows perov_5, ")
+    assert error_line(exc.value).startswith("--dataset perov_7: evaluate knows perov_5, ")
+
+
+def test_train_errors_name_the_argument_and_stay_what_they_were(tmp_path):
+    """train's resume / init_from refusals: an ArgumentError naming the argument that is still the CheckpointError /
+    ConfigError (a KeyError) its callers catch."""
+    from dpcdvae.train import resume_checkpoint
+
+    with pytest.raises(CheckpointError) as exc:
+        resume_checkpoint(tmp_path)
+    assert isinstance(exc.value, CheckpointArgumentError) and exc.value.arg == "resume"
+    assert str(exc.value) == (f"resume: no last.ckpt or best.ckpt in {tmp_path} to resume from (run without resume "
+                              f"to start a new training there)")
+    assert error_line(exc.value) == (f"--resume: no last.ckpt or best.ckpt in {tmp_path} to resume from (run "
+                                     f"without --resume to start a new training there)")
+    err = ConfigArgumentError("init_from", "a.ckpt: parameter 'w' is (3,) there, (4,) in this model: the "
+                                           "architecture differs")
+    assert isinstance(err, ConfigError) and isinstance(err, KeyError) and isinstance(err, UserError)
+    assert str(err) == "init_from=a.ckpt: parameter 'w' is (3,) there, (4,) in this model: the architecture differs"
+    assert error_line(err).startswith("--init-from a.ckpt: parameter 'w'")
+    for e in (exc.value, err):  # picklable, the same class and message
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is type(e) and str(back) == str(e)
+
+
+def _raises_in_library():
+    """``(file, line, call)`` of every ``raise XError(...)`` in :data:`LIBRARY`."""
+    for path in LIBRARY:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and \
                     isinstance(node.exc.func, ast.Name):
-                yield path.name, node.lineno, node.exc
+                yield str(path.relative_to(PACKAGE)), node.lineno, node.exc
 
 
 def _leading_text(node) -> str:
@@ -80,14 +146,17 @@ def _leading_text(node) -> str:
     return ""
 
 
-def test_no_workflow_message_names_a_flag_itself():
-    flagged = [f"{name}:{line}" for name, line, call in _raises_in_workflows()
+def test_no_library_message_names_a_flag_itself():
+    assert {"workflows/relax.py", "eval/evaluate.py", "eval/generation.py", "train.py"} <= \
+        {str(p.relative_to(PACKAGE)) for p in LIBRARY}
+    flagged = [f"{name}:{line}" for name, line, call in _raises_in_library()
                if call.args and _leading_text(call.args[0]).lstrip().startswith("--")]
     assert not flagged, f"raise ArgumentError(arg, detail) instead of a message that names a flag: {flagged}"
 
 
 def test_every_argument_named_has_a_flag():
-    """The arguments the workflows name (ArgumentError(arg, ...) and mention(arg)) are command-line flags."""
+    """The arguments the library names (ArgumentError(arg, ...), its subclasses, mention(arg)) are command-line
+    flags."""
     flags = set()
     stack = [build_parser()]
     while stack:
@@ -97,11 +166,13 @@ def test_every_argument_named_has_a_flag():
             if isinstance(action, argparse._SubParsersAction):  # the subcommands' parsers
                 stack.extend(action.choices.values())
     named = set()
-    for path in sorted(WORKFLOWS.glob("*.py")):
+    for path in LIBRARY:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
-                    node.func.id in ("ArgumentError", "mention") and node.args and \
+                    (node.func.id.endswith("ArgumentError") or node.func.id == "mention") and node.args and \
                     isinstance(node.args[0], ast.Constant):
                 named.add(node.args[0].value)
     assert {"limit", "batch_size", "steps", "sampler", "ema", "devices", "resume", "run_dir"} <= named
+    assert {"task", "dataset", "samples", "breakdown", "property_model", "generated_split", "n_generated",
+            "init_from"} <= named  # dpcdvae/eval (evaluate, load_generated_split) and dpcdvae/train.py
     assert not {a: flag_for(a) for a in named if flag_for(a) not in flags}
