@@ -1,5 +1,6 @@
 """``dpcdvae notebooks`` (run every notebook headlessly and check its HTML) and ``dpcdvae reproduce`` (one table by
-running its notebook): parse, call :mod:`dpcdvae.notebooks.runner`, print."""
+running its notebook; ``--paper``: every row of the paper, :mod:`dpcdvae.notebooks.paper`): parse, call
+:mod:`dpcdvae.notebooks.runner` / :mod:`dpcdvae.notebooks.paper`, print."""
 from __future__ import annotations
 
 import json
@@ -24,17 +25,31 @@ def add_parser(subparsers) -> None:
                    help="print the notebooks and their CI parameters (each notebook's metadata) and exit")
     p.set_defaults(func=_cmd_notebooks)
 
-    r = subparsers.add_parser("reproduce", help="reproduce Table I/S1/II/III by running its notebook (papermill)")
-    r.add_argument("--table", required=True, help="I, S1, II or III")
-    r.add_argument("--dataset", required=True, help="perov_5, carbon_24, mp_20 or demo (synthetic)")
+    r = subparsers.add_parser("reproduce", help="reproduce Table I/S1/II/III by running its notebook (papermill); "
+                                                "--paper: every row of the paper with the shipped models")
+    r.add_argument("--table", default=None, help="I, S1, II or III (required unless --paper)")
+    r.add_argument("--dataset", default=None, help="perov_5, carbon_24, mp_20 or demo (synthetic) (required unless "
+                                                   "--paper)")
     r.add_argument("--checkpoint", default=None, help="trained checkpoint (default: train one with the "
                                                       "notebook's budget)")
-    r.add_argument("--out", default="runs/reproduce")
+    r.add_argument("--out", default=None, help="output folder (default runs/reproduce; with --paper docs/reports)")
+    r.add_argument("--paper", action="store_true",
+                   help="every row of Tables I, S1, II and III that the shipped models can run (`dpcdvae pretrained "
+                        "list`, data present): prints the plan and a time estimate, runs each notebook (resumable), "
+                        "writes OUT/paper_summary.md and .html")
+    r.add_argument("--ci", action="store_true", help="with --paper: the notebooks' small CI parameters (minutes)")
+    r.add_argument("--dry-run", action="store_true", help="with --paper: print the plan and the estimate, run nothing")
+    r.add_argument("--force", action="store_true", help="with --paper: rerun jobs already done with the same "
+                                                        "parameters")
+    r.add_argument("--only", nargs="+", default=None, metavar="TABLE[:DATASET[:MODEL]]",
+                   help="with --paper: only these rows, e.g. I:perov_5 II:carbon_24:CDVAE III")
+    r.add_argument("--threads", type=int, default=1,
+                   help="with --paper: torch threads and worker processes per notebook (default 1)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="extra notebook parameter (YAML value), e.g. -p n_test 1000 -p samplers '[eq7]'")
     r.add_argument("--notebooks", default=None)
     r.add_argument("--kernel", default=None)
-    r.set_defaults(func=_cmd_reproduce)
+    r.set_defaults(func=_cmd_reproduce, _parser=r)
 
 
 def _cmd_notebooks(a) -> int:
@@ -58,8 +73,27 @@ def _cmd_reproduce(a) -> int:
     from ..notebooks.runner import _parse_value, reproduce
 
     params = {k: _parse_value(v) for k, v in a.parameter}
+    if a.paper:
+        if a.table or a.dataset or a.checkpoint:
+            a._parser.error("--paper runs every row with the shipped models: leave out --table, --dataset and "
+                            "--checkpoint (restrict with --only)")
+        if a.threads < 1:
+            a._parser.error(f"--threads {a.threads}: must be >= 1")
+        from ..notebooks.paper import reproduce_paper
+
+        r = reproduce_paper(out=a.out or "docs/reports", ci=a.ci, only=a.only, threads=a.threads, parameters=params,
+                            dry_run=a.dry_run, force=a.force, notebooks=a.notebooks, kernel=a.kernel)
+        return 0 if r["ok"] else 1
+    given = [f for f, v in (("--ci", a.ci), ("--dry-run", a.dry_run), ("--force", a.force), ("--only", a.only))
+             if v]
+    if given:
+        a._parser.error(f"{', '.join(given)}: only with --paper")
+    missing = [f for f, v in (("--table", a.table), ("--dataset", a.dataset)) if v is None]
+    if missing:
+        a._parser.error(f"the following arguments are required: {', '.join(missing)}")
     from ..data.registry import registered_name
 
     name = registered_name(a.dataset)
-    r = reproduce(a.table, name, a.checkpoint, a.out, params, notebooks=a.notebooks, kernel=a.kernel)
+    r = reproduce(a.table, name, a.checkpoint, a.out or "runs/reproduce", params, notebooks=a.notebooks,
+                  kernel=a.kernel)
     return 0 if r["ok"] else 1

@@ -10,9 +10,10 @@ from ..config import load_config
 from ..data import load_split
 from ..data.info import dataset_info
 from ..eval.ground_state import table3
-from ..eval.reference import get_reference
+from ..eval.reference import TABLE_METRICS, canonical_table, get_reference
 from ..eval.tables import compare_table, render_markdown
 from ..io import SampleWriter, new_run_dir
+from ..utils.fileio import atomic_write_text, strict_json_dumps
 from ..data.resolve import resolve_dataset as resolve_data
 from .choice import DataChoice
 
@@ -58,14 +59,24 @@ def save_fig(fig, out_dir, name: str, dpi: int = 130) -> Path:
     return p
 
 
+#: ``df.attrs`` key under which :func:`paper_vs_ours` and :func:`table3_frame` keep our numbers by metric key;
+#: :func:`save_table` writes them as ``name.json`` (read by ``dpcdvae reproduce --paper``'s summary page)
+METRICS_ATTR = "dpcdvae_metrics"
+
+
 def save_table(df, out_dir, name: str, footer: str = "") -> Path:
-    """Write a table as ``name.md`` (markdown, with the paper citation) and ``name.csv``."""
+    """Write a table as ``name.md`` (markdown, with the paper citation) and ``name.csv``; for a table of
+    :func:`paper_vs_ours` or :func:`table3_frame` also ``name.json``: ``{"table", "dataset", "synthetic", "ours"}``
+    with our numbers by metric key (the units of :data:`dpcdvae.eval.reference.METRIC_INFO`; Table III: ``ours``
+    is ``{model: {metric: value}}``)."""
 
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     md = render_markdown(df) + (f"\n\n{footer}" if footer else "")
     (d / f"{name}.md").write_text(md + "\n")
     df.to_csv(d / f"{name}.csv")
+    if df.attrs.get(METRICS_ATTR) is not None:
+        atomic_write_text(d / f"{name}.json", strict_json_dumps(df.attrs[METRICS_ATTR], indent=1))
     return d / f"{name}.md"
 
 
@@ -76,6 +87,12 @@ def paper_vs_ours(ours: dict, table: str, data: DataChoice, model: str = "DP-CDV
     df = compare_table(ours, table=table, dataset=data.paper_dataset, model=model, label=label)
     if data.synthetic:
         df.index.name = f"{df.index.name} (ours on SYNTHETIC data: not comparable)"
+    t = canonical_table(table)
+    n = ours.get("n_targets", ours.get("n_generated"))
+    df.attrs[METRICS_ATTR] = {"table": t, "dataset": data.name, "paper_dataset": data.paper_dataset,
+                              "synthetic": bool(data.synthetic),
+                              "ours": {**{k: ours.get(k) for k in TABLE_METRICS[t]}, "n": n,
+                                       "synthetic": bool(data.synthetic)}}
     return df
 
 
@@ -98,8 +115,14 @@ def table3_frame(study: dict, calculator: str = "chgnet", data: Optional[DataCho
 
     label = "CHGNet (ours)" if str(calculator).lower() == "chgnet" else f"{calculator} (ours)"
     df = table3({name: r["metrics"] for name, r in study.items()}, label=label, headers=True)
-    if data is not None and (data.synthetic or data.paper_dataset != "carbon_24"):
+    synthetic = data is not None and (data.synthetic or data.paper_dataset != "carbon_24")
+    if synthetic:
         df.index.name = f"{df.index.name} (ours on {data.label}: not comparable)"
+    df.attrs[METRICS_ATTR] = {"table": "III", "dataset": None if data is None else data.name,
+                              "calculator": str(calculator), "synthetic": bool(synthetic),
+                              "ours": {str(name): {**{k: r["metrics"].get(k) for k in TABLE_METRICS["III"]},
+                                                   "n": r["metrics"].get("n"), "synthetic": bool(synthetic)}
+                                       for name, r in study.items()}}
     return df
 
 
