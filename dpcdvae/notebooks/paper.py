@@ -139,6 +139,7 @@ class Plan:
     jobs: list
     ci: bool = False
     threads: int = 1
+    only: Optional[list] = None
 
     def job(self, stem: str) -> Job:
         return next(j for j in self.jobs if j.stem == stem)
@@ -351,7 +352,7 @@ def build_plan(ci: bool = False, only: Optional[Sequence[str]] = None, threads: 
     for j in jobs.values():  # notebook 03: the samplers of the tables it computes (Table I: eq7, S1: eq6)
         if j.notebook == TABLE_NOTEBOOK["I"] and "samplers" not in extra:
             j.parameters["samplers"] = [s for t, s in (("I", "eq7"), ("S1", "eq6")) if any(r[0] == t for r in j.rows)]
-    return Plan(rows=rows, jobs=list(jobs.values()), ci=ci, threads=threads)
+    return Plan(rows=rows, jobs=list(jobs.values()), ci=ci, threads=threads, only=list(only) if only else None)
 
 
 # ================================================================================================================
@@ -588,7 +589,9 @@ def write_summary(plan: Plan, out) -> tuple[Path, Path]:
         for k in _COLUMNS]
     intro = (f"Every row of the paper's Tables I (Eq. 7), S1 (Eq. 6), II and III ({CITATION}); each metric cell is "
              f"**paper | ours** (`-`: no number). Written by `dpcdvae reproduce --paper"
-             f"{' --ci' if plan.ci else ''}` on {time.strftime('%Y-%m-%d %H:%M')}"
+             f"{' --ci' if plan.ci else ''}{' --only ' + ' '.join(plan.only) if plan.only else ''}` on "
+             f"{time.strftime('%Y-%m-%d %H:%M')}"
+             + (" (only the rows asked for)" if plan.only else "")
              + (" at CI size (a dozen crystals per row; the numbers only show that the pipeline runs)"
                 if plan.ci else "") + ". Table III: ours with CHGNet at 10 GPa, the paper's with DFT. Rows that "
              "ran on the SYNTHETIC demo data are not comparable with the paper's.")

@@ -7,6 +7,9 @@ Commands (registered by :mod:`dpcdvae.cli.notebooks`)::
     dpcdvae reproduce --table I|II|III --dataset NAME [--checkpoint CKPT] [--out DIR] [-p KEY VALUE ...]
                                                         run the notebook of that table (03/04/05) with those
                                                         parameters and write the executed notebook + HTML
+    dpcdvae reproduce --paper [--ci] [--dry-run] [--only T:D[:M] ...] [--force] [--out DIR]
+                                                        every row of the paper the shipped models can run, each
+                                                        through run_notebook: :mod:`dpcdvae.notebooks.paper`
 
 Both use papermill, nbconvert and ipykernel (part of the main install) and a source checkout (the ``.ipynb`` files
 are not part of the wheel); ``--notebooks DIR`` points elsewhere. The helpers the notebooks themselves call are in
