@@ -94,7 +94,9 @@ COSTS: dict[str, dict[str, float]] = {
     "relax_s_per_step": {"carbon_24": 0.25, "perov_5": 0.25, "mp_20": 0.25, "demo": 0.25},
 }
 #: seconds per notebook run besides its sampling (kernel start, imports, data and model loading, matching, HTML
-#: export): about what one CI-size job took here (2-core dev CPU, one thread, `reproduce --paper --ci`)
+#: export). Set from `reproduce --paper --ci` on the 2-core dev CPU (Zen 3, one thread, nice 19 beside two training
+#: runs, 2026-12-07): the six CI jobs took 57-166 s (03 on Perov-5, 12 crystals x Eq. 7 + Eq. 6: 80.7 s, estimated
+#: 66 s); the whole CI plan 547 s against 408 s estimated
 NOTEBOOK_OVERHEAD_S = 40.0
 
 
@@ -592,7 +594,7 @@ def write_summary(plan: Plan, out) -> tuple[Path, Path]:
              f"{' --ci' if plan.ci else ''}{' --only ' + ' '.join(plan.only) if plan.only else ''}` on "
              f"{time.strftime('%Y-%m-%d %H:%M')}"
              + (" (only the rows asked for)" if plan.only else "")
-             + (" at CI size (a dozen crystals per row; the numbers only show that the pipeline runs)"
+             + (" at CI size (a few crystals per row; the numbers only show that the pipeline runs)"
                 if plan.ci else "") + ". Table III: ours with CHGNet at 10 GPa, the paper's with DFT. Rows that "
              "ran on the SYNTHETIC demo data are not comparable with the paper's.")
     md = ["# The paper, row by row", "", intro, "",

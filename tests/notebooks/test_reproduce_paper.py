@@ -202,3 +202,21 @@ def test_reproduce_paper_ci_runs_resumes_and_summarises(tmp_path, capsys):
     r2 = paper.reproduce_paper(out=out, ci=True, only=["I:perov_5:DP-CDVAE"])
     assert r2["ok"] and r2["records"][0]["skipped"] and "done, skipped" in capsys.readouterr().out
     print(f"reproduce --paper --ci (one row) wall time: {r['wall_s']} s")
+
+
+def test_save_table_writes_our_numbers_as_json(tmp_path):
+    """nb.save_table writes <name>.json with our numbers by metric key (what the summary page reads), here for a
+    Table III frame of two models."""
+    from dpcdvae.notebooks.tables import save_table, table3_frame
+
+    study = {"DP-CDVAE": {"metrics": {"match_rate": 64.0, "delta_rms": 0.01, "dV_rms": 0.02, "dE_rms": float("nan"),
+                                      "n": 3}},
+             "CDVAE": {"metrics": {"match_rate": 50.0, "delta_rms": 0.03, "dV_rms": 0.04, "dE_rms": 500.0, "n": 3}}}
+    df = table3_frame(study, "chgnet")
+    save_table(df, tmp_path, "table3_carbon_24", footer=df.attrs.get("footer", ""))
+    saved = json.loads((tmp_path / "table3_carbon_24.json").read_text())
+    assert saved["table"] == "III" and saved["calculator"] == "chgnet"
+    assert saved["ours"]["CDVAE"] == {"match_rate": 50.0, "delta_rms": 0.03, "dV_rms": 0.04, "dE_rms": 500.0, "n": 3,
+                                      "synthetic": False}
+    assert saved["ours"]["DP-CDVAE"]["dE_rms"] is None  # NaN written as null
+    assert (tmp_path / "table3_carbon_24.md").is_file() and (tmp_path / "table3_carbon_24.csv").is_file()
