@@ -6,8 +6,10 @@
     dpcdvae sample --checkpoint CKPT --n N [--sampler eq7|eq6|strided_eq7|ddim --steps S] --out DIR [--resume]
     dpcdvae reconstruct --checkpoint CKPT --split test --out DIR
     dpcdvae csp --checkpoint CKPT --composition SrTiO3 [--num-atoms N] --n 20 --out DIR
+    dpcdvae csp-match --checkpoint CKPT --dataset perov_5 --samples 20     the CSP benchmark (DiffCSP's protocol)
     dpcdvae evaluate --task recon|gen --samples PATH --dataset NAME --out DIR [--property-model best.pt]
     dpcdvae train-property --dataset NAME [--prop COLUMN] --out DIR    a fresh property regressor (W1(E_form))
+    dpcdvae pretrained list|export|fit-heads ...  the shipped models: their cards, a new one, their property heads
     dpcdvae convert IN OUT                      weights-only copy of a checkpoint you trust (reading IN runs its code)
 
 Importing this module applies the process tuning of an entry point: how idle OpenMP threads wait

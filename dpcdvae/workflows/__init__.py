@@ -7,14 +7,16 @@
 - :mod:`.relax`: :func:`run_relax` (relax a folder or file of structures, ``dpcdvae relax``, and compute the Table III
   metrics) and :func:`run_ground_state_study` (Table III for several checkpoints: generate, relax, tabulate, Fig. S2);
 - :mod:`.rank`: :func:`rank_candidates` / :func:`rank_by_proxy`, ranking CSP candidates;
+- :mod:`.csp`: :func:`csp_match`, the CSP benchmark (DiffCSP's protocol) on a test split, ``dpcdvae csp-match``;
 - :mod:`.results`: what those jobs return, :class:`ReconstructionResult`, :class:`GenerationResult`,
   :class:`RelaxRunResult` and :class:`GroundStateStudyResult`;
 - :mod:`.common`: what the jobs share (the sampler a model runs with, the dataset a checkpoint was trained on,
   :func:`encode_posterior`);
-- :mod:`.sharding` (``--devices N``), :mod:`.demo` (``dpcdvae demo``), :mod:`.optimize` (property head on z, latent
-  optimisation, SR5/10/15), :mod:`.latent` (the latent space of notebook 07).
+- :mod:`.sharding` (``--devices N``), :mod:`.demo` (``dpcdvae demo``), :mod:`.optimize` (property head on z and the
+  shipped heads, ``dpcdvae pretrained fit-heads``; latent optimisation, SR5/10/15), :mod:`.latent` (the latent space
+  of notebook 07).
 
-The names of the first five are re-exported here (``from dpcdvae.workflows import reconstruct_split``), imported on
+The names of the first six are re-exported here (``from dpcdvae.workflows import reconstruct_split``), imported on
 first use, so that a process that needs one job (a sharded sampling process, the latent explorer) does not import
 the others. Layering: this package sits above the models, data, metrics, writers and pictures and below the command
 line and the notebooks.
@@ -33,6 +35,7 @@ _EXPORTS = {
     "run_relax": "relax", "run_ground_state_study": "relax", "relax_changes": "relax", "relax_headline": "relax",
     "summary_table": "relax", "ck_name": "relax",
     "rank_candidates": "rank", "rank_by_proxy": "rank",
+    "csp_match": "csp",
 }
 
 __all__ = sorted(_EXPORTS)

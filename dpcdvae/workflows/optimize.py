@@ -19,7 +19,10 @@ Units: the property's own (eV/atom for heat_ref, energy_per_atom, formation_ener
 from __future__ import annotations
 
 import csv
+import datetime
+import hashlib
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Optional
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..utils.fileio import atomic_open, jsonable, strict_json_dumps
+from ..utils.fileio import atomic_open, atomic_write_text, jsonable, strict_json_dumps
 from ..data import load_split
 from ..data.resolve import DatasetHandle, resolve_dataset
 from ..data.registry import find_spec
@@ -37,11 +40,11 @@ from ..eval.optimization import SR_LEVELS, cdvae_thresholds, split_thresholds, s
 from ..eval.property import PropertyModelUnavailable, predict_property
 from ..io import SampleWriter
 from ..models import concat_outputs
-from ..models.pretrained import WEIGHTS_DIR, is_pretrained
+from ..models.pretrained import PREFIX, WEIGHTS_DIR, is_pretrained, list_pretrained, load_pretrained
 from ..utils.progress import progress_bar
 from .common import encode_posterior
 
-__all__ = ["LatentPropertyHead", "fit_property_head", "save_head", "load_head",
+__all__ = ["LatentPropertyHead", "fit_property_head", "fit_shipped_head", "save_head", "load_head",
            "optimize_latents", "run_optimization", "shipped_head_path", "HEAD_FORMAT", "HEADS_DIR"]
 
 HEAD_FORMAT = 1
@@ -179,6 +182,43 @@ def load_head(path) -> LatentPropertyHead:
                               meta=json.loads(blob["meta_json"]))
     head.load_state_dict(blob["state_dict"])
     return head.eval()
+
+
+def _checkout_commit() -> str:
+    """The short commit of the source checkout this package runs from (``""`` outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    except OSError:  # no git
+        return ""
+
+
+def fit_shipped_head(name: str, out=None, seed: int = 0, weights_dir=None, root: Optional[str] = None,
+                     command: Optional[str] = None, progress: bool = False) -> dict:
+    """Fit the property head shipped with ``pretrained:<name>`` (``dpcdvae pretrained fit-heads NAME``): a
+    :func:`fit_property_head` on the model's own training split (Carbon-24: its validation split, every 10th crystal
+    held out), seed ``seed``; writes ``<out>/<name>.pt`` and its card ``<out>/<name>.json`` and returns the card: the
+    fit's report plus the model, the SHA-256 of its weights file (a head belongs to those weights:
+    ``tests/workflows/test_optimize.py`` checks the shipped cards against the shipped files), the checkout's commit,
+    the date and ``command``.
+
+    ``weights_dir``: where the shipped models are (default the package's, :data:`HEADS_DIR` its heads); ``out``:
+    default ``<weights_dir>/heads``; ``root``: the data root of the model's dataset (default: the data locator)."""
+    name = name[len(PREFIX):] if is_pretrained(name) else name
+    model = load_pretrained(name, weights_dir=weights_dir)  # an unknown name: one line listing the shipped ones
+    if not model.card.get("dataset"):
+        raise UserError(f"pretrained:{name}: its card names no dataset to fit a property head on")
+    out = Path(out) if out is not None else (Path(weights_dir) / "heads" if weights_dir is not None else HEADS_DIR)
+    split = model.card.get("train_split", "train")
+    head, card = fit_property_head(model, model.card["dataset"], root=root, split=split,
+                                   val_split="val" if split == "train" else split, seed=seed, progress=progress)
+    save_head(head, out / f"{name}.pt")
+    weights = next(c["file"] for c in list_pretrained(weights_dir) if c["name"] == name)
+    card.update({"model": f"pretrained:{name}", "model_sha256": hashlib.sha256(Path(weights).read_bytes()).hexdigest(),
+                 "commit": _checkout_commit(), "date": datetime.date.today().isoformat(),
+                 "command": command or f"dpcdvae pretrained fit-heads {name} --seed {seed}"})
+    atomic_write_text(out / f"{name}.json", strict_json_dumps(card, indent=1) + "\n")
+    return card
 
 
 def optimize_latents(head: LatentPropertyHead, z0: torch.Tensor, steps: int = 5000, lr: float = 1e-3,

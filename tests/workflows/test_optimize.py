@@ -113,8 +113,8 @@ def test_shipped_head_lookup():
 
 
 def test_shipped_heads_were_fitted_on_the_shipped_models():
-    """A head is tied to its model's latent space: re-exporting a model without refitting its head (`python
-    benchmarks/fit_property_heads.py NAME`) would optimise a meaningless function of z."""
+    """A head is tied to its model's latent space: re-exporting a model without refitting its head (`dpcdvae
+    pretrained fit-heads NAME`) would optimise a meaningless function of z."""
     import hashlib
     import json
 
