@@ -6,7 +6,7 @@
 #   4. the whole Table II protocol for Perov-5 (benchmarks/bench_protocol.py; sampling on the GPU, metrics on the
 #      CPU cores), when pymatgen / matminer / smact are importable there;
 #   5. batched CHGNet relaxation, when chgnet/ase/pymatgen are importable there (carry their wheels).
-# Run from the repository root: `bash benchmarks/gpu_session.sh`; logs and JSON lines go to $OUT (default
+# Run from the repository root: `bash scripts/gpu_session.sh`; logs and JSON lines go to $OUT (default
 # runs/gpu_session). Each step is bounded by its own timeout so that one slow step cannot eat the others' time.
 set -u
 OUT=${OUT:-runs/gpu_session}
