@@ -16,7 +16,7 @@ from typing import Any, Optional
 import yaml
 
 from .data.resolve import DatasetHandle, dataset_spec
-from .utils.errors import ConfigError, ConfigValueError
+from .utils.errors import ConfigArgumentError, ConfigError, ConfigValueError, mention
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PRESETS = ("paper", "compact", "tiny")
@@ -186,18 +186,21 @@ class Config:
     def override(self, overrides: Optional[dict[str, Any]] = None) -> "Config":
         """Return a copy with dotted keys replaced, e.g. ``{"train.max_epochs": 5, "model.variant": "na"}``, checked
         by :func:`validate` (type, range, allowed values: a :class:`ConfigError` of one line names the key, the
-        value and what is allowed; numbers given as text, e.g. YAML's ``1e-3``, are converted)."""
+        value and what is allowed; numbers given as text, e.g. YAML's ``1e-3``, are converted). An unknown key is a
+        :class:`~dpcdvae.utils.errors.ConfigArgumentError` of ``overrides`` (``--set`` on the command line)."""
         d = self.to_dict()
         for key, value in (overrides or {}).items():
             node = d
             parts = key.split(".")
             for p in parts[:-1]:
                 if p not in node or not isinstance(node[p], dict):
-                    raise ConfigError(f"unknown config key {key!r} (--set); known sections: "
-                                      f"{sorted(k for k, v in d.items() if isinstance(v, dict))}")
+                    sections = sorted(k for k, v in d.items() if isinstance(v, dict))
+                    raise ConfigArgumentError("overrides", f"unknown config key {key!r} ({mention('overrides')}); "
+                                                           f"known sections: {sections}", lead=False)
                 node = node[p]
             if parts[-1] not in node:
-                raise ConfigError(f"unknown config key {key!r} (--set); known at this level: {sorted(node)}")
+                raise ConfigArgumentError("overrides", f"unknown config key {key!r} ({mention('overrides')}); "
+                                                       f"known at this level: {sorted(node)}", lead=False)
             if isinstance(node[parts[-1]], dict) and not isinstance(value, dict):
                 raise ConfigValueError(f"{key}={_show(value)}: {key} is a section; set one of its keys, e.g. "
                                        f"{key}.{next(iter(node[parts[-1]]))}=...")

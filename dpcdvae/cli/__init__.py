@@ -34,6 +34,7 @@ from ..utils.alloc import tune_allocator  # noqa: E402
 from ..utils.errors import (ArgumentError, CheckpointError, ConfigError, PretrainedNotFoundError,  # noqa: E402
                             TrainingDiverged, UserError)
 from . import convert, data, evaluate, models, notebooks, relax  # noqa: E402
+from .flags import FLAGS, flag_for  # noqa: E402  (Python argument -> flag; re-exported here)
 
 __all__ = ["main", "build_parser", "known_errors", "COMMAND_GROUPS", "error_line", "flag_for", "FLAGS", "EXIT_USER",
            "EXIT_INTERRUPTED"]
@@ -44,10 +45,6 @@ COMMAND_GROUPS = (models.add_parser, data.add_parser, evaluate.add_parser, relax
 
 EXIT_USER = 2  #: a user mistake, a refused file, a missing optional package
 EXIT_INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT), as a shell reports it
-
-#: Python argument of a workflow -> its command-line flag, where the flag is not ``--`` + the name with ``-`` for ``_``
-#: (an :class:`~dpcdvae.utils.errors.ArgumentError` names the Python argument; :func:`error_line` prints the flag)
-FLAGS = {"ema": "--raw-weights", "run_dir": "--out"}
 
 #: top-level module -> the pip extra of dpcdvae that installs it (used when importlib.metadata cannot say)
 OPTIONAL_MODULES = {"chgnet": "relax", "threadpoolctl": "relax", "playwright": "dev", "hypothesis": "dev"}
@@ -90,12 +87,6 @@ def _extra_for(module: str):
         pass
     found = sorted(found, key=lambda e: (e == "dev", e))
     return found[0] if found else OPTIONAL_MODULES.get(module)
-
-
-def flag_for(arg: str) -> str:
-    """The command-line flag of a workflow's Python argument: :data:`FLAGS`, else ``--`` + the name with ``-`` for
-    ``_`` (``"batch_size"`` -> ``"--batch-size"``)."""
-    return FLAGS.get(arg, "--" + arg.replace("_", "-"))
 
 
 def error_line(exc: BaseException) -> str:

@@ -43,14 +43,18 @@ class ArgumentError(UserError):
     ``detail`` is the text after the name: one that starts with ``":"`` or ``" "`` follows the name as it is
     (``ArgumentError("dataset", " is needed (...)")`` -> ``dataset is needed (...)``); any other starts with the
     value, after ``=`` (a space after a flag). Other arguments named in ``detail`` are written with :func:`mention`.
-    ``.arg``: the argument's name; ``.detail``: the detail as given."""
+    ``lead=False``: the message is ``detail`` alone, which names the argument itself with :func:`mention` where it
+    belongs (``ArgumentError("overrides", f"unknown config key 'a.b' ({mention('overrides')}); ...", lead=False)``
+    reads ``(overrides)`` from Python and ``(--set)`` on the command line).
+    ``.arg``: the argument's name; ``.detail``: the detail as given; ``.lead``: whether the message opens with the
+    argument."""
 
-    def __init__(self, arg: str, detail: str):
-        self.arg, self.detail = arg, detail
+    def __init__(self, arg: str, detail: str, lead: bool = True):
+        self.arg, self.detail, self.lead = arg, detail, lead
         super().__init__(self.render())
 
-    def __reduce__(self):  # picklable (e.g. raised in a worker process) although __init__ takes two arguments
-        return type(self), (self.arg, self.detail)
+    def __reduce__(self):  # picklable (e.g. raised in a worker process) although __init__ takes several arguments
+        return type(self), (self.arg, self.detail, self.lead)
 
     def render(self, flag=None) -> str:
         """The message. ``flag``: ``None`` for the Python form (the argument's name, ``name=value``), or a function
@@ -58,7 +62,8 @@ class ArgumentError(UserError):
         the command line prints (``--flag value``)."""
         name = flag or (lambda arg: arg)
         sep = "" if self.detail[:1] in (":", " ") else ("=" if flag is None else " ")
-        parts = f"{name(self.arg)}{sep}{self.detail}".split(_MENTION)
+        text = f"{name(self.arg)}{sep}{self.detail}" if self.lead else self.detail
+        parts = text.split(_MENTION)
         parts[1::2] = [name(arg) for arg in parts[1::2]]
         return "".join(parts)
 
