@@ -3,9 +3,26 @@ running its notebook; ``--paper``: every row of the paper, :mod:`dpcdvae.noteboo
 :mod:`dpcdvae.notebooks.runner` / :mod:`dpcdvae.notebooks.paper`, print."""
 from __future__ import annotations
 
+import functools
 import json
 
+from ..utils.errors import ArgumentError
+from .flags import flag_for
+
 __all__ = ["add_parser"]
+
+
+def _flag_errors(cmd):
+    """A command whose argument errors from the runner (an :class:`~dpcdvae.utils.errors.ArgumentError` naming the
+    Python argument, e.g. ``table``) end as these commands always have: the line with the flag (``--table must be one
+    of ...``) and exit status 1."""
+    @functools.wraps(cmd)
+    def run(a) -> int:
+        try:
+            return cmd(a)
+        except ArgumentError as exc:
+            raise SystemExit(exc.render(flag_for)) from None
+    return run
 
 
 def add_parser(subparsers) -> None:
@@ -52,6 +69,7 @@ def add_parser(subparsers) -> None:
     r.set_defaults(func=_cmd_reproduce, _parser=r)
 
 
+@_flag_errors
 def _cmd_notebooks(a) -> int:
     from ..notebooks.runner import ci_parameters, notebook_names, notebooks_dir, run_ci
 
@@ -69,6 +87,7 @@ def _cmd_notebooks(a) -> int:
     return 0 if summary["ok"] else 1
 
 
+@_flag_errors
 def _cmd_reproduce(a) -> int:
     from ..notebooks.runner import _parse_value, reproduce
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ..utils.errors import ArgumentError
 from ..utils.fileio import atomic_write_text, strict_json_dumps
 
 __all__ = [
@@ -201,9 +202,9 @@ def _shipped_for(cards: dict[str, dict]) -> dict[tuple[str, str], str]:
 
 def notebook_defaults(name: str, notebooks: Optional[str] = None) -> dict:
     """The values of the ``parameters`` cell of ``notebooks/<name>.ipynb`` (the full-size defaults)."""
-    from .runner import _folder
+    from .runner import notebooks_folder
 
-    raw = json.loads((_folder(notebooks) / f"{name}.ipynb").read_text(encoding="utf-8"))
+    raw = json.loads((notebooks_folder(notebooks) / f"{name}.ipynb").read_text(encoding="utf-8"))
     for cell in raw["cells"]:
         if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             out = {}
@@ -479,7 +480,7 @@ def run_plan(plan: Plan, out, force: bool = False, notebooks: Optional[str] = No
     the same fingerprint is skipped ("done, skipped") unless ``force``; a failing job is recorded and the next one
     runs. ``timeout``: per cell, seconds. Returns one record per job (``ok``, ``skipped``, ``wall_s``, ``metrics``,
     ``error``)."""
-    from .runner import _print_result, run_notebook
+    from .runner import print_result, run_notebook
 
     runner = runner or run_notebook
     out = Path(out).resolve()
@@ -501,7 +502,7 @@ def run_plan(plan: Plan, out, force: bool = False, notebooks: Optional[str] = No
         print(f"{PREFIX} ({i}/{n}) start {job.stem} ({rows})  [elapsed {time.time() - t0:.1f} s]", flush=True)
         r = runner(job.notebook, out, params, notebooks=notebooks, kernel=kernel, timeout=timeout, stem=job.stem,
                    expect=job.expect)
-        _print_result(r)
+        print_result(r)
         rec = {"stem": job.stem, "notebook": job.notebook, "rows": job.rows, "fingerprint": fingerprint(job),
                "parameters": job.parameters, "models": sorted(job.models), "ok": bool(r.get("ok")),
                "wall_s": r.get("wall_s"), "error": r.get("error"), "checks_missing": r.get("checks", {}).get("missing"),
@@ -639,12 +640,13 @@ def reproduce_paper(out="docs/reports", ci: bool = False, only: Optional[Sequenc
                     notebooks: Optional[str] = None, kernel: Optional[str] = None, timeout: int = 24 * 3600) -> dict:
     """``dpcdvae reproduce --paper``: build the plan, print it with the time estimate (seconds), and unless
     ``dry_run`` run it (:func:`run_plan`) and write the summary page (:func:`write_summary`). Returns ``{"plan",
-    "records", "ok", "summary", "wall_s"}``; ``ok`` is False when a job failed."""
+    "records", "ok", "summary", "wall_s"}``; ``ok`` is False when a job failed. ``only`` that matches no row of the
+    paper is an :class:`~dpcdvae.utils.errors.ArgumentError` of ``only``."""
     t0 = time.time()
     plan = build_plan(ci=ci, only=only, threads=threads, parameters=parameters, notebooks=notebooks)
     if only and not plan.rows:
-        raise SystemExit(f"--only {' '.join(only)}: no row of the paper matches (items: TABLE[:DATASET[:MODEL]], "
-                         "e.g. I:perov_5, II:carbon_24:CDVAE, III)")
+        raise ArgumentError("only", f" {' '.join(only)}: no row of the paper matches (items: "
+                                    "TABLE[:DATASET[:MODEL]], e.g. I:perov_5, II:carbon_24:CDVAE, III)")
     print(format_plan(plan, notebooks), flush=True)
     if dry_run:
         return {"plan": plan, "records": [], "ok": True, "summary": None, "wall_s": 0.0}

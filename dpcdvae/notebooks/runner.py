@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..utils.fileio import strict_json_dumps
+from ..utils.errors import ArgumentError, mention
 from .check import META_KEY
 from .session import GUARD_MARK
 
 __all__ = [
     "NOTEBOOKS", "CI_PARAMETERS", "TABLE_NOTEBOOK", "HTML_EXPECT", "META_KEY", "notebook_names", "notebook_meta",
-    "ci_parameters", "html_expect", "table_notebooks", "notebooks_dir", "check_html", "prerender_math", "export_html",
-    "run_notebook", "run_ci", "reproduce",
+    "ci_parameters", "html_expect", "table_notebooks", "notebooks_folder", "notebooks_dir", "check_html",
+    "prerender_math", "export_html", "run_notebook", "print_result", "run_ci", "reproduce",
 ]
 
 # ================================================================================================================
@@ -60,20 +61,22 @@ __all__ = [
 # ``python -m dpcdvae.notebooks.check`` checks the metadata. (``META_KEY`` is defined in :mod:`.check`.)
 
 
-def _folder(path: Optional[str] = None) -> Path:
+def notebooks_folder(path: Optional[str] = None) -> Path:
+    """The folder of the ``.ipynb`` files: ``path``, else the checkout's ``notebooks/`` (not checked: see
+    :func:`notebooks_dir`)."""
     return Path(path) if path else Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def notebook_names(notebooks: Optional[str] = None) -> list[str]:
     """The notebooks of the folder (``notebooks``, else the checkout's ``notebooks/``): the ``.ipynb`` stems, sorted
     (their run order)."""
-    return sorted(p.stem for p in _folder(notebooks).glob("*.ipynb"))
+    return sorted(p.stem for p in notebooks_folder(notebooks).glob("*.ipynb"))
 
 
 def notebook_meta(name: str, notebooks: Optional[str] = None) -> dict:
     """``nb.metadata["dpcdvae"]`` of ``<folder>/<name>.ipynb`` (read as JSON: nothing heavy imported). Raises
     ``SystemExit`` with one line when the file or its metadata is missing."""
-    path = _folder(notebooks) / f"{name}.ipynb"
+    path = notebooks_folder(notebooks) / f"{name}.ipynb"
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -127,11 +130,12 @@ def __getattr__(attr: str):
 # running notebooks: papermill + nbconvert + checks
 # ================================================================================================================
 def notebooks_dir(path: Optional[str] = None) -> Path:
-    """The folder holding the ``.ipynb`` files (``path``, else ``<repo>/notebooks`` of this source checkout)."""
-    d = _folder(path)
+    """The folder holding the ``.ipynb`` files (``path``, else ``<repo>/notebooks`` of this source checkout); an
+    :class:`~dpcdvae.utils.errors.ArgumentError` of ``notebooks`` when it holds none."""
+    d = notebooks_folder(path)
     if not notebook_names(path):
-        raise SystemExit(f"no notebooks in {d}: the .ipynb files live in the source checkout's notebooks/ folder "
-                         "(pass --notebooks DIR)")
+        raise ArgumentError("notebooks", f"no notebooks in {d}: the .ipynb files live in the source checkout's "
+                                         f"notebooks/ folder (pass {mention('notebooks')} DIR)", lead=False)
     return d
 
 
@@ -283,7 +287,9 @@ def run_notebook(name: str, out_dir, parameters: dict, notebooks: Optional[str] 
     return result
 
 
-def _print_result(r: dict) -> None:
+def print_result(r: dict) -> None:
+    """Print what :func:`run_notebook` returned: one status line (ok / FAILED, wall time, figures, the HTML), then
+    the failing cell, what the HTML lacks and the error outputs, if any."""
     c = r["checks"]
     status = "ok" if r["ok"] else "FAILED"
     print(f"[{status}] {r['name']}: {r['wall_s']} s, {c['images']} figures"
@@ -338,7 +344,7 @@ def run_ci(out, only: Optional[Sequence[str]] = None, notebooks: Optional[str] =
             print(f"[dpcdvae notebooks] {name}: {first['ename']} outside the cells; running it once more", flush=True)
             r = run_notebook(name, out, params, notebooks=notebooks, kernel=kernel, timeout=timeout)
             r["retried_after"] = f"{first['ename']}: {first['evalue'][:300]}"
-        _print_result(r)
+        print_result(r)
         results.append(r)
     summary = {"ok": all(r["ok"] for r in results), "wall_s": round(time.time() - t0, 1), "out": str(out),
                "notebooks": [{k: v for k, v in r.items() if k != "parameters"} for r in results]}
@@ -367,11 +373,12 @@ def reproduce(table: str, dataset: str, checkpoint: Optional[str] = None, out: s
               parameters: Optional[dict] = None, notebooks: Optional[str] = None, kernel: Optional[str] = None,
               timeout: int = 24 * 3600) -> dict:
     """Run the notebook of Table ``table`` (I/S1 -> 03, II -> 04, III -> 05) with ``dataset``, ``checkpoint`` and
-    extra ``parameters`` through papermill; writes ``<out>/<notebook>-<dataset>.ipynb`` and ``.html``."""
+    extra ``parameters`` through papermill; writes ``<out>/<notebook>-<dataset>.ipynb`` and ``.html``. A table no
+    notebook reproduces is an :class:`~dpcdvae.utils.errors.ArgumentError` of ``table``."""
     t = str(table).strip().upper().removeprefix("TABLE").strip()
     tables = table_notebooks(notebooks)
     if t not in tables:
-        raise SystemExit(f"--table must be one of {', '.join(tables)}, got {table!r}")
+        raise ArgumentError("table", f" must be one of {', '.join(tables)}, got {table!r}")
     name, facts = tables[t]
     params = {"dataset": dataset, "checkpoint": checkpoint, "work_dir": str(Path(out).resolve() / "work"),
               **(parameters or {})}
@@ -380,5 +387,5 @@ def reproduce(table: str, dataset: str, checkpoint: Optional[str] = None, out: s
     expect = ["data:image/png", facts["header"], f"Table {t} /"]
     r = run_notebook(name, out, params, notebooks=notebooks, kernel=kernel, timeout=timeout,
                      stem=f"{name}-{dataset}", expect=expect)
-    _print_result(r)
+    print_result(r)
     return r

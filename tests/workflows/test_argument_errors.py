@@ -1,7 +1,7 @@
 """Workflows raise plain errors: an ArgumentError (a UserError) names the Python argument (``limit=0: must be >= 1``)
 when a workflow is called from Python; the command line prints the same message with the flag
 (``--limit 0: must be >= 1``, dpcdvae.cli.error_line). No library module below the CLI (dpcdvae/workflows/,
-dpcdvae/eval/, dpcdvae/train.py) writes a flag into its messages itself."""
+dpcdvae/eval/, dpcdvae/train.py, dpcdvae/config.py, dpcdvae/notebooks/) writes a flag into its messages itself."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,8 @@ from dpcdvae.utils.errors import (ArgumentError, CheckpointArgumentError, Checkp
 PACKAGE = Path(__file__).resolve().parents[2] / "dpcdvae"
 WORKFLOWS = PACKAGE / "workflows"
 #: the library modules whose errors name Python arguments (ArgumentError), never flags
-LIBRARY = sorted([*WORKFLOWS.glob("*.py"), *(PACKAGE / "eval").rglob("*.py"), PACKAGE / "train.py"])
+LIBRARY = sorted([*WORKFLOWS.glob("*.py"), *(PACKAGE / "eval").rglob("*.py"), PACKAGE / "train.py",
+                  PACKAGE / "config.py", *(PACKAGE / "notebooks").rglob("*.py")])
 
 
 def test_argument_error_python_and_flag_forms():
@@ -147,7 +148,8 @@ def _leading_text(node) -> str:
 
 
 def test_no_library_message_names_a_flag_itself():
-    assert {"workflows/relax.py", "eval/evaluate.py", "eval/generation.py", "train.py"} <= \
+    assert {"workflows/relax.py", "eval/evaluate.py", "eval/generation.py", "train.py", "config.py",
+            "notebooks/runner.py", "notebooks/paper.py"} <= \
         {str(p.relative_to(PACKAGE)) for p in LIBRARY}
     flagged = [f"{name}:{line}" for name, line, call in _raises_in_library()
                if call.args and _leading_text(call.args[0]).lstrip().startswith("--")]
@@ -175,4 +177,66 @@ def test_every_argument_named_has_a_flag():
     assert {"limit", "batch_size", "steps", "sampler", "ema", "devices", "resume", "run_dir"} <= named
     assert {"task", "dataset", "samples", "breakdown", "property_model", "generated_split", "n_generated",
             "init_from"} <= named  # dpcdvae/eval (evaluate, load_generated_split) and dpcdvae/train.py
+    assert {"overrides", "table", "only", "notebooks", "samples", "n_workers"} <= named  # config, notebooks, csp
     assert not {a: flag_for(a) for a in named if flag_for(a) not in flags}
+
+
+def test_an_argument_named_inside_the_message():
+    """``lead=False``: the message is the detail alone, naming the argument where it belongs."""
+    exc = ArgumentError("overrides", f"unknown config key 'a.b' ({mention('overrides')}); known sections: []",
+                        lead=False)
+    assert str(exc) == "unknown config key 'a.b' (overrides); known sections: []"
+    assert error_line(exc) == "unknown config key 'a.b' (--set); known sections: []"
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is ArgumentError and (back.arg, back.lead, str(back)) == ("overrides", False, str(exc))
+
+
+def test_config_and_notebook_runner_errors_name_the_argument(tmp_path):
+    """An unknown --set key, a table no notebook reproduces, an --only that matches no row, a folder without
+    notebooks: the Python argument from the library, the flag on the command line (the same line as before)."""
+    from dpcdvae.config import load_config
+    from dpcdvae.notebooks.paper import reproduce_paper
+    from dpcdvae.notebooks.runner import notebooks_dir, reproduce
+
+    with pytest.raises(ConfigError) as exc:
+        load_config("tiny", overrides={"data.on_error": "skip"})
+    assert isinstance(exc.value, ConfigArgumentError) and isinstance(exc.value, KeyError)
+    assert exc.value.arg == "overrides" and str(exc.value) == \
+        "unknown config key 'data.on_error' (overrides); known sections: ['model', 'train']"
+    assert error_line(exc.value) == "unknown config key 'data.on_error' (--set); known sections: ['model', 'train']"
+    with pytest.raises(ArgumentError) as exc:
+        load_config("tiny", overrides={"model.nope": 1})
+    assert str(exc.value).startswith("unknown config key 'model.nope' (overrides); known at this level: [")
+    cases = [
+        (lambda: reproduce("X", "perov_5"), "table", "table must be one of I, S1, II, III, got 'X'",
+         "--table must be one of I, S1, II, III, got 'X'"),
+        (lambda: reproduce_paper(only=["IX"], dry_run=True), "only", "only IX: no row of the paper matches (items: ",
+         "--only IX: no row of the paper matches (items: "),
+        (lambda: notebooks_dir(str(tmp_path)), "notebooks",
+         f"no notebooks in {tmp_path}: the .ipynb files live in the source checkout's notebooks/ folder (pass "
+         f"notebooks DIR)",
+         f"no notebooks in {tmp_path}: the .ipynb files live in the source checkout's notebooks/ folder (pass "
+         f"--notebooks DIR)"),
+    ]
+    for call, arg, python, cli in cases:
+        with pytest.raises(ArgumentError) as exc:
+            call()
+        assert exc.value.arg == arg and str(exc.value).startswith(python) and "--" not in str(exc.value)
+        assert error_line(exc.value).startswith(cli)
+
+
+def test_the_notebook_commands_print_the_flag_line_as_before(tmp_path):
+    """`dpcdvae reproduce` / `dpcdvae notebooks` end such an error as they always have: its line, exit status 1."""
+    from dpcdvae.cli import main
+
+    for argv, line in [(["reproduce", "--table", "X", "--dataset", "perov_5"],
+                        "--table must be one of I, S1, II, III, got 'X'"),
+                       (["reproduce", "--paper", "--dry-run", "--only", "IX"],
+                        "--only IX: no row of the paper matches (items: TABLE[:DATASET[:MODEL]], e.g. I:perov_5, "
+                        "II:carbon_24:CDVAE, III)"),
+                       (["notebooks", "--list", "--notebooks", str(tmp_path)],
+                        f"no notebooks in {tmp_path}: the .ipynb files live in the source checkout's notebooks/ "
+                        f"folder (pass --notebooks DIR)")]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == line
