@@ -9,7 +9,7 @@ __all__ = ["FLAGS", "flag_for"]
 
 #: Python argument of a workflow -> its command-line flag, where the flag is not ``--`` + the name with ``-`` for ``_``
 #: (an :class:`~dpcdvae.utils.errors.ArgumentError` names the Python argument; the command line prints the flag)
-FLAGS = {"ema": "--raw-weights", "run_dir": "--out", "overrides": "--set"}
+FLAGS = {"ema": "--raw-weights", "run_dir": "--out", "overrides": "--set", "fmt": "--format"}
 
 
 def flag_for(arg: str) -> str:

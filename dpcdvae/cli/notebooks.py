@@ -1,6 +1,7 @@
 """``dpcdvae notebooks`` (run every notebook headlessly and check its HTML) and ``dpcdvae reproduce`` (one table by
-running its notebook; ``--paper``: every row of the paper, :mod:`dpcdvae.notebooks.paper`): parse, call
-:mod:`dpcdvae.notebooks.runner` / :mod:`dpcdvae.notebooks.paper`, print."""
+running its notebook; ``--paper``: every row of the paper, :mod:`dpcdvae.notebooks.paper`; ``--claims``: the claims
+table, :mod:`dpcdvae.eval.claims`): parse, call :mod:`dpcdvae.notebooks.runner` / :mod:`dpcdvae.notebooks.paper` /
+:func:`dpcdvae.eval.claims.claims_report`, print."""
 from __future__ import annotations
 
 import functools
@@ -54,6 +55,12 @@ def add_parser(subparsers) -> None:
                    help="every row of Tables I, S1, II and III that the shipped models can run (`dpcdvae pretrained "
                         "list`, data present): prints the plan and a time estimate, runs each notebook (resumable), "
                         "writes OUT/paper_summary.md and .html")
+    r.add_argument("--claims", action="store_true",
+                   help="print the claims table (each claim of the paper's text, the paper's numbers, ours from the "
+                        "--paper runs in OUT and the shipped models' cards, the difference +- SE, whether it holds); "
+                        "runs nothing")
+    r.add_argument("--format", default="markdown", choices=("markdown", "html", "json"),
+                   help="with --claims: markdown (default), an html fragment, or json")
     r.add_argument("--ci", action="store_true", help="with --paper: the notebooks' small CI parameters (minutes)")
     r.add_argument("--dry-run", action="store_true", help="with --paper: print the plan and the estimate, run nothing")
     r.add_argument("--force", action="store_true", help="with --paper: rerun jobs already done with the same "
@@ -92,6 +99,18 @@ def _cmd_reproduce(a) -> int:
     from ..notebooks.runner import _parse_value, reproduce
 
     params = {k: _parse_value(v) for k, v in a.parameter}
+    if a.claims:
+        others = [f for f, v in (("--paper", a.paper), ("--table", a.table), ("--dataset", a.dataset),
+                                 ("--checkpoint", a.checkpoint), ("--ci", a.ci), ("--dry-run", a.dry_run),
+                                 ("--force", a.force), ("--only", a.only), ("-p", a.parameter)) if v]
+        if others:
+            a._parser.error(f"--claims prints the claims table from what was measured: leave out {', '.join(others)}")
+        from ..eval.claims import claims_report
+
+        print(claims_report(a.out or "docs/reports", fmt=a.format), end="")
+        return 0
+    if a.format != "markdown":
+        a._parser.error("--format: only with --claims")
     if a.paper:
         if a.table or a.dataset or a.checkpoint:
             a._parser.error("--paper runs every row with the shipped models: leave out --table, --dataset and "

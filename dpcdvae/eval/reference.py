@@ -189,6 +189,15 @@ for _model, _vals in (
 
 del _ds, _rows, _model, _source, _vals
 
+#: Fig. S2 (caption): the mode bin of Delta E (generated minus relaxed, meV/atom; the caption prints eV/atom, a typo)
+#: of each Table III model, as printed: CDVAE's "19.2 - 32.0" and CDVAE+Fourier's "68.0 - 128" are not the 64 meV/atom
+#: bins the caption states (transcribed unchanged); the text (line 138) gives DP-CDVAE's as 64 - 128 meV/atom.
+FIG_S2_MODE_BINS: dict[str, tuple[float, float]] = {
+    "CDVAE": (19.2, 32.0),
+    "CDVAE+Fourier": (68.0, 128.0),
+    "DP-CDVAE": (64.0, 128.0),
+}
+
 
 def get_reference(table: str, dataset: str, model: str) -> dict[str, float | None]:
     """The paper's numbers for one row: ``{metric: value}`` (a copy). Raises ``KeyError`` listing what exists."""

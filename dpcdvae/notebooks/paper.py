@@ -6,7 +6,7 @@ The pieces, in the order the command uses them::
     plan = build_plan(ci=False)            # rows (table, dataset, paper model) -> status, shipped model, job
     print(format_plan(plan, ...))          # the plan table and the time estimate (seconds) per row and in total
     results = run_plan(plan, out)          # each job through runner.run_notebook (papermill), resumable
-    write_summary(plan, out)               # out/paper_summary.md and .html: paper | ours per cell
+    write_summary(plan, out)               # out/paper_summary.md and .html: paper | ours per cell, the claims
 
 **Rows.** The paper's rows are :data:`dpcdvae.eval.reference.REFERENCE`. A row runs when (1) this package
 implements the model (DP-CDVAE and its +N_a / +GINE variants, CDVAE, CDVAE+Fourier; the paper quotes FTCP and the
@@ -23,6 +23,11 @@ HTML are ``<out>/<stem>.ipynb`` / ``.html`` (the same papermill call as ``dpcdva
 ``<out>/paper_runs/<stem>.json``, holds the parameter fingerprint, the outcome and the metrics the notebook saved
 (``nb.save_table`` writes ``<table>.json`` beside its ``.md``). A job whose two files exist and whose record has the
 current fingerprint and ``ok`` is not run again (``force=True`` reruns it).
+
+**Claims.** The summary page ends with the claims table (:mod:`dpcdvae.eval.claims`: each claim of the paper's
+text, the paper's numbers, ours from the job records here and the shipped models' cards, the difference with its
+standard error, and whether it holds); ``<out>/claims.json`` holds its rows. ``dpcdvae reproduce --claims`` prints
+it without running anything.
 
 **CI size** (``ci=True``): the same rows, each job with its notebook's metadata CI parameters (a dozen crystals, a
 few relaxation steps, one thread) and the shipped model; a row whose data are absent but whose model is shipped runs
@@ -41,30 +46,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ..eval.claims import LANGEVIN_MODELS, MODEL_SUFFIX, shipped_for, shipped_models
 from ..utils.errors import ArgumentError
 from ..utils.fileio import atomic_write_text, strict_json_dumps
 
 __all__ = [
     "MODEL_SUFFIX", "IMPLEMENTED", "TABLE_NOTEBOOK", "TEST_SPLIT_SIZE", "COSTS", "NOTEBOOK_OVERHEAD_S", "PlanRow",
     "Job", "Plan", "shipped_models", "data_present", "build_plan", "estimate_job_seconds", "format_plan",
-    "fingerprint", "run_plan", "write_summary", "reproduce_paper",
+    "fingerprint", "run_plan", "claims_of", "write_summary", "reproduce_paper",
 ]
 
 PREFIX = "[reproduce --paper]"
 
-#: the paper's model names and the suffix of the shipped model that is that model on a dataset (``perov_5_na``)
-MODEL_SUFFIX: dict[str, str] = {
-    "DP-CDVAE": "",
-    "DP-CDVAE+Na": "_na",
-    "DP-CDVAE+GINE": "_gine",
-    "DP-CDVAE+Na+GINE": "_na_gine",
-    "CDVAE": "_cdvae",
-    "CDVAE+Fourier": "_cdvae_fourier",
-}
-#: paper models this package implements (the others, FTCP and the G-SchNets, the paper quotes from CDVAE's paper)
+#: paper models this package implements (the others, FTCP and the G-SchNets, the paper quotes from CDVAE's paper);
+#: :data:`MODEL_SUFFIX` (from :mod:`dpcdvae.eval.claims`): the suffix of the shipped model that is that model on a
+#: dataset (``perov_5_na``); :data:`LANGEVIN_MODELS`: those that sample with annealed Langevin (CDVAE's sampler), not
+#: with the DDPM samplers Eq. 6 / Eq. 7
 IMPLEMENTED = tuple(MODEL_SUFFIX)
-#: models that sample with annealed Langevin (CDVAE's sampler), not with the DDPM samplers Eq. 6 / Eq. 7
-LANGEVIN_MODELS = ("CDVAE", "CDVAE+Fourier")
 #: the notebook of each table (the same as the notebooks' metadata ``tables``; checked by the tests)
 TABLE_NOTEBOOK = {"I": "03_table1_reconstruction", "S1": "03_table1_reconstruction", "II": "04_table2_generation",
                   "III": "05_table3_ground_state"}
@@ -143,6 +141,7 @@ class Plan:
     ci: bool = False
     threads: int = 1
     only: Optional[list] = None
+    weights_dir: Optional[str] = None
 
     def job(self, stem: str) -> Job:
         return next(j for j in self.jobs if j.stem == stem)
@@ -151,53 +150,12 @@ class Plan:
 # ================================================================================================================
 # facts: shipped models, data on disk, notebook defaults
 # ================================================================================================================
-def _weights_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "weights"
-
-
-def shipped_models(weights_dir=None) -> dict[str, dict]:
-    """The shipped models' cards (``dpcdvae/weights/<name>.json`` with its ``<name>.pt``), read as JSON (no torch):
-    ``{name: card}``."""
-    d = Path(weights_dir) if weights_dir is not None else _weights_dir()
-    out = {}
-    for p in sorted(d.glob("*.json")):
-        if p.with_suffix(".pt").is_file():
-            card = json.loads(p.read_text())
-            card.setdefault("name", p.stem)
-            out[p.stem] = card
-    return out
-
-
 def data_present(dataset: str) -> bool:
     """True when the test split of ``dataset`` is on disk (the data locator: ``$DPCDVAE_DATA``, ``../shared/data``
     ...)."""
     from ..data.locator import available_splits
 
     return "test" in available_splits(dataset)
-
-
-def _model_of(card: dict) -> Optional[str]:
-    """The paper model a shipped model is: its card's ``paper_model``, else from its name (``<dataset><suffix>`` of
-    :data:`MODEL_SUFFIX`); ``None`` when neither says."""
-    if card.get("paper_model"):
-        from ..eval.reference import canonical_model
-
-        return canonical_model(card["paper_model"])
-    dataset, name = card.get("dataset") or "", card["name"]
-    if not dataset or not name.startswith(dataset):
-        return None
-    suffix = name[len(dataset):]
-    return next((m for m, s in MODEL_SUFFIX.items() if s == suffix), None)
-
-
-def _shipped_for(cards: dict[str, dict]) -> dict[tuple[str, str], str]:
-    """``(dataset, paper model) -> shipped name``."""
-    out: dict[tuple[str, str], str] = {}
-    for name, card in cards.items():
-        model = _model_of({**card, "name": name})
-        if model and card.get("dataset"):
-            out.setdefault((card["dataset"], model), name)
-    return out
 
 
 def notebook_defaults(name: str, notebooks: Optional[str] = None) -> dict:
@@ -270,7 +228,7 @@ def build_plan(ci: bool = False, only: Optional[Sequence[str]] = None, threads: 
     from ..eval.reference import SOURCE, QUOTED_FROM_CDVAE
 
     cards = shipped_models(weights_dir)
-    shipped = _shipped_for(cards)
+    shipped = shipped_for(cards)
     present = present or data_present
     have_data: dict[str, bool] = {}
     rows: list[PlanRow] = []
@@ -355,7 +313,8 @@ def build_plan(ci: bool = False, only: Optional[Sequence[str]] = None, threads: 
     for j in jobs.values():  # notebook 03: the samplers of the tables it computes (Table I: eq7, S1: eq6)
         if j.notebook == TABLE_NOTEBOOK["I"] and "samplers" not in extra:
             j.parameters["samplers"] = [s for t, s in (("I", "eq7"), ("S1", "eq6")) if any(r[0] == t for r in j.rows)]
-    return Plan(rows=rows, jobs=list(jobs.values()), ci=ci, threads=threads, only=list(only) if only else None)
+    return Plan(rows=rows, jobs=list(jobs.values()), ci=ci, threads=threads, only=list(only) if only else None,
+                weights_dir=None if weights_dir is None else str(weights_dir))
 
 
 # ================================================================================================================
@@ -521,9 +480,6 @@ def run_plan(plan: Plan, out, force: bool = False, notebooks: Optional[str] = No
 # ================================================================================================================
 _COLUMNS = ("match_rate", "delta_rms", "struct_validity", "comp_validity", "cov_r", "cov_p", "w1_density",
             "w1_eform", "w1_n_elem", "dV_rms", "dE_rms")
-CLAIMS_PLACEHOLDER = ("Placeholder: the claims table (one row per claim of the paper's text, the paper's numbers, "
-                      "ours, whether it holds here, with a paired standard error or bootstrap interval) is filled "
-                      "by a later change of issue 30; this page does not check any claim yet.")
 
 
 def _num(v) -> str:
@@ -578,15 +534,36 @@ def summary_rows(plan: Plan, out) -> list[dict]:
     return rows
 
 
+def claims_of(plan: Plan, out) -> tuple[list, list]:
+    """The claims table (:func:`dpcdvae.eval.claims.claim_rows`) from the runs in ``out`` and the shipped models'
+    cards (the plan's ``weights_dir``); a dataset the plan found absent is absent for the claims too. Returns
+    ``(rows, sources)``."""
+    from ..eval.claims import claim_rows, collect_figures
+
+    absent = {r.dataset for r in plan.rows if "data absent" in r.status}
+    planned = {r.dataset for r in plan.rows if r.model in IMPLEMENTED}
+
+    def present(ds: str) -> bool:
+        return ds not in absent if ds in planned else data_present(ds)
+
+    figs = collect_figures(out, plan.weights_dir)
+    return claim_rows(figs, present=present, weights_dir=plan.weights_dir), figs.sources
+
+
 def write_summary(plan: Plan, out) -> tuple[Path, Path]:
     """Write ``<out>/paper_summary.md`` and ``.html``: one table, a row per paper row, each metric cell
     ``paper | ours`` (``-`` where there is no number), the status of the row and a link to its executed notebook's
-    HTML; then the "Claims" section (a placeholder that a later change fills). Returns the two paths."""
+    HTML; then the "Claims" section: the claims table of :mod:`dpcdvae.eval.claims` (:func:`claims_of`), also
+    written as ``<out>/claims.json``. Returns the two paths."""
+    from ..eval.claims import render_html as claims_html, render_markdown as claims_md, verdict_counts
     from ..eval.reference import CITATION, METRIC_INFO
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = summary_rows(plan, out)
+    claims, sources = claims_of(plan, out)
+    atomic_write_text(out / "claims.json", strict_json_dumps({"rows": claims, "counts": verdict_counts(claims),
+                                                              "sources": sources}, indent=1))
     heads = ["table", "dataset", "model", "shipped model", "status", "n (ours)"] + [
         METRIC_INFO[k]["label"] + (f" ({METRIC_INFO[k]['unit']})" if METRIC_INFO[k]["unit"] else "")
         for k in _COLUMNS]
@@ -614,7 +591,7 @@ def write_summary(plan: Plan, out) -> tuple[Path, Path]:
                                      "-" if r["n"] is None else str(r["n"])] + cells) + " |")
         body.append(([r["table"], r["dataset"], r["model"], r["shipped"]], r["status"], r["job"], r["n"],
                      [r["cells"].get(k) for k in _COLUMNS]))
-    md += ["", "## Claims", "", CLAIMS_PLACEHOLDER, ""]
+    md += ["", claims_md(claims, sources, heading="## Claims")]
     md_path = out / "paper_summary.md"
     atomic_write_text(md_path, "\n".join(md))
 
@@ -629,7 +606,7 @@ def write_summary(plan: Plan, out) -> tuple[Path, Path]:
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}</style></head><body>"
             f"<h1>The paper, row by row</h1><p>{e(intro).replace('**paper | ours**', '<b>paper | ours</b>')}</p>"
-            f"<table>{''.join(trs)}</table><h2>Claims</h2><p>{e(CLAIMS_PLACEHOLDER)}</p></body></html>\n")
+            f"<table>{''.join(trs)}</table><h2>Claims</h2>{claims_html(claims, sources)}</body></html>\n")
     html_path = out / "paper_summary.html"
     atomic_write_text(html_path, page)
     return md_path, html_path

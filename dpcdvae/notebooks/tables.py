@@ -10,7 +10,7 @@ from ..config import load_config
 from ..data import load_split
 from ..data.info import dataset_info
 from ..eval.ground_state import table3
-from ..eval.reference import TABLE_METRICS, canonical_table, get_reference
+from ..eval.reference import FIG_S2_MODE_BINS, TABLE_METRICS, canonical_table, get_reference
 from ..eval.tables import compare_table, render_markdown
 from ..io import SampleWriter, new_run_dir
 from ..utils.fileio import atomic_write_text, strict_json_dumps
@@ -68,7 +68,10 @@ def save_table(df, out_dir, name: str, footer: str = "") -> Path:
     """Write a table as ``name.md`` (markdown, with the paper citation) and ``name.csv``; for a table of
     :func:`paper_vs_ours` or :func:`table3_frame` also ``name.json``: ``{"table", "dataset", "synthetic", "ours"}``
     with our numbers by metric key (the units of :data:`dpcdvae.eval.reference.METRIC_INFO`; Table III: ``ours``
-    is ``{model: {metric: value}}``)."""
+    is ``{model: {metric: value}}``), and what the claims table (:mod:`dpcdvae.eval.claims`) needs for its
+    uncertainties: ``per_crystal`` (Tables I / S1: ``id``, ``matched``, ``rms`` per test crystal), ``n_test``
+    (Table II: the test crystals COV-R is over), ``per_structure`` (Table III: ``{model: {"dV" (A^3/atom), "dE"
+    (meV/atom) per relaxed structure, "dE_mode_bin" (meV/atom)}}``)."""
 
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -89,10 +92,18 @@ def paper_vs_ours(ours: dict, table: str, data: DataChoice, model: str = "DP-CDV
         df.index.name = f"{df.index.name} (ours on SYNTHETIC data: not comparable)"
     t = canonical_table(table)
     n = ours.get("n_targets", ours.get("n_generated"))
-    df.attrs[METRICS_ATTR] = {"table": t, "dataset": data.name, "paper_dataset": data.paper_dataset,
-                              "synthetic": bool(data.synthetic),
-                              "ours": {**{k: ours.get(k) for k in TABLE_METRICS[t]}, "n": n,
-                                       "synthetic": bool(data.synthetic)}}
+    saved = {"table": t, "dataset": data.name, "paper_dataset": data.paper_dataset,
+             "synthetic": bool(data.synthetic),
+             "ours": {**{k: ours.get(k) for k in TABLE_METRICS[t]}, "n": n, "synthetic": bool(data.synthetic)}}
+    per = ours.get("per_structure")
+    if t in ("I", "S1") and isinstance(per, list) and per and all("matched" in r for r in per):
+        # each crystal's outcome: the claims table pairs two runs over the same crystals by id
+        saved["per_crystal"] = {"id": [str(r.get("material_id", r.get("id", i))) for i, r in enumerate(per)],
+                                "matched": [bool(r["matched"]) for r in per],
+                                "rms": [r.get("rms_dist") for r in per]}
+    if t == "II" and ours.get("n_test") is not None:
+        saved["n_test"] = int(ours["n_test"])
+    df.attrs[METRICS_ATTR] = saved
     return df
 
 
@@ -122,8 +133,19 @@ def table3_frame(study: dict, calculator: str = "chgnet", data: Optional[DataCho
                               "calculator": str(calculator), "synthetic": bool(synthetic),
                               "ours": {str(name): {**{k: r["metrics"].get(k) for k in TABLE_METRICS["III"]},
                                                    "n": r["metrics"].get("n"), "synthetic": bool(synthetic)}
-                                       for name, r in study.items()}}
+                                       for name, r in study.items()},
+                              "per_structure": {str(name): _per_structure_iii(r) for name, r in study.items()}}
     return df
+
+
+def _per_structure_iii(r: dict) -> dict:
+    """One Table III model's relaxed structures (those its dV_rms / dE_rms are over): ``dV`` (A^3/atom), ``dE``
+    (meV/atom, the energy measure of its metrics) and the Fig. S2 mode bin ``dE_mode_bin`` (meV/atom)."""
+    m = r.get("metrics") or {}
+    energy = m.get("energy_measure") or "enthalpy"
+    done = [x for x in (r.get("results") or []) if getattr(x, "ok", False)]
+    return {"dV": [x.delta_volume_per_atom for x in done], "dE": [x.delta_energy_mev(energy) for x in done],
+            "dE_mode_bin": m.get("dE_mode_bin")}
 
 
 def unique_rows(df):
@@ -143,7 +165,7 @@ def paper_fig_s2() -> dict:
     """The paper's Fig. S2 modes (meV/atom bins, as printed in its caption; units there read eV/atom, a typo) and
     its Table III dE_rms per model."""
 
-    modes = {"CDVAE": (19.2, 32.0), "CDVAE+Fourier": (68.0, 128.0), "DP-CDVAE": (64.0, 128.0)}
+    modes = dict(FIG_S2_MODE_BINS)
     return {m: {"mode": modes[m], "dE_rms": get_reference("III", "carbon_24", m)["dE_rms"]} for m in modes}
 
 

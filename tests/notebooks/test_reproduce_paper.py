@@ -146,8 +146,8 @@ def test_run_resumes_records_failures_and_writes_the_summary(tmp_path, capsys):
     text = md.read_text()
     assert "| II | perov_5 | DP-CDVAE | perov_5 | [ran](04_table2_generation-perov_5.html) | 7 |" in text
     assert "99.52 \\| 50.00" in text  # COV-R: paper | ours
-    assert "FAILED" in text and "## Claims" in text and "Placeholder" in text
-    assert "<table>" in html.read_text() and "Claims" in html.read_text()
+    assert "FAILED" in text and "## Claims" in text and "| # | claim (paper's words, line) |" in text
+    assert "<table>" in html.read_text() and '<table class="claims">' in html.read_text()
 
     # second invocation: the done job is skipped, the failed one runs again
     calls.clear()
@@ -166,6 +166,45 @@ def test_run_resumes_records_failures_and_writes_the_summary(tmp_path, capsys):
     calls.clear()
     paper.run_plan(plan, out, force=True, runner=_fake_runner(set(), calls))
     assert calls == [j.stem for j in plan.jobs]
+
+
+def test_summary_page_holds_the_claims_table(tmp_path):
+    """The summary's Claims section is the claims table of dpcdvae.eval.claims, from the job records: Eq. 7 vs Eq. 6
+    on the same 40 crystals (per-crystal records -> paired SE) holds; a shipped model not run yet, an unshipped one
+    and absent data are "not measured" with the reason; claims.json holds the rows."""
+    wd = _fake_weights(tmp_path, {"perov_5": {"dataset": "perov_5", "model": "dpcdvae"},
+                                  "perov_5_na": {"dataset": "perov_5", "model": "dpcdvae"}})
+    plan = paper.build_plan(weights_dir=wd, present=lambda ds: ds == "perov_5")
+    ids = [f"p{i}" for i in range(40)]
+
+    def run(name, out, params, notebooks=None, kernel=None, timeout=0, stem=None, expect=None):
+        out = Path(out)
+        (out / f"{stem}.ipynb").write_text("{}")
+        (out / f"{stem}.html").write_text("<html></html>")
+        work = Path(params["work_dir"]) / name
+        work.mkdir(parents=True, exist_ok=True)
+        if stem == "03_table1_reconstruction-perov_5":  # only DP-CDVAE's Table I run saved its tables
+            for t, prefix, k in (("I", "table1_", 38), ("S1", "tableS1_", 20)):
+                (work / f"{prefix}perov_5.json").write_text(json.dumps(
+                    {"table": t, "synthetic": False, "ours": {"match_rate": 100 * k / 40, "delta_rms": 0.05, "n": 40},
+                     "per_crystal": {"id": ids, "matched": [i < k for i in range(40)], "rms": [0.05] * 40}}))
+        return {"name": name, "ok": True, "wall_s": 0.1, "html": str(out / f"{stem}.html"),
+                "checks": {"ok": True, "missing": [], "errors": [], "images": 1}}
+
+    out = tmp_path / "out"
+    paper.run_plan(plan, out, runner=run)
+    md, html = paper.write_summary(plan, out)
+    text = md.read_text()
+    claims = text[text.index("## Claims"):]
+    row = next(ln for ln in claims.splitlines() if ln.startswith("| 11a |"))
+    assert "95.00 vs 50.00 (+45.00)" in row and "paired SE over 40 common crystals" in row
+    assert "| holds (measured for DP-CDVAE (Table I vs S1); not measured for DP-CDVAE+Na" in row
+    assert "Table I not measured yet for perov_5_na" in row and "no shipped model perov_5_gine" in row
+    assert "| not measured: Carbon-24 data absent |" in claims  # the plan found Carbon-24 absent
+    assert "- [1] Table I, Perov-5, DP-CDVAE, match_rate = 95.00 %" in claims
+    saved = json.loads((out / "claims.json").read_text())
+    assert saved["counts"]["holds"] >= 1 and len(saved["rows"]) == sum(saved["counts"].values())
+    assert '<table class="claims">' in html.read_text() and "paired SE over 40" in html.read_text()
 
 
 def test_command_line(capsys):
@@ -196,9 +235,11 @@ def test_reproduce_paper_ci_runs_resumes_and_summarises(tmp_path, capsys):
     assert (out / f"{stem}.ipynb").is_file() and (out / f"{stem}.html").is_file()
     rec = json.loads((out / "paper_runs" / f"{stem}.json").read_text())
     assert rec["ok"] and rec["metrics"]["I"]["ours"]["n"] == 12
+    assert len(rec["metrics"]["I"]["per_crystal"]["matched"]) == 12  # what the claims table pairs crystals by
     text = (out / "paper_summary.md").read_text()
     row = next(ln for ln in text.splitlines() if ln.startswith("| I | perov_5 | DP-CDVAE |"))
     assert "ran" in row and "90.04 \\| " in row and "90.04 \\| -" not in row
+    assert "## Claims" in text and (out / "claims.json").is_file()
     r2 = paper.reproduce_paper(out=out, ci=True, only=["I:perov_5:DP-CDVAE"])
     assert r2["ok"] and r2["records"][0]["skipped"] and "done, skipped" in capsys.readouterr().out
     print(f"reproduce --paper --ci (one row) wall time: {r['wall_s']} s")
@@ -220,3 +261,32 @@ def test_save_table_writes_our_numbers_as_json(tmp_path):
                                       "synthetic": False}
     assert saved["ours"]["DP-CDVAE"]["dE_rms"] is None  # NaN written as null
     assert (tmp_path / "table3_carbon_24.md").is_file() and (tmp_path / "table3_carbon_24.csv").is_file()
+
+
+def test_saved_tables_hold_what_the_claims_table_needs(tmp_path):
+    """Table I: each crystal's outcome (id, matched, rms) for a paired SE; Table III: each relaxed structure's dV
+    and dE for a bootstrap, and the Fig. S2 mode bin."""
+    from types import SimpleNamespace
+
+    from dpcdvae.notebooks.choice import DataChoice
+    from dpcdvae.notebooks.tables import paper_vs_ours, save_table, table3_frame
+
+    data = DataChoice(name="perov_5", synthetic=False, train_split="train", paper_dataset="perov_5", label="Perov-5")
+    metrics = {"match_rate": 50.0, "delta_rms": 0.1, "n_targets": 2,
+               "per_structure": [{"material_id": "a", "matched": True, "rms_dist": 0.1},
+                                 {"material_id": "b", "matched": False, "rms_dist": None}]}
+    save_table(paper_vs_ours(metrics, "I", data), tmp_path, "table1_perov_5")
+    saved = json.loads((tmp_path / "table1_perov_5.json").read_text())
+    assert saved["per_crystal"] == {"id": ["a", "b"], "matched": [True, False], "rms": [0.1, None]}
+    assert saved["ours"]["n"] == 2
+
+    def relaxed(dv, de, ok=True):
+        return SimpleNamespace(ok=ok, delta_volume_per_atom=dv, delta_energy_mev=lambda energy="enthalpy": de)
+
+    study = {"DP-CDVAE": {"metrics": {"match_rate": 50.0, "delta_rms": 0.01, "dV_rms": 0.02, "dE_rms": 100.0, "n": 3,
+                                      "dE_mode_bin": [64.0, 128.0]},
+                          "results": [relaxed(0.01, 90.0), relaxed(-0.03, 110.0), relaxed(9.9, 9.9, ok=False)]}}
+    save_table(table3_frame(study, "chgnet"), tmp_path, "table3_carbon_24")
+    saved = json.loads((tmp_path / "table3_carbon_24.json").read_text())
+    assert saved["per_structure"]["DP-CDVAE"] == {"dV": [0.01, -0.03], "dE": [90.0, 110.0],
+                                                  "dE_mode_bin": [64.0, 128.0]}
