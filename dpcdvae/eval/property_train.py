@@ -44,6 +44,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..utils.fileio import atomic_open, atomic_write_text, strict_json_dumps
+from ..utils.errors import ArgumentError
 
 # torch and dpcdvae.eval.property are imported inside the functions: `dpcdvae --help` (which registers this
 # subcommand) must not import torch.
@@ -198,7 +199,7 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
         dataset = alias.name
     prop = prop or default_prop(dataset)
     if not prop:
-        raise ValueError(f"dataset {dataset!r} has no default property column: pass prop=COLUMN (--prop)")
+        raise ArgumentError("prop", f" is needed: dataset {dataset!r} has no default property column")
     if train_split == val_split:
         raise ValueError(f"train_split and val_split are both {train_split!r}: choose two different splits")
     if max_epochs < 1 or batch_size < 1:
@@ -298,8 +299,8 @@ def train_property(dataset: str, out: PathLike, prop: Optional[str] = None, trai
             break
     bar.close()
     if best_state is None:
-        raise RuntimeError(f"training diverged: the validation MAE was never finite ({epoch} epochs); "
-                           "try a smaller --lr")
+        raise ArgumentError("lr", f"{lr:g}: training diverged, the validation MAE was never finite ({epoch} epochs); "
+                            "try a smaller one")
     model.load_state_dict(best_state)
     model.eval()
     wall = time.time() - t_start

@@ -135,8 +135,10 @@ def test_nan_rows_are_excluded_and_reported(env, capsys):
     va = pd.read_csv(src / "val.csv", dtype=str, keep_default_na=False).iloc[:8].copy()
     va.loc[0, "heat_ref"] = "NaN"
     va.to_csv(d / "val.csv", index=False)
-    with pytest.raises(ValueError, match="no default property column"):
+    with pytest.raises(ValueError, match="no default property column") as info:
         train_property("nanset", root / "out0", root=root, max_epochs=1, progress=False, num_workers=1)
+    from dpcdvae.cli.flags import flag_for
+    assert info.value.arg == "prop" and info.value.render(flag_for).startswith("--prop is needed: ")
     capsys.readouterr()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
